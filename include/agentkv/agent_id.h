@@ -1,0 +1,45 @@
+#pragma once
+// Identity types. An AgentId is validated once, at the edge, and is then
+// trusted everywhere: 1..128 characters of [A-Za-z0-9._-].
+
+#include <cstddef>
+#include <functional>
+#include <string>
+#include <string_view>
+
+#include "agentkv/status.h"
+
+namespace agentkv {
+
+class AgentId {
+ public:
+  static constexpr std::size_t kMaxLength = 128;
+
+  // Returns kInvalidArgument with a message naming the rule on bad input.
+  static Result<AgentId> Parse(std::string_view text);
+
+  const std::string& str() const { return value_; }
+  bool operator==(const AgentId& other) const { return value_ == other.value_; }
+  bool operator!=(const AgentId& other) const { return value_ != other.value_; }
+  bool operator<(const AgentId& other) const { return value_ < other.value_; }
+
+ private:
+  explicit AgentId(std::string value) : value_(std::move(value)) {}
+  std::string value_;
+};
+
+// A llama-server slot index, 0..N-1.
+struct SlotId {
+  int value = -1;
+  bool operator==(const SlotId& other) const { return value == other.value; }
+  bool operator!=(const SlotId& other) const { return value != other.value; }
+};
+
+}  // namespace agentkv
+
+template <>
+struct std::hash<agentkv::AgentId> {
+  std::size_t operator()(const agentkv::AgentId& id) const noexcept {
+    return std::hash<std::string>()(id.str());
+  }
+};

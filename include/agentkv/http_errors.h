@@ -1,0 +1,19 @@
+#pragma once
+// The one place that maps agentkv errors to HTTP. Bodies follow the OpenAI
+// error shape llama-server also uses: {"error":{"code","message","type"}}.
+
+#include <string>
+
+#include "agentkv/status.h"
+
+namespace agentkv {
+
+int HttpStatusFor(ErrorCode code);
+std::string ErrorJson(int http_status, const std::string& message);
+inline std::string ErrorJson(const Status& s) {
+  return ErrorJson(HttpStatusFor(s.code()), s.message());
+}
+// Seconds a client should wait before retrying a kBusy answer.
+constexpr int kRetryAfterSeconds = 2;
+
+}  // namespace agentkv

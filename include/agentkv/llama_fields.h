@@ -1,0 +1,49 @@
+#pragma once
+// llama-server's request and response fields, in one place (with upstream.h).
+
+#include <cstddef>
+#include <optional>
+#include <string>
+
+#include <nlohmann/json_fwd.hpp>
+
+#include "agentkv/agent_id.h"
+#include "agentkv/status.h"
+
+namespace agentkv {
+
+// Returns kInvalidArgument for inference requests agentkv cannot place on one
+// slot: a body that is not an object, or n > 1 (one slot per completion).
+Status CheckInferenceBody(const nlohmann::json& body);
+
+// Pins an inference request body to `slot` with prompt caching on.
+void PinToSlot(nlohmann::json& body, SlotId slot);
+
+// What llama-server reports about a completed request.
+struct Timings {
+  long long cache_n = 0;      // prompt tokens reused from the slot's KV
+  long long prompt_n = 0;     // prompt tokens computed (prefilled)
+  long long predicted_n = 0;  // tokens generated
+  double prompt_ms = 0;
+};
+
+// Finds the timings in a response fed to it piece by piece: the last SSE
+// `data:` event that carries them, or else the whole JSON body.
+// Not thread-safe; one per response.
+class TimingsScanner {
+ public:
+  void Feed(const char* data, std::size_t size);
+  // Call once the response is complete.
+  std::optional<Timings> Finish();
+
+ private:
+  void ScanLine(const std::string& line);
+
+  static constexpr std::size_t kMaxBody = 16 << 20;
+  std::string pending_;  // bytes after the last newline
+  std::string body_;     // the whole response, while it looks like plain JSON
+  bool saw_event_ = false;
+  std::optional<Timings> timings_;
+};
+
+}  // namespace agentkv

@@ -1,0 +1,55 @@
+#pragma once
+// A llama-server child process that agentkv starts and stops itself.
+// Not thread-safe; owned by the thread that runs `agentkv serve`.
+
+#include <chrono>
+#include <filesystem>
+#include <string>
+#include <sys/types.h>
+#include <vector>
+
+#include "agentkv/status.h"
+
+namespace agentkv {
+
+struct LlamaProcessOptions {
+  std::filesystem::path binary;      // llama-server
+  std::filesystem::path model;       // GGUF file
+  std::filesystem::path memory_dir;  // becomes --slot-save-path
+  int slots = 2;                     // -np
+  int port = 0;                      // 0: a free loopback port
+  std::vector<std::string> extra_args;  // passed through, after ours
+  std::filesystem::path log_file;    // empty: inherit agentkv's stderr
+  std::chrono::seconds ready_timeout{300};
+};
+
+class LlamaProcess {
+ public:
+  LlamaProcess() = default;
+  LlamaProcess(const LlamaProcess&) = delete;
+  LlamaProcess& operator=(const LlamaProcess&) = delete;
+  ~LlamaProcess() { Stop(); }
+
+  // Starts llama-server and blocks until its /health answers 200. Returns
+  // kInvalidArgument if the binary or model is missing, kUpstreamDown if it
+  // exits or does not become ready within ready_timeout (it is then killed).
+  Status Start(const LlamaProcessOptions& options);
+
+  // SIGTERM, then SIGKILL after `grace`. Idempotent.
+  void Stop(std::chrono::seconds grace = std::chrono::seconds(10));
+
+  std::string base_url() const { return "http://127.0.0.1:" + std::to_string(port_); }
+  pid_t pid() const { return pid_; }
+
+  // The arguments agentkv passes to llama-server, for logs and tests.
+  static std::vector<std::string> Arguments(const LlamaProcessOptions& options, int port);
+
+ private:
+  pid_t pid_ = -1;
+  int port_ = 0;
+};
+
+// A TCP port on 127.0.0.1 that was free a moment ago; 0 on failure.
+int FindFreePort();
+
+}  // namespace agentkv

@@ -1,0 +1,95 @@
+#pragma once
+// The client side of llama-server. Together with llama_fields.h, the only
+// code that knows llama-server's routes and field names.
+// Safe for concurrent use: every call opens its own connection. Every call
+// blocks on network I/O; call it without holding a lock.
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "agentkv/agent_id.h"
+#include "agentkv/status.h"
+
+namespace agentkv {
+
+using HeaderList = std::vector<std::pair<std::string, std::string>>;
+
+struct UpstreamOptions {
+  std::string base_url = "http://127.0.0.1:8080";  // scheme://host:port
+  std::chrono::seconds connect_timeout{5};
+  std::chrono::seconds read_timeout{600};  // a long prefill sends nothing
+};
+
+struct SlotActionResult {
+  long long n_tokens = 0;  // tokens saved or restored
+  long long n_bytes = 0;   // bytes written or read
+  double ms = 0;           // llama-server's own timing
+};
+
+struct ForwardRequest {
+  std::string method;
+  std::string path;  // with query string
+  HeaderList headers;
+  std::string body;
+  std::string content_type;
+};
+
+// Receives a forwarded response as it arrives, on the calling thread.
+// Returning false from either callback cancels the exchange.
+struct ResponseSink {
+  std::function<bool(int status, const HeaderList& headers)> on_headers;
+  std::function<bool(const char* data, size_t size)> on_body;
+};
+
+// Lets another thread abort a Forward in flight (closing its connection, so
+// llama-server cancels the task). Thread-safe.
+class CancelToken {
+ public:
+  void Cancel();
+  bool cancelled() const;
+  // Runs `abort` now if already cancelled, else on Cancel(); Detach() drops it.
+  void Attach(std::function<void()> abort);
+  void Detach();
+
+ private:
+  mutable std::mutex mu_;
+  bool cancelled_ = false;          // guarded by mu_
+  std::function<void()> abort_;     // guarded by mu_
+};
+
+class Upstream {
+ public:
+  explicit Upstream(UpstreamOptions options);
+
+  const std::string& base_url() const { return options_.base_url; }
+
+  // Slot actions. Return kUpstreamDown if unreachable, kUpstreamError with
+  // llama-server's message if it refused. `slot` must be < SlotCount():
+  // llama-server silently wraps larger ids around.
+  Result<SlotActionResult> SaveSlot(SlotId slot, const std::string& filename);
+  Result<SlotActionResult> RestoreSlot(SlotId slot, const std::string& filename);
+  Status EraseSlot(SlotId slot);
+
+  // OK once /health answers 200; kUpstreamDown or kUpstreamError otherwise.
+  Status Health();
+  // total_slots from /props.
+  Result<int> SlotCount();
+
+  // Sends `request` and streams the answer into `sink`. Returns OK when the
+  // whole response was delivered, kUpstreamDown/kUpstreamTimeout on transport
+  // failures, kInternal("cancelled") if the sink or `cancel` stopped it.
+  Status Forward(const ForwardRequest& request, const ResponseSink& sink,
+                 CancelToken* cancel);
+
+ private:
+  Result<std::string> PostJson(const std::string& path, const std::string& body);
+
+  UpstreamOptions options_;
+};
+
+}  // namespace agentkv

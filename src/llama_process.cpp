@@ -1,0 +1,137 @@
+#include "agentkv/llama_process.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <spdlog/spdlog.h>
+
+#include <cerrno>
+#include <cstring>
+#include <thread>
+
+#include "agentkv/upstream.h"
+
+namespace agentkv {
+
+namespace fs = std::filesystem;
+
+int FindFreePort() {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return 0;
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof addr;
+  int port = 0;
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
+    port = ntohs(addr.sin_port);
+  }
+  ::close(fd);
+  return port;
+}
+
+std::vector<std::string> LlamaProcess::Arguments(const LlamaProcessOptions& o, int port) {
+  std::vector<std::string> args = {
+      o.binary.string(), "--model", o.model.string(), "--host", "127.0.0.1", "--port",
+      std::to_string(port), "--parallel", std::to_string(o.slots),
+      // llama-server appends file names to this path as is.
+      "--slot-save-path", (o.memory_dir / "").string(),
+      // agentkv owns placement: llama-server must neither keep its own RAM
+      // copies of idle slots nor clear them behind agentkv's back.
+      "--cache-ram", "0", "--no-cache-idle-slots"};
+  args.insert(args.end(), o.extra_args.begin(), o.extra_args.end());
+  return args;
+}
+
+Status LlamaProcess::Start(const LlamaProcessOptions& o) {
+  if (!fs::exists(o.binary)) {
+    return Status::Error(ErrorCode::kInvalidArgument,
+                         "llama-server not found at " + o.binary.string() +
+                             " (run scripts/setup.sh, or pass --llama-server)");
+  }
+  if (!fs::exists(o.model)) {
+    return Status::Error(ErrorCode::kInvalidArgument, "model not found: " + o.model.string());
+  }
+  port_ = o.port > 0 ? o.port : FindFreePort();
+  const std::vector<std::string> args = Arguments(o, port_);
+  std::vector<char*> argv;
+  for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+
+  int log_fd = -1;
+  if (!o.log_file.empty()) {
+    log_fd = ::open(o.log_file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (log_fd < 0) {
+      return Status::Error(ErrorCode::kIo, "cannot open " + o.log_file.string() + ": " +
+                                               std::strerror(errno));
+    }
+  }
+  const pid_t parent = ::getpid();
+  pid_ = ::fork();
+  if (pid_ == 0) {
+    // Child: die with agentkv, whatever kills it.
+    ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (::getppid() != parent) ::_exit(127);
+    // agentkv blocks SIGTERM/SIGINT for its sigwait and ignores SIGPIPE;
+    // both would survive exec.
+    sigset_t none;
+    sigemptyset(&none);
+    ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    ::signal(SIGPIPE, SIG_DFL);
+    if (log_fd >= 0) {
+      ::dup2(log_fd, STDOUT_FILENO);
+      ::dup2(log_fd, STDERR_FILENO);
+    }
+    ::execv(argv[0], argv.data());
+    ::_exit(127);
+  }
+  if (log_fd >= 0) ::close(log_fd);
+  if (pid_ < 0) {
+    return Status::Error(ErrorCode::kIo, std::string("fork: ") + std::strerror(errno));
+  }
+  spdlog::info("started llama-server (pid {}) on port {}", pid_, port_);
+
+  Upstream upstream(UpstreamOptions{base_url(), std::chrono::seconds(2),
+                                    std::chrono::seconds(10)});
+  const auto deadline = std::chrono::steady_clock::now() + o.ready_timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    int wstatus = 0;
+    if (::waitpid(pid_, &wstatus, WNOHANG) == pid_) {
+      pid_ = -1;
+      return Status::Error(ErrorCode::kUpstreamDown,
+                           "llama-server exited during startup (status " +
+                               std::to_string(wstatus) + "); see its log");
+    }
+    if (upstream.Health().ok()) return Status::Ok();
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  Stop(std::chrono::seconds(1));
+  return Status::Error(ErrorCode::kUpstreamDown, "llama-server did not become ready");
+}
+
+void LlamaProcess::Stop(std::chrono::seconds grace) {
+  if (pid_ <= 0) return;
+  ::kill(pid_, SIGTERM);
+  const auto deadline = std::chrono::steady_clock::now() + grace;
+  int wstatus = 0;
+  while (::waitpid(pid_, &wstatus, WNOHANG) == 0) {
+    if (std::chrono::steady_clock::now() >= deadline) {
+      spdlog::warn("llama-server (pid {}) ignored SIGTERM; killing it", pid_);
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, &wstatus, 0);
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  spdlog::info("llama-server (pid {}) stopped", pid_);
+  pid_ = -1;
+}
+
+}  // namespace agentkv

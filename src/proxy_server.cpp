@@ -1,0 +1,277 @@
+#include "agentkv/proxy_server.h"
+
+#include <httplib.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cctype>
+#include <chrono>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "agentkv/http_errors.h"
+#include "agentkv/identity.h"
+#include "agentkv/llama_fields.h"
+#include "agentkv/routes.h"
+#include "response_pipe.h"
+
+namespace agentkv {
+
+using nlohmann::json;
+
+namespace {
+
+bool EqualsIgnoreCase(const std::string& a, const char* b) {
+  const std::string_view bv(b);
+  return a.size() == bv.size() &&
+         std::equal(a.begin(), a.end(), bv.begin(), [](char x, char y) {
+           return std::tolower(static_cast<unsigned char>(x)) ==
+                  std::tolower(static_cast<unsigned char>(y));
+         });
+}
+
+// Connection-level headers, httplib's own pseudo headers, and those agentkv
+// sets or consumes itself: never copied from one side to the other.
+bool IsHopHeader(const std::string& name) {
+  for (const char* h : {"Host", "Connection", "Keep-Alive", "Transfer-Encoding",
+                        "Content-Length", "Content-Type", "Accept-Encoding",
+                        "Content-Encoding", "X-Agent-Id", "REMOTE_ADDR", "REMOTE_PORT",
+                        "LOCAL_ADDR", "LOCAL_PORT"}) {
+    if (EqualsIgnoreCase(name, h)) return true;
+  }
+  return false;
+}
+
+void ReplyError(httplib::Response& res, int http_status, const std::string& message) {
+  res.status = http_status;
+  if (http_status == 503) res.set_header("Retry-After", std::to_string(kRetryAfterSeconds));
+  res.set_content(ErrorJson(http_status, message), "application/json");
+}
+
+void ReplyError(httplib::Response& res, const Status& s) {
+  ReplyError(res, HttpStatusFor(s.code()), s.message());
+}
+
+std::string HeaderValue(const HeaderList& headers, const char* name) {
+  for (const auto& [k, v] : headers) {
+    if (EqualsIgnoreCase(k, name)) return v;
+  }
+  return "";
+}
+
+// The raw request target with the /agents/{id} prefix removed.
+std::string UpstreamTarget(const httplib::Request& req, const Route& route) {
+  const std::size_t q = req.target.find('?');
+  return route.upstream_path + (q == std::string::npos ? "" : req.target.substr(q));
+}
+
+ForwardRequest ForwardOf(const httplib::Request& req, std::string target, std::string body) {
+  ForwardRequest f;
+  f.method = req.method;
+  f.path = std::move(target);
+  f.body = std::move(body);
+  f.content_type = req.get_header_value("Content-Type");
+  for (const auto& [name, value] : req.headers) {
+    if (!IsHopHeader(name)) f.headers.emplace_back(name, value);
+  }
+  return f;
+}
+
+}  // namespace
+
+// One request in flight to llama-server: a worker thread reads the upstream
+// response into the pipe; the client's response is written from the pipe.
+// Destroying it abandons the exchange and joins the worker.
+struct ProxyServer::Exchange {
+  ResponsePipe pipe;
+  std::thread worker;
+  ~Exchange() {
+    pipe.Abandon();
+    if (worker.joinable()) worker.join();
+  }
+};
+
+ProxyServer::ProxyServer(ProxyOptions options, int max_waiting, Upstream& upstream,
+                         Placer& placer)
+    : options_(std::move(options)),
+      upstream_(upstream),
+      placer_(placer),
+      server_(std::make_unique<httplib::Server>()) {
+  // Every waiting request holds a server thread: size the pool for the
+  // queue, the slots, and passthrough traffic.
+  const int threads = options_.threads > 0 ? options_.threads : max_waiting + 16;
+  server_->new_task_queue = [threads] {
+    return new httplib::ThreadPool(static_cast<size_t>(threads));
+  };
+  server_->set_payload_max_length(options_.max_body_bytes);
+  server_->set_error_handler(httplib::Server::HandlerWithResponse(
+      [](const httplib::Request&, httplib::Response& res) {
+    // Only answers httplib made itself (no route, body too large, bad
+    // request line) lack a Content-Type; forwarded answers pass untouched.
+    if (!res.body.empty() || res.has_header("Content-Type")) {
+      return httplib::Server::HandlerResponse::Unhandled;
+    }
+    const std::string message = res.status == 413
+                                    ? "request body exceeds the configured limit"
+                                    : "request rejected (HTTP " + std::to_string(res.status) + ")";
+    res.set_content(ErrorJson(res.status, message), "application/json");
+    return httplib::Server::HandlerResponse::Handled;
+  }));
+  server_->set_exception_handler(
+      [](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
+        std::string what = "internal error";
+        try {
+          if (ep) std::rethrow_exception(ep);
+        } catch (const std::exception& e) {
+          what = e.what();
+        } catch (...) {
+        }
+        spdlog::error("request failed: {}", what);
+        ReplyError(res, 500, what);
+      });
+  auto handler = [this](const httplib::Request& req, httplib::Response& res) {
+    Handle(req, res);
+  };
+  server_->Get(".*", handler);
+  server_->Post(".*", handler);
+  server_->Put(".*", handler);
+  server_->Patch(".*", handler);
+  server_->Delete(".*", handler);
+  server_->Options(".*", handler);
+}
+
+ProxyServer::~ProxyServer() { Stop(); }
+
+Result<int> ProxyServer::Bind() {
+  if (options_.port == 0) {
+    const int port = server_->bind_to_any_port(options_.host);
+    if (port > 0) return port;
+  } else if (server_->bind_to_port(options_.host, options_.port)) {
+    return options_.port;
+  }
+  return Status::Error(ErrorCode::kIo, "cannot listen on " + options_.host + ":" +
+                                           std::to_string(options_.port));
+}
+
+void ProxyServer::Serve() { server_->listen_after_bind(); }
+
+void ProxyServer::Stop() {
+  if (server_) server_->stop();
+}
+
+void ProxyServer::Handle(const httplib::Request& req, httplib::Response& res) {
+  const std::size_t q = req.target.find('?');
+  const Route route = MatchRoute(req.method, req.target.substr(0, q));
+  if (route.path_agent) {
+    Result<AgentId> id = AgentId::Parse(*route.path_agent);
+    if (!id.ok()) return ReplyError(res, 400, "invalid agent id in the /agents/{id}/ path: " +
+                                                  id.status().message());
+  }
+  switch (route.kind) {
+    case RouteKind::kSlotAction:
+      return ReplyError(res, 403,
+                        "slot actions are reserved to agentkv, which manages the "
+                        "slots; use the agent routes instead");
+    case RouteKind::kInference:
+      return HandleInference(req, res, UpstreamTarget(req, route), route.path_agent);
+    case RouteKind::kPassthrough:
+      break;
+  }
+  Respond(Start(ForwardOf(req, UpstreamTarget(req, route), req.body), std::nullopt), res);
+}
+
+void ProxyServer::HandleInference(const httplib::Request& req, httplib::Response& res,
+                                  const std::string& upstream_target,
+                                  const std::optional<std::string>& path_agent) {
+  json body = json::parse(req.body, nullptr, false);
+  if (body.is_discarded()) return ReplyError(res, 400, "request body is not valid JSON");
+  if (Status s = CheckInferenceBody(body); !s.ok()) return ReplyError(res, s);
+  std::optional<std::string> header_agent;
+  if (req.has_header("X-Agent-Id")) header_agent = req.get_header_value("X-Agent-Id");
+  Result<Tenant> tenant = ResolveTenant(path_agent, header_agent, &body);
+  if (!tenant.ok()) return ReplyError(res, tenant.status());
+
+  Result<Lease> lease = placer_.Place(tenant.value());
+  if (!lease.ok()) return ReplyError(res, lease.status());
+  PinToSlot(body, lease->slot());
+  res.set_header("X-Agentkv-Slot", std::to_string(lease->slot().value));
+  res.set_header("X-Agentkv-Placement", PlacementName(lease->placement()));
+  Respond(Start(ForwardOf(req, upstream_target, body.dump()), std::move(lease.value())), res);
+}
+
+std::shared_ptr<ProxyServer::Exchange> ProxyServer::Start(ForwardRequest request,
+                                                          std::optional<Lease> lease) {
+  auto ex = std::make_shared<Exchange>();
+  Exchange* raw = ex.get();  // outlives the worker: ~Exchange joins it
+  ex->worker = std::thread([this, raw, request = std::move(request),
+                            lease = std::move(lease)]() mutable {
+    const auto start = std::chrono::steady_clock::now();
+    TimingsScanner scanner;
+    int status = 0;
+    ResponseSink sink{
+        [&](int s, const HeaderList& headers) {
+          status = s;
+          return raw->pipe.PutHeaders(s, headers);
+        },
+        [&](const char* data, size_t size) {
+          scanner.Feed(data, size);
+          return raw->pipe.PutBody(data, size);
+        }};
+    Status result = upstream_.Forward(request, sink, &raw->pipe.cancel_token());
+    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                        std::chrono::steady_clock::now() - start)
+                        .count();
+    if (lease) {
+      const std::optional<Timings> t = scanner.Finish();
+      spdlog::info("{} {} agent={} slot={} placement={} status={} cache_n={} prompt_n={} "
+                   "ms={}{}",
+                   request.method, request.path,
+                   lease->tenant() ? lease->tenant()->str() : "-", lease->slot().value,
+                   PlacementName(lease->placement()), status, t ? t->cache_n : -1,
+                   t ? t->prompt_n : -1, ms, result.ok() ? "" : " (" + result.message() + ")");
+      lease->Release();
+    } else {
+      spdlog::debug("{} {} status={} ms={}", request.method, request.path, status, ms);
+    }
+    raw->pipe.Finish(std::move(result));
+  });
+  return ex;
+}
+
+void ProxyServer::Respond(std::shared_ptr<Exchange> ex, httplib::Response& res) {
+  int status = 0;
+  HeaderList headers;
+  if (!ex->pipe.WaitHeaders(&status, &headers)) return ReplyError(res, ex->pipe.final_status());
+  res.status = status;
+  for (const auto& [name, value] : headers) {
+    if (!IsHopHeader(name)) res.set_header(name, value);
+  }
+  const std::string content_type = HeaderValue(headers, "Content-Type");
+  if (content_type.rfind("text/event-stream", 0) == 0) {
+    res.set_chunked_content_provider(
+        content_type, [ex](size_t, httplib::DataSink& sink) {
+          std::string chunk;
+          while (ex->pipe.NextChunk(&chunk)) {
+            if (!sink.write(chunk.data(), chunk.size())) {
+              ex->pipe.Abandon();  // the client left: cancel upstream
+              return false;
+            }
+          }
+          const Status end = ex->pipe.final_status();
+          if (!end.ok()) {
+            const std::string event = "data: " + ErrorJson(end) + "\n\n";
+            sink.write(event.data(), event.size());
+          }
+          sink.done();
+          return true;
+        });
+    return;
+  }
+  std::string body, chunk;
+  while (ex->pipe.NextChunk(&chunk)) body += chunk;
+  const Status end = ex->pipe.final_status();
+  if (!end.ok()) return ReplyError(res, end);
+  res.set_content(body, content_type);
+}
+
+}  // namespace agentkv

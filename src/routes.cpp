@@ -1,0 +1,42 @@
+#include "agentkv/routes.h"
+
+#include <array>
+#include <string_view>
+
+namespace agentkv {
+
+namespace {
+
+// llama-server routes that run a completion on a slot. Any of them sent
+// without agentkv's placement could land on a slot holding an agent's KV.
+constexpr std::array<std::string_view, 9> kInferencePaths = {
+    "/completion",     "/completions",         "/v1/completions",
+    "/chat/completions", "/v1/chat/completions", "/responses",
+    "/v1/responses",   "/v1/messages",         "/infill",
+};
+
+constexpr std::string_view kAgentsPrefix = "/agents/";
+
+}  // namespace
+
+Route MatchRoute(const std::string& method, const std::string& path) {
+  Route route;
+  route.upstream_path = path;
+  if (path.compare(0, kAgentsPrefix.size(), kAgentsPrefix) == 0) {
+    const std::size_t id_end = path.find('/', kAgentsPrefix.size());
+    const std::size_t id_len =
+        (id_end == std::string::npos ? path.size() : id_end) - kAgentsPrefix.size();
+    route.path_agent = path.substr(kAgentsPrefix.size(), id_len);
+    route.upstream_path = id_end == std::string::npos ? "/" : path.substr(id_end);
+  }
+  const std::string& p = route.upstream_path;
+  if (method == "POST") {
+    for (std::string_view inference : kInferencePaths) {
+      if (p == inference) route.kind = RouteKind::kInference;
+    }
+    if (p.compare(0, 7, "/slots/") == 0) route.kind = RouteKind::kSlotAction;
+  }
+  return route;
+}
+
+}  // namespace agentkv

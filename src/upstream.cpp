@@ -1,0 +1,187 @@
+#include "agentkv/upstream.h"
+
+#include <httplib.h>
+
+#include <nlohmann/json.hpp>
+
+namespace agentkv {
+
+using nlohmann::json;
+
+// abort_ runs under mu_, so Detach() cannot return (and the connection it
+// closes cannot be destroyed) while it runs.
+void CancelToken::Cancel() {
+  std::lock_guard<std::mutex> lock(mu_);
+  cancelled_ = true;
+  if (abort_) abort_();
+}
+
+bool CancelToken::cancelled() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return cancelled_;
+}
+
+void CancelToken::Attach(std::function<void()> abort) {
+  std::lock_guard<std::mutex> lock(mu_);
+  abort_ = std::move(abort);
+  if (cancelled_) abort_();
+}
+
+void CancelToken::Detach() {
+  std::lock_guard<std::mutex> lock(mu_);
+  abort_ = nullptr;
+}
+
+namespace {
+
+httplib::Client MakeClient(const UpstreamOptions& o) {
+  httplib::Client cli(o.base_url);
+  cli.set_connection_timeout(o.connect_timeout);
+  cli.set_read_timeout(o.read_timeout);
+  cli.set_write_timeout(o.read_timeout);
+  cli.set_keep_alive(false);
+  return cli;
+}
+
+Status TransportError(const std::string& base_url, httplib::Error err) {
+  if (err == httplib::Error::Read || err == httplib::Error::Write) {
+    // httplib reports a read timeout as a read error.
+    return Status::Error(ErrorCode::kUpstreamTimeout,
+                         "llama-server at " + base_url +
+                             " did not answer in time or dropped the connection (" +
+                             httplib::to_string(err) + ")");
+  }
+  return Status::Error(ErrorCode::kUpstreamDown, "llama-server at " + base_url +
+                                                     " is unreachable (" +
+                                                     httplib::to_string(err) + ")");
+}
+
+// llama-server answers {"error":{"message":...}} on failure.
+std::string ErrorMessage(const std::string& body) {
+  json j = json::parse(body, nullptr, false);
+  if (j.is_object() && j.contains("error") && j["error"].is_object() &&
+      j["error"].contains("message") && j["error"]["message"].is_string()) {
+    return j["error"]["message"].get<std::string>();
+  }
+  return body.substr(0, 200);
+}
+
+Result<SlotActionResult> ParseSlotAction(const Result<std::string>& body,
+                                         const char* tokens_field,
+                                         const char* bytes_field,
+                                         const char* ms_field) {
+  if (!body.ok()) return body.status();
+  json j = json::parse(body.value(), nullptr, false);
+  if (!j.is_object()) {
+    return Status::Error(ErrorCode::kUpstreamError,
+                         "llama-server sent a slot answer that is not JSON");
+  }
+  SlotActionResult r;
+  r.n_tokens = j.value(tokens_field, 0LL);
+  r.n_bytes = j.value(bytes_field, 0LL);
+  if (j.contains("timings") && j["timings"].is_object()) {
+    r.ms = j["timings"].value(ms_field, 0.0);
+  }
+  return r;
+}
+
+std::string SlotPath(SlotId slot, const char* action) {
+  return "/slots/" + std::to_string(slot.value) + "?action=" + action;
+}
+
+}  // namespace
+
+Upstream::Upstream(UpstreamOptions options) : options_(std::move(options)) {}
+
+Result<std::string> Upstream::PostJson(const std::string& path,
+                                       const std::string& body) {
+  httplib::Client cli = MakeClient(options_);
+  httplib::Result res = cli.Post(path, body, "application/json");
+  if (!res) return TransportError(options_.base_url, res.error());
+  if (res->status != 200) {
+    return Status::Error(ErrorCode::kUpstreamError,
+                         "llama-server answered " + std::to_string(res->status) +
+                             " to " + path + ": " + ErrorMessage(res->body));
+  }
+  return res->body;
+}
+
+Result<SlotActionResult> Upstream::SaveSlot(SlotId slot, const std::string& filename) {
+  return ParseSlotAction(PostJson(SlotPath(slot, "save"), json{{"filename", filename}}.dump()),
+                         "n_saved", "n_written", "save_ms");
+}
+
+Result<SlotActionResult> Upstream::RestoreSlot(SlotId slot, const std::string& filename) {
+  return ParseSlotAction(
+      PostJson(SlotPath(slot, "restore"), json{{"filename", filename}}.dump()),
+      "n_restored", "n_read", "restore_ms");
+}
+
+Status Upstream::EraseSlot(SlotId slot) {
+  Result<std::string> r = PostJson(SlotPath(slot, "erase"), "{}");
+  return r.ok() ? Status::Ok() : r.status();
+}
+
+Status Upstream::Health() {
+  httplib::Client cli = MakeClient(options_);
+  httplib::Result res = cli.Get("/health");
+  if (!res) return TransportError(options_.base_url, res.error());
+  if (res->status != 200) {
+    return Status::Error(ErrorCode::kUpstreamError,
+                         "llama-server is not ready (health " +
+                             std::to_string(res->status) + ")");
+  }
+  return Status::Ok();
+}
+
+Result<int> Upstream::SlotCount() {
+  httplib::Client cli = MakeClient(options_);
+  httplib::Result res = cli.Get("/props");
+  if (!res) return TransportError(options_.base_url, res.error());
+  json j = json::parse(res->body, nullptr, false);
+  if (res->status != 200 || !j.is_object() || !j.contains("total_slots") ||
+      !j["total_slots"].is_number_integer()) {
+    return Status::Error(ErrorCode::kUpstreamError,
+                         "llama-server's /props has no total_slots");
+  }
+  return j["total_slots"].get<int>();
+}
+
+Status Upstream::Forward(const ForwardRequest& request, const ResponseSink& sink,
+                         CancelToken* cancel) {
+  httplib::Client cli = MakeClient(options_);
+  httplib::Request req;
+  req.method = request.method;
+  req.path = request.path;
+  for (const auto& [name, value] : request.headers) req.headers.emplace(name, value);
+  if (!request.body.empty() || request.method == "POST" || request.method == "PUT") {
+    req.body = request.body;
+    if (!request.content_type.empty()) {
+      req.headers.emplace("Content-Type", request.content_type);
+    }
+  }
+  bool stopped_by_sink = false;
+  auto cancelled = [cancel] { return cancel && cancel->cancelled(); };
+  req.response_handler = [&](const httplib::Response& res) {
+    HeaderList headers(res.headers.begin(), res.headers.end());
+    if (!cancelled() && sink.on_headers(res.status, headers)) return true;
+    stopped_by_sink = true;
+    return false;
+  };
+  req.content_receiver = [&](const char* data, size_t size, uint64_t, uint64_t) {
+    if (!cancelled() && sink.on_body(data, size)) return true;
+    stopped_by_sink = true;
+    return false;
+  };
+  if (cancel) cancel->Attach([&cli] { cli.stop(); });
+  httplib::Result res = cancelled() ? httplib::Result{nullptr, httplib::Error::Canceled}
+                                    : cli.send(req);
+  if (cancel) cancel->Detach();
+  if (stopped_by_sink || cancelled()) {
+    return Status::Error(ErrorCode::kInternal, "cancelled");
+  }
+  if (!res) return TransportError(options_.base_url, res.error());
+  return Status::Ok();
+}
+
+}  // namespace agentkv

@@ -1,0 +1,26 @@
+#include "agentkv/agent_id.h"
+
+#include <gtest/gtest.h>
+
+namespace agentkv {
+namespace {
+
+TEST(AgentId, AcceptsLettersDigitsDotsUnderscoresAndDashes) {
+  Result<AgentId> id = AgentId::Parse("planner-2.v_1");
+  ASSERT_TRUE(id.ok());
+  EXPECT_EQ(id->str(), "planner-2.v_1");
+  EXPECT_TRUE(AgentId::Parse(std::string(128, 'a')).ok());
+}
+
+TEST(AgentId, RejectsEmptyTooLongAndOtherCharacters) {
+  for (const std::string& bad : {std::string(), std::string(129, 'a'), std::string("a/b"),
+                                std::string("a b"), std::string("..%2F"),
+                                std::string("alice@example.com"), std::string("ü")}) {
+    Result<AgentId> id = AgentId::Parse(bad);
+    EXPECT_FALSE(id.ok()) << bad;
+    EXPECT_EQ(id.status().code(), ErrorCode::kInvalidArgument);
+  }
+}
+
+}  // namespace
+}  // namespace agentkv
