@@ -41,6 +41,7 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(DaemonOptions o) {
   if (!port.ok()) return port.status();
   d->port_ = port.value();
   d->serve_thread_ = std::thread([server = d->server_.get()] { server->Serve(); });
+  while (!d->server_->running()) std::this_thread::yield();
   spdlog::info("agentkv listening on {}:{}, {} slots at {}, memory in {}", o.proxy.host,
                d->port_, slots.value(), o.upstream.base_url, o.memory_dir.string());
   return d;

@@ -1,6 +1,7 @@
 #include "agentkv/proxy_server.h"
 
 #include <httplib.h>
+#include <sys/socket.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -143,6 +144,20 @@ ProxyServer::ProxyServer(ProxyOptions options, int max_waiting, Upstream& upstre
 ProxyServer::~ProxyServer() { Stop(); }
 
 Result<int> ProxyServer::Bind() {
+  // httplib listens with a backlog of 5: a burst of agents connecting at once
+  // would see SYNs dropped and retried a second later. Widen it after bind.
+  int listen_fd = -1;
+  server_->set_socket_options([&listen_fd](int fd) {
+    int yes = 1;
+    ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+    listen_fd = fd;
+  });
+  Result<int> port = BindPort();
+  if (port.ok() && listen_fd >= 0) ::listen(listen_fd, SOMAXCONN);
+  return port;
+}
+
+Result<int> ProxyServer::BindPort() {
   if (options_.port == 0) {
     const int port = server_->bind_to_any_port(options_.host);
     if (port > 0) return port;
@@ -154,6 +169,8 @@ Result<int> ProxyServer::Bind() {
 }
 
 void ProxyServer::Serve() { server_->listen_after_bind(); }
+
+bool ProxyServer::running() const { return server_->is_running(); }
 
 void ProxyServer::Stop() {
   if (server_) server_->stop();

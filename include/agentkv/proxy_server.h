@@ -35,10 +35,13 @@ class ProxyServer {
   Result<int> Bind();
   // Serves until Stop(). Blocks.
   void Serve();
+  // True once Serve() accepts connections; Stop() before that is lost.
+  bool running() const;
   void Stop();
 
  private:
   struct Exchange;
+  Result<int> BindPort();
   void Handle(const httplib::Request& req, httplib::Response& res);
   void HandleInference(const httplib::Request& req, httplib::Response& res,
                        const std::string& upstream_target,
