@@ -66,6 +66,7 @@ class RealLlamaTest : public ::testing::Test {
     ASSERT_TRUE(fs::exists(launch.model)) << launch.model << ": run scripts/setup.sh";
     launch.slots = 2;
     launch.extra_args = {"--ctx-size", "16384", "--threads", "2", "--batch-size", "512"};
+    if (unified_kv_) launch.extra_args.push_back("--kv-unified");
     launch.log_file = dir_ / "llama-server.log";
     DaemonOptions o;
     o.proxy.port = 0;
@@ -101,8 +102,22 @@ class RealLlamaTest : public ::testing::Test {
                 {{"messages", messages}, {"max_tokens", max_tokens}, {"temperature", 0}});
   }
 
+  void CheckReturningAgentsReuseAsMuchAsNeverEvicted();
+
+  bool unified_kv_ = false;
   fs::path dir_;
   std::unique_ptr<Daemon> daemon_;
+};
+
+// llama-server with one KV buffer shared by all slots clears idle slots on
+// every new task unless started with --cache-ram 0 --no-cache-idle-slots, as
+// agentkv does: without those flags this suite's reuse test fails here.
+class UnifiedKvRealLlamaTest : public RealLlamaTest {
+ protected:
+  void SetUp() override {
+    unified_kv_ = true;
+    RealLlamaTest::SetUp();
+  }
 };
 
 json Msg(const std::string& role, const std::string& content) {
@@ -122,6 +137,14 @@ TEST_F(RealLlamaTest, TheTestModelsOutputDependsOnItsContext) {
 
 // (a) 4 agents through 2 slots, 3 rounds of growing conversations.
 TEST_F(RealLlamaTest, ReturningAgentsReuseAsMuchKVAsAgentsThatWereNeverEvicted) {
+  CheckReturningAgentsReuseAsMuchAsNeverEvicted();
+}
+
+TEST_F(UnifiedKvRealLlamaTest, ReturningAgentsReuseAsMuchKVAsAgentsThatWereNeverEvicted) {
+  CheckReturningAgentsReuseAsMuchAsNeverEvicted();
+}
+
+void RealLlamaTest::CheckReturningAgentsReuseAsMuchAsNeverEvicted() {
   constexpr int kAgents = 4, kRounds = 3;
   std::vector<json> convo(kAgents);
   std::vector<std::vector<Reply>> control(kAgents);
