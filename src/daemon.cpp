@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <atomic>
+
 namespace agentkv {
 
 namespace {
@@ -35,13 +37,21 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(DaemonOptions o) {
 
   d->pool_ = std::make_unique<SlotPool>(slots.value(), o.queue);
   d->placer_ = std::make_unique<Placer>(*d->pool_, *d->upstream_, *d->store_);
-  d->server_ = std::make_unique<ProxyServer>(o.proxy, o.queue.max_waiting, *d->upstream_,
-                                             *d->placer_);
+  if (o.proxy.threads <= 0) o.proxy.threads = slots.value() + o.queue.max_waiting + 16;
+  d->server_ = std::make_unique<ProxyServer>(o.proxy, *d->upstream_, *d->placer_);
   Result<int> port = d->server_->Bind();
   if (!port.ok()) return port.status();
   d->port_ = port.value();
-  d->serve_thread_ = std::thread([server = d->server_.get()] { server->Serve(); });
-  while (!d->server_->running()) std::this_thread::yield();
+  std::atomic<bool> returned{false};
+  d->serve_thread_ = std::thread([server = d->server_.get(), &returned] {
+    server->Serve();
+    returned = true;
+  });
+  while (!d->server_->running() && !returned) std::this_thread::yield();
+  if (returned) {
+    d->serve_thread_.join();
+    return Status::Error(ErrorCode::kIo, "the http front stopped as it started");
+  }
   spdlog::info("agentkv listening on {}:{}, {} slots at {}, memory in {}", o.proxy.host,
                d->port_, slots.value(), o.upstream.base_url, o.memory_dir.string());
   return d;
@@ -50,6 +60,7 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(DaemonOptions o) {
 Daemon::~Daemon() { Stop(); }
 
 void Daemon::Stop() {
+  if (pool_) pool_->Shutdown();
   if (server_) server_->Stop();
   if (serve_thread_.joinable()) serve_thread_.join();
   llama_.Stop();

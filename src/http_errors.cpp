@@ -28,6 +28,7 @@ const char* TypeFor(int status) {
     case 403: return "permission_error";
     case 404: return "not_found_error";
     case 413: return "request_too_large";
+    case 501: return "not_supported_error";
     case 503: return "unavailable_error";
     case 502:
     case 504: return "upstream_error";

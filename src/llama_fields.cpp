@@ -13,15 +13,22 @@ bool AsksForSeveral(const json& body, const char* field) {
   return it != body.end() && it->is_number() && it->get<double>() > 1;
 }
 
+// 0 unless obj[key] is a number: an odd upstream answer must not throw.
+template <typename T>
+T NumberOr0(const json& obj, const char* key) {
+  auto it = obj.find(key);
+  return it != obj.end() && it->is_number() ? it->get<T>() : T{};
+}
+
 std::optional<Timings> TimingsFrom(const json& j) {
   if (!j.is_object()) return std::nullopt;
   auto it = j.find("timings");
   if (it == j.end() || !it->is_object()) return std::nullopt;
   Timings t;
-  t.cache_n = it->value("cache_n", 0LL);
-  t.prompt_n = it->value("prompt_n", 0LL);
-  t.predicted_n = it->value("predicted_n", 0LL);
-  t.prompt_ms = it->value("prompt_ms", 0.0);
+  t.cache_n = NumberOr0<long long>(*it, "cache_n");
+  t.prompt_n = NumberOr0<long long>(*it, "prompt_n");
+  t.predicted_n = NumberOr0<long long>(*it, "predicted_n");
+  t.prompt_ms = NumberOr0<double>(*it, "prompt_ms");
   return t;
 }
 

@@ -90,17 +90,45 @@ struct ProxyServer::Exchange {
     pipe.Abandon();
     if (worker.joinable()) worker.join();
   }
+
+  // Streams the upstream answer into `pipe` and logs one line per request.
+  static Status Forward(Upstream& upstream, const ForwardRequest& request,
+                        const std::optional<Lease>& lease, ResponsePipe& pipe) {
+    const auto start = std::chrono::steady_clock::now();
+    TimingsScanner scanner;
+    int status = 0;
+    ResponseSink sink{[&](int s, const HeaderList& headers) {
+                        status = s;
+                        return pipe.PutHeaders(s, headers);
+                      },
+                      [&](const char* data, size_t size) {
+                        scanner.Feed(data, size);
+                        return pipe.PutBody(data, size);
+                      }};
+    Status result = upstream.Forward(request, sink, &pipe.cancel_token());
+    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                        std::chrono::steady_clock::now() - start)
+                        .count();
+    if (!lease) {
+      spdlog::debug("{} {} status={} ms={}", request.method, request.path, status, ms);
+      return result;
+    }
+    const std::optional<Timings> t = scanner.Finish();
+    spdlog::info("{} {} agent={} slot={} placement={} status={} cache_n={} prompt_n={} ms={}{}",
+                 request.method, request.path,
+                 lease->tenant() ? lease->tenant()->str() : "-", lease->slot().value,
+                 PlacementName(lease->placement()), status, t ? t->cache_n : -1,
+                 t ? t->prompt_n : -1, ms, result.ok() ? "" : " (" + result.message() + ")");
+    return result;
+  }
 };
 
-ProxyServer::ProxyServer(ProxyOptions options, int max_waiting, Upstream& upstream,
-                         Placer& placer)
+ProxyServer::ProxyServer(ProxyOptions options, Upstream& upstream, Placer& placer)
     : options_(std::move(options)),
       upstream_(upstream),
       placer_(placer),
       server_(std::make_unique<httplib::Server>()) {
-  // Every waiting request holds a server thread: size the pool for the
-  // queue, the slots, and passthrough traffic.
-  const int threads = options_.threads > 0 ? options_.threads : max_waiting + 16;
+  const int threads = options_.threads > 0 ? options_.threads : 32;
   server_->new_task_queue = [threads] {
     return new httplib::ThreadPool(static_cast<size_t>(threads));
   };
@@ -177,8 +205,14 @@ void ProxyServer::Stop() {
 }
 
 void ProxyServer::Handle(const httplib::Request& req, httplib::Response& res) {
-  const std::size_t q = req.target.find('?');
-  const Route route = MatchRoute(req.method, req.target.substr(0, q));
+  const std::string raw_path = req.target.substr(0, req.target.find('?'));
+  // Routing reads the path as llama-server will decode it; with escapes the
+  // two could disagree (/v1/chat/completion%73 is /v1/chat/completions), so
+  // none are accepted. No route or agent id needs one.
+  if (raw_path.find('%') != std::string::npos) {
+    return ReplyError(res, 400, "percent-encoded request paths are not accepted");
+  }
+  const Route route = MatchRoute(req.method, raw_path);
   if (route.path_agent) {
     Result<AgentId> id = AgentId::Parse(*route.path_agent);
     if (!id.ok()) return ReplyError(res, 400, "invalid agent id in the /agents/{id}/ path: " +
@@ -189,6 +223,11 @@ void ProxyServer::Handle(const httplib::Request& req, httplib::Response& res) {
       return ReplyError(res, 403,
                         "slot actions are reserved to agentkv, which manages the "
                         "slots; use the agent routes instead");
+    case RouteKind::kUnsupported:
+      return ReplyError(res, 501,
+                        route.upstream_path +
+                            " is not supported through agentkv: llama-server would run it "
+                            "on a slot agentkv cannot choose; use /v1/chat/completions");
     case RouteKind::kInference:
       return HandleInference(req, res, UpstreamTarget(req, route), route.path_agent);
     case RouteKind::kPassthrough:
@@ -222,34 +261,14 @@ std::shared_ptr<ProxyServer::Exchange> ProxyServer::Start(ForwardRequest request
   Exchange* raw = ex.get();  // outlives the worker: ~Exchange joins it
   ex->worker = std::thread([this, raw, request = std::move(request),
                             lease = std::move(lease)]() mutable {
-    const auto start = std::chrono::steady_clock::now();
-    TimingsScanner scanner;
-    int status = 0;
-    ResponseSink sink{
-        [&](int s, const HeaderList& headers) {
-          status = s;
-          return raw->pipe.PutHeaders(s, headers);
-        },
-        [&](const char* data, size_t size) {
-          scanner.Feed(data, size);
-          return raw->pipe.PutBody(data, size);
-        }};
-    Status result = upstream_.Forward(request, sink, &raw->pipe.cancel_token());
-    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                        std::chrono::steady_clock::now() - start)
-                        .count();
-    if (lease) {
-      const std::optional<Timings> t = scanner.Finish();
-      spdlog::info("{} {} agent={} slot={} placement={} status={} cache_n={} prompt_n={} "
-                   "ms={}{}",
-                   request.method, request.path,
-                   lease->tenant() ? lease->tenant()->str() : "-", lease->slot().value,
-                   PlacementName(lease->placement()), status, t ? t->cache_n : -1,
-                   t ? t->prompt_n : -1, ms, result.ok() ? "" : " (" + result.message() + ")");
-      lease->Release();
-    } else {
-      spdlog::debug("{} {} status={} ms={}", request.method, request.path, status, ms);
+    Status result;
+    try {
+      result = Exchange::Forward(upstream_, request, lease, raw->pipe);
+    } catch (const std::exception& e) {
+      spdlog::error("{} {} failed: {}", request.method, request.path, e.what());
+      result = Status::Error(ErrorCode::kInternal, e.what());
     }
+    if (lease) lease->Release();  // before the client sees the end
     raw->pipe.Finish(std::move(result));
   });
   return ex;

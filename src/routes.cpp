@@ -7,12 +7,19 @@ namespace agentkv {
 
 namespace {
 
-// llama-server routes that run a completion on a slot. Any of them sent
-// without agentkv's placement could land on a slot holding an agent's KV.
-constexpr std::array<std::string_view, 9> kInferencePaths = {
-    "/completion",     "/completions",         "/v1/completions",
-    "/chat/completions", "/v1/chat/completions", "/responses",
-    "/v1/responses",   "/v1/messages",         "/infill",
+// llama-server routes that run on a slot and honour the id_slot field.
+constexpr std::array<std::string_view, 8> kInferencePaths = {
+    "/completion",        "/completions", "/v1/completions", "/chat/completions",
+    "/v1/chat/completions", "/responses", "/v1/responses",   "/infill",
+};
+
+// Routes that also run on a slot but drop id_slot (llama-server rebuilds the
+// Anthropic body) or serve other model kinds: passed through, they would land
+// on whatever slot llama-server picks, possibly one holding an agent's KV.
+constexpr std::array<std::string_view, 10> kUnsupportedPaths = {
+    "/v1/messages", "/embedding", "/embeddings", "/v1/embeddings",
+    "/rerank",      "/reranking", "/v1/rerank",  "/v1/reranking",
+    "/audio/transcriptions", "/v1/audio/transcriptions",
 };
 
 constexpr std::string_view kAgentsPrefix = "/agents/";
@@ -33,6 +40,9 @@ Route MatchRoute(const std::string& method, const std::string& path) {
   if (method == "POST") {
     for (std::string_view inference : kInferencePaths) {
       if (p == inference) route.kind = RouteKind::kInference;
+    }
+    for (std::string_view unsupported : kUnsupportedPaths) {
+      if (p == unsupported) route.kind = RouteKind::kUnsupported;
     }
     if (p.compare(0, 7, "/slots/") == 0) route.kind = RouteKind::kSlotAction;
   }

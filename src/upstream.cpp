@@ -43,12 +43,21 @@ httplib::Client MakeClient(const UpstreamOptions& o) {
   return cli;
 }
 
-Status TransportError(const std::string& base_url, httplib::Error err) {
-  if (err == httplib::Error::Read || err == httplib::Error::Write) {
-    // httplib reports a read timeout as a read error.
+using SteadyClock = std::chrono::steady_clock;
+
+// httplib reports a read timeout and a dropped connection alike: only the
+// time spent tells them apart.
+Status TransportError(const UpstreamOptions& o, httplib::Error err,
+                      SteadyClock::time_point started) {
+  const std::string& base_url = o.base_url;
+  if (err == httplib::Error::Read && SteadyClock::now() - started >= o.read_timeout) {
     return Status::Error(ErrorCode::kUpstreamTimeout,
-                         "llama-server at " + base_url +
-                             " did not answer in time or dropped the connection (" +
+                         "llama-server at " + base_url + " did not answer within " +
+                             std::to_string(o.read_timeout.count()) + " s");
+  }
+  if (err == httplib::Error::Read || err == httplib::Error::Write) {
+    return Status::Error(ErrorCode::kUpstreamDown,
+                         "llama-server at " + base_url + " dropped the connection (" +
                              httplib::to_string(err) + ")");
   }
   return Status::Error(ErrorCode::kUpstreamDown, "llama-server at " + base_url +
@@ -96,8 +105,9 @@ Upstream::Upstream(UpstreamOptions options) : options_(std::move(options)) {}
 Result<std::string> Upstream::PostJson(const std::string& path,
                                        const std::string& body) {
   httplib::Client cli = MakeClient(options_);
+  const auto started = SteadyClock::now();
   httplib::Result res = cli.Post(path, body, "application/json");
-  if (!res) return TransportError(options_.base_url, res.error());
+  if (!res) return TransportError(options_, res.error(), started);
   if (res->status != 200) {
     return Status::Error(ErrorCode::kUpstreamError,
                          "llama-server answered " + std::to_string(res->status) +
@@ -124,8 +134,9 @@ Status Upstream::EraseSlot(SlotId slot) {
 
 Status Upstream::Health() {
   httplib::Client cli = MakeClient(options_);
+  const auto started = SteadyClock::now();
   httplib::Result res = cli.Get("/health");
-  if (!res) return TransportError(options_.base_url, res.error());
+  if (!res) return TransportError(options_, res.error(), started);
   if (res->status != 200) {
     return Status::Error(ErrorCode::kUpstreamError,
                          "llama-server is not ready (health " +
@@ -136,8 +147,9 @@ Status Upstream::Health() {
 
 Result<int> Upstream::SlotCount() {
   httplib::Client cli = MakeClient(options_);
+  const auto started = SteadyClock::now();
   httplib::Result res = cli.Get("/props");
-  if (!res) return TransportError(options_.base_url, res.error());
+  if (!res) return TransportError(options_, res.error(), started);
   json j = json::parse(res->body, nullptr, false);
   if (res->status != 200 || !j.is_object() || !j.contains("total_slots") ||
       !j["total_slots"].is_number_integer()) {
@@ -174,13 +186,14 @@ Status Upstream::Forward(const ForwardRequest& request, const ResponseSink& sink
     return false;
   };
   if (cancel) cancel->Attach([&cli] { cli.stop(); });
+  const auto started = SteadyClock::now();
   httplib::Result res = cancelled() ? httplib::Result{nullptr, httplib::Error::Canceled}
                                     : cli.send(req);
   if (cancel) cancel->Detach();
   if (stopped_by_sink || cancelled()) {
     return Status::Error(ErrorCode::kInternal, "cancelled");
   }
-  if (!res) return TransportError(options_.base_url, res.error());
+  if (!res) return TransportError(options_, res.error(), started);
   return Status::Ok();
 }
 

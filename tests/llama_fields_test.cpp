@@ -51,6 +51,16 @@ TEST(LlamaFields, FindsTimingsInTheLastEventOfAStreamSplitAnywhere) {
   }
 }
 
+TEST(LlamaFields, OddTimingFieldsReadAsZeroInsteadOfThrowing) {
+  TimingsScanner s;
+  const std::string body = R"({"timings":{"cache_n":null,"prompt_n":"x"}})";
+  s.Feed(body.data(), body.size());
+  std::optional<Timings> t = s.Finish();
+  ASSERT_TRUE(t);
+  EXPECT_EQ(t->cache_n, 0);
+  EXPECT_EQ(t->prompt_n, 0);
+}
+
 TEST(LlamaFields, NoTimingsInAnErrorBody) {
   TimingsScanner s;
   const std::string body = R"({"error":{"code":400}})";

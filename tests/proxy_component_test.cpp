@@ -212,6 +212,9 @@ TEST_F(ProxyTest, BadRequestsGetAJsonErrorAndTheDaemonKeepsServing) {
       {"/v1/chat/completions", json{{"user", "a@b.c"}}.dump(), {}, 400},
       {"/v1/chat/completions", json{{"n", 2}}.dump(), {}, 400},
       {"/slots/0?action=erase", "{}", {}, 403},
+      {"/%73lots/0?action=erase", "{}", {}, 400},
+      {"/v1/chat/completion%73", Chat("x", "y").dump(), {}, 400},
+      {"/agents/a/v1/messages", "{}", {}, 501},
       {"/v1/chat/completions", std::string(2 << 20, ' '), {}, 413},
   };
   for (const Case& c : cases) {

@@ -7,7 +7,7 @@ namespace {
 
 TEST(Routes, CompletionRoutesRunOnSlots) {
   for (const char* p : {"/completion", "/v1/completions", "/v1/chat/completions",
-                        "/chat/completions", "/v1/responses", "/v1/messages", "/infill"}) {
+                        "/chat/completions", "/v1/responses", "/infill"}) {
     Route r = MatchRoute("POST", p);
     EXPECT_EQ(r.kind, RouteKind::kInference) << p;
     EXPECT_EQ(r.upstream_path, p);
@@ -34,6 +34,13 @@ TEST(Routes, SlotActionsAreRefusedAndOtherPathsPassThrough) {
   EXPECT_EQ(MatchRoute("GET", "/v1/models").kind, RouteKind::kPassthrough);
   EXPECT_EQ(MatchRoute("POST", "/tokenize").kind, RouteKind::kPassthrough);
   EXPECT_EQ(MatchRoute("GET", "/v1/chat/completions").kind, RouteKind::kPassthrough);
+}
+
+TEST(Routes, SlotRoutesThatIgnoreIdSlotAreUnsupported) {
+  for (const char* p : {"/v1/messages", "/v1/embeddings", "/embedding", "/rerank",
+                        "/v1/audio/transcriptions"}) {
+    EXPECT_EQ(MatchRoute("POST", p).kind, RouteKind::kUnsupported) << p;
+  }
 }
 
 }  // namespace

@@ -65,5 +65,17 @@ TEST(SlotPool, ASecondRequestOfTheSameAgentWaitsForTheFirst) {
   EXPECT_EQ(got->slot.value, first->slot.value);
 }
 
+TEST(SlotPool, ShutdownReleasesWaitersWithBusy) {
+  SlotPool pool(1, QueueLimits{4, std::chrono::milliseconds(60000)}, &FakeNow);
+  ASSERT_TRUE(pool.Acquire(Id("a")).ok());
+  auto b = std::async(std::launch::async, [&] { return pool.Acquire(Id("b")); });
+  WaitUntil([&] { return pool.waiting() == 1; });
+  pool.Shutdown();
+  Result<Plan> got = b.get();
+  ASSERT_FALSE(got.ok());
+  EXPECT_EQ(got.status().code(), ErrorCode::kBusy);
+  EXPECT_FALSE(pool.Acquire(Id("c")).ok());
+}
+
 }  // namespace
 }  // namespace agentkv

@@ -23,12 +23,14 @@ struct ProxyOptions {
   std::string host = "127.0.0.1";
   int port = 8090;                            // 0: any free port
   std::size_t max_body_bytes = 16u << 20;
-  int threads = 0;                            // 0: enough for slots + queue
+  // Connections served at once. Every waiting or streaming request holds
+  // one; the Daemon sizes it as slots + queue + a margin when left at 0.
+  int threads = 0;
 };
 
 class ProxyServer {
  public:
-  ProxyServer(ProxyOptions options, int max_waiting, Upstream& upstream, Placer& placer);
+  ProxyServer(ProxyOptions options, Upstream& upstream, Placer& placer);
   ~ProxyServer();
 
   // Returns the bound port, or kIo if the address cannot be bound.

@@ -10,6 +10,7 @@ namespace agentkv {
 enum class RouteKind {
   kInference,    // runs on a slot: agentkv places the agent first
   kSlotAction,   // /slots/{id}?action=...: agentkv owns the slots, refused
+  kUnsupported,  // would run on a slot agentkv cannot pin: refused
   kPassthrough,  // anything else: forwarded unchanged
 };
 
@@ -21,7 +22,7 @@ struct Route {
   std::string upstream_path;
 };
 
-// `path` excludes the query string.
+// `path` is the decoded path, without the query string.
 Route MatchRoute(const std::string& method, const std::string& path);
 
 }  // namespace agentkv

@@ -36,6 +36,9 @@ class SlotPool {
 
   void ForgetFile(const AgentId& agent);
 
+  // Fails every waiting and future Acquire with kBusy. Irreversible.
+  void Shutdown();
+
   int slot_count() const { return n_slots_; }
   int waiting() const;
   SlotView View(SlotId slot) const;
@@ -49,6 +52,7 @@ class SlotPool {
   std::condition_variable changed_;
   Residency residency_;  // guarded by mu_
   int waiting_ = 0;      // guarded by mu_
+  bool shut_down_ = false;  // guarded by mu_
 };
 
 }  // namespace agentkv
