@@ -1,6 +1,10 @@
 // agentkv: durable per-agent KV memory in front of llama-server.
 #include <csignal>
 #include <iostream>
+#include <thread>
+
+#include <signal.h>
+#include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
@@ -10,8 +14,8 @@
 
 namespace {
 
-// Blocks until SIGINT or SIGTERM. Signals are blocked in every thread (the
-// mask is inherited), so only this sigwait sees them.
+// Blocks until one of `set` arrives. Signals are blocked in every thread
+// (the mask is inherited), so only this sigwait sees them.
 int WaitForSignal(const sigset_t& set) {
   int sig = 0;
   sigwait(&set, &sig);
@@ -90,6 +94,7 @@ int main(int argc, char** argv) {
   sigemptyset(&signals);
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGUSR1);  // the stop below has finished
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   std::signal(SIGPIPE, SIG_IGN);
 
@@ -98,8 +103,18 @@ int main(int argc, char** argv) {
     spdlog::error("{}", daemon.status().message());
     return 1;
   }
-  const int sig = WaitForSignal(signals);
-  spdlog::info("received signal {}, shutting down", sig);
-  daemon.value()->Stop();
+  int sig = 0;
+  while ((sig = WaitForSignal(signals)) == SIGUSR1) {
+  }
+  spdlog::info("received signal {}, shutting down (again to exit at once)", sig);
+  std::thread stopper([&] {
+    daemon.value()->Stop();
+    ::kill(::getpid(), SIGUSR1);
+  });
+  if (WaitForSignal(signals) != SIGUSR1) {
+    spdlog::warn("second signal: exiting without waiting for requests in flight");
+    std::_Exit(130);  // llama-server follows: it dies with its parent
+  }
+  stopper.join();
   return 0;
 }
