@@ -65,7 +65,8 @@ class RealLlamaTest : public ::testing::Test {
     ASSERT_TRUE(fs::exists(launch.binary)) << launch.binary << ": run scripts/setup.sh";
     ASSERT_TRUE(fs::exists(launch.model)) << launch.model << ": run scripts/setup.sh";
     launch.slots = 2;
-    launch.extra_args = {"--ctx-size", "16384", "--threads", "2", "--batch-size", "512"};
+    launch.extra_args = {"--ctx-size", "16384", "--threads", "2", "--batch-size", "512",
+                         "--metrics"};
     if (unified_kv_) launch.extra_args.push_back("--kv-unified");
     launch.log_file = dir_ / "llama-server.log";
     DaemonOptions o;
@@ -286,6 +287,37 @@ TEST_F(RealLlamaTest, StreamingYieldsTheSameContentAsNonStreaming) {
   EXPECT_GT(events, 2);
   EXPECT_FALSE(expected.empty());
   EXPECT_EQ(streamed, expected);
+}
+
+// A client that hangs up mid-stream: llama-server stops generating and the
+// agent's slot serves its next request.
+TEST_F(RealLlamaTest, AClientLeavingMidStreamLeavesTheSlotUsable) {
+  httplib::Client c("127.0.0.1", daemon_->port());
+  c.set_read_timeout(std::chrono::seconds(300));
+  httplib::Request req;
+  req.method = "POST";
+  req.path = "/agents/leaver/completion";
+  req.headers.emplace("Content-Type", "application/json");
+  req.body = json{{"prompt", Words(12, 50)}, {"n_predict", 6000}, {"ignore_eos", true},
+                  {"stream", true}}.dump();
+  int chunks = 0;
+  req.content_receiver = [&](const char*, size_t, uint64_t, uint64_t) { return ++chunks < 3; };
+  httplib::Result gone = c.send(req);
+  EXPECT_FALSE(gone) << "the client hung up";
+  EXPECT_EQ(chunks, 3);
+
+  Reply next = Send("leaver", "/completion", {{"prompt", Words(12, 50)}, {"n_predict", 4}});
+  EXPECT_EQ(next.status, 200);
+  EXPECT_EQ(next.placement, "resident");
+  EXPECT_GT(next.cache_n(), 0) << "the agent's KV survived the cancel";
+  // The next request ran on the same slot, so the abandoned generation had
+  // ended by then: had it not been cancelled, it would have counted 6000.
+  httplib::Result metrics = c.Get("/metrics");
+  ASSERT_TRUE(metrics);
+  const std::string name = "\nllamacpp:tokens_predicted_total ";
+  const size_t at = metrics->body.find(name);
+  ASSERT_NE(at, std::string::npos) << metrics->body;
+  EXPECT_LT(std::stod(metrics->body.substr(at + name.size())), 3000);
 }
 
 }  // namespace
