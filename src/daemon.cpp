@@ -2,8 +2,6 @@
 
 #include <spdlog/spdlog.h>
 
-#include <atomic>
-
 namespace agentkv {
 
 namespace {
@@ -42,13 +40,12 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(DaemonOptions o) {
   Result<int> port = d->server_->Bind();
   if (!port.ok()) return port.status();
   d->port_ = port.value();
-  std::atomic<bool> returned{false};
-  d->serve_thread_ = std::thread([server = d->server_.get(), &returned] {
-    server->Serve();
-    returned = true;
+  d->serve_thread_ = std::thread([daemon = d.get()] {
+    daemon->server_->Serve();
+    daemon->serve_returned_ = true;
   });
-  while (!d->server_->running() && !returned) std::this_thread::yield();
-  if (returned) {
+  while (!d->server_->running() && !d->serve_returned_) std::this_thread::yield();
+  if (d->serve_returned_) {
     d->serve_thread_.join();
     return Status::Error(ErrorCode::kIo, "the http front stopped as it started");
   }

@@ -4,6 +4,7 @@
 // Start() returns once the front listens; Stop() may be called from any
 // thread, once.
 
+#include <atomic>
 #include <filesystem>
 #include <memory>
 #include <optional>
@@ -49,6 +50,7 @@ class Daemon {
   std::unique_ptr<Placer> placer_;
   std::unique_ptr<ProxyServer> server_;
   std::thread serve_thread_;
+  std::atomic<bool> serve_returned_{false};
   int port_ = 0;
 };
 
