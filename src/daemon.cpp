@@ -16,27 +16,65 @@ Status WaitReady(Upstream& upstream, std::chrono::seconds timeout) {
   return s;
 }
 
+Result<std::string> FingerprintOf(const Upstream::Props& props, const KvSettings& kv) {
+  Result<std::string> model = ModelIdentity(props.model_path);
+  if (!model.ok()) {
+    return Status::Error(ErrorCode::kIo,
+                         "cannot read llama-server's model file " + props.model_path +
+                             " to fingerprint agents' memory: agentkv must run on the "
+                             "same host as llama-server");
+  }
+  Fingerprint f;
+  f.model = model.value();
+  f.n_ctx_slot = props.n_ctx_slot;
+  f.cache_type_k = kv.cache_type_k;
+  f.cache_type_v = kv.cache_type_v;
+  f.build = props.build;
+  f.swa_full = kv.swa_full;
+  return f.Digest();
+}
+
 }  // namespace
+
+KvSettings KvSettings::FromArgs(const std::vector<std::string>& args) {
+  KvSettings kv;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    const bool has_value = i + 1 < args.size();
+    if ((a == "-ctk" || a == "--cache-type-k") && has_value) kv.cache_type_k = args[++i];
+    else if ((a == "-ctv" || a == "--cache-type-v") && has_value) kv.cache_type_v = args[++i];
+    else if (a == "--swa-full") kv.swa_full = true;
+  }
+  return kv;
+}
 
 Result<std::unique_ptr<Daemon>> Daemon::Start(DaemonOptions o) {
   std::unique_ptr<Daemon> d(new Daemon());
-  d->store_ = std::make_unique<Store>(o.memory_dir);
-  if (Status s = d->store_->Open(); !s.ok()) return s;
-
   if (o.launch) {
     o.launch->memory_dir = o.memory_dir;
+    o.kv = KvSettings::FromArgs(o.launch->extra_args);
+    std::error_code ec;
+    std::filesystem::create_directories(o.memory_dir, ec);
     if (Status s = d->llama_.Start(*o.launch); !s.ok()) return s;
     o.upstream.base_url = d->llama_.base_url();
   }
   d->upstream_ = std::make_unique<Upstream>(o.upstream);
   if (Status s = WaitReady(*d->upstream_, o.upstream_ready_timeout); !s.ok()) return s;
-  Result<int> slots = d->upstream_->SlotCount();
-  if (!slots.ok()) return slots.status();
+  Result<Upstream::Props> props = d->upstream_->GetProps();
+  if (!props.ok()) return props.status();
+  Result<std::string> fingerprint = FingerprintOf(props.value(), o.kv);
+  if (!fingerprint.ok()) return fingerprint.status();
 
-  d->pool_ = std::make_unique<SlotPool>(slots.value(), o.queue);
-  d->placer_ = std::make_unique<Placer>(*d->pool_, *d->upstream_, *d->store_);
-  if (o.proxy.threads <= 0) o.proxy.threads = slots.value() + o.queue.max_waiting + 16;
-  d->server_ = std::make_unique<ProxyServer>(o.proxy, *d->upstream_, *d->placer_);
+  d->store_ = std::make_unique<Store>(o.memory_dir, fingerprint.value(), o.store);
+  if (Status s = d->store_->Open(); !s.ok()) return s;
+  Store* store = d->store_.get();
+  d->pool_ = std::make_unique<SlotPool>(
+      props->total_slots, o.queue, [store](const AgentId& a) { return store->HasMemory(a); },
+      o.max_pins);
+  d->placer_ = std::make_unique<Placer>(*d->pool_, *d->upstream_, *d->store_, o.save_policy);
+  if (o.proxy.threads <= 0) o.proxy.threads = props->total_slots + o.queue.max_waiting + 16;
+  d->admin_ = std::make_unique<AdminApi>(*d->pool_, *d->placer_, *d->store_);
+  d->server_ = std::make_unique<ProxyServer>(o.proxy, *d->upstream_, *d->placer_, *d->admin_);
   Result<int> port = d->server_->Bind();
   if (!port.ok()) return port.status();
   d->port_ = port.value();
@@ -49,17 +87,52 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(DaemonOptions o) {
     d->serve_thread_.join();
     return Status::Error(ErrorCode::kIo, "the http front stopped as it started");
   }
-  spdlog::info("agentkv listening on {}:{}, {} slots at {}, memory in {}", o.proxy.host,
-               d->port_, slots.value(), o.upstream.base_url, o.memory_dir.string());
+  d->watch_thread_ = std::thread([daemon = d.get(), interval = o.health_interval] {
+    daemon->WatchHealth(interval);
+  });
+  d->options_ = o;
+  spdlog::info("agentkv listening on {}:{}, {} slots at {}, memory in {} ({} agents saved)",
+               o.proxy.host, d->port_, props->total_slots, o.upstream.base_url,
+               o.memory_dir.string(), d->store_->List().size());
   return d;
+}
+
+// A llama-server that was down and answers again has lost every slot's KV.
+void Daemon::WatchHealth(std::chrono::milliseconds interval) {
+  bool was_down = false;
+  std::unique_lock<std::mutex> lock(mu_);
+  while (!stopping_cv_.wait_for(lock, interval, [&] { return stopping_; })) {
+    lock.unlock();
+    const bool up = upstream_->Health().ok();
+    if (!up && !was_down) spdlog::warn("llama-server at {} is down", upstream_->base_url());
+    if (up && was_down) placer_->ResetSlots("llama-server came back after being down");
+    was_down = !up;
+    lock.lock();
+  }
 }
 
 Daemon::~Daemon() { Stop(); }
 
 void Daemon::Stop() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopped_) return;
+    stopped_ = stopping_ = true;
+  }
+  stopping_cv_.notify_all();
+  if (watch_thread_.joinable()) watch_thread_.join();
   if (pool_) pool_->Shutdown();
-  if (server_) server_->Stop();
+  if (server_) {
+    server_->Stop();
+    server_->Drain(options_.drain_timeout);
+  }
   if (serve_thread_.joinable()) serve_thread_.join();
+  if (placer_) {
+    placer_->DrainSaves();
+    const int failed = placer_->SaveAllDirty();
+    if (failed > 0) spdlog::warn("{} resident agents could not be saved at shutdown", failed);
+    placer_->Stop();
+  }
   llama_.Stop();
 }
 

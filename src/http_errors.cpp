@@ -11,6 +11,8 @@ int HttpStatusFor(ErrorCode code) {
     case ErrorCode::kForbidden: return 403;
     case ErrorCode::kNotFound: return 404;
     case ErrorCode::kTooLarge: return 413;
+    case ErrorCode::kConflict: return 409;
+    case ErrorCode::kUnsupported: return 501;
     case ErrorCode::kBusy: return 503;
     case ErrorCode::kUpstreamDown: return 502;
     case ErrorCode::kUpstreamError: return 502;
@@ -27,6 +29,7 @@ const char* TypeFor(int status) {
     case 400: return "invalid_request_error";
     case 403: return "permission_error";
     case 404: return "not_found_error";
+    case 409: return "conflict_error";
     case 413: return "request_too_large";
     case 501: return "not_supported_error";
     case 503: return "unavailable_error";

@@ -69,6 +69,35 @@ int main(int argc, char** argv) {
                     "Seconds to wait for llama-server to answer")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
+  std::string save_policy = "turn-end";
+  serve->add_option("--save-policy", save_policy,
+                    "When resident agents are saved: turn-end (after every turn, off the "
+                    "request path) or eviction (only when their slot is needed)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"turn-end", "eviction"}));
+  serve->add_option("--disk-budget-bytes", o.store.budget_bytes,
+                    "Most bytes of saved memory; least recently used agents' files go "
+                    "first (0: no budget)")
+      ->capture_default_str();
+  serve->add_option("--min-free-bytes", o.store.min_free_bytes,
+                    "Skip a save that would leave less free disk than this")
+      ->capture_default_str();
+  serve->add_option("--max-pins", o.max_pins, "Agents that may be pinned at once (< slots)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  long long drain_s = o.drain_timeout.count();
+  serve->add_option("--drain-timeout", drain_s,
+                    "Seconds requests in flight may take to finish on SIGTERM")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  serve->add_option("--cache-type-k", o.kv.cache_type_k,
+                    "With --upstream: the K cache type llama-server runs with (part of "
+                    "every file's fingerprint)")
+      ->capture_default_str();
+  serve->add_option("--cache-type-v", o.kv.cache_type_v,
+                    "With --upstream: the V cache type llama-server runs with")
+      ->capture_default_str();
+  serve->add_flag("--swa-full", o.kv.swa_full, "With --upstream: llama-server runs with --swa-full");
   serve->add_option("--llama-log", launch.log_file,
                     "File for the started llama-server's output (default: stderr)");
   serve->add_option("--log-level", log_level, "trace, debug, info, warn, error")
@@ -83,6 +112,8 @@ int main(int argc, char** argv) {
   spdlog::set_level(spdlog::level::from_str(log_level));
   o.upstream.read_timeout = std::chrono::seconds(upstream_timeout_s);
   o.queue.max_wait = std::chrono::milliseconds(queue_timeout_ms);
+  o.drain_timeout = std::chrono::seconds(drain_s);
+  o.save_policy = save_policy == "eviction" ? SavePolicy::kEviction : SavePolicy::kTurnEnd;
   if (upstream.empty()) {
     if (launch.model.empty()) launch.model = DefaultModel();
     o.launch = launch;

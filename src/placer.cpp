@@ -4,19 +4,52 @@
 
 namespace agentkv {
 
+namespace {
+// A restore or resident slot this large that reuses nothing was not trusted.
+constexpr long long kMinTokensToJudge = 16;
+}  // namespace
+
 Lease& Lease::operator=(Lease&& other) noexcept {
   if (this != &other) {
-    Release();
+    Release(-1);
     pool_ = std::exchange(other.pool_, nullptr);
     slot_ = other.slot_;
     tenant_ = std::move(other.tenant_);
     placement_ = other.placement_;
+    restored_tokens_ = other.restored_tokens_;
   }
   return *this;
 }
 
-void Lease::Release() {
-  if (pool_) std::exchange(pool_, nullptr)->Release(slot_);
+void Lease::Release(long long kv_tokens) {
+  if (pool_) std::exchange(pool_, nullptr)->Release(slot_, kv_tokens);
+}
+
+Placer::Placer(SlotPool& pool, Upstream& upstream, Store& store, SavePolicy policy)
+    : pool_(pool), upstream_(upstream), store_(store), policy_(policy) {
+  saver_ = std::thread([this] { SaverLoop(); });
+}
+
+Placer::~Placer() { Stop(); }
+
+void Placer::Stop() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+  }
+  saves_changed_.notify_all();
+  if (saver_.joinable()) saver_.join();
+}
+
+template <typename F>
+void Placer::Count(F f) {
+  std::lock_guard<std::mutex> lock(mu_);
+  f(stats_);
+}
+
+PlacerStats Placer::stats() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return stats_;
 }
 
 Result<Lease> Placer::Place(const Tenant& tenant) {
@@ -26,35 +59,60 @@ Result<Lease> Placer::Place(const Tenant& tenant) {
   const SwitchOutcome outcome = Run(plan.value(), &erase_error);
   Result<Placement> placed = pool_.CompleteSwitch(plan.value(), outcome);
   if (!placed.ok()) return erase_error.ok() ? placed.status() : erase_error;
-  return Lease(&pool_, plan->slot, tenant, placed.value());
+  if (tenant) store_.Touch(*tenant);
+  return Lease(&pool_, plan->slot, tenant, placed.value(), outcome.restored_tokens);
+}
+
+// Writes the KV of `agent` in `slot` to a new generation of its file.
+bool Placer::SaveSlot(SlotId slot, const AgentId& agent, long long tokens) {
+  Result<std::string> temp = store_.BeginSave(agent, tokens);
+  Result<SlotActionResult> r =
+      temp.ok() ? upstream_.SaveSlot(slot, temp.value()) : Result<SlotActionResult>(temp.status());
+  Status s = r.ok() ? Status::Ok() : r.status();
+  if (s.ok() && r->n_tokens == 0 && tokens > 0) {
+    // The slot is empty although the agent's turns left KV in it: llama-server
+    // lost its state. Keep the older file rather than an empty one.
+    s = Status::Error(ErrorCode::kUpstreamError, "llama-server's slot was empty");
+    ResetSlots("a save found slot " + std::to_string(slot.value) + " empty");
+  }
+  if (s.ok()) s = store_.CommitSave(agent, r->n_tokens);
+  if (!s.ok()) {
+    store_.AbortSave(agent);
+    Count([](PlacerStats& st) { ++st.save_failures; });
+    spdlog::warn("could not save agent {} from slot {}: {}", agent.str(), slot.value,
+                 s.message());
+    return false;
+  }
+  Count([](PlacerStats& st) { ++st.saves; });
+  spdlog::debug("saved agent {} from slot {}: {} tokens, {} bytes, {:.1f} ms", agent.str(),
+                slot.value, r->n_tokens, r->n_bytes, r->ms);
+  for (const AgentId& gone : store_.EnforceBudget({agent})) {
+    spdlog::info("agent {} lost its saved memory to the disk budget", gone.str());
+  }
+  return true;
 }
 
 SwitchOutcome Placer::Run(const Plan& plan, Status* erase_error) {
   SwitchOutcome out;
   const int slot = plan.slot.value;
-  if (plan.save_evicted) {
-    const AgentId& victim = *plan.evicted;
-    Result<SlotActionResult> r = upstream_.SaveSlot(plan.slot, Store::TempFileName(victim));
-    Status s = r.ok() ? store_.CommitSave(victim) : r.status();
-    out.saved = s.ok();
-    if (out.saved) {
-      spdlog::debug("saved agent {} from slot {}: {} tokens, {} bytes, {:.1f} ms",
-                    victim.str(), slot, r->n_tokens, r->n_bytes, r->ms);
-    } else {
-      spdlog::warn("could not save agent {} from slot {}: {}", victim.str(), slot,
-                   s.message());
-    }
-  }
+  if (plan.evicted) Count([](PlacerStats& st) { ++st.evictions; });
+  if (plan.save_evicted) out.saved = SaveSlot(plan.slot, *plan.evicted, plan.evicted_tokens);
   if (plan.restore) {
     const AgentId& agent = *plan.tenant;
-    Result<SlotActionResult> r = upstream_.RestoreSlot(plan.slot, Store::FileName(agent));
+    Result<std::string> file = store_.PrepareRestore(agent);
+    Result<SlotActionResult> r = file.ok() ? upstream_.RestoreSlot(plan.slot, file.value())
+                                           : Result<SlotActionResult>(file.status());
     out.restored = r.ok();
     if (out.restored) {
-      spdlog::debug("restored agent {} into slot {}: {} tokens, {:.1f} ms", agent.str(),
-                    slot, r->n_tokens, r->ms);
+      out.restored_tokens = r->n_tokens;
+      Count([](PlacerStats& st) { ++st.restores; });
+      spdlog::debug("restored agent {} into slot {}: {} tokens, {:.1f} ms", agent.str(), slot,
+                    r->n_tokens, r->ms);
     } else {
-      spdlog::warn("could not restore agent {} into slot {}, prefilling instead: {}",
-                   agent.str(), slot, r.status().message());
+      Count([](PlacerStats& st) { ++st.fallbacks; });
+      if (file.ok()) store_.Quarantine(agent, "llama-server refused it: " + r.status().message());
+      spdlog::warn("agent {}: no restore, prefilling instead: {}", agent.str(),
+                   r.status().message());
     }
   }
   if (plan.erase || (plan.restore && !out.restored)) {
@@ -64,6 +122,104 @@ SwitchOutcome Placer::Run(const Plan& plan, Status* erase_error) {
     *erase_error = s;
   }
   return out;
+}
+
+void Placer::Finish(Lease& lease, std::optional<long long> cache_n, long long kv_tokens) {
+  if (lease.tenant() && cache_n && *cache_n == 0) {
+    const AgentId& agent = *lease.tenant();
+    if (lease.placement() == Placement::kRestored &&
+        lease.restored_tokens() >= kMinTokensToJudge) {
+      // Upstream bugs have made restores report success and reuse nothing.
+      Count([](PlacerStats& st) { ++st.fallbacks; });
+      store_.Quarantine(agent, "restored " + std::to_string(lease.restored_tokens()) +
+                                   " tokens but the request reused none");
+    } else if (lease.placement() == Placement::kResident &&
+               pool_.View(lease.slot()).tokens >= kMinTokensToJudge) {
+      ResetSlots("agent " + agent.str() + "'s resident KV was gone");
+    }
+  }
+  const SlotId slot = lease.slot();
+  const bool agent = lease.tenant().has_value();
+  lease.Release(kv_tokens);
+  if (agent && policy_ == SavePolicy::kTurnEnd) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      save_queue_.push_back(slot);
+    }
+    saves_changed_.notify_all();
+  }
+}
+
+void Placer::SaverLoop() {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (true) {
+    saves_changed_.wait(lock, [&] { return stopping_ || !save_queue_.empty(); });
+    if (stopping_) return;
+    const SlotId slot = save_queue_.front();
+    save_queue_.pop_front();
+    saving_ = true;
+    lock.unlock();
+    SaveIdle(slot);
+    lock.lock();
+    saving_ = false;
+    saves_changed_.notify_all();
+  }
+}
+
+void Placer::DrainSaves() {
+  std::unique_lock<std::mutex> lock(mu_);
+  saves_changed_.wait(lock, [&] { return stopping_ || (save_queue_.empty() && !saving_); });
+}
+
+bool Placer::SaveIdle(SlotId slot) {
+  std::optional<SaveJob> job = pool_.TryBeginSave(slot);
+  if (!job) return true;  // busy again, or clean: nothing to do
+  const bool saved = SaveSlot(job->slot, job->agent, job->tokens);
+  pool_.EndSave(job->slot, saved);
+  return saved;
+}
+
+int Placer::SaveAllDirty() {
+  int failed = 0;
+  for (SlotId slot : pool_.DirtySlots()) failed += SaveIdle(slot) ? 0 : 1;
+  return failed;
+}
+
+Status Placer::Forget(const AgentId& agent) {
+  Result<std::optional<SlotId>> slot = pool_.BeginDrop(agent);
+  if (!slot.ok()) return slot.status();
+  bool known = false;
+  if (slot.value()) {
+    known = true;
+    Status s = upstream_.EraseSlot(*slot.value());
+    pool_.EndDrop(*slot.value(), s.ok());
+    if (!s.ok()) spdlog::warn("forget {}: slot not erased: {}", agent.str(), s.message());
+  }
+  pool_.Unpin(agent);
+  known = store_.Remove(agent) || known;
+  if (!known) return Status::Error(ErrorCode::kNotFound, "agentkv has no memory of " + agent.str());
+  spdlog::info("forgot agent {}", agent.str());
+  return Status::Ok();
+}
+
+Status Placer::Fork(const AgentId& parent, const AgentId& child) {
+  if (std::optional<SlotId> slot = pool_.SlotOf(parent)) {
+    if (!SaveIdle(*slot)) {
+      return Status::Error(ErrorCode::kIo, "could not save " + parent.str() + " before forking");
+    }
+  }
+  if (!store_.HasMemory(parent)) {
+    return Status::Error(ErrorCode::kNotFound, "agent " + parent.str() + " has no saved memory");
+  }
+  Status s = Forget(child);
+  if (!s.ok() && s.code() != ErrorCode::kNotFound) return s;
+  return store_.Fork(parent, child);
+}
+
+void Placer::ResetSlots(const std::string& why) {
+  spdlog::warn("llama-server lost its slots ({}): agents will be restored from disk", why);
+  Count([](PlacerStats& st) { ++st.resets; });
+  pool_.ResetAll();
 }
 
 }  // namespace agentkv

@@ -93,7 +93,8 @@ struct ProxyServer::Exchange {
 
   // Streams the upstream answer into `pipe` and logs one line per request.
   static Status Forward(Upstream& upstream, const ForwardRequest& request,
-                        const std::optional<Lease>& lease, ResponsePipe& pipe) {
+                        const std::optional<Lease>& lease, ResponsePipe& pipe,
+                        std::optional<Timings>* timings) {
     const auto start = std::chrono::steady_clock::now();
     TimingsScanner scanner;
     int status = 0;
@@ -114,6 +115,7 @@ struct ProxyServer::Exchange {
       return result;
     }
     const std::optional<Timings> t = scanner.Finish();
+    *timings = t;
     spdlog::info("{} {} agent={} slot={} placement={} status={} cache_n={} prompt_n={} ms={}{}",
                  request.method, request.path,
                  lease->tenant() ? lease->tenant()->str() : "-", lease->slot().value,
@@ -123,10 +125,12 @@ struct ProxyServer::Exchange {
   }
 };
 
-ProxyServer::ProxyServer(ProxyOptions options, Upstream& upstream, Placer& placer)
+ProxyServer::ProxyServer(ProxyOptions options, Upstream& upstream, Placer& placer,
+                         AdminApi& admin)
     : options_(std::move(options)),
       upstream_(upstream),
       placer_(placer),
+      admin_(admin),
       server_(std::make_unique<httplib::Server>()) {
   const int threads = options_.threads > 0 ? options_.threads : 32;
   server_->new_task_queue = [threads] {
@@ -204,6 +208,15 @@ void ProxyServer::Stop() {
   if (server_) server_->stop();
 }
 
+void ProxyServer::Drain(std::chrono::seconds timeout) {
+  std::unique_lock<std::mutex> lock(live_mu_);
+  if (live_changed_.wait_for(lock, timeout, [&] { return live_.empty(); })) return;
+  spdlog::warn("{} requests still running after {} s: cancelling them", live_.size(),
+               timeout.count());
+  for (Exchange* ex : live_) ex->pipe.Abandon();
+  live_changed_.wait(lock, [&] { return live_.empty(); });
+}
+
 void ProxyServer::Handle(const httplib::Request& req, httplib::Response& res) {
   const std::string raw_path = req.target.substr(0, req.target.find('?'));
   // Routing reads the path as llama-server will decode it; with escapes the
@@ -230,6 +243,12 @@ void ProxyServer::Handle(const httplib::Request& req, httplib::Response& res) {
                             "on a slot agentkv cannot choose; use /v1/chat/completions");
     case RouteKind::kInference:
       return HandleInference(req, res, UpstreamTarget(req, route), route.path_agent);
+    case RouteKind::kAdmin: {
+      Result<json> answer = admin_.Handle(req.method, raw_path, req.body);
+      if (!answer.ok()) return ReplyError(res, answer.status());
+      res.set_content(answer->dump(), "application/json");
+      return;
+    }
     case RouteKind::kPassthrough:
       break;
   }
@@ -259,17 +278,31 @@ std::shared_ptr<ProxyServer::Exchange> ProxyServer::Start(ForwardRequest request
                                                           std::optional<Lease> lease) {
   auto ex = std::make_shared<Exchange>();
   Exchange* raw = ex.get();  // outlives the worker: ~Exchange joins it
+  {
+    std::lock_guard<std::mutex> lock(live_mu_);
+    live_.insert(raw);
+  }
   ex->worker = std::thread([this, raw, request = std::move(request),
                             lease = std::move(lease)]() mutable {
     Status result;
+    std::optional<Timings> timings;
     try {
-      result = Exchange::Forward(upstream_, request, lease, raw->pipe);
+      result = Exchange::Forward(upstream_, request, lease, raw->pipe, &timings);
     } catch (const std::exception& e) {
       spdlog::error("{} {} failed: {}", request.method, request.path, e.what());
       result = Status::Error(ErrorCode::kInternal, e.what());
     }
-    if (lease) lease->Release();  // before the client sees the end
+    if (lease) {  // before the client sees the end
+      const bool known = timings && result.ok();
+      placer_.Finish(*lease, timings ? std::optional<long long>(timings->cache_n) : std::nullopt,
+                     known ? timings->cache_n + timings->prompt_n + timings->predicted_n : -1);
+    }
     raw->pipe.Finish(std::move(result));
+    {
+      std::lock_guard<std::mutex> lock(live_mu_);
+      live_.erase(raw);
+    }
+    live_changed_.notify_all();
   });
   return ex;
 }

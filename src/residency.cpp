@@ -1,5 +1,7 @@
 #include "agentkv/residency.h"
 
+#include <algorithm>
+
 namespace agentkv {
 
 const char* PlacementName(Placement p) {
@@ -12,47 +14,51 @@ const char* PlacementName(Placement p) {
   return "unknown";
 }
 
-Residency::Residency(int n_slots) : slots_(static_cast<size_t>(n_slots)) {
+Residency::Residency(int n_slots, HasMemoryFn has_memory, int max_pins)
+    : slots_(static_cast<size_t>(n_slots)),
+      has_memory_(std::move(has_memory)),
+      max_pins_(std::clamp(max_pins, 0, std::max(0, n_slots - 1))) {
   for (Slot& s : slots_) s.view.stale = true;
 }
 
 bool Residency::InFlight(const AgentId& agent) const {
   for (const Slot& s : slots_) {
-    const bool active = s.view.phase == SlotPhase::kBusy ||
-                        s.view.phase == SlotPhase::kSwitching;
+    const SlotPhase p = s.view.phase;
+    const bool active =
+        p == SlotPhase::kBusy || p == SlotPhase::kSwitching || p == SlotPhase::kSaving;
     if (active && (s.view.owner == agent || s.evicting == agent)) return true;
   }
   return false;
 }
 
 // A free slot first (an empty one before a stale one), else the least
-// recently used idle slot.
+// recently used idle slot whose agent is not pinned. If that slot is being
+// saved, nothing: waiting for the save keeps the order strictly LRU.
 std::optional<int> Residency::ChooseSlot() const {
-  std::optional<int> best;
-  auto rank = [&](int i) {
-    const SlotView& v = slots_[static_cast<size_t>(i)].view;
-    if (v.phase == SlotPhase::kFree) return v.stale ? 1 : 0;
-    return 2;
-  };
+  std::optional<int> free, lru;
   for (int i = 0; i < slot_count(); ++i) {
     const SlotView& v = slots_[static_cast<size_t>(i)].view;
-    if (v.phase != SlotPhase::kFree && v.phase != SlotPhase::kIdle) continue;
-    if (!best) {
-      best = i;
+    if (v.phase == SlotPhase::kFree) {
+      const bool better = !free || (!v.stale && slots_[static_cast<size_t>(*free)].view.stale);
+      if (better) free = i;
       continue;
     }
-    const int r = rank(i), rb = rank(*best);
-    const SlotView& b = slots_[static_cast<size_t>(*best)].view;
-    if (r < rb || (r == 2 && rb == 2 && v.last_used < b.last_used)) best = i;
+    const bool candidate = (v.phase == SlotPhase::kIdle || v.phase == SlotPhase::kSaving) &&
+                           !Pinned(*v.owner);
+    if (candidate && (!lru || v.last_used < slots_[static_cast<size_t>(*lru)].view.last_used)) {
+      lru = i;
+    }
   }
-  return best;
+  if (free) return free;
+  if (lru && slots_[static_cast<size_t>(*lru)].view.phase == SlotPhase::kIdle) return lru;
+  return std::nullopt;
 }
 
 std::optional<Plan> Residency::TryAcquire(const Tenant& tenant) {
   if (tenant) {
     if (InFlight(*tenant)) return std::nullopt;
     if (std::optional<SlotId> own = SlotOf(*tenant)) {
-      slots_[static_cast<size_t>(own->value)].view.phase = SlotPhase::kSwitching;
+      At(*own).view.phase = SlotPhase::kSwitching;
       Plan plan;
       plan.slot = *own;
       plan.tenant = tenant;
@@ -71,56 +77,123 @@ std::optional<Plan> Residency::TryAcquire(const Tenant& tenant) {
   if (slot.view.phase == SlotPhase::kIdle) {
     plan.evicted = slot.view.owner;
     plan.save_evicted = slot.view.dirty;
+    plan.evicted_tokens = slot.view.tokens;
     slot.evicting = slot.view.owner;
     holds_foreign_kv = true;
   }
-  plan.restore = tenant && HasFile(*tenant);
+  plan.restore = tenant && has_memory_(*tenant);
   plan.erase = !plan.restore && holds_foreign_kv;
 
   slot.view.phase = SlotPhase::kSwitching;
   slot.view.owner = tenant;
   slot.view.dirty = false;
   slot.view.stale = false;
+  slot.view.tokens = 0;
   return plan;
 }
 
 Result<Placement> Residency::CompleteSwitch(const Plan& plan,
                                             const SwitchOutcome& outcome) {
-  Slot& slot = slots_[static_cast<size_t>(plan.slot.value)];
-  if (plan.evicted) {
-    // A failed save keeps the older file, if any: it holds a prefix of the
-    // same agent's tokens, which llama-server matches token by token.
-    if (plan.save_evicted && outcome.saved) has_file_.insert(*plan.evicted);
-    slot.evicting.reset();
-  }
-  if (plan.restore && !outcome.restored) has_file_.erase(*plan.tenant);
-
+  Slot& slot = At(plan.slot);
+  slot.evicting.reset();
   const bool must_erase = plan.erase || (plan.restore && !outcome.restored);
   if (must_erase && !outcome.erased) {
-    slot.view = SlotView{SlotPhase::kFree, std::nullopt, false, true, slot.view.last_used};
+    slot.view = SlotView{};
+    slot.view.stale = true;
     return Status::Error(ErrorCode::kUpstreamError,
                          "could not clear llama-server slot " +
                              std::to_string(plan.slot.value));
   }
   slot.view.phase = SlotPhase::kBusy;
+  if (plan.restore && outcome.restored) slot.view.tokens = outcome.restored_tokens;
   if (!plan.tenant) return Placement::kStateless;
   if (plan.resident) return Placement::kResident;
   return plan.restore && outcome.restored ? Placement::kRestored : Placement::kCold;
 }
 
-void Residency::Release(SlotId slot_id, TimePoint now) {
-  SlotView& v = slots_[static_cast<size_t>(slot_id.value)].view;
+void Residency::Release(SlotId slot_id, TimePoint now, long long tokens) {
+  SlotView& v = At(slot_id).view;
   v.last_used = now;
-  if (v.owner) {
+  v.tokens = tokens;
+  if (v.owner && !v.lost) {
     v.phase = SlotPhase::kIdle;
     v.dirty = true;
   } else {
-    v.phase = SlotPhase::kFree;
+    v = SlotView{};
     v.stale = true;
+    v.last_used = now;
   }
 }
 
-void Residency::ForgetFile(const AgentId& agent) { has_file_.erase(agent); }
+std::optional<SaveJob> Residency::TryBeginSave(SlotId slot_id) {
+  SlotView& v = At(slot_id).view;
+  if (v.phase != SlotPhase::kIdle || !v.dirty) return std::nullopt;
+  v.phase = SlotPhase::kSaving;
+  return SaveJob{slot_id, *v.owner, v.tokens};
+}
+
+void Residency::EndSave(SlotId slot_id, bool saved) {
+  SlotView& v = At(slot_id).view;
+  if (v.lost) {
+    v = SlotView{};
+    v.stale = true;
+    return;
+  }
+  v.phase = SlotPhase::kIdle;
+  v.dirty = !saved;
+}
+
+std::vector<SlotId> Residency::DirtySlots() const {
+  std::vector<SlotId> out;
+  for (int i = 0; i < slot_count(); ++i) {
+    const SlotView& v = slots_[static_cast<size_t>(i)].view;
+    if (v.phase == SlotPhase::kIdle && v.dirty) out.push_back(SlotId{i});
+  }
+  return out;
+}
+
+void Residency::ResetAll() {
+  for (Slot& s : slots_) {
+    if (s.view.phase == SlotPhase::kFree || s.view.phase == SlotPhase::kIdle) {
+      const TimePoint used = s.view.last_used;
+      s.view = SlotView{};
+      s.view.stale = true;
+      s.view.last_used = used;
+    } else {
+      s.view.lost = true;
+    }
+  }
+}
+
+std::optional<SlotId> Residency::TryBeginDrop(const AgentId& agent, bool* wait) {
+  *wait = InFlight(agent);
+  if (*wait) return std::nullopt;
+  std::optional<SlotId> slot = SlotOf(agent);
+  if (slot) At(*slot).view.phase = SlotPhase::kSwitching;
+  return slot;
+}
+
+void Residency::EndDrop(SlotId slot_id, bool erased) {
+  SlotView& v = At(slot_id).view;
+  const TimePoint used = v.last_used;
+  v = SlotView{};
+  v.stale = !erased;
+  v.last_used = used;
+}
+
+Status Residency::Pin(const AgentId& agent) {
+  if (pinned_.count(agent)) return Status::Ok();
+  if (static_cast<int>(pinned_.size()) >= max_pins_) {
+    return Status::Error(ErrorCode::kConflict, "at most " + std::to_string(max_pins_) +
+                                               " agents may be pinned at once");
+  }
+  pinned_.insert(agent);
+  return Status::Ok();
+}
+
+void Residency::Unpin(const AgentId& agent) { pinned_.erase(agent); }
+
+bool Residency::Pinned(const AgentId& agent) const { return pinned_.count(agent) > 0; }
 
 SlotView Residency::View(SlotId slot) const {
   return slots_[static_cast<size_t>(slot.value)].view;
@@ -132,10 +205,6 @@ std::optional<SlotId> Residency::SlotOf(const AgentId& agent) const {
     if (v.phase != SlotPhase::kFree && v.owner == agent) return SlotId{i};
   }
   return std::nullopt;
-}
-
-bool Residency::HasFile(const AgentId& agent) const {
-  return has_file_.count(agent) > 0;
 }
 
 }  // namespace agentkv

@@ -37,6 +37,10 @@ Route MatchRoute(const std::string& method, const std::string& path) {
     route.upstream_path = id_end == std::string::npos ? "/" : path.substr(id_end);
   }
   const std::string& p = route.upstream_path;
+  if (!route.path_agent && p.compare(0, 7, "/admin/") == 0) {
+    route.kind = RouteKind::kAdmin;
+    return route;
+  }
   if (method == "POST") {
     for (std::string_view inference : kInferencePaths) {
       if (p == inference) route.kind = RouteKind::kInference;

@@ -4,19 +4,31 @@
 
 namespace agentkv {
 
-SlotPool::SlotPool(int n_slots, QueueLimits limits, NowFn now)
-    : n_slots_(n_slots), limits_(limits), now_(std::move(now)), residency_(n_slots) {}
+SlotPool::SlotPool(int n_slots, QueueLimits limits, Residency::HasMemoryFn has_memory,
+                   int max_pins, NowFn now)
+    : n_slots_(n_slots),
+      limits_(limits),
+      now_(std::move(now)),
+      residency_(n_slots, std::move(has_memory), max_pins) {}
+
+template <typename F>
+auto SlotPool::Changing(F f) {
+  struct Notify {
+    std::condition_variable& cv;
+    ~Notify() { cv.notify_all(); }
+  } notify{changed_};
+  std::lock_guard<std::mutex> lock(mu_);
+  return f();
+}
 
 Result<Plan> SlotPool::Acquire(const Tenant& tenant) {
-  const Status shutting_down =
-      Status::Error(ErrorCode::kBusy, "agentkv is shutting down");
+  const Status shutting_down = Status::Error(ErrorCode::kBusy, "agentkv is shutting down");
   std::unique_lock<std::mutex> lock(mu_);
   if (shut_down_) return shutting_down;
   if (std::optional<Plan> plan = residency_.TryAcquire(tenant)) return *plan;
   if (waiting_ >= limits_.max_waiting) {
-    return Status::Error(ErrorCode::kBusy,
-                         "all " + std::to_string(n_slots_) +
-                             " slots are busy and the wait queue is full");
+    return Status::Error(ErrorCode::kBusy, "all " + std::to_string(n_slots_) +
+                                               " slots are busy and the wait queue is full");
   }
   ++waiting_;
   std::optional<Plan> plan;
@@ -29,44 +41,72 @@ Result<Plan> SlotPool::Acquire(const Tenant& tenant) {
   if (plan) return *plan;
   if (shut_down_) return shutting_down;
   return Status::Error(ErrorCode::kBusy, "no slot became free within " +
-                                             std::to_string(limits_.max_wait.count()) +
-                                             " ms");
+                                             std::to_string(limits_.max_wait.count()) + " ms");
 }
 
-Result<Placement> SlotPool::CompleteSwitch(const Plan& plan,
-                                           const SwitchOutcome& outcome) {
-  Result<Placement> placement = [&] {
-    std::lock_guard<std::mutex> lock(mu_);
-    return residency_.CompleteSwitch(plan, outcome);
-  }();
-  changed_.notify_all();
-  return placement;
+Result<std::optional<SlotId>> SlotPool::BeginDrop(const AgentId& agent) {
+  std::unique_lock<std::mutex> lock(mu_);
+  std::optional<SlotId> slot;
+  bool wait = true;
+  changed_.wait_for(lock, limits_.max_wait, [&] {
+    slot = residency_.TryBeginDrop(agent, &wait);
+    return !wait;
+  });
+  if (wait) return Status::Error(ErrorCode::kBusy, "agent " + agent.str() + " stayed busy");
+  return slot;
 }
 
-void SlotPool::Release(SlotId slot) {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    residency_.Release(slot, now_());
-  }
-  changed_.notify_all();
+Result<Placement> SlotPool::CompleteSwitch(const Plan& plan, const SwitchOutcome& outcome) {
+  return Changing([&] { return residency_.CompleteSwitch(plan, outcome); });
 }
 
-void SlotPool::ForgetFile(const AgentId& agent) {
+void SlotPool::Release(SlotId slot, long long tokens) {
+  Changing([&] { residency_.Release(slot, now_(), tokens); });
+}
+
+std::optional<SaveJob> SlotPool::TryBeginSave(SlotId slot) {
   std::lock_guard<std::mutex> lock(mu_);
-  residency_.ForgetFile(agent);
+  return residency_.TryBeginSave(slot);
+}
+
+void SlotPool::EndSave(SlotId slot, bool saved) {
+  Changing([&] { residency_.EndSave(slot, saved); });
+}
+
+void SlotPool::ResetAll() {
+  Changing([&] { residency_.ResetAll(); });
+}
+
+void SlotPool::EndDrop(SlotId slot, bool erased) {
+  Changing([&] { residency_.EndDrop(slot, erased); });
 }
 
 void SlotPool::Shutdown() {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    shut_down_ = true;
-  }
-  changed_.notify_all();
+  Changing([&] { shut_down_ = true; });
+}
+
+Status SlotPool::Pin(const AgentId& agent) {
+  std::lock_guard<std::mutex> lock(mu_);
+  return residency_.Pin(agent);
+}
+
+void SlotPool::Unpin(const AgentId& agent) {
+  Changing([&] { residency_.Unpin(agent); });
+}
+
+bool SlotPool::Pinned(const AgentId& agent) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return residency_.Pinned(agent);
 }
 
 int SlotPool::waiting() const {
   std::lock_guard<std::mutex> lock(mu_);
   return waiting_;
+}
+
+std::vector<SlotId> SlotPool::DirtySlots() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return residency_.DirtySlots();
 }
 
 SlotView SlotPool::View(SlotId slot) const {

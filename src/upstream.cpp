@@ -145,7 +145,7 @@ Status Upstream::Health() {
   return Status::Ok();
 }
 
-Result<int> Upstream::SlotCount() {
+Result<Upstream::Props> Upstream::GetProps() {
   httplib::Client cli = MakeClient(options_);
   const auto started = SteadyClock::now();
   httplib::Result res = cli.Get("/props");
@@ -156,7 +156,14 @@ Result<int> Upstream::SlotCount() {
     return Status::Error(ErrorCode::kUpstreamError,
                          "llama-server's /props has no total_slots");
   }
-  return j["total_slots"].get<int>();
+  Props p;
+  p.total_slots = j["total_slots"].get<int>();
+  p.model_path = j.value("model_path", "");
+  p.build = j.value("build_info", "");
+  if (j.contains("default_generation_settings") && j["default_generation_settings"].is_object()) {
+    p.n_ctx_slot = j["default_generation_settings"].value("n_ctx", 0LL);
+  }
+  return p;
 }
 
 Status Upstream::Forward(const ForwardRequest& request, const ResponseSink& sink,

@@ -39,8 +39,15 @@ FakeLlamaServer::FakeLlamaServer(int slots, std::filesystem::path save_dir, int 
   server_.Get("/health", [](const httplib::Request&, httplib::Response& res) {
     res.set_content(R"({"status":"ok"})", "application/json");
   });
-  server_.Get("/props", [slots](const httplib::Request&, httplib::Response& res) {
-    res.set_content(json{{"total_slots", slots}}.dump(), "application/json");
+  const std::string model = (save_dir_ / "fake-model.gguf").string();
+  std::ofstream(model) << "fake weights";
+  server_.Get("/props", [slots, model](const httplib::Request&, httplib::Response& res) {
+    res.set_content(json{{"total_slots", slots},
+                         {"model_path", model},
+                         {"build_info", "fake"},
+                         {"default_generation_settings", {{"n_ctx", 4096}}}}
+                        .dump(),
+                    "application/json");
   });
   server_.Get("/v1/models", [](const httplib::Request& req, httplib::Response& res) {
     res.set_header("X-Fake", "models");

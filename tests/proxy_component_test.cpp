@@ -91,7 +91,7 @@ TEST_F(ProxyTest, AReturningAgentIsRestoredIntoAnotherSlotWithItsOwnKV) {
   json body = json::parse(back->body);
   EXPECT_GT(body["timings"]["cache_n"].get<int>(), 0) << "a's own KV came back";
   EXPECT_TRUE(fake_->violations().empty()) << fake_->violations().front();
-  EXPECT_TRUE(fs::exists(dir_ / Store::FileName(AgentId::Parse("a").value())));
+  EXPECT_TRUE(daemon_->store().HasMemory(AgentId::Parse("a").value()));
 }
 
 TEST_F(ProxyTest, StreamsChunksAsTheyArriveWithoutBuffering) {

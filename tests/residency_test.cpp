@@ -2,29 +2,38 @@
 
 #include <gtest/gtest.h>
 
+#include <set>
+
 namespace agentkv {
 namespace {
 
 AgentId Id(const char* s) { return AgentId::Parse(s).value(); }
 
-// Runs a plan as if every upstream step succeeded and the request finished.
-Placement Serve(Residency& r, const Tenant& t, TimePoint now) {
-  std::optional<Plan> plan = r.TryAcquire(t);
-  EXPECT_TRUE(plan.has_value());
-  SwitchOutcome ok{true, true, true};
-  Result<Placement> placed = r.CompleteSwitch(*plan, ok);
-  EXPECT_TRUE(placed.ok());
-  r.Release(plan->slot, now);
-  return placed.value();
-}
-
+// Residency with a stand-in for the store's index: a save that succeeds
+// gives the evicted agent a file.
 class ResidencyTest : public ::testing::Test {
  protected:
+  Residency Make(int slots, int max_pins = 0) {
+    return Residency(slots, [this](const AgentId& a) { return files_.count(a) > 0; }, max_pins);
+  }
   TimePoint At(int seconds) { return TimePoint{} + std::chrono::seconds(seconds); }
+
+  // Runs a plan as if every upstream step succeeded and the request finished.
+  Placement Serve(Residency& r, const Tenant& t, int at, long long tokens = 100) {
+    std::optional<Plan> plan = r.TryAcquire(t);
+    EXPECT_TRUE(plan.has_value());
+    if (plan->save_evicted) files_.insert(*plan->evicted);
+    Result<Placement> placed = r.CompleteSwitch(*plan, {true, true, true, 50});
+    EXPECT_TRUE(placed.ok());
+    r.Release(plan->slot, At(at), tokens);
+    return placed.value();
+  }
+
+  std::set<AgentId> files_;
 };
 
 TEST_F(ResidencyTest, ErasesAFreshSlotBeforeANewAgentUsesIt) {
-  Residency r(2);
+  Residency r = Make(2);
   std::optional<Plan> plan = r.TryAcquire(Id("a"));
   ASSERT_TRUE(plan);
   EXPECT_EQ(plan->slot.value, 0);
@@ -34,8 +43,8 @@ TEST_F(ResidencyTest, ErasesAFreshSlotBeforeANewAgentUsesIt) {
 }
 
 TEST_F(ResidencyTest, AReturningResidentAgentNeedsNoUpstreamStep) {
-  Residency r(2);
-  EXPECT_EQ(Serve(r, Id("a"), At(1)), Placement::kCold);
+  Residency r = Make(2);
+  EXPECT_EQ(Serve(r, Id("a"), 1), Placement::kCold);
   std::optional<Plan> plan = r.TryAcquire(Id("a"));
   ASSERT_TRUE(plan);
   EXPECT_TRUE(plan->resident);
@@ -44,60 +53,62 @@ TEST_F(ResidencyTest, AReturningResidentAgentNeedsNoUpstreamStep) {
 }
 
 TEST_F(ResidencyTest, EvictsLeastRecentlyUsedIdleSlotWhenAllAreTaken) {
-  Residency r(2);
-  Serve(r, Id("a"), At(1));  // slot 0
-  Serve(r, Id("b"), At(2));  // slot 1
-  Serve(r, Id("a"), At(3));  // a is now the most recent
+  Residency r = Make(2);
+  Serve(r, Id("a"), 1);  // slot 0
+  Serve(r, Id("b"), 2, 77);  // slot 1
+  Serve(r, Id("a"), 3);  // a is now the most recent
   std::optional<Plan> plan = r.TryAcquire(Id("c"));
   ASSERT_TRUE(plan);
   EXPECT_EQ(plan->slot.value, 1);
   ASSERT_TRUE(plan->evicted);
   EXPECT_EQ(*plan->evicted, Id("b"));
   EXPECT_TRUE(plan->save_evicted);
+  EXPECT_EQ(plan->evicted_tokens, 77);
   EXPECT_TRUE(plan->erase) << "c must not see b's KV";
   EXPECT_FALSE(plan->restore);
 }
 
 TEST_F(ResidencyTest, RestoresAnEvictedAgentFromItsFileWhenItReturns) {
-  Residency r(1);
-  Serve(r, Id("a"), At(1));
-  EXPECT_EQ(Serve(r, Id("b"), At(2)), Placement::kCold);  // evicts and saves a
-  EXPECT_TRUE(r.HasFile(Id("a")));
+  Residency r = Make(1);
+  Serve(r, Id("a"), 1);
+  EXPECT_EQ(Serve(r, Id("b"), 2), Placement::kCold);  // evicts and saves a
   std::optional<Plan> plan = r.TryAcquire(Id("a"));
   ASSERT_TRUE(plan);
   EXPECT_TRUE(plan->restore);
   EXPECT_FALSE(plan->erase) << "a restore replaces the slot's KV";
   EXPECT_EQ(*plan->evicted, Id("b"));
-  EXPECT_EQ(r.CompleteSwitch(*plan, {true, true, false}).value(), Placement::kRestored);
+  EXPECT_EQ(r.CompleteSwitch(*plan, {true, true, false, 42}).value(), Placement::kRestored);
+  EXPECT_EQ(r.View(plan->slot).tokens, 42);
 }
 
 TEST_F(ResidencyTest, SerializesRequestsOfOneAgent) {
-  Residency r(2);
+  Residency r = Make(2);
   std::optional<Plan> first = r.TryAcquire(Id("a"));
   ASSERT_TRUE(first);
   EXPECT_FALSE(r.TryAcquire(Id("a"))) << "while switching";
   r.CompleteSwitch(*first, {true, true, true});
   EXPECT_FALSE(r.TryAcquire(Id("a"))) << "while busy";
   EXPECT_TRUE(r.TryAcquire(Id("b"))) << "other agents run in parallel";
-  r.Release(first->slot, At(1));
+  r.Release(first->slot, At(1), 10);
   EXPECT_TRUE(r.TryAcquire(Id("a")));
 }
 
 TEST_F(ResidencyTest, AnAgentBeingSavedOutWaitsUntilTheSaveEnds) {
-  Residency r(1);
-  Serve(r, Id("a"), At(1));
+  Residency r = Make(1);
+  Serve(r, Id("a"), 1);
   std::optional<Plan> b = r.TryAcquire(Id("b"));
   ASSERT_TRUE(b);
   EXPECT_FALSE(r.TryAcquire(Id("a"))) << "its file is being written";
+  files_.insert(Id("a"));
   r.CompleteSwitch(*b, {true, false, true});
-  r.Release(b->slot, At(2));
+  r.Release(b->slot, At(2), 10);
   std::optional<Plan> a = r.TryAcquire(Id("a"));
   ASSERT_TRUE(a);
   EXPECT_TRUE(a->restore);
 }
 
 TEST_F(ResidencyTest, WaitsWhenEverySlotIsBusy) {
-  Residency r(2);
+  Residency r = Make(2);
   ASSERT_TRUE(r.TryAcquire(Id("a")));
   ASSERT_TRUE(r.TryAcquire(Id("b")));
   EXPECT_FALSE(r.TryAcquire(Id("c")));
@@ -105,8 +116,8 @@ TEST_F(ResidencyTest, WaitsWhenEverySlotIsBusy) {
 }
 
 TEST_F(ResidencyTest, AStatelessRequestLeavesNoKVForTheNextTenant) {
-  Residency r(1);
-  EXPECT_EQ(Serve(r, Tenant(), At(1)), Placement::kStateless);
+  Residency r = Make(1);
+  EXPECT_EQ(Serve(r, Tenant(), 1), Placement::kStateless);
   EXPECT_EQ(r.View(SlotId{0}).phase, SlotPhase::kFree);
   EXPECT_TRUE(r.View(SlotId{0}).stale);
   std::optional<Plan> plan = r.TryAcquire(Id("a"));
@@ -116,36 +127,35 @@ TEST_F(ResidencyTest, AStatelessRequestLeavesNoKVForTheNextTenant) {
 }
 
 TEST_F(ResidencyTest, PrefersAnEmptyFreeSlotToAStaleOne) {
-  Residency r(2);
+  Residency r = Make(2);
   std::optional<Plan> a = r.TryAcquire(Id("a"));  // slot 0, erased: empty
   r.CompleteSwitch(*a, {true, true, true});
-  r.Release(a->slot, At(1));
+  r.Release(a->slot, At(1), 10);
   std::optional<Plan> s = r.TryAcquire(Tenant());  // slot 1, stale
   EXPECT_EQ(s->slot.value, 1);
   r.CompleteSwitch(*s, {true, true, true});
-  r.Release(s->slot, At(2));  // slot 1 free and stale again
-  // Evicting a is not needed; a new agent takes the stale free slot.
+  r.Release(s->slot, At(2), 10);  // slot 1 free and stale again
   std::optional<Plan> b = r.TryAcquire(Id("b"));
-  EXPECT_EQ(b->slot.value, 1);
+  EXPECT_EQ(b->slot.value, 1) << "a free slot before evicting a";
   EXPECT_FALSE(b->evicted);
   EXPECT_TRUE(b->erase);
 }
 
-TEST_F(ResidencyTest, AFailedRestoreFallsBackToAnErasedSlotAndForgetsTheFile) {
-  Residency r(1);
-  Serve(r, Id("a"), At(1));
-  Serve(r, Id("b"), At(2));
+TEST_F(ResidencyTest, AFailedRestoreFallsBackToAnErasedSlot) {
+  Residency r = Make(1);
+  Serve(r, Id("a"), 1);
+  Serve(r, Id("b"), 2);
   std::optional<Plan> plan = r.TryAcquire(Id("a"));
   ASSERT_TRUE(plan->restore);
   Result<Placement> placed = r.CompleteSwitch(*plan, {true, false, true});
   ASSERT_TRUE(placed.ok());
   EXPECT_EQ(placed.value(), Placement::kCold);
-  EXPECT_FALSE(r.HasFile(Id("a")));
+  EXPECT_EQ(r.View(plan->slot).tokens, 0);
 }
 
 TEST_F(ResidencyTest, ASlotThatCouldNotBeErasedIsNeverHandedOut) {
-  Residency r(1);
-  Serve(r, Id("a"), At(1));
+  Residency r = Make(1);
+  Serve(r, Id("a"), 1);
   std::optional<Plan> plan = r.TryAcquire(Id("b"));
   ASSERT_TRUE(plan->erase);
   Result<Placement> placed = r.CompleteSwitch(*plan, {true, false, false});
@@ -154,32 +164,96 @@ TEST_F(ResidencyTest, ASlotThatCouldNotBeErasedIsNeverHandedOut) {
   EXPECT_EQ(r.View(SlotId{0}).phase, SlotPhase::kFree);
   EXPECT_TRUE(r.View(SlotId{0}).stale);
   EXPECT_FALSE(r.SlotOf(Id("a"))) << "a's KV may be gone: not resident";
-  EXPECT_TRUE(r.HasFile(Id("a"))) << "but it was saved first";
   std::optional<Plan> retry = r.TryAcquire(Id("b"));
   ASSERT_TRUE(retry);
   EXPECT_TRUE(retry->erase);
 }
 
-TEST_F(ResidencyTest, AFailedSaveKeepsTheOlderFileAndStillEvicts) {
-  Residency r(1);
-  Serve(r, Id("a"), At(1));
-  std::optional<Plan> plan = r.TryAcquire(Id("b"));
-  ASSERT_TRUE(plan->save_evicted);
-  ASSERT_TRUE(r.CompleteSwitch(*plan, {false, false, true}).ok());
-  EXPECT_FALSE(r.HasFile(Id("a"))) << "no file was ever written";
-  EXPECT_EQ(r.SlotOf(Id("b"))->value, 0);
-  EXPECT_FALSE(r.SlotOf(Id("a")));
-}
-
 TEST_F(ResidencyTest, ARestoredAgentIsCleanUntilItsNextRequestEnds) {
-  Residency r(1);
-  Serve(r, Id("a"), At(1));
-  Serve(r, Id("b"), At(2));
+  Residency r = Make(1);
+  Serve(r, Id("a"), 1);
+  Serve(r, Id("b"), 2);
   std::optional<Plan> plan = r.TryAcquire(Id("a"));
   r.CompleteSwitch(*plan, {true, true, false});
   EXPECT_FALSE(r.View(plan->slot).dirty);
-  r.Release(plan->slot, At(3));
+  r.Release(plan->slot, At(3), 10);
   EXPECT_TRUE(r.View(plan->slot).dirty);
+}
+
+TEST_F(ResidencyTest, ATurnEndSaveMakesTheSlotCleanSoEvictionSkipsTheSave) {
+  Residency r = Make(1);
+  Serve(r, Id("a"), 1, 300);
+  std::optional<SaveJob> job = r.TryBeginSave(SlotId{0});
+  ASSERT_TRUE(job);
+  EXPECT_EQ(job->agent, Id("a"));
+  EXPECT_EQ(job->tokens, 300);
+  EXPECT_FALSE(r.TryAcquire(Id("a"))) << "its file is being written";
+  EXPECT_FALSE(r.TryAcquire(Id("b"))) << "the saving slot is not evictable";
+  EXPECT_FALSE(r.TryBeginSave(SlotId{0})) << "one save at a time";
+  r.EndSave(SlotId{0}, true);
+  EXPECT_FALSE(r.TryBeginSave(SlotId{0})) << "clean: nothing to save";
+  std::optional<Plan> b = r.TryAcquire(Id("b"));
+  ASSERT_TRUE(b);
+  EXPECT_EQ(*b->evicted, Id("a"));
+  EXPECT_FALSE(b->save_evicted);
+}
+
+TEST_F(ResidencyTest, AFailedTurnEndSaveLeavesTheSlotDirty) {
+  Residency r = Make(1);
+  Serve(r, Id("a"), 1);
+  ASSERT_TRUE(r.TryBeginSave(SlotId{0}));
+  r.EndSave(SlotId{0}, false);
+  EXPECT_EQ(r.DirtySlots().size(), 1u);
+  EXPECT_TRUE(r.TryAcquire(Id("b"))->save_evicted);
+}
+
+TEST_F(ResidencyTest, AfterARestartNoSlotIsTrustedToHoldAnAgentsKV) {
+  Residency r = Make(2);
+  Serve(r, Id("a"), 1);
+  std::optional<Plan> busy = r.TryAcquire(Id("b"));
+  r.CompleteSwitch(*busy, {true, true, true});
+  r.ResetAll();
+  EXPECT_FALSE(r.SlotOf(Id("a")));
+  EXPECT_TRUE(r.View(SlotId{0}).stale);
+  EXPECT_TRUE(r.View(busy->slot).lost);
+  r.Release(busy->slot, At(2), 10);
+  EXPECT_FALSE(r.SlotOf(Id("b"))) << "its KV went with the old llama-server";
+  std::optional<Plan> a = r.TryAcquire(Id("a"));
+  EXPECT_FALSE(a->resident);
+  EXPECT_TRUE(a->erase);
+}
+
+TEST_F(ResidencyTest, APinnedAgentIsNeverEvictedAndPinsAreBounded) {
+  Residency r = Make(2, 1);
+  Serve(r, Id("a"), 1);
+  Serve(r, Id("b"), 2);
+  ASSERT_TRUE(r.Pin(Id("a")).ok());
+  EXPECT_EQ(r.Pin(Id("b")).code(), ErrorCode::kConflict);
+  std::optional<Plan> c = r.TryAcquire(Id("c"));
+  ASSERT_TRUE(c);
+  EXPECT_EQ(*c->evicted, Id("b")) << "a is older but pinned";
+  r.CompleteSwitch(*c, {true, true, true});
+  EXPECT_FALSE(r.TryAcquire(Id("d"))) << "only a's pinned slot is idle";
+  r.Unpin(Id("a"));
+  EXPECT_EQ(*r.TryAcquire(Id("d"))->evicted, Id("a"));
+}
+
+TEST_F(ResidencyTest, DroppingAnAgentWaitsForItsRequestThenFreesItsSlot) {
+  Residency r = Make(1);
+  std::optional<Plan> a = r.TryAcquire(Id("a"));
+  r.CompleteSwitch(*a, {true, true, true});
+  bool wait = false;
+  EXPECT_FALSE(r.TryBeginDrop(Id("a"), &wait));
+  EXPECT_TRUE(wait);
+  r.Release(a->slot, At(1), 10);
+  std::optional<SlotId> slot = r.TryBeginDrop(Id("a"), &wait);
+  EXPECT_FALSE(wait);
+  ASSERT_TRUE(slot);
+  r.EndDrop(*slot, true);
+  EXPECT_FALSE(r.SlotOf(Id("a")));
+  EXPECT_FALSE(r.View(*slot).stale);
+  EXPECT_FALSE(r.TryBeginDrop(Id("nobody"), &wait));
+  EXPECT_FALSE(wait);
 }
 
 }  // namespace

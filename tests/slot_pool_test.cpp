@@ -12,6 +12,8 @@ AgentId Id(const char* s) { return AgentId::Parse(s).value(); }
 
 TimePoint FakeNow() { return TimePoint{}; }
 
+bool NoFiles(const AgentId&) { return false; }
+
 // Spins (yielding, no sleep) until `done` holds.
 template <typename F>
 void WaitUntil(F done) {
@@ -19,7 +21,7 @@ void WaitUntil(F done) {
 }
 
 TEST(SlotPool, RefusesAtOnceWhenTheQueueIsFull) {
-  SlotPool pool(1, QueueLimits{0, std::chrono::milliseconds(60000)}, &FakeNow);
+  SlotPool pool(1, QueueLimits{0, std::chrono::milliseconds(60000)}, &NoFiles, 0, &FakeNow);
   ASSERT_TRUE(pool.Acquire(Id("a")).ok());
   Result<Plan> b = pool.Acquire(Id("b"));
   ASSERT_FALSE(b.ok());
@@ -27,7 +29,7 @@ TEST(SlotPool, RefusesAtOnceWhenTheQueueIsFull) {
 }
 
 TEST(SlotPool, GivesUpAfterTheMaximumWait) {
-  SlotPool pool(1, QueueLimits{4, std::chrono::milliseconds(0)}, &FakeNow);
+  SlotPool pool(1, QueueLimits{4, std::chrono::milliseconds(0)}, &NoFiles, 0, &FakeNow);
   ASSERT_TRUE(pool.Acquire(Id("a")).ok());
   Result<Plan> b = pool.Acquire(Id("b"));
   ASSERT_FALSE(b.ok());
@@ -36,14 +38,14 @@ TEST(SlotPool, GivesUpAfterTheMaximumWait) {
 }
 
 TEST(SlotPool, AWaiterProceedsWhenTheSlotIsReleased) {
-  SlotPool pool(1, QueueLimits{4, std::chrono::milliseconds(60000)}, &FakeNow);
+  SlotPool pool(1, QueueLimits{4, std::chrono::milliseconds(60000)}, &NoFiles, 0, &FakeNow);
   Result<Plan> a = pool.Acquire(Id("a"));
   ASSERT_TRUE(a.ok());
   ASSERT_TRUE(pool.CompleteSwitch(a.value(), {true, true, true}).ok());
 
   auto b = std::async(std::launch::async, [&] { return pool.Acquire(Id("b")); });
   WaitUntil([&] { return pool.waiting() == 1; });
-  pool.Release(a->slot);
+  pool.Release(a->slot, 10);
   Result<Plan> got = b.get();
   ASSERT_TRUE(got.ok());
   ASSERT_TRUE(got->evicted);
@@ -52,13 +54,13 @@ TEST(SlotPool, AWaiterProceedsWhenTheSlotIsReleased) {
 }
 
 TEST(SlotPool, ASecondRequestOfTheSameAgentWaitsForTheFirst) {
-  SlotPool pool(2, QueueLimits{4, std::chrono::milliseconds(60000)}, &FakeNow);
+  SlotPool pool(2, QueueLimits{4, std::chrono::milliseconds(60000)}, &NoFiles, 0, &FakeNow);
   Result<Plan> first = pool.Acquire(Id("a"));
   ASSERT_TRUE(first.ok());
   ASSERT_TRUE(pool.CompleteSwitch(first.value(), {true, true, true}).ok());
   auto second = std::async(std::launch::async, [&] { return pool.Acquire(Id("a")); });
   WaitUntil([&] { return pool.waiting() == 1; });
-  pool.Release(first->slot);
+  pool.Release(first->slot, 10);
   Result<Plan> got = second.get();
   ASSERT_TRUE(got.ok());
   EXPECT_TRUE(got->resident);
@@ -66,7 +68,7 @@ TEST(SlotPool, ASecondRequestOfTheSameAgentWaitsForTheFirst) {
 }
 
 TEST(SlotPool, ShutdownReleasesWaitersWithBusy) {
-  SlotPool pool(1, QueueLimits{4, std::chrono::milliseconds(60000)}, &FakeNow);
+  SlotPool pool(1, QueueLimits{4, std::chrono::milliseconds(60000)}, &NoFiles, 0, &FakeNow);
   ASSERT_TRUE(pool.Acquire(Id("a")).ok());
   auto b = std::async(std::launch::async, [&] { return pool.Acquire(Id("b")); });
   WaitUntil([&] { return pool.waiting() == 1; });

@@ -1,12 +1,15 @@
 #pragma once
 // Everything `agentkv serve` runs, wired together: optionally a llama-server
-// child, the upstream client, the store, the slot pool and the http front.
-// Start() returns once the front listens; Stop() may be called from any
-// thread, once.
+// child, the upstream client and its health watch, the store, the slot pool,
+// the placer and the http front. Start() returns once the front listens;
+// Stop() may be called from any thread, once.
 
 #include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <filesystem>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <thread>
 
@@ -16,15 +19,32 @@
 
 namespace agentkv {
 
+// KV settings llama-server does not report, part of every file's fingerprint.
+// Read from the arguments when agentkv starts llama-server.
+struct KvSettings {
+  std::string cache_type_k = "f16";
+  std::string cache_type_v = "f16";
+  bool swa_full = false;
+  static KvSettings FromArgs(const std::vector<std::string>& llama_args);
+};
+
 struct DaemonOptions {
   ProxyOptions proxy;
   UpstreamOptions upstream;  // base_url is ignored when `launch` is set
   QueueLimits queue;
   std::filesystem::path memory_dir;
+  StoreOptions store;
+  SavePolicy save_policy = SavePolicy::kTurnEnd;
+  int max_pins = 1;
+  KvSettings kv;  // when fronting an external llama-server
   // Start llama-server as a child (its memory_dir is set from ours).
   std::optional<LlamaProcessOptions> launch;
   // How long to wait for an external upstream's /health.
   std::chrono::seconds upstream_ready_timeout{60};
+  // How often to check llama-server's health (to notice restarts).
+  std::chrono::milliseconds health_interval{1000};
+  // On Stop(): how long requests in flight may take to finish.
+  std::chrono::seconds drain_timeout{30};
 };
 
 class Daemon {
@@ -37,20 +57,32 @@ class Daemon {
   int slot_count() const { return pool_->slot_count(); }
   const std::string& upstream_url() const { return upstream_->base_url(); }
   SlotPool& pool() { return *pool_; }
-  // Stops serving, then the llama-server child if any. Idempotent.
+  Placer& placer() { return *placer_; }
+  Store& store() { return *store_; }
+  // Graceful stop: refuse new requests, let those in flight finish within
+  // drain_timeout, save dirty resident agents, stop llama-server if ours.
+  // Idempotent.
   void Stop();
 
  private:
   Daemon() = default;
+  void WatchHealth(std::chrono::milliseconds interval);
 
+  DaemonOptions options_;
   LlamaProcess llama_;
   std::unique_ptr<Upstream> upstream_;
   std::unique_ptr<Store> store_;
   std::unique_ptr<SlotPool> pool_;
   std::unique_ptr<Placer> placer_;
+  std::unique_ptr<AdminApi> admin_;
   std::unique_ptr<ProxyServer> server_;
   std::thread serve_thread_;
+  std::thread watch_thread_;
   std::atomic<bool> serve_returned_{false};
+  std::mutex mu_;
+  std::condition_variable stopping_cv_;
+  bool stopping_ = false;  // guarded by mu_
+  bool stopped_ = false;   // guarded by mu_
   int port_ = 0;
 };
 

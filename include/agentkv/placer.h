@@ -1,8 +1,15 @@
 #pragma once
-// Gets a tenant's KV into a slot: asks the SlotPool for a plan, runs its
-// upstream steps (save the evicted agent, restore or erase) without holding
-// any lock, and reports the outcome back. Thread-safe.
+// Gets a tenant's KV into a slot and agents' KV onto disk. Asks the SlotPool
+// for a plan, runs its upstream steps (save the evicted agent, check and
+// restore the arriving agent's file, or erase) without holding any lock, and
+// reports the outcome back. Also runs turn-end saves on a background thread,
+// and the memory operations of the lifecycle API. Thread-safe.
 
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <optional>
+#include <thread>
 #include <utility>
 
 #include "agentkv/slot_pool.h"
@@ -11,48 +18,106 @@
 
 namespace agentkv {
 
+// When resident agents' KV is written to disk.
+enum class SavePolicy {
+  kTurnEnd,   // after every turn, off the request path: evictions only restore
+  kEviction,  // only when the slot is needed: fewer writes, less durable
+};
+
 // One request's hold on a slot; released when destroyed. Move-only.
 class Lease {
  public:
-  Lease(SlotPool* pool, SlotId slot, Tenant tenant, Placement placement)
-      : pool_(pool), slot_(slot), tenant_(std::move(tenant)), placement_(placement) {}
+  Lease(SlotPool* pool, SlotId slot, Tenant tenant, Placement placement,
+        long long restored_tokens)
+      : pool_(pool),
+        slot_(slot),
+        tenant_(std::move(tenant)),
+        placement_(placement),
+        restored_tokens_(restored_tokens) {}
   Lease(Lease&& other) noexcept { *this = std::move(other); }
   Lease& operator=(Lease&& other) noexcept;
   Lease(const Lease&) = delete;
   Lease& operator=(const Lease&) = delete;
-  ~Lease() { Release(); }
+  ~Lease() { Release(-1); }
 
-  void Release();
+  // `kv_tokens`: what the slot now holds; -1 if unknown.
+  void Release(long long kv_tokens);
   SlotId slot() const { return slot_; }
   const Tenant& tenant() const { return tenant_; }
   Placement placement() const { return placement_; }
+  long long restored_tokens() const { return restored_tokens_; }
 
  private:
   SlotPool* pool_ = nullptr;
   SlotId slot_;
   Tenant tenant_;
   Placement placement_ = Placement::kCold;
+  long long restored_tokens_ = 0;
+};
+
+// Counters for logs, tests and (later) metrics.
+struct PlacerStats {
+  long long restores = 0, saves = 0, save_failures = 0, evictions = 0;
+  long long fallbacks = 0;  // restores not done or not trusted: normal prefill
+  long long resets = 0;     // times llama-server was found to have lost the slots
 };
 
 class Placer {
  public:
-  Placer(SlotPool& pool, Upstream& upstream, Store& store)
-      : pool_(pool), upstream_(upstream), store_(store) {}
+  Placer(SlotPool& pool, Upstream& upstream, Store& store, SavePolicy policy);
+  ~Placer();
 
   // Blocks until `tenant` holds a slot with its KV in place (restored, or
   // erased for a cold start). Returns kBusy past the queue bounds, and
   // kUpstream* if llama-server left the slot in a state the tenant must not
-  // use. A failed save or restore is not an error: the request falls back to
-  // a normal prefill.
+  // use. A failed or untrusted restore is not an error: the request falls
+  // back to a normal prefill.
   Result<Lease> Place(const Tenant& tenant);
 
+  // The response on `lease` is complete: `cache_n` is what llama-server
+  // reported reusing (nullopt if unknown), `kv_tokens` what the slot holds.
+  // Checks that a restore paid off, releases the lease, schedules the save.
+  void Finish(Lease& lease, std::optional<long long> cache_n, long long kv_tokens);
+
+  // Saves the agent idle in `slot` if its KV is newer than its file.
+  // Returns false if a save was needed and failed.
+  bool SaveIdle(SlotId slot);
+  // Saves every dirty idle agent (graceful shutdown). Returns how many failed.
+  int SaveAllDirty();
+
+  // Lifecycle: erases the agent's slot if resident and deletes its files.
+  // Returns kNotFound if agentkv knew nothing of it.
+  Status Forget(const AgentId& agent);
+  // Gives `child` a copy of `parent`'s memory (saving the parent first).
+  Status Fork(const AgentId& parent, const AgentId& child);
+
+  // llama-server lost every slot's KV (it restarted).
+  void ResetSlots(const std::string& why);
+
+  PlacerStats stats() const;
+  // Blocks until no turn-end save is queued or running (tests, shutdown).
+  void DrainSaves();
+  void Stop();
+
  private:
-  // Runs the plan's upstream steps; a failed erase's cause goes to *erase_error.
   SwitchOutcome Run(const Plan& plan, Status* erase_error);
+  bool SaveSlot(SlotId slot, const AgentId& agent, long long tokens);
+  void SaverLoop();
+  template <typename F>
+  void Count(F f);
 
   SlotPool& pool_;
   Upstream& upstream_;
   Store& store_;
+  const SavePolicy policy_;
+
+  mutable std::mutex mu_;
+  std::condition_variable saves_changed_;
+  std::deque<SlotId> save_queue_;  // guarded by mu_
+  bool saving_ = false;            // guarded by mu_
+  bool stopping_ = false;          // guarded by mu_
+  PlacerStats stats_;              // guarded by mu_
+  std::thread saver_;
 };
 
 }  // namespace agentkv

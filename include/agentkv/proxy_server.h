@@ -4,10 +4,15 @@
 // pinned to that slot and streams the answer back chunk by chunk.
 // Bind() and Serve() are called once; Stop() may be called from any thread.
 
+#include <chrono>
+#include <condition_variable>
 #include <cstddef>
+#include <mutex>
+#include <set>
 #include <memory>
 #include <string>
 
+#include "agentkv/admin_api.h"
 #include "agentkv/placer.h"
 #include "agentkv/upstream.h"
 
@@ -30,7 +35,7 @@ struct ProxyOptions {
 
 class ProxyServer {
  public:
-  ProxyServer(ProxyOptions options, Upstream& upstream, Placer& placer);
+  ProxyServer(ProxyOptions options, Upstream& upstream, Placer& placer, AdminApi& admin);
   ~ProxyServer();
 
   // Returns the bound port, or kIo if the address cannot be bound.
@@ -39,7 +44,11 @@ class ProxyServer {
   void Serve();
   // True once Serve() accepts connections; Stop() before that is lost.
   bool running() const;
+  // Stops accepting connections; requests in flight go on.
   void Stop();
+  // Waits up to `timeout` for requests in flight to finish, then cancels
+  // the rest (their upstream connections are closed).
+  void Drain(std::chrono::seconds timeout);
 
  private:
   struct Exchange;
@@ -57,7 +66,11 @@ class ProxyServer {
   ProxyOptions options_;
   Upstream& upstream_;
   Placer& placer_;
+  AdminApi& admin_;
   std::unique_ptr<httplib::Server> server_;
+  std::mutex live_mu_;
+  std::condition_variable live_changed_;
+  std::set<Exchange*> live_;  // guarded by live_mu_
 };
 
 }  // namespace agentkv

@@ -9,6 +9,7 @@
 // takes a free slot, else evicts the least recently used idle agent.
 
 #include <chrono>
+#include <functional>
 #include <optional>
 #include <unordered_set>
 #include <vector>
@@ -40,6 +41,7 @@ struct Plan {
   bool resident = false;           // the agent's KV is already in the slot
   std::optional<AgentId> evicted;  // the idle agent displaced from the slot
   bool save_evicted = false;       // its KV is newer than its file: save it
+  long long evicted_tokens = 0;    // how many tokens its KV holds
   bool restore = false;            // restore the tenant's file into the slot
   bool erase = false;              // wipe the slot (KV the tenant must not see)
   bool NeedsUpstream() const { return save_evicted || restore || erase; }
@@ -51,47 +53,81 @@ struct SwitchOutcome {
   bool saved = false;
   bool restored = false;
   bool erased = false;
+  long long restored_tokens = 0;
 };
 
-enum class SlotPhase { kFree, kIdle, kBusy, kSwitching };
+// A resident agent's KV to write to its file, off the request path.
+struct SaveJob {
+  SlotId slot;
+  AgentId agent;
+  long long tokens = 0;
+};
+
+enum class SlotPhase { kFree, kIdle, kBusy, kSwitching, kSaving };
 
 struct SlotView {
   SlotPhase phase = SlotPhase::kFree;
-  Tenant owner;        // Idle/Busy/Switching: whose KV it holds or will hold
+  Tenant owner;        // Idle/Busy/Switching/Saving: whose KV it holds
   bool dirty = false;  // Idle: KV newer than the agent's file
   bool stale = false;  // Free: holds KV that must be erased before reuse
+  bool lost = false;   // Busy/Switching/Saving: llama-server restarted since
+  long long tokens = 0;  // tokens the KV holds, as last reported
   TimePoint last_used{};
 };
 
 class Residency {
  public:
+  using HasMemoryFn = std::function<bool(const AgentId&)>;
+
   // All slots start Free and stale: agentkv cannot know what an upstream it
-  // did not start holds, and an erase costs almost nothing.
-  explicit Residency(int n_slots);
+  // did not start holds, and an erase costs almost nothing. `has_memory`
+  // says whether an agent has a file to restore (the store's index); it is
+  // called under the caller's lock and must not call back. At most
+  // `max_pins` agents (at most n_slots - 1) may be pinned.
+  Residency(int n_slots, HasMemoryFn has_memory, int max_pins = 0);
 
   int slot_count() const { return static_cast<int>(slots_.size()); }
 
   // Returns the plan to run if `tenant` may proceed now, with its slot marked
-  // Busy (no upstream steps) or Switching. Returns nullopt if it must wait:
-  // the agent has a request in flight, or every slot is busy or switching.
+  // Switching. Returns nullopt if it must wait: the agent has a request or a
+  // save in flight, or no slot is free or idle and unpinned.
   std::optional<Plan> TryAcquire(const Tenant& tenant);
 
-  // Records what the plan achieved and returns how the tenant was placed.
-  // Returns kUpstreamError if the slot holds KV the tenant must not see (the
-  // needed erase failed); the slot is then Free and stale, and the request
-  // must not run.
+  // Records what the plan achieved and returns how the tenant was placed;
+  // the slot turns Busy. Returns kUpstreamError if the slot holds KV the
+  // tenant must not see (the needed erase failed); the slot is then Free and
+  // stale, and the request must not run.
   Result<Placement> CompleteSwitch(const Plan& plan, const SwitchOutcome& outcome);
 
-  // The request on `slot` ended (whatever its outcome). An agent's slot turns
-  // Idle and dirty, used at `now`; a stateless slot turns Free and stale.
-  void Release(SlotId slot, TimePoint now);
+  // The request on `slot` ended (whatever its outcome), leaving `tokens` in
+  // its KV. An agent's slot turns Idle and dirty, used at `now`; a stateless
+  // slot, or one llama-server lost meanwhile, turns Free and stale.
+  void Release(SlotId slot, TimePoint now, long long tokens);
 
-  // Forgets that `agent` has a restorable file (e.g. after a failed restore).
-  void ForgetFile(const AgentId& agent);
+  // Turn-end and shutdown saves: if `slot` is Idle and dirty, marks it
+  // Saving and returns the job; EndSave reports whether the file was written.
+  std::optional<SaveJob> TryBeginSave(SlotId slot);
+  void EndSave(SlotId slot, bool saved);
+  std::vector<SlotId> DirtySlots() const;
+
+  // llama-server restarted: every slot's KV is gone. Idle and free slots turn
+  // Free and stale now, the others when released.
+  void ResetAll();
+
+  // Removing an agent: returns nullopt (with *wait = true) while it has a
+  // request in flight; else its slot, now Switching, if it is resident.
+  std::optional<SlotId> TryBeginDrop(const AgentId& agent, bool* wait);
+  // The slot is Free; stale unless llama-server erased it.
+  void EndDrop(SlotId slot, bool erased);
+
+  // A pinned agent's idle slot is never chosen for eviction. Pin returns
+  // kConflict when max_pins agents are pinned already.
+  Status Pin(const AgentId& agent);
+  void Unpin(const AgentId& agent);
+  bool Pinned(const AgentId& agent) const;
 
   SlotView View(SlotId slot) const;
   std::optional<SlotId> SlotOf(const AgentId& agent) const;
-  bool HasFile(const AgentId& agent) const;
 
  private:
   struct Slot {
@@ -101,9 +137,12 @@ class Residency {
 
   bool InFlight(const AgentId& agent) const;
   std::optional<int> ChooseSlot() const;
+  Slot& At(SlotId slot) { return slots_[static_cast<size_t>(slot.value)]; }
 
   std::vector<Slot> slots_;
-  std::unordered_set<AgentId> has_file_;
+  HasMemoryFn has_memory_;
+  int max_pins_;
+  std::unordered_set<AgentId> pinned_;
 };
 
 }  // namespace agentkv

@@ -11,6 +11,7 @@ enum class RouteKind {
   kInference,    // runs on a slot: agentkv places the agent first
   kSlotAction,   // /slots/{id}?action=...: agentkv owns the slots, refused
   kUnsupported,  // would run on a slot agentkv cannot pin: refused
+  kAdmin,        // /admin/...: agentkv's lifecycle API
   kPassthrough,  // anything else: forwarded unchanged
 };
 

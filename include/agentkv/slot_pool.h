@@ -8,13 +8,14 @@
 #include <condition_variable>
 #include <functional>
 #include <mutex>
+#include <vector>
 
 #include "agentkv/residency.h"
 
 namespace agentkv {
 
 struct QueueLimits {
-  int max_waiting = 64;                         // requests waiting for a slot
+  int max_waiting = 64;                        // requests waiting for a slot
   std::chrono::milliseconds max_wait{120000};  // per request
 };
 
@@ -22,36 +23,52 @@ class SlotPool {
  public:
   using NowFn = std::function<TimePoint()>;
 
-  SlotPool(int n_slots, QueueLimits limits, NowFn now = &Clock::now);
+  // See Residency for `has_memory` and `max_pins`.
+  SlotPool(int n_slots, QueueLimits limits, Residency::HasMemoryFn has_memory,
+           int max_pins = 0, NowFn now = &Clock::now);
 
   // Blocks until `tenant` may proceed and returns its plan. Returns kBusy if
-  // the wait queue is full or the wait exceeds limits.max_wait.
+  // the wait queue is full, the wait exceeds limits.max_wait, or the pool is
+  // shutting down.
   Result<Plan> Acquire(const Tenant& tenant);
 
-  // See Residency::CompleteSwitch. Wakes waiters.
+  // See Residency. Each wakes waiters.
   Result<Placement> CompleteSwitch(const Plan& plan, const SwitchOutcome& outcome);
+  void Release(SlotId slot, long long tokens);
+  std::optional<SaveJob> TryBeginSave(SlotId slot);
+  void EndSave(SlotId slot, bool saved);
+  void ResetAll();
+  void EndDrop(SlotId slot, bool erased);
 
-  // See Residency::Release. Wakes waiters.
-  void Release(SlotId slot);
-
-  void ForgetFile(const AgentId& agent);
+  // Blocks (within limits) until `agent` has nothing in flight; then returns
+  // its slot, marked for dropping, if it is resident. kBusy on timeout.
+  Result<std::optional<SlotId>> BeginDrop(const AgentId& agent);
 
   // Fails every waiting and future Acquire with kBusy. Irreversible.
   void Shutdown();
 
+  Status Pin(const AgentId& agent);
+  void Unpin(const AgentId& agent);
+  bool Pinned(const AgentId& agent) const;
+
   int slot_count() const { return n_slots_; }
   int waiting() const;
+  std::vector<SlotId> DirtySlots() const;
   SlotView View(SlotId slot) const;
   std::optional<SlotId> SlotOf(const AgentId& agent) const;
 
  private:
+  // Runs `f` under the lock, then wakes waiters.
+  template <typename F>
+  auto Changing(F f);
+
   const int n_slots_;
   const QueueLimits limits_;
   const NowFn now_;
   mutable std::mutex mu_;
   std::condition_variable changed_;
-  Residency residency_;  // guarded by mu_
-  int waiting_ = 0;      // guarded by mu_
+  Residency residency_;     // guarded by mu_
+  int waiting_ = 0;         // guarded by mu_
   bool shut_down_ = false;  // guarded by mu_
 };
 

@@ -16,6 +16,8 @@ enum class ErrorCode {
   kTooLarge,          // body over the configured limit (413)
   kNotFound,          // unknown route or object (404)
   kForbidden,         // a path agentkv owns, e.g. slot actions (403)
+  kConflict,          // the request clashes with the current state (409)
+  kUnsupported,       // agentkv cannot serve this route (501)
   kBusy,              // no slot within the wait bounds (503 + Retry-After)
   kUpstreamDown,      // llama-server unreachable (502)
   kUpstreamTimeout,   // llama-server did not answer in time (504)

@@ -1,44 +1,144 @@
 #pragma once
 // The memory directory: the only code that touches it. llama-server writes
 // slot files into it (it is llama-server's --slot-save-path); the store names
-// them and makes each save atomic.
-// Thread-safe as long as two calls never name the same agent at once, which
-// residency guarantees (an agent is saved or restored by one request at a time).
+// them, makes every save atomic, checks every file before it is restored,
+// keeps the index of agents' memories and holds the directory to a budget.
+//
+// Layout, for an agent whose id hashes to H (SHA-256, never the id itself):
+//   H.<generation>.kv   the KV state, as llama-server wrote it
+//   H.meta              JSON: agent id, fingerprint, file, tokens, bytes,
+//                       checksum, created/updated times
+//   *.tmp               a save or metadata write in progress
+//   quarantine/         files that failed a check, kept aside, never reused
+// A save writes a new generation, then the metadata that points to it, then
+// removes the old generation: a crash at any instant leaves the old memory or
+// the new one, and Open() removes whatever a crash left over.
+//
+// Thread-safe. Calls that name an agent must not run concurrently for the
+// same agent (residency guarantees it); they do file I/O without holding the
+// index lock.
 
+#include <cstdint>
 #include <filesystem>
+#include <functional>
+#include <mutex>
+#include <optional>
 #include <string>
+#include <unordered_map>
+#include <vector>
 
 #include "agentkv/agent_id.h"
 #include "agentkv/status.h"
 
 namespace agentkv {
 
+// What a KV file is only valid for.
+struct Fingerprint {
+  std::string model;          // model file identity: size and head/tail checksum
+  long long n_ctx_slot = 0;   // context per slot
+  std::string cache_type_k = "f16";
+  std::string cache_type_v = "f16";
+  std::string build;          // llama.cpp build, from llama-server's /props
+  bool swa_full = false;
+
+  // A stable short string; equal digests mean compatible files.
+  std::string Digest() const;
+};
+
+// Identity of a model file without reading all of it: its size and a
+// checksum of its first and last MiB. Returns kIo if it cannot be read.
+Result<std::string> ModelIdentity(const std::filesystem::path& model);
+
+struct MemoryInfo {
+  AgentId agent;
+  long long tokens = 0;
+  long long bytes = 0;
+  std::int64_t created = 0;    // unix seconds
+  std::int64_t updated = 0;
+  std::int64_t last_used = 0;
+};
+
+struct StoreOptions {
+  std::uint64_t budget_bytes = 0;      // 0: no budget
+  std::uint64_t min_free_bytes = 256u << 20;  // keep this much disk free
+};
+
 class Store {
  public:
-  explicit Store(std::filesystem::path dir);
+  using WallClock = std::function<std::int64_t()>;  // unix seconds
+
+  Store(std::filesystem::path dir, std::string fingerprint, StoreOptions options = {},
+        WallClock now = nullptr);
 
   const std::filesystem::path& dir() const { return dir_; }
 
-  // Creates the directory if needed and removes temporaries left by a crash.
+  // Creates the directory, removes temporaries and orphans a crash left,
+  // loads every metadata file and quarantines the ones that are unreadable,
+  // point to a missing or wrong-sized file, or carry another fingerprint.
   // Returns kIo if the directory cannot be created or listed.
   Status Open();
 
-  // The file name an agent's KV lives under, derived from a hash of the id:
-  // never the id itself, never a slash.
-  static std::string FileName(const AgentId& agent);
-  // Where llama-server writes a save before CommitSave makes it the memory.
-  static std::string TempFileName(const AgentId& agent);
+  bool HasMemory(const AgentId& agent) const;
+  std::optional<MemoryInfo> Find(const AgentId& agent) const;
+  std::vector<MemoryInfo> List() const;
+  std::uint64_t TotalBytes() const;
+  // Marks the memory as used now (for the budget's LRU order).
+  void Touch(const AgentId& agent);
 
-  // Makes the temporary the agent's memory: fsync, rename over the old file,
-  // fsync the directory. A crash at any instant leaves the old file or the
-  // new one. Returns kIo (and removes the temporary) on failure.
-  Status CommitSave(const AgentId& agent);
+  // Save, step 1: returns the temporary file name llama-server must write to.
+  // Returns kIo if the disk lacks room for about `expected_tokens`.
+  Result<std::string> BeginSave(const AgentId& agent, long long expected_tokens);
+  // Save, step 2: makes the temporary the agent's memory (see the layout).
+  // On failure the old memory stays and the temporary is removed.
+  Status CommitSave(const AgentId& agent, long long tokens);
+  // Save, abandoned: removes the temporary.
+  void AbortSave(const AgentId& agent);
 
-  // Removes the agent's file and temporary, if present.
-  void Remove(const AgentId& agent);
+  // Checks the agent's file (fingerprint, size, checksum) and returns its
+  // name for llama-server's restore. On a mismatch the file is quarantined
+  // and kNotFound returned: the agent falls back to a normal prefill.
+  Result<std::string> PrepareRestore(const AgentId& agent);
+
+  // Moves the agent's files to quarantine/ and forgets them.
+  void Quarantine(const AgentId& agent, const std::string& reason);
+  // Deletes the agent's files. Returns true if it had any.
+  bool Remove(const AgentId& agent);
+  // Gives `child` a copy of `parent`'s memory. kNotFound if parent has none.
+  Status Fork(const AgentId& parent, const AgentId& child);
+
+  // Deletes least recently used memories until the budget holds, sparing
+  // `keep` while others remain. Returns the agents whose memory went.
+  std::vector<AgentId> EnforceBudget(const std::vector<AgentId>& keep = {});
+
+  // Quarantine events since start, for logs and tests.
+  int quarantined() const;
 
  private:
-  std::filesystem::path dir_;
+  struct Entry {
+    MemoryInfo info;
+    std::string state_file;  // H.<generation>.kv
+    long long generation = 0;
+    std::uint64_t checksum = 0;
+    std::string fingerprint;
+  };
+
+  std::string Hash(const AgentId& agent) const;
+  Status WriteMeta(const Entry& e);
+  std::optional<Entry> LoadMeta(const std::filesystem::path& meta_path);
+  void QuarantineFiles(const std::string& hash, const std::string& state_file,
+                       const std::string& reason);
+  std::int64_t Now() const;
+
+  const std::filesystem::path dir_;
+  const std::string fingerprint_;
+  const StoreOptions options_;
+  const WallClock now_;
+
+  mutable std::mutex mu_;
+  std::unordered_map<AgentId, Entry> index_;  // guarded by mu_
+  std::uint64_t total_bytes_ = 0;             // guarded by mu_
+  double bytes_per_token_ = 0;                // guarded by mu_
+  int quarantined_ = 0;                       // guarded by mu_
 };
 
 }  // namespace agentkv

@@ -69,7 +69,7 @@ class Upstream {
   const std::string& base_url() const { return options_.base_url; }
 
   // Slot actions. Return kUpstreamDown if unreachable, kUpstreamError with
-  // llama-server's message if it refused. `slot` must be < SlotCount():
+  // llama-server's message if it refused. `slot` must be < GetProps().total_slots:
   // llama-server silently wraps larger ids around.
   Result<SlotActionResult> SaveSlot(SlotId slot, const std::string& filename);
   Result<SlotActionResult> RestoreSlot(SlotId slot, const std::string& filename);
@@ -77,8 +77,14 @@ class Upstream {
 
   // OK once /health answers 200; kUpstreamDown or kUpstreamError otherwise.
   Status Health();
-  // total_slots from /props.
-  Result<int> SlotCount();
+  // From /props: slot count, context per slot, model path, llama.cpp build.
+  struct Props {
+    int total_slots = 0;
+    long long n_ctx_slot = 0;
+    std::string model_path;
+    std::string build;
+  };
+  Result<Props> GetProps();
 
   // Sends `request` and streams the answer into `sink`. Returns OK when the
   // whole response was delivered, kUpstreamDown/kUpstreamTimeout on transport
