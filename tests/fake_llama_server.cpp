@@ -36,8 +36,12 @@ std::string Event(const json& j) { return "data: " + j.dump() + "\n\n"; }
 
 FakeLlamaServer::FakeLlamaServer(int slots, std::filesystem::path save_dir, int port)
     : save_dir_(std::move(save_dir)), kv_(static_cast<size_t>(slots)) {
-  server_.Get("/health", [](const httplib::Request&, httplib::Response& res) {
-    res.set_content(R"({"status":"ok"})", "application/json");
+  server_.Get("/health", [this](const httplib::Request&, httplib::Response& res) {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++health_checks_;
+    if (!healthy_) res.status = 503;
+    res.set_content(healthy_ ? R"({"status":"ok"})" : R"({"status":"loading"})",
+                    "application/json");
   });
   const std::string model = (save_dir_ / "fake-model.gguf").string();
   std::ofstream(model) << "fake weights";
@@ -102,6 +106,11 @@ std::vector<std::string> FakeLlamaServer::violations() const {
   return violations_;
 }
 
+int FakeLlamaServer::health_checks() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return health_checks_;
+}
+
 std::string FakeLlamaServer::last_body() const {
   std::lock_guard<std::mutex> lock(mu_);
   return last_body_;
@@ -132,8 +141,9 @@ void FakeLlamaServer::SlotAction(const httplib::Request& req, httplib::Response&
       return fail("Unable to restore slot");
     }
     kv.assign(std::istreambuf_iterator<char>(in), {});
-    res.set_content(json{{"n_restored", kv.size()}, {"n_read", kv.size()}}.dump(),
-                    "application/json");
+    const size_t n = kv.size();
+    if (hollow_restores_ > 0 && hollow_restores_--) kv.clear();
+    res.set_content(json{{"n_restored", n}, {"n_read", n}}.dump(), "application/json");
   } else if (action == "erase") {
     if (fail_erases_) return fail("erase failed");
     kv.clear();

@@ -28,6 +28,13 @@ class FakeLlamaServer {
   void FailNextRestore() { Set([&] { fail_restores_++; }); }
   void FailNextSave() { Set([&] { fail_saves_++; }); }
   void FailErases(bool fail) { Set([&] { fail_erases_ = fail; }); }
+  // The next restore answers success but leaves the slot empty (an upstream
+  // bug agentkv must catch from the response's cache_n).
+  void HollowNextRestore() { Set([&] { hollow_restores_++; }); }
+  // /health answers 503 while unhealthy.
+  void SetHealthy(bool healthy) { Set([&] { healthy_ = healthy; }); }
+  // Every slot's KV is gone, as after a restart.
+  void LoseAllKv() { Set([&] { for (auto& kv : kv_) kv.clear(); }); }
   // Makes every stream pause before chunk `index` until Resume().
   void HoldStreamsAt(int index) { Set([&] { hold_at_ = index; held_ = false; }); }
   void Resume() { Set([&] { hold_at_ = -1; }); }
@@ -48,6 +55,7 @@ class FakeLlamaServer {
   // Requests that ran on a slot holding another agent's KV.
   std::vector<std::string> violations() const;
   std::string last_body() const;
+  int health_checks() const;
 
  private:
   void Set(const std::function<void()>& f);
@@ -68,6 +76,9 @@ class FakeLlamaServer {
   int fail_restores_ = 0;
   int fail_saves_ = 0;
   bool fail_erases_ = false;
+  int hollow_restores_ = 0;
+  bool healthy_ = true;
+  int health_checks_ = 0;
   int hold_at_ = -1;
   bool held_ = false;
   int cancelled_ = 0;

@@ -5,65 +5,17 @@
 #include <future>
 #include <nlohmann/json.hpp>
 
-#include "agentkv/daemon.h"
-#include "fake_llama_server.h"
+#include "fake_daemon_fixture.h"
 
 namespace agentkv {
 namespace {
 
 using nlohmann::json;
+using testing::Chat;
 using testing::FakeLlamaServer;
 namespace fs = std::filesystem;
 
-json Chat(const std::string& agent, const std::string& text, bool stream = false) {
-  return json{{"messages", {{{"role", "user"}, {"content", "agent:" + agent + "|" + text}}}},
-              {"stream", stream}};
-}
-
-class ProxyTest : public ::testing::Test {
- protected:
-  void SetUp() override { Start(2); }
-  void TearDown() override {
-    daemon_.reset();
-    fake_.reset();
-    fs::remove_all(dir_);
-  }
-
-  void Start(int slots, QueueLimits queue = {}, size_t max_body = 1 << 20) {
-    daemon_.reset();
-    fake_.reset();
-    dir_ = fs::temp_directory_path() /
-           ("agentkv-proxy-" + std::to_string(::getpid()) + "-" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-    fake_ = std::make_unique<FakeLlamaServer>(slots, dir_);
-    DaemonOptions o;
-    o.proxy.port = 0;
-    o.proxy.max_body_bytes = max_body;
-    o.upstream.base_url = fake_->url();
-    o.queue = queue;
-    o.memory_dir = dir_;
-    Result<std::unique_ptr<Daemon>> d = Daemon::Start(o);
-    ASSERT_TRUE(d.ok()) << d.status().message();
-    daemon_ = std::move(d.value());
-  }
-
-  httplib::Client Client() {
-    httplib::Client c("127.0.0.1", daemon_->port());
-    c.set_read_timeout(std::chrono::seconds(30));
-    return c;
-  }
-
-  httplib::Result Post(const std::string& path, const json& body,
-                       const httplib::Headers& headers = {}) {
-    return Client().Post(path, headers, body.dump(), "application/json");
-  }
-
-  fs::path dir_;
-  std::unique_ptr<FakeLlamaServer> fake_;
-  std::unique_ptr<Daemon> daemon_;
-};
+using ProxyTest = testing::FakeDaemonTest;
 
 TEST_F(ProxyTest, ForwardsACompletionPinnedToTheAgentsSlotAndReturnsItUnchanged) {
   httplib::Result res = Post("/agents/alice/v1/chat/completions", Chat("alice", "hi"));
@@ -199,6 +151,7 @@ TEST_F(ProxyTest, ASlotThatCannotBeErasedIsRefusedWith502AndNotUsed) {
 }
 
 TEST_F(ProxyTest, BadRequestsGetAJsonErrorAndTheDaemonKeepsServing) {
+  Start(2, [](DaemonOptions& o) { o.proxy.max_body_bytes = 1 << 20; });
   struct Case {
     std::string path, body;
     httplib::Headers headers;
@@ -246,7 +199,7 @@ TEST_F(ProxyTest, OtherPathsPassThroughWithTheirQueryAndHeaders) {
 }
 
 TEST_F(ProxyTest, WhenEverySlotIsBusyAndTheQueueIsFullItAnswers503WithRetryAfter) {
-  Start(1, QueueLimits{0, std::chrono::milliseconds(60000)});
+  Start(1, [](DaemonOptions& o) { o.queue = QueueLimits{0, std::chrono::milliseconds(60000)}; });
   fake_->HoldStreamsAt(1);
   auto holder = std::async(std::launch::async, [&] {
     return Post("/agents/holder/v1/chat/completions", Chat("holder", "x", true));

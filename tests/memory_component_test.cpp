@@ -1,0 +1,202 @@
+// Durable memory against the fake llama-server: write policies, untrusted
+// restores, restarts, the lifecycle API and graceful shutdown.
+#include <gtest/gtest.h>
+
+#include <future>
+#include <thread>
+
+#include "agentkv/sha256.h"
+#include "fake_daemon_fixture.h"
+
+namespace agentkv {
+namespace {
+
+using nlohmann::json;
+using testing::Chat;
+namespace fs = std::filesystem;
+using MemoryTest = testing::FakeDaemonTest;
+
+AgentId Id(const char* s) { return AgentId::Parse(s).value(); }
+
+// Spins (yielding, no sleep) until `done` holds or 20 s pass.
+template <typename F>
+bool Eventually(F done) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (done()) return true;
+    std::this_thread::yield();
+  }
+  return false;
+}
+
+std::vector<std::string> FilesOf(const fs::path& dir, const AgentId& agent) {
+  std::vector<std::string> out;
+  const std::string hash = Sha256Hex(agent.str());
+  for (const auto& e : fs::recursive_directory_iterator(dir)) {
+    if (e.path().filename().string().rfind(hash, 0) == 0) out.push_back(e.path().string());
+  }
+  return out;
+}
+
+TEST_F(MemoryTest, TurnEndSavesLetAnEvictionOnlyRestore) {
+  Start(1);
+  EXPECT_EQ(Turn("a"), "cold");
+  daemon_->placer().DrainSaves();
+  EXPECT_TRUE(daemon_->store().HasMemory(Id("a"))) << "saved after its turn";
+  const int saves_before = CountCalls("save");
+  EXPECT_EQ(Turn("b"), "cold");  // evicts a, which is clean
+  EXPECT_EQ(CountCalls("save"), saves_before) << "no save on the request path";
+  daemon_->placer().DrainSaves();
+  EXPECT_EQ(Turn("a", "hello again"), "restored");
+  EXPECT_TRUE(fake_->violations().empty());
+}
+
+TEST_F(MemoryTest, TheEvictionPolicySavesOnlyWhenTheSlotIsNeeded) {
+  Start(1, [](DaemonOptions& o) { o.save_policy = SavePolicy::kEviction; });
+  Turn("a");
+  daemon_->placer().DrainSaves();
+  EXPECT_EQ(CountCalls("save"), 0);
+  EXPECT_FALSE(daemon_->store().HasMemory(Id("a")));
+  Turn("b");
+  EXPECT_EQ(CountCalls("save"), 1);
+  EXPECT_TRUE(daemon_->store().HasMemory(Id("a")));
+}
+
+TEST_F(MemoryTest, AgentsSavedBeforeARestartAreRestoredAfterIt) {
+  Turn("a");
+  daemon_->placer().DrainSaves();
+  Restart();
+  fake_->LoseAllKv();  // a new llama-server too
+  EXPECT_EQ(Turn("a", "hello again"), "restored");
+  EXPECT_TRUE(fake_->violations().empty());
+}
+
+TEST_F(MemoryTest, ARestoreThatReusesNothingIsCountedAndItsFileQuarantined) {
+  Start(1);
+  Turn("a", "a long enough conversation to judge the restore by");
+  Turn("b");
+  daemon_->placer().DrainSaves();
+  fake_->HollowNextRestore();
+  httplib::Result r = Post("/agents/a/v1/chat/completions",
+                           Chat("a", "a long enough conversation to judge the restore by!"));
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200) << "the answer is still right: it was prefilled";
+  EXPECT_EQ(json::parse(r->body)["timings"]["cache_n"], 0);
+  EXPECT_EQ(daemon_->placer().stats().fallbacks, 1);
+  EXPECT_EQ(daemon_->store().quarantined(), 1);
+  EXPECT_FALSE(fs::is_empty(dir_ / "quarantine"));
+}
+
+TEST_F(MemoryTest, ALlamaServerRestartIsNoticedAndAgentsComeBackFromDisk) {
+  Turn("a");
+  daemon_->placer().DrainSaves();
+  fake_->SetHealthy(false);
+  const int checks = fake_->health_checks();
+  ASSERT_TRUE(Eventually([&] { return fake_->health_checks() > checks + 1; }))
+      << "the watch saw llama-server down";
+  fake_->LoseAllKv();
+  fake_->SetHealthy(true);
+  ASSERT_TRUE(Eventually([&] { return daemon_->placer().stats().resets > 0; }));
+  EXPECT_EQ(Turn("a", "hello again"), "restored") << "not trusted as resident any more";
+  EXPECT_TRUE(fake_->violations().empty());
+}
+
+TEST_F(MemoryTest, ASaveOfAnEmptiedSlotKeepsTheOlderFile) {
+  Start(1, [](DaemonOptions& o) {
+    o.save_policy = SavePolicy::kEviction;
+    o.health_interval = std::chrono::hours(1);
+  });
+  Turn("a", "first turn of a");
+  Turn("b");  // saves a
+  Turn("a", "first turn of a, second");  // restores a
+  const long long tokens = daemon_->store().Find(Id("a"))->tokens;
+  fake_->LoseAllKv();  // a restart the health watch did not see
+  Turn("b");  // evicting a finds its slot empty
+  EXPECT_EQ(daemon_->store().Find(Id("a"))->tokens, tokens) << "the older memory stays";
+  EXPECT_EQ(daemon_->placer().stats().resets, 1);
+}
+
+TEST_F(MemoryTest, TheLifecycleApiListsShowsWarmsForksPinsAndDeletes) {
+  Turn("a");
+  Turn("b");
+  daemon_->placer().DrainSaves();
+  httplib::Client c = Client();
+  json list = json::parse(c.Get("/admin/agents")->body);
+  ASSERT_EQ(list["agents"].size(), 2u);
+  EXPECT_EQ(list["agents"][0]["id"], "a");
+  EXPECT_EQ(list["agents"][0]["resident"], true);
+  EXPECT_GT(list["agents"][0]["saved"]["bytes"].get<long long>(), 0);
+
+  EXPECT_EQ(c.Get("/admin/agents/nobody")->status, 404);
+  EXPECT_EQ(c.Get("/admin/agents/bad%20id")->status, 400);
+
+  httplib::Result fork = c.Post("/admin/agents/a/fork", R"({"into":"a-sub"})", "application/json");
+  ASSERT_EQ(fork->status, 200) << fork->body;
+  EXPECT_TRUE(daemon_->store().HasMemory(Id("a-sub")));
+  httplib::Result warm = c.Post("/admin/agents/a-sub/warm", "", "application/json");
+  ASSERT_EQ(warm->status, 200) << warm->body;
+  EXPECT_EQ(json::parse(warm->body)["placement"], "restored");
+  // The fork continues a's conversation (the fake tags KV by its text).
+  auto sub_turn = [&](const std::string& text) {
+    httplib::Result r = Post("/agents/a-sub/v1/chat/completions", Chat("a", text));
+    return r ? r->get_header_value("X-Agentkv-Placement") : "";
+  };
+  EXPECT_EQ(sub_turn("hello, sub-agent"), "resident") << "warmed ahead of its request";
+
+  ASSERT_EQ(c.Post("/admin/agents/a-sub/pin", "", "application/json")->status, 200);
+  EXPECT_EQ(c.Post("/admin/agents/b/pin", "", "application/json")->status, 409)
+      << "one pin at most with 2 slots by default";
+  Turn("x");
+  Turn("y");
+  EXPECT_EQ(json::parse(c.Get("/admin/agents/a-sub")->body)["resident"], true)
+      << "a pinned agent is not evicted";
+  ASSERT_EQ(c.Delete("/admin/agents/a-sub/pin")->status, 200);
+
+  const int erases = CountCalls("erase");
+  httplib::Result del = c.Delete("/admin/agents/a-sub");
+  ASSERT_EQ(del->status, 200) << del->body;
+  EXPECT_EQ(CountCalls("erase"), erases + 1) << "its slot was erased";
+  EXPECT_TRUE(FilesOf(dir_, Id("a-sub")).empty()) << "nothing of it is left on disk";
+  EXPECT_EQ(c.Delete("/admin/agents/a-sub")->status, 404);
+  EXPECT_EQ(Turn("a-sub", "hello"), "cold");
+  EXPECT_TRUE(fake_->violations().empty()) << fake_->violations().front();
+}
+
+TEST_F(MemoryTest, StoppingSavesDirtyResidentAgents) {
+  Start(2, [](DaemonOptions& o) { o.save_policy = SavePolicy::kEviction; });
+  Turn("a");
+  EXPECT_FALSE(daemon_->store().HasMemory(Id("a")));
+  daemon_->Stop();
+  Restart();
+  EXPECT_TRUE(daemon_->store().HasMemory(Id("a"))) << "saved at shutdown";
+}
+
+TEST_F(MemoryTest, StoppingLetsAStreamInFlightFinish) {
+  fake_->HoldStreamsAt(2);
+  auto stream = std::async(std::launch::async, [&] {
+    return Post("/agents/s/v1/chat/completions", Chat("s", "x", true));
+  });
+  ASSERT_TRUE(fake_->WaitHeld(std::chrono::seconds(20)));
+  auto stopping = std::async(std::launch::async, [&] { daemon_->Stop(); });
+  fake_->Resume();
+  stopping.get();
+  httplib::Result r = stream.get();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+  EXPECT_NE(r->body.find("data: [DONE]"), std::string::npos) << "the whole stream arrived";
+}
+
+TEST_F(MemoryTest, TheDiskBudgetHoldsUnderAWorkloadThatExceedsIt) {
+  Start(1, [](DaemonOptions& o) { o.store.budget_bytes = 200; });
+  for (int i = 0; i < 12; ++i) {
+    Turn("agent-" + std::to_string(i), std::string(40, 'x'));
+    daemon_->placer().DrainSaves();
+    EXPECT_LE(daemon_->store().TotalBytes(), 200u);
+  }
+  EXPECT_GE(daemon_->store().List().size(), 2u);
+  EXPECT_LT(daemon_->store().List().size(), 12u);
+  EXPECT_EQ(Turn("agent-11", std::string(40, 'x') + "more"), "resident");
+}
+
+}  // namespace
+}  // namespace agentkv
