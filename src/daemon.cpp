@@ -123,8 +123,8 @@ void Daemon::Stop() {
   if (watch_thread_.joinable()) watch_thread_.join();
   if (pool_) pool_->Shutdown();
   if (server_) {
-    server_->Stop();
     server_->Drain(options_.drain_timeout);
+    server_->Stop();
   }
   if (serve_thread_.joinable()) serve_thread_.join();
   if (placer_) {

@@ -83,13 +83,19 @@ ForwardRequest ForwardOf(const httplib::Request& req, std::string target, std::s
 // One request in flight to llama-server: a worker thread reads the upstream
 // response into the pipe; the client's response is written from the pipe.
 // Destroying it abandons the exchange and joins the worker.
+// Lives until the client's response is written (its last reference is the
+// response's content provider): Drain() waits for that, not just upstream.
 struct ProxyServer::Exchange {
-  ResponsePipe pipe;
-  std::thread worker;
+  explicit Exchange(ProxyServer* server) : owner(server) { owner->Track(this, true); }
   ~Exchange() {
     pipe.Abandon();
     if (worker.joinable()) worker.join();
+    owner->Track(this, false);
   }
+
+  ProxyServer* const owner;
+  ResponsePipe pipe;
+  std::thread worker;
 
   // Streams the upstream answer into `pipe` and logs one line per request.
   static Status Forward(Upstream& upstream, const ForwardRequest& request,
@@ -208,16 +214,33 @@ void ProxyServer::Stop() {
   if (server_) server_->stop();
 }
 
+void ProxyServer::Track(Exchange* ex, bool alive) {
+  {
+    std::lock_guard<std::mutex> lock(live_mu_);
+    if (ex && alive) live_.insert(ex);
+    if (ex && !alive) live_.erase(ex);
+    active_ += alive ? 1 : -1;
+  }
+  live_changed_.notify_all();
+}
+
 void ProxyServer::Drain(std::chrono::seconds timeout) {
   std::unique_lock<std::mutex> lock(live_mu_);
-  if (live_changed_.wait_for(lock, timeout, [&] { return live_.empty(); })) return;
-  spdlog::warn("{} requests still running after {} s: cancelling them", live_.size(),
+  if (live_changed_.wait_for(lock, timeout, [&] { return active_ == 0; })) return;
+  spdlog::warn("{} requests still running after {} s: cancelling them", active_,
                timeout.count());
   for (Exchange* ex : live_) ex->pipe.Abandon();
-  live_changed_.wait(lock, [&] { return live_.empty(); });
+  live_changed_.wait(lock, [&] { return active_ == 0; });
 }
 
 void ProxyServer::Handle(const httplib::Request& req, httplib::Response& res) {
+  // Counted while the handler runs (placement included); its exchange, if
+  // any, is counted from inside it until the response is written.
+  Track(nullptr, true);
+  struct Untrack {
+    ProxyServer* server;
+    ~Untrack() { server->Track(nullptr, false); }
+  } untrack{this};
   const std::string raw_path = req.target.substr(0, req.target.find('?'));
   // Routing reads the path as llama-server will decode it; with escapes the
   // two could disagree (/v1/chat/completion%73 is /v1/chat/completions), so
@@ -276,12 +299,8 @@ void ProxyServer::HandleInference(const httplib::Request& req, httplib::Response
 
 std::shared_ptr<ProxyServer::Exchange> ProxyServer::Start(ForwardRequest request,
                                                           std::optional<Lease> lease) {
-  auto ex = std::make_shared<Exchange>();
+  auto ex = std::make_shared<Exchange>(this);
   Exchange* raw = ex.get();  // outlives the worker: ~Exchange joins it
-  {
-    std::lock_guard<std::mutex> lock(live_mu_);
-    live_.insert(raw);
-  }
   ex->worker = std::thread([this, raw, request = std::move(request),
                             lease = std::move(lease)]() mutable {
     Status result;
@@ -298,11 +317,6 @@ std::shared_ptr<ProxyServer::Exchange> ProxyServer::Start(ForwardRequest request
                      known ? timings->cache_n + timings->prompt_n + timings->predicted_n : -1);
     }
     raw->pipe.Finish(std::move(result));
-    {
-      std::lock_guard<std::mutex> lock(live_mu_);
-      live_.erase(raw);
-    }
-    live_changed_.notify_all();
   });
   return ex;
 }

@@ -44,15 +44,18 @@ class ProxyServer {
   void Serve();
   // True once Serve() accepts connections; Stop() before that is lost.
   bool running() const;
-  // Stops accepting connections; requests in flight go on.
-  void Stop();
   // Waits up to `timeout` for requests in flight to finish, then cancels
-  // the rest (their upstream connections are closed).
+  // the rest (their upstream connections are closed). Call before Stop():
+  // httplib cuts streams still being written when it stops.
   void Drain(std::chrono::seconds timeout);
+  // Stops accepting connections.
+  void Stop();
 
  private:
   struct Exchange;
   Result<int> BindPort();
+  // Counts a request in flight (ex: null for a handler) in or out.
+  void Track(Exchange* ex, bool alive);
   void Handle(const httplib::Request& req, httplib::Response& res);
   void HandleInference(const httplib::Request& req, httplib::Response& res,
                        const std::string& upstream_target,
@@ -71,6 +74,7 @@ class ProxyServer {
   std::mutex live_mu_;
   std::condition_variable live_changed_;
   std::set<Exchange*> live_;  // guarded by live_mu_
+  int active_ = 0;            // guarded by live_mu_
 };
 
 }  // namespace agentkv
