@@ -103,6 +103,10 @@ write_models() {
     /usr/bin/python3 "$ROOT/scripts/make_model.py" --llama-src "$src" --shape test \
       --out "$models/agentkv-test.gguf"
   fi
+  if [ ! -f "$models/agentkv-test-b.gguf" ]; then  # another model, for fingerprint tests
+    /usr/bin/python3 "$ROOT/scripts/make_model.py" --llama-src "$src" --shape test --seed 4321 \
+      --out "$models/agentkv-test-b.gguf"
+  fi
   ln -sfn agentkv-test.gguf "$models/demo.gguf"
   if [ "$BENCH_MODEL" = 1 ] && [ ! -f "$models/agentkv-bench-q4_0.gguf" ]; then
     say "models: writing the benchmark model (1.1B shape, Q4_0)"

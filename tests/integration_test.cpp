@@ -11,45 +11,15 @@
 #include <set>
 
 #include "agentkv/daemon.h"
-#include "paths.h"
+#include "real_llama.h"
 
 namespace agentkv {
 namespace {
 
 using nlohmann::json;
 namespace fs = std::filesystem;
-
-fs::path EnvOr(const char* name, const fs::path& fallback) {
-  const char* v = std::getenv(name);
-  return v && *v ? fs::path(v) : fallback;
-}
-
-// Words drawn from a fixed list with a seeded generator: text that tokenizes
-// into many ordinary tokens, different for every seed.
-std::string Words(unsigned seed, int n) {
-  static const char* kWords[] = {
-      "river", "stone", "planner", "window", "garden", "quickly", "seven", "blue",
-      "market", "engine", "silent", "winter", "paper", "bridge", "orange", "forest",
-      "signal", "castle", "memory", "yellow", "travel", "number", "simple", "museum",
-      "across", "before", "circle", "doctor", "energy", "family", "guitar", "island"};
-  std::mt19937 rng(seed);
-  std::string text;
-  for (int i = 0; i < n; ++i) {
-    if (i) text += ' ';
-    text += kWords[rng() % (sizeof kWords / sizeof *kWords)];
-  }
-  return text;
-}
-
-struct Reply {
-  int status = 0;
-  json body;
-  std::string placement;
-  long long cache_n() const { return body["timings"]["cache_n"].get<long long>(); }
-  long long prompt_n() const { return body["timings"]["prompt_n"].get<long long>(); }
-  long long prompt_tokens() const { return cache_n() + prompt_n(); }
-  std::string content() const { return body["choices"][0]["message"]["content"]; }
-};
+using testing::Reply;
+using testing::Words;
 
 class RealLlamaTest : public ::testing::Test {
  protected:
@@ -60,8 +30,8 @@ class RealLlamaTest : public ::testing::Test {
     fs::remove_all(dir_);
     fs::create_directories(dir_);
     LlamaProcessOptions launch;
-    launch.binary = EnvOr("AGENTKV_LLAMA_SERVER", DefaultLlamaServer());
-    launch.model = EnvOr("AGENTKV_TEST_MODEL", DefaultCacheDir() / "models" / "agentkv-test.gguf");
+    launch.binary = testing::LlamaServerBinary();
+    launch.model = testing::TestModel();
     ASSERT_TRUE(fs::exists(launch.binary)) << launch.binary << ": run scripts/setup.sh";
     ASSERT_TRUE(fs::exists(launch.model)) << launch.model << ": run scripts/setup.sh";
     launch.slots = 2;
@@ -83,18 +53,8 @@ class RealLlamaTest : public ::testing::Test {
   }
 
   Reply Send(const std::string& agent, const std::string& path, json body) {
-    httplib::Client c("127.0.0.1", daemon_->port());
-    c.set_read_timeout(std::chrono::seconds(300));
-    httplib::Result res = c.Post("/agents/" + agent + path, body.dump(), "application/json");
-    Reply r;
-    if (!res) {
-      ADD_FAILURE() << agent << ": " << httplib::to_string(res.error());
-      return r;
-    }
-    r.status = res->status;
-    r.body = json::parse(res->body, nullptr, false);
-    r.placement = res->get_header_value("X-Agentkv-Placement");
-    EXPECT_EQ(r.status, 200) << agent << ": " << res->body;
+    Reply r = testing::PostJson(daemon_->port(), "/agents/" + agent + path, body);
+    EXPECT_EQ(r.status, 200) << agent << ": " << r.body.dump();
     return r;
   }
 
