@@ -42,7 +42,8 @@ say() { printf '\033[1m== %s\033[0m\n' "$*"; }
 install_packages() {
   local pkgs=(build-essential cmake git pkg-config ca-certificates
               libcpp-httplib-dev nlohmann-json3-dev libspdlog-dev libcli11-dev
-              libgtest-dev libgmock-dev python3-numpy)
+              libgtest-dev libgmock-dev python3-numpy
+              prometheus)  # for promtool, which checks our /metrics in the tests
   local missing=()
   for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -52,7 +53,8 @@ install_packages() {
   local sudo=""
   [ "$(id -u)" -eq 0 ] || sudo=sudo
   $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
+    "${missing[@]}" >/dev/null
 }
 
 # Prints the path of the pinned llama.cpp source tree, fetching it if needed.

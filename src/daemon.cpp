@@ -71,10 +71,15 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(DaemonOptions o) {
   d->pool_ = std::make_unique<SlotPool>(
       props->total_slots, o.queue, [store](const AgentId& a) { return store->HasMemory(a); },
       o.max_pins);
-  d->placer_ = std::make_unique<Placer>(*d->pool_, *d->upstream_, *d->store_, o.save_policy);
+  d->upstream_up_ = true;
+  d->placer_ = std::make_unique<Placer>(*d->pool_, *d->upstream_, *d->store_, o.save_policy,
+                                        d->metrics_);
   if (o.proxy.threads <= 0) o.proxy.threads = props->total_slots + o.queue.max_waiting + 16;
   d->admin_ = std::make_unique<AdminApi>(*d->pool_, *d->placer_, *d->store_);
-  d->server_ = std::make_unique<ProxyServer>(o.proxy, *d->upstream_, *d->placer_, *d->admin_);
+  d->server_ = std::make_unique<ProxyServer>(o.proxy, *d->upstream_, *d->placer_, *d->admin_,
+                                             d->metrics_, [daemon = d.get()] {
+                                               return daemon->Gauges();
+                                             });
   Result<int> port = d->server_->Bind();
   if (!port.ok()) return port.status();
   d->port_ = port.value();
@@ -104,11 +109,27 @@ void Daemon::WatchHealth(std::chrono::milliseconds interval) {
   while (!stopping_cv_.wait_for(lock, interval, [&] { return stopping_; })) {
     lock.unlock();
     const bool up = upstream_->Health().ok();
+    upstream_up_ = up;
     if (!up && !was_down) spdlog::warn("llama-server at {} is down", upstream_->base_url());
     if (up && was_down) placer_->ResetSlots("llama-server came back after being down");
     was_down = !up;
     lock.lock();
   }
+}
+
+GaugeSnapshot Daemon::Gauges() const {
+  GaugeSnapshot g;
+  g.slots = pool_->slot_count();
+  for (int i = 0; i < g.slots; ++i) {
+    const SlotView v = pool_->View(SlotId{i});
+    g.resident_slots += v.phase != SlotPhase::kFree && v.owner ? 1 : 0;
+  }
+  g.waiting = pool_->waiting();
+  g.agents_on_disk = static_cast<long long>(store_->List().size());
+  g.disk_bytes = static_cast<long long>(store_->TotalBytes());
+  g.quarantined = store_->quarantined();
+  g.upstream_up = upstream_up_;
+  return g;
 }
 
 Daemon::~Daemon() { Stop(); }

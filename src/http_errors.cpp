@@ -8,6 +8,7 @@ int HttpStatusFor(ErrorCode code) {
   switch (code) {
     case ErrorCode::kOk: return 200;
     case ErrorCode::kInvalidArgument: return 400;
+    case ErrorCode::kUnauthorized: return 401;
     case ErrorCode::kForbidden: return 403;
     case ErrorCode::kNotFound: return 404;
     case ErrorCode::kTooLarge: return 413;
@@ -27,6 +28,7 @@ namespace {
 const char* TypeFor(int status) {
   switch (status) {
     case 400: return "invalid_request_error";
+    case 401: return "authentication_error";
     case 403: return "permission_error";
     case 404: return "not_found_error";
     case 409: return "conflict_error";

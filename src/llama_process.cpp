@@ -98,8 +98,11 @@ Status LlamaProcess::Start(const LlamaProcessOptions& o) {
   }
   spdlog::info("started llama-server (pid {}) on port {}", pid_, port_);
 
-  Upstream upstream(UpstreamOptions{base_url(), std::chrono::seconds(2),
-                                    std::chrono::seconds(10)});
+  UpstreamOptions health;
+  health.base_url = base_url();
+  health.connect_timeout = std::chrono::seconds(2);
+  health.read_timeout = std::chrono::seconds(10);
+  Upstream upstream(health);
   const auto deadline = std::chrono::steady_clock::now() + o.ready_timeout;
   while (std::chrono::steady_clock::now() < deadline) {
     int wstatus = 0;

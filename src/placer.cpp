@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <chrono>
+
 namespace agentkv {
 
 namespace {
@@ -25,8 +27,9 @@ void Lease::Release(long long kv_tokens) {
   if (pool_) std::exchange(pool_, nullptr)->Release(slot_, kv_tokens);
 }
 
-Placer::Placer(SlotPool& pool, Upstream& upstream, Store& store, SavePolicy policy)
-    : pool_(pool), upstream_(upstream), store_(store), policy_(policy) {
+Placer::Placer(SlotPool& pool, Upstream& upstream, Store& store, SavePolicy policy,
+               Metrics& metrics)
+    : pool_(pool), upstream_(upstream), store_(store), policy_(policy), metrics_(metrics) {
   saver_ = std::thread([this] { SaverLoop(); });
 }
 
@@ -41,15 +44,9 @@ void Placer::Stop() {
   if (saver_.joinable()) saver_.join();
 }
 
-template <typename F>
-void Placer::Count(F f) {
-  std::lock_guard<std::mutex> lock(mu_);
-  f(stats_);
-}
-
 PlacerStats Placer::stats() const {
-  std::lock_guard<std::mutex> lock(mu_);
-  return stats_;
+  return PlacerStats{metrics_.restores,  metrics_.saves,     metrics_.save_failures,
+                     metrics_.evictions, metrics_.fallbacks, metrics_.resets};
 }
 
 Result<Lease> Placer::Place(const Tenant& tenant) {
@@ -65,6 +62,7 @@ Result<Lease> Placer::Place(const Tenant& tenant) {
 
 // Writes the KV of `agent` in `slot` to a new generation of its file.
 bool Placer::SaveSlot(SlotId slot, const AgentId& agent, long long tokens) {
+  const auto started = std::chrono::steady_clock::now();
   Result<std::string> temp = store_.BeginSave(agent, tokens);
   Result<SlotActionResult> r =
       temp.ok() ? upstream_.SaveSlot(slot, temp.value()) : Result<SlotActionResult>(temp.status());
@@ -78,12 +76,14 @@ bool Placer::SaveSlot(SlotId slot, const AgentId& agent, long long tokens) {
   if (s.ok()) s = store_.CommitSave(agent, r->n_tokens);
   if (!s.ok()) {
     store_.AbortSave(agent);
-    Count([](PlacerStats& st) { ++st.save_failures; });
+    ++metrics_.save_failures;
     spdlog::warn("could not save agent {} from slot {}: {}", agent.str(), slot.value,
                  s.message());
     return false;
   }
-  Count([](PlacerStats& st) { ++st.saves; });
+  ++metrics_.saves;
+  metrics_.save_seconds.Observe(
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
   spdlog::debug("saved agent {} from slot {}: {} tokens, {} bytes, {:.1f} ms", agent.str(),
                 slot.value, r->n_tokens, r->n_bytes, r->ms);
   for (const AgentId& gone : store_.EnforceBudget({agent})) {
@@ -95,21 +95,24 @@ bool Placer::SaveSlot(SlotId slot, const AgentId& agent, long long tokens) {
 SwitchOutcome Placer::Run(const Plan& plan, Status* erase_error) {
   SwitchOutcome out;
   const int slot = plan.slot.value;
-  if (plan.evicted) Count([](PlacerStats& st) { ++st.evictions; });
+  if (plan.evicted) ++metrics_.evictions;
   if (plan.save_evicted) out.saved = SaveSlot(plan.slot, *plan.evicted, plan.evicted_tokens);
   if (plan.restore) {
     const AgentId& agent = *plan.tenant;
     Result<std::string> file = store_.PrepareRestore(agent);
+    const auto started = std::chrono::steady_clock::now();
     Result<SlotActionResult> r = file.ok() ? upstream_.RestoreSlot(plan.slot, file.value())
                                            : Result<SlotActionResult>(file.status());
     out.restored = r.ok();
     if (out.restored) {
       out.restored_tokens = r->n_tokens;
-      Count([](PlacerStats& st) { ++st.restores; });
+      ++metrics_.restores;
+      metrics_.restore_seconds.Observe(
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
       spdlog::debug("restored agent {} into slot {}: {} tokens, {:.1f} ms", agent.str(), slot,
                     r->n_tokens, r->ms);
     } else {
-      Count([](PlacerStats& st) { ++st.fallbacks; });
+      ++metrics_.fallbacks;
       if (file.ok()) store_.Quarantine(agent, "llama-server refused it: " + r.status().message());
       spdlog::warn("agent {}: no restore, prefilling instead: {}", agent.str(),
                    r.status().message());
@@ -124,13 +127,16 @@ SwitchOutcome Placer::Run(const Plan& plan, Status* erase_error) {
   return out;
 }
 
-void Placer::Finish(Lease& lease, std::optional<long long> cache_n, long long kv_tokens) {
+void Placer::Finish(Lease& lease, std::optional<long long> cache_n, long long prompt_n,
+                    long long kv_tokens) {
+  if (cache_n) metrics_.tokens_reused += *cache_n;
+  metrics_.tokens_prefilled += prompt_n;
   if (lease.tenant() && cache_n && *cache_n == 0) {
     const AgentId& agent = *lease.tenant();
     if (lease.placement() == Placement::kRestored &&
         lease.restored_tokens() >= kMinTokensToJudge) {
       // Upstream bugs have made restores report success and reuse nothing.
-      Count([](PlacerStats& st) { ++st.fallbacks; });
+      ++metrics_.fallbacks;
       store_.Quarantine(agent, "restored " + std::to_string(lease.restored_tokens()) +
                                    " tokens but the request reused none");
     } else if (lease.placement() == Placement::kResident &&
@@ -218,7 +224,7 @@ Status Placer::Fork(const AgentId& parent, const AgentId& child) {
 
 void Placer::ResetSlots(const std::string& why) {
   spdlog::warn("llama-server lost its slots ({}): agents will be restored from disk", why);
-  Count([](PlacerStats& st) { ++st.resets; });
+  ++metrics_.resets;
   pool_.ResetAll();
 }
 

@@ -66,16 +66,28 @@ std::string UpstreamTarget(const httplib::Request& req, const Route& route) {
   return route.upstream_path + (q == std::string::npos ? "" : req.target.substr(q));
 }
 
-ForwardRequest ForwardOf(const httplib::Request& req, std::string target, std::string body) {
+// `strip_auth`: agentkv checked the client's key itself; it is not llama-server's.
+ForwardRequest ForwardOf(const httplib::Request& req, std::string target, std::string body,
+                         bool strip_auth) {
   ForwardRequest f;
   f.method = req.method;
   f.path = std::move(target);
   f.body = std::move(body);
   f.content_type = req.get_header_value("Content-Type");
   for (const auto& [name, value] : req.headers) {
-    if (!IsHopHeader(name)) f.headers.emplace_back(name, value);
+    if (IsHopHeader(name) || (strip_auth && EqualsIgnoreCase(name, "Authorization"))) continue;
+    f.headers.emplace_back(name, value);
   }
   return f;
+}
+
+// Compares secrets in time independent of where they differ.
+bool SameSecret(const std::string& given, const std::string& expected) {
+  unsigned char diff = given.size() == expected.size() ? 0 : 1;
+  for (size_t i = 0; i < expected.size(); ++i) {
+    diff |= static_cast<unsigned char>(expected[i] ^ (i < given.size() ? given[i] : 0));
+  }
+  return diff == 0 && !expected.empty();
 }
 
 }  // namespace
@@ -100,7 +112,8 @@ struct ProxyServer::Exchange {
   // Streams the upstream answer into `pipe` and logs one line per request.
   static Status Forward(Upstream& upstream, const ForwardRequest& request,
                         const std::optional<Lease>& lease, ResponsePipe& pipe,
-                        std::optional<Timings>* timings) {
+                        std::optional<Timings>* timings,
+                        std::optional<std::chrono::steady_clock::time_point>* first_byte) {
     const auto start = std::chrono::steady_clock::now();
     TimingsScanner scanner;
     int status = 0;
@@ -109,6 +122,7 @@ struct ProxyServer::Exchange {
                         return pipe.PutHeaders(s, headers);
                       },
                       [&](const char* data, size_t size) {
+                        if (!*first_byte) *first_byte = std::chrono::steady_clock::now();
                         scanner.Feed(data, size);
                         return pipe.PutBody(data, size);
                       }};
@@ -132,11 +146,13 @@ struct ProxyServer::Exchange {
 };
 
 ProxyServer::ProxyServer(ProxyOptions options, Upstream& upstream, Placer& placer,
-                         AdminApi& admin)
+                         AdminApi& admin, Metrics& metrics, GaugeFn gauges)
     : options_(std::move(options)),
       upstream_(upstream),
       placer_(placer),
       admin_(admin),
+      metrics_(metrics),
+      gauges_(std::move(gauges)),
       server_(std::make_unique<httplib::Server>()) {
   const int threads = options_.threads > 0 ? options_.threads : 32;
   server_->new_task_queue = [threads] {
@@ -237,10 +253,16 @@ void ProxyServer::Handle(const httplib::Request& req, httplib::Response& res) {
   // Counted while the handler runs (placement included); its exchange, if
   // any, is counted from inside it until the response is written.
   Track(nullptr, true);
-  struct Untrack {
+  agentkv::Route route;
+  struct Done {
     ProxyServer* server;
-    ~Untrack() { server->Track(nullptr, false); }
-  } untrack{this};
+    const agentkv::Route& route;
+    const httplib::Response& res;
+    ~Done() {
+      server->metrics_.CountRequest(RouteLabel(route), res.status);
+      server->Track(nullptr, false);
+    }
+  } done{this, route, res};
   const std::string raw_path = req.target.substr(0, req.target.find('?'));
   // Routing reads the path as llama-server will decode it; with escapes the
   // two could disagree (/v1/chat/completion%73 is /v1/chat/completions), so
@@ -248,12 +270,21 @@ void ProxyServer::Handle(const httplib::Request& req, httplib::Response& res) {
   if (raw_path.find('%') != std::string::npos) {
     return ReplyError(res, 400, "percent-encoded request paths are not accepted");
   }
-  const Route route = MatchRoute(req.method, raw_path);
+  route = MatchRoute(req.method, raw_path);
+  if (Status s = Authorize(req, route.kind); !s.ok()) {
+    if (s.code() == ErrorCode::kUnauthorized) res.set_header("WWW-Authenticate", "Bearer");
+    return ReplyError(res, s);
+  }
   if (route.path_agent) {
     Result<AgentId> id = AgentId::Parse(*route.path_agent);
     if (!id.ok()) return ReplyError(res, 400, "invalid agent id in the /agents/{id}/ path: " +
                                                   id.status().message());
   }
+  Route(req, res, route, raw_path);
+}
+
+void ProxyServer::Route(const httplib::Request& req, httplib::Response& res,
+                        const agentkv::Route& route, const std::string& raw_path) {
   switch (route.kind) {
     case RouteKind::kSlotAction:
       return ReplyError(res, 403,
@@ -272,15 +303,54 @@ void ProxyServer::Handle(const httplib::Request& req, httplib::Response& res) {
       res.set_content(answer->dump(), "application/json");
       return;
     }
+    case RouteKind::kLiveness:
+      res.set_content(R"({"status":"ok"})", "application/json");
+      return;
+    case RouteKind::kReadiness:
+      if (!gauges_().upstream_up) return ReplyError(res, 503, "llama-server is not ready");
+      res.set_content(R"({"status":"ready"})", "application/json");
+      return;
+    case RouteKind::kMetrics:
+      res.set_content(metrics_.Render(gauges_()), "text/plain; version=0.0.4; charset=utf-8");
+      return;
     case RouteKind::kPassthrough:
       break;
   }
-  Respond(Start(ForwardOf(req, UpstreamTarget(req, route), req.body), std::nullopt), res);
+  Respond(Start(ForwardOf(req, UpstreamTarget(req, route), req.body, !options_.api_keys.empty()),
+                std::nullopt, std::chrono::steady_clock::now()),
+          res);
+}
+
+Status ProxyServer::Authorize(const httplib::Request& req, RouteKind kind) const {
+  const bool open_route = (kind == RouteKind::kLiveness || kind == RouteKind::kReadiness)
+                              ? !options_.health_needs_key
+                              : kind == RouteKind::kMetrics && !options_.metrics_need_key;
+  if (open_route) return Status::Ok();
+  const std::string header = req.get_header_value("Authorization");
+  const std::string token = header.rfind("Bearer ", 0) == 0 ? header.substr(7) : "";
+  if (kind == RouteKind::kAdmin) {
+    if (!options_.admin_key.empty()) {
+      return SameSecret(token, options_.admin_key)
+                 ? Status::Ok()
+                 : Status::Error(ErrorCode::kUnauthorized, "the admin API needs the admin key");
+    }
+    if (!options_.api_keys.empty()) {
+      return Status::Error(ErrorCode::kForbidden,
+                           "the admin API is disabled: API keys are set but no admin key");
+    }
+    return Status::Ok();
+  }
+  if (options_.api_keys.empty()) return Status::Ok();
+  for (const std::string& key : options_.api_keys) {
+    if (SameSecret(token, key)) return Status::Ok();
+  }
+  return Status::Error(ErrorCode::kUnauthorized, "missing or invalid API key");
 }
 
 void ProxyServer::HandleInference(const httplib::Request& req, httplib::Response& res,
                                   const std::string& upstream_target,
                                   const std::optional<std::string>& path_agent) {
+  const auto arrival = std::chrono::steady_clock::now();
   json body = json::parse(req.body, nullptr, false);
   if (body.is_discarded()) return ReplyError(res, 400, "request body is not valid JSON");
   if (Status s = CheckInferenceBody(body); !s.ok()) return ReplyError(res, s);
@@ -294,19 +364,26 @@ void ProxyServer::HandleInference(const httplib::Request& req, httplib::Response
   PinToSlot(body, lease->slot());
   res.set_header("X-Agentkv-Slot", std::to_string(lease->slot().value));
   res.set_header("X-Agentkv-Placement", PlacementName(lease->placement()));
-  Respond(Start(ForwardOf(req, upstream_target, body.dump()), std::move(lease.value())), res);
+  Respond(Start(ForwardOf(req, upstream_target, body.dump(), !options_.api_keys.empty()),
+                std::move(lease.value()), arrival),
+          res);
 }
 
-std::shared_ptr<ProxyServer::Exchange> ProxyServer::Start(ForwardRequest request,
-                                                          std::optional<Lease> lease) {
+std::shared_ptr<ProxyServer::Exchange> ProxyServer::Start(
+    ForwardRequest request, std::optional<Lease> lease,
+    std::chrono::steady_clock::time_point arrival) {
   auto ex = std::make_shared<Exchange>(this);
   Exchange* raw = ex.get();  // outlives the worker: ~Exchange joins it
-  ex->worker = std::thread([this, raw, request = std::move(request),
+  ex->worker = std::thread([this, raw, arrival, request = std::move(request),
                             lease = std::move(lease)]() mutable {
     Status result;
     std::optional<Timings> timings;
     try {
-      result = Exchange::Forward(upstream_, request, lease, raw->pipe, &timings);
+      std::optional<std::chrono::steady_clock::time_point> first_byte;
+      result = Exchange::Forward(upstream_, request, lease, raw->pipe, &timings, &first_byte);
+      if (lease && first_byte) {
+        metrics_.ObserveTtft(PlacementName(lease->placement()), *first_byte - arrival);
+      }
     } catch (const std::exception& e) {
       spdlog::error("{} {} failed: {}", request.method, request.path, e.what());
       result = Status::Error(ErrorCode::kInternal, e.what());
@@ -314,6 +391,7 @@ std::shared_ptr<ProxyServer::Exchange> ProxyServer::Start(ForwardRequest request
     if (lease) {  // before the client sees the end
       const bool known = timings && result.ok();
       placer_.Finish(*lease, timings ? std::optional<long long>(timings->cache_n) : std::nullopt,
+                     timings ? timings->prompt_n : 0,
                      known ? timings->cache_n + timings->prompt_n + timings->predicted_n : -1);
     }
     raw->pipe.Finish(std::move(result));

@@ -41,6 +41,11 @@ Route MatchRoute(const std::string& method, const std::string& path) {
     route.kind = RouteKind::kAdmin;
     return route;
   }
+  if (!route.path_agent && method == "GET") {
+    if (p == "/healthz") route.kind = RouteKind::kLiveness;
+    if (p == "/readyz") route.kind = RouteKind::kReadiness;
+    if (p == "/metrics") route.kind = RouteKind::kMetrics;
+  }
   if (method == "POST") {
     for (std::string_view inference : kInferencePaths) {
       if (p == inference) route.kind = RouteKind::kInference;
@@ -51,6 +56,20 @@ Route MatchRoute(const std::string& method, const std::string& path) {
     if (p.compare(0, 7, "/slots/") == 0) route.kind = RouteKind::kSlotAction;
   }
   return route;
+}
+
+std::string RouteLabel(const Route& route) {
+  switch (route.kind) {
+    case RouteKind::kInference: return route.upstream_path;  // one of a fixed set
+    case RouteKind::kSlotAction: return "slot_action";
+    case RouteKind::kUnsupported: return "unsupported";
+    case RouteKind::kAdmin: return "admin";
+    case RouteKind::kLiveness: return "healthz";
+    case RouteKind::kReadiness: return "readyz";
+    case RouteKind::kMetrics: return "metrics";
+    case RouteKind::kPassthrough: break;
+  }
+  return "passthrough";
 }
 
 }  // namespace agentkv

@@ -111,6 +111,11 @@ int FakeLlamaServer::health_checks() const {
   return health_checks_;
 }
 
+std::string FakeLlamaServer::last_authorization() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return last_authorization_;
+}
+
 std::string FakeLlamaServer::last_body() const {
   std::lock_guard<std::mutex> lock(mu_);
   return last_body_;
@@ -167,6 +172,7 @@ void FakeLlamaServer::Completion(const httplib::Request& req, httplib::Response&
   {
     std::lock_guard<std::mutex> lock(mu_);
     last_body_ = req.body;
+    last_authorization_ = req.get_header_value("Authorization");
     calls_.push_back({"completion", slot, AgentTag(prompt)});
     if (slot < 0 || slot >= static_cast<int>(kv_.size())) {
       violations_.push_back("unpinned request for " + AgentTag(prompt));

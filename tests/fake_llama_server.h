@@ -55,6 +55,7 @@ class FakeLlamaServer {
   // Requests that ran on a slot holding another agent's KV.
   std::vector<std::string> violations() const;
   std::string last_body() const;
+  std::string last_authorization() const;
   int health_checks() const;
 
  private:
@@ -73,6 +74,7 @@ class FakeLlamaServer {
   std::vector<Call> calls_;
   std::vector<std::string> violations_;
   std::string last_body_;
+  std::string last_authorization_;
   int fail_restores_ = 0;
   int fail_saves_ = 0;
   bool fail_erases_ = false;

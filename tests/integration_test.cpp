@@ -272,7 +272,8 @@ TEST_F(RealLlamaTest, AClientLeavingMidStreamLeavesTheSlotUsable) {
   EXPECT_GT(next.cache_n(), 0) << "the agent's KV survived the cancel";
   // The next request ran on the same slot, so the abandoned generation had
   // ended by then: had it not been cancelled, it would have counted 6000.
-  httplib::Result metrics = c.Get("/metrics");
+  httplib::Client llama(daemon_->upstream_url());  // its own metrics, not agentkv's
+  httplib::Result metrics = llama.Get("/metrics");
   ASSERT_TRUE(metrics);
   const std::string name = "\nllamacpp:tokens_predicted_total ";
   const size_t at = metrics->body.find(name);

@@ -59,6 +59,8 @@ class Daemon {
   SlotPool& pool() { return *pool_; }
   Placer& placer() { return *placer_; }
   Store& store() { return *store_; }
+  Metrics& metrics() { return metrics_; }
+  GaugeSnapshot Gauges() const;
   // Graceful stop: refuse new requests, let those in flight finish within
   // drain_timeout, save dirty resident agents, stop llama-server if ours.
   // Idempotent.
@@ -73,6 +75,8 @@ class Daemon {
   std::unique_ptr<Upstream> upstream_;
   std::unique_ptr<Store> store_;
   std::unique_ptr<SlotPool> pool_;
+  Metrics metrics_;
+  std::atomic<bool> upstream_up_{false};
   std::unique_ptr<Placer> placer_;
   std::unique_ptr<AdminApi> admin_;
   std::unique_ptr<ProxyServer> server_;

@@ -12,6 +12,7 @@
 #include <thread>
 #include <utility>
 
+#include "agentkv/metrics.h"
 #include "agentkv/slot_pool.h"
 #include "agentkv/store.h"
 #include "agentkv/upstream.h"
@@ -55,7 +56,7 @@ class Lease {
   long long restored_tokens_ = 0;
 };
 
-// Counters for logs, tests and (later) metrics.
+// A copy of the placement counters (see Metrics).
 struct PlacerStats {
   long long restores = 0, saves = 0, save_failures = 0, evictions = 0;
   long long fallbacks = 0;  // restores not done or not trusted: normal prefill
@@ -64,7 +65,7 @@ struct PlacerStats {
 
 class Placer {
  public:
-  Placer(SlotPool& pool, Upstream& upstream, Store& store, SavePolicy policy);
+  Placer(SlotPool& pool, Upstream& upstream, Store& store, SavePolicy policy, Metrics& metrics);
   ~Placer();
 
   // Blocks until `tenant` holds a slot with its KV in place (restored, or
@@ -74,10 +75,12 @@ class Placer {
   // back to a normal prefill.
   Result<Lease> Place(const Tenant& tenant);
 
-  // The response on `lease` is complete: `cache_n` is what llama-server
-  // reported reusing (nullopt if unknown), `kv_tokens` what the slot holds.
+  // The response on `lease` is complete: `cache_n` and `prompt_n` are what
+  // llama-server reported reusing and computing (nullopt/0 if unknown),
+  // `kv_tokens` what the slot now holds (-1 if unknown).
   // Checks that a restore paid off, releases the lease, schedules the save.
-  void Finish(Lease& lease, std::optional<long long> cache_n, long long kv_tokens);
+  void Finish(Lease& lease, std::optional<long long> cache_n, long long prompt_n,
+              long long kv_tokens);
 
   // Saves the agent idle in `slot` if its KV is newer than its file.
   // Returns false if a save was needed and failed.
@@ -103,20 +106,18 @@ class Placer {
   SwitchOutcome Run(const Plan& plan, Status* erase_error);
   bool SaveSlot(SlotId slot, const AgentId& agent, long long tokens);
   void SaverLoop();
-  template <typename F>
-  void Count(F f);
 
   SlotPool& pool_;
   Upstream& upstream_;
   Store& store_;
   const SavePolicy policy_;
+  Metrics& metrics_;
 
   mutable std::mutex mu_;
   std::condition_variable saves_changed_;
   std::deque<SlotId> save_queue_;  // guarded by mu_
   bool saving_ = false;            // guarded by mu_
   bool stopping_ = false;          // guarded by mu_
-  PlacerStats stats_;              // guarded by mu_
   std::thread saver_;
 };
 

@@ -8,11 +8,15 @@
 #include <condition_variable>
 #include <cstddef>
 #include <mutex>
+#include <functional>
 #include <set>
+#include <vector>
 #include <memory>
 #include <string>
 
 #include "agentkv/admin_api.h"
+#include "agentkv/metrics.h"
+#include "agentkv/routes.h"
 #include "agentkv/placer.h"
 #include "agentkv/upstream.h"
 
@@ -28,6 +32,12 @@ struct ProxyOptions {
   std::string host = "127.0.0.1";
   int port = 8090;                            // 0: any free port
   std::size_t max_body_bytes = 16u << 20;
+  // Bearer API keys for every route; empty: no authentication.
+  std::vector<std::string> api_keys;
+  // Bearer key for /admin/. Empty: /admin/ is open only if api_keys is too.
+  std::string admin_key;
+  bool metrics_need_key = false;  // /metrics behind an API key
+  bool health_needs_key = false;  // /healthz and /readyz behind an API key
   // Connections served at once. Every waiting or streaming request holds
   // one; the Daemon sizes it as slots + queue + a margin when left at 0.
   int threads = 0;
@@ -35,7 +45,9 @@ struct ProxyOptions {
 
 class ProxyServer {
  public:
-  ProxyServer(ProxyOptions options, Upstream& upstream, Placer& placer, AdminApi& admin);
+  using GaugeFn = std::function<GaugeSnapshot()>;
+  ProxyServer(ProxyOptions options, Upstream& upstream, Placer& placer, AdminApi& admin,
+              Metrics& metrics, GaugeFn gauges);
   ~ProxyServer();
 
   // Returns the bound port, or kIo if the address cannot be bound.
@@ -60,9 +72,14 @@ class ProxyServer {
   void HandleInference(const httplib::Request& req, httplib::Response& res,
                        const std::string& upstream_target,
                        const std::optional<std::string>& path_agent);
+  // OK, or why the request may not use this route (keys never logged).
+  Status Authorize(const httplib::Request& req, RouteKind kind) const;
+  void Route(const httplib::Request& req, httplib::Response& res, const agentkv::Route& route,
+             const std::string& raw_path);
   // Forwards `request` on a worker thread that holds `lease` until the
-  // upstream answer is complete.
-  std::shared_ptr<Exchange> Start(ForwardRequest request, std::optional<Lease> lease);
+  // upstream answer is complete; `arrival` starts the TTFT clock.
+  std::shared_ptr<Exchange> Start(ForwardRequest request, std::optional<Lease> lease,
+                                  std::chrono::steady_clock::time_point arrival);
   // Writes the exchange's answer to `res`: streamed if it is an event stream.
   void Respond(std::shared_ptr<Exchange> ex, httplib::Response& res);
 
@@ -70,6 +87,8 @@ class ProxyServer {
   Upstream& upstream_;
   Placer& placer_;
   AdminApi& admin_;
+  Metrics& metrics_;
+  const GaugeFn gauges_;
   std::unique_ptr<httplib::Server> server_;
   std::mutex live_mu_;
   std::condition_variable live_changed_;

@@ -12,6 +12,9 @@ enum class RouteKind {
   kSlotAction,   // /slots/{id}?action=...: agentkv owns the slots, refused
   kUnsupported,  // would run on a slot agentkv cannot pin: refused
   kAdmin,        // /admin/...: agentkv's lifecycle API
+  kLiveness,     // GET /healthz: the process answers
+  kReadiness,    // GET /readyz: llama-server is ready
+  kMetrics,      // GET /metrics: Prometheus text
   kPassthrough,  // anything else: forwarded unchanged
 };
 
@@ -25,5 +28,8 @@ struct Route {
 
 // `path` is the decoded path, without the query string.
 Route MatchRoute(const std::string& method, const std::string& path);
+
+// A fixed name for metrics: never a raw path (paths carry agent ids).
+std::string RouteLabel(const Route& route);
 
 }  // namespace agentkv

@@ -14,6 +14,7 @@ enum class ErrorCode {
   kOk,
   kInvalidArgument,   // the client sent something we reject (400)
   kTooLarge,          // body over the configured limit (413)
+  kUnauthorized,      // missing or wrong API key (401)
   kNotFound,          // unknown route or object (404)
   kForbidden,         // a path agentkv owns, e.g. slot actions (403)
   kConflict,          // the request clashes with the current state (409)

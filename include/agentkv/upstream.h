@@ -23,6 +23,7 @@ struct UpstreamOptions {
   std::string base_url = "http://127.0.0.1:8080";  // scheme://host:port
   std::chrono::seconds connect_timeout{5};
   std::chrono::seconds read_timeout{600};  // a long prefill sends nothing
+  std::string api_key;  // llama-server's --api-key, if it has one
 };
 
 struct SlotActionResult {

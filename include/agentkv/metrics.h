@@ -1,0 +1,72 @@
+#pragma once
+// Every metric agentkv exports, defined in one place, rendered in the
+// Prometheus text format. Names follow Prometheus conventions (agentkv_
+// prefix, _total counters, _seconds and _bytes units); no per-agent labels.
+// Thread-safe: updates are lock-free or take a short internal lock.
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <map>
+#include <mutex>
+#include <string>
+#include <utility>
+
+namespace agentkv {
+
+// A Prometheus histogram with fixed buckets (seconds).
+class Histogram {
+ public:
+  void Observe(double seconds);
+  // Appends the _bucket, _sum and _count series; `labels` like `a="b"` or "".
+  void Render(std::string& out, const std::string& name, const std::string& labels) const;
+
+ private:
+  static constexpr std::array<double, 14> kBounds = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                                      0.1,   0.25,   0.5,   1,    2.5,   5,
+                                                      10,    30};
+  mutable std::mutex mu_;
+  std::array<long long, kBounds.size()> counts_{};  // guarded by mu_
+  long long count_ = 0;                             // guarded by mu_
+  double sum_ = 0;                                  // guarded by mu_
+};
+
+// Gauges read at scrape time, from the parts that own the state.
+struct GaugeSnapshot {
+  int slots = 0;
+  int resident_slots = 0;
+  int waiting = 0;
+  long long agents_on_disk = 0;
+  long long disk_bytes = 0;
+  long long quarantined = 0;  // a counter, kept by the store
+  bool upstream_up = false;
+};
+
+class Metrics {
+ public:
+  std::atomic<long long> restores{0};
+  std::atomic<long long> saves{0};
+  std::atomic<long long> save_failures{0};
+  std::atomic<long long> evictions{0};
+  std::atomic<long long> fallbacks{0};   // restores not done or not trusted
+  std::atomic<long long> resets{0};      // llama-server lost every slot
+  std::atomic<long long> tokens_reused{0};
+  std::atomic<long long> tokens_prefilled{0};
+  std::atomic<long long> upstream_restarts{0};
+  Histogram restore_seconds;
+  Histogram save_seconds;
+
+  // `route` is a fixed route name, never a raw path; `placement` one of
+  // resident, restored, cold, stateless.
+  void CountRequest(const std::string& route, int status);
+  void ObserveTtft(const std::string& placement, std::chrono::duration<double> ttft);
+
+  std::string Render(const GaugeSnapshot& gauges) const;
+
+ private:
+  mutable std::mutex mu_;
+  std::map<std::pair<std::string, int>, long long> requests_;  // guarded by mu_
+  std::map<std::string, Histogram> ttft_;                      // guarded by mu_
+};
+
+}  // namespace agentkv
