@@ -76,10 +76,14 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(DaemonOptions o) {
                                         d->metrics_);
   if (o.proxy.threads <= 0) o.proxy.threads = props->total_slots + o.queue.max_waiting + 16;
   d->admin_ = std::make_unique<AdminApi>(*d->pool_, *d->placer_, *d->store_);
+  ProxyServer::Hooks hooks;
+  hooks.gauges = [daemon = d.get()] { return daemon->Gauges(); };
+  hooks.wait_upstream = [daemon = d.get(), wait = o.upstream_wait] {
+    return daemon->upstream_up_ ||
+           daemon->WaitUpstream(std::chrono::duration_cast<std::chrono::milliseconds>(wait));
+  };
   d->server_ = std::make_unique<ProxyServer>(o.proxy, *d->upstream_, *d->placer_, *d->admin_,
-                                             d->metrics_, [daemon = d.get()] {
-                                               return daemon->Gauges();
-                                             });
+                                             d->metrics_, hooks);
   Result<int> port = d->server_->Bind();
   if (!port.ok()) return port.status();
   d->port_ = port.value();
@@ -92,10 +96,10 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(DaemonOptions o) {
     d->serve_thread_.join();
     return Status::Error(ErrorCode::kIo, "the http front stopped as it started");
   }
+  d->options_ = o;
   d->watch_thread_ = std::thread([daemon = d.get(), interval = o.health_interval] {
     daemon->WatchHealth(interval);
   });
-  d->options_ = o;
   spdlog::info("agentkv listening on {}:{}, {} slots at {}, memory in {} ({} agents saved)",
                o.proxy.host, d->port_, props->total_slots, o.upstream.base_url,
                o.memory_dir.string(), d->store_->List().size());
@@ -105,16 +109,68 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(DaemonOptions o) {
 // A llama-server that was down and answers again has lost every slot's KV.
 void Daemon::WatchHealth(std::chrono::milliseconds interval) {
   bool was_down = false;
+  int restarts_in_a_row = 0;
+  auto last_restart = std::chrono::steady_clock::now();
   std::unique_lock<std::mutex> lock(mu_);
   while (!stopping_cv_.wait_for(lock, interval, [&] { return stopping_; })) {
     lock.unlock();
-    const bool up = upstream_->Health().ok();
-    upstream_up_ = up;
+    bool up = options_.launch ? Supervise(&restarts_in_a_row) : true;
+    up = up && upstream_->Health().ok();
     if (!up && !was_down) spdlog::warn("llama-server at {} is down", upstream_->base_url());
     if (up && was_down) placer_->ResetSlots("llama-server came back after being down");
+    if (up && restarts_in_a_row > 0 &&
+        std::chrono::steady_clock::now() - last_restart > std::chrono::minutes(1)) {
+      restarts_in_a_row = 0;  // healthy for a minute: a fresh budget
+    }
+    if (!up) last_restart = std::chrono::steady_clock::now();
+    SetUpstreamUp(up);
     was_down = !up;
     lock.lock();
   }
+  // A llama-server restarted from this thread gets SIGTERM when the thread
+  // that forked it exits (PR_SET_PDEATHSIG): outlive it.
+  watch_idle_ = true;
+  stopping_cv_.notify_all();
+  stopping_cv_.wait(lock, [&] { return llama_stopped_; });
+}
+
+bool Daemon::Supervise(int* restarts_in_a_row) {
+  int status = 0;
+  if (!llama_.Exited(&status)) return true;
+  spdlog::error("llama-server exited unexpectedly (wait status {})", status);
+  SetUpstreamUp(false);
+  placer_->ResetSlots("llama-server exited");
+  while (*restarts_in_a_row < options_.max_restarts) {
+    const auto backoff = std::chrono::seconds(1 << std::min(*restarts_in_a_row, 5));
+    ++*restarts_in_a_row;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      if (stopping_cv_.wait_for(lock, backoff, [&] { return stopping_; })) return false;
+    }
+    spdlog::info("restarting llama-server (attempt {} of {})", *restarts_in_a_row,
+                 options_.max_restarts);
+    ++metrics_.upstream_restarts;
+    if (Status s = llama_.Start(*options_.launch); s.ok()) return true;
+    else spdlog::error("llama-server restart failed: {}", s.message());
+  }
+  spdlog::error("llama-server failed {} times in a row: not restarting it again; requests "
+                "get 503 until agentkv is restarted",
+                options_.max_restarts);
+  return false;
+}
+
+void Daemon::SetUpstreamUp(bool up) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    upstream_up_ = up;
+  }
+  stopping_cv_.notify_all();
+}
+
+bool Daemon::WaitUpstream(std::chrono::milliseconds timeout) {
+  std::unique_lock<std::mutex> lock(mu_);
+  return stopping_cv_.wait_for(lock, timeout, [&] { return upstream_up_ || stopping_; }) &&
+         upstream_up_;
 }
 
 GaugeSnapshot Daemon::Gauges() const {
@@ -141,7 +197,10 @@ void Daemon::Stop() {
     stopped_ = stopping_ = true;
   }
   stopping_cv_.notify_all();
-  if (watch_thread_.joinable()) watch_thread_.join();
+  if (watch_thread_.joinable()) {  // out of its loop: llama_ is ours now
+    std::unique_lock<std::mutex> lock(mu_);
+    stopping_cv_.wait(lock, [&] { return watch_idle_; });
+  }
   if (pool_) pool_->Shutdown();
   if (server_) {
     server_->Drain(options_.drain_timeout);
@@ -155,6 +214,12 @@ void Daemon::Stop() {
     placer_->Stop();
   }
   llama_.Stop();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    llama_stopped_ = true;
+  }
+  stopping_cv_.notify_all();
+  if (watch_thread_.joinable()) watch_thread_.join();
 }
 
 }  // namespace agentkv

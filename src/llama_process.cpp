@@ -12,6 +12,7 @@
 #include <spdlog/spdlog.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <thread>
 
@@ -59,20 +60,24 @@ Status LlamaProcess::Start(const LlamaProcessOptions& o) {
   if (!fs::exists(o.model)) {
     return Status::Error(ErrorCode::kInvalidArgument, "model not found: " + o.model.string());
   }
-  port_ = o.port > 0 ? o.port : FindFreePort();
+  if (port_ == 0) port_ = o.port > 0 ? o.port : FindFreePort();  // kept across restarts
   const std::vector<std::string> args = Arguments(o, port_);
   std::vector<char*> argv;
   for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
   argv.push_back(nullptr);
 
-  int log_fd = -1;
+  // Its output goes to a file, or through a pipe into agentkv's own log.
+  int log_fd = -1, pipe_fds[2] = {-1, -1};
   if (!o.log_file.empty()) {
     log_fd = ::open(o.log_file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     if (log_fd < 0) {
       return Status::Error(ErrorCode::kIo, "cannot open " + o.log_file.string() + ": " +
                                                std::strerror(errno));
     }
+  } else if (::pipe2(pipe_fds, O_CLOEXEC) == 0) {
+    log_fd = pipe_fds[1];
   }
+  if (output_reader_.joinable()) output_reader_.join();  // a previous run's
   const pid_t parent = ::getpid();
   pid_ = ::fork();
   if (pid_ == 0) {
@@ -93,6 +98,18 @@ Status LlamaProcess::Start(const LlamaProcessOptions& o) {
     ::_exit(127);
   }
   if (log_fd >= 0) ::close(log_fd);
+  if (pipe_fds[0] >= 0) {
+    output_reader_ = std::thread([fd = pipe_fds[0]] {
+      FILE* in = ::fdopen(fd, "r");
+      char line[8192];
+      while (in && std::fgets(line, sizeof line, in)) {
+        size_t n = std::strlen(line);
+        while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r')) line[--n] = '\0';
+        if (n > 0) spdlog::info("llama-server: {}", line);
+      }
+      if (in) std::fclose(in);
+    });
+  }
   if (pid_ < 0) {
     return Status::Error(ErrorCode::kIo, std::string("fork: ") + std::strerror(errno));
   }
@@ -120,21 +137,31 @@ Status LlamaProcess::Start(const LlamaProcessOptions& o) {
 }
 
 void LlamaProcess::Stop(std::chrono::seconds grace) {
-  if (pid_ <= 0) return;
-  ::kill(pid_, SIGTERM);
-  const auto deadline = std::chrono::steady_clock::now() + grace;
-  int wstatus = 0;
-  while (::waitpid(pid_, &wstatus, WNOHANG) == 0) {
-    if (std::chrono::steady_clock::now() >= deadline) {
-      spdlog::warn("llama-server (pid {}) ignored SIGTERM; killing it", pid_);
-      ::kill(pid_, SIGKILL);
-      ::waitpid(pid_, &wstatus, 0);
-      break;
+  if (pid_ > 0) {
+    ::kill(pid_, SIGTERM);
+    const auto deadline = std::chrono::steady_clock::now() + grace;
+    int wstatus = 0;
+    while (::waitpid(pid_, &wstatus, WNOHANG) == 0) {
+      if (std::chrono::steady_clock::now() >= deadline) {
+        spdlog::warn("llama-server (pid {}) ignored SIGTERM; killing it", pid_);
+        ::kill(pid_, SIGKILL);
+        ::waitpid(pid_, &wstatus, 0);
+        break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    spdlog::info("llama-server (pid {}) stopped", pid_);
+    pid_ = -1;
   }
-  spdlog::info("llama-server (pid {}) stopped", pid_);
+  if (output_reader_.joinable()) output_reader_.join();
+}
+
+bool LlamaProcess::Exited(int* wait_status) {
+  if (pid_ <= 0) return false;
+  if (::waitpid(pid_, wait_status, WNOHANG) != pid_) return false;
   pid_ = -1;
+  if (output_reader_.joinable()) output_reader_.join();
+  return true;
 }
 
 }  // namespace agentkv

@@ -146,13 +146,13 @@ struct ProxyServer::Exchange {
 };
 
 ProxyServer::ProxyServer(ProxyOptions options, Upstream& upstream, Placer& placer,
-                         AdminApi& admin, Metrics& metrics, GaugeFn gauges)
+                         AdminApi& admin, Metrics& metrics, Hooks hooks)
     : options_(std::move(options)),
       upstream_(upstream),
       placer_(placer),
       admin_(admin),
       metrics_(metrics),
-      gauges_(std::move(gauges)),
+      hooks_(std::move(hooks)),
       server_(std::make_unique<httplib::Server>()) {
   const int threads = options_.threads > 0 ? options_.threads : 32;
   server_->new_task_queue = [threads] {
@@ -307,11 +307,11 @@ void ProxyServer::Route(const httplib::Request& req, httplib::Response& res,
       res.set_content(R"({"status":"ok"})", "application/json");
       return;
     case RouteKind::kReadiness:
-      if (!gauges_().upstream_up) return ReplyError(res, 503, "llama-server is not ready");
+      if (!hooks_.gauges().upstream_up) return ReplyError(res, 503, "llama-server is not ready");
       res.set_content(R"({"status":"ready"})", "application/json");
       return;
     case RouteKind::kMetrics:
-      res.set_content(metrics_.Render(gauges_()), "text/plain; version=0.0.4; charset=utf-8");
+      res.set_content(metrics_.Render(hooks_.gauges()), "text/plain; version=0.0.4; charset=utf-8");
       return;
     case RouteKind::kPassthrough:
       break;
@@ -359,6 +359,7 @@ void ProxyServer::HandleInference(const httplib::Request& req, httplib::Response
   Result<Tenant> tenant = ResolveTenant(path_agent, header_agent, &body);
   if (!tenant.ok()) return ReplyError(res, tenant.status());
 
+  if (!hooks_.wait_upstream()) return ReplyError(res, 503, "llama-server is down");
   Result<Lease> lease = placer_.Place(tenant.value());
   if (!lease.ok()) return ReplyError(res, lease.status());
   PinToSlot(body, lease->slot());

@@ -14,6 +14,11 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
+
+#include <sstream>
+
 #include "agentkv/daemon.h"
 #include "agentkv/sha256.h"
 #include "real_llama.h"
@@ -343,6 +348,50 @@ TEST_F(DurabilityTest, DeletingAnAgentLeavesNothingOnDisk) {
   Reply r = Turn(daemon_->port(), "gone", Words(50, 100));
   EXPECT_EQ(r.placement, "cold");
   EXPECT_EQ(r.cache_n(), 0) << "its slot was erased too";
+}
+
+// A llama-server that agentkv started and that crashes is restarted; a
+// request arriving meanwhile waits for it; its output reaches agentkv's log.
+TEST(Supervision, ACrashedLlamaServerIsRestartedWhileRequestsWait) {
+  std::ostringstream log;
+  auto sink = std::make_shared<spdlog::sinks::ostream_sink_mt>(log);
+  spdlog::default_logger()->sinks().push_back(sink);
+  const fs::path dir = fs::temp_directory_path() / ("agentkv-sup-" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  DaemonOptions o;
+  o.proxy.port = 0;
+  o.memory_dir = dir;
+  o.health_interval = std::chrono::milliseconds(50);
+  LlamaProcessOptions launch;
+  launch.binary = testing::LlamaServerBinary();
+  launch.model = testing::TestModel();
+  launch.extra_args = {"--ctx-size", "8192", "--threads", "2"};
+  o.launch = launch;  // no log file: its output goes to agentkv's log
+  Result<std::unique_ptr<Daemon>> started = Daemon::Start(o);
+  ASSERT_TRUE(started.ok()) << started.status().message();
+  Daemon& d = *started.value();
+  const std::string prompt = Words(60, 120);
+  Reply first = testing::PostJson(d.port(), "/agents/s/completion", {{"prompt", prompt}, {"n_predict", 4}});
+  ASSERT_EQ(first.status, 200);
+  d.placer().DrainSaves();
+
+  const pid_t old_pid = d.llama_pid();
+  ASSERT_EQ(::kill(old_pid, SIGKILL), 0);
+  for (long i = 0; i < 2000000000L && d.metrics().upstream_restarts == 0; ++i) {
+    std::this_thread::yield();
+  }
+  ASSERT_EQ(d.metrics().upstream_restarts, 1);
+  // llama-server is down or starting: this request waits for it.
+  Reply back = testing::PostJson(d.port(), "/agents/s/completion",
+                                 {{"prompt", prompt + " more"}, {"n_predict", 4}});
+  EXPECT_EQ(back.status, 200) << back.body.dump();
+  EXPECT_EQ(back.placement, "restored") << "its memory came back from disk";
+  EXPECT_NE(d.llama_pid(), old_pid);
+  d.Stop();
+  spdlog::default_logger()->sinks().pop_back();
+  EXPECT_NE(log.str().find("llama-server: "), std::string::npos) << "its output is in our log";
+  EXPECT_NE(log.str().find("restarting llama-server (attempt 1 of 5)"), std::string::npos);
+  fs::remove_all(dir);
 }
 
 }  // namespace

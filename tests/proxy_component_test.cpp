@@ -215,8 +215,9 @@ TEST_F(ProxyTest, WhenEverySlotIsBusyAndTheQueueIsFullItAnswers503WithRetryAfter
 }
 
 TEST_F(ProxyTest, AnUnreachableUpstreamGives502AndServiceResumesWhenItReturns) {
+  Start(2, [](DaemonOptions& o) { o.health_interval = std::chrono::hours(1); });
   const int port = fake_->port();
-  fake_.reset();
+  fake_.reset();  // gone before the health watch could notice
   httplib::Result res = Post("/agents/a/v1/chat/completions", Chat("a", "x"));
   ASSERT_TRUE(res);
   EXPECT_EQ(res->status, 502);
@@ -224,6 +225,23 @@ TEST_F(ProxyTest, AnUnreachableUpstreamGives502AndServiceResumesWhenItReturns) {
   EXPECT_EQ(Client().Get("/v1/models")->status, 502);
   fake_ = std::make_unique<FakeLlamaServer>(2, dir_, port);
   ASSERT_EQ(fake_->port(), port);
+  EXPECT_EQ(Post("/agents/a/v1/chat/completions", Chat("a", "x"))->status, 200);
+}
+
+TEST_F(ProxyTest, WhileLlamaServerIsKnownDownRequestsWaitThenGet503) {
+  Start(2, [](DaemonOptions& o) { o.upstream_wait = std::chrono::seconds(0); });
+  fake_->SetHealthy(false);
+  httplib::Client c = Client();
+  for (int i = 0; i < 2000000 && c.Get("/readyz")->status != 503; ++i) {
+  }
+  ASSERT_EQ(c.Get("/readyz")->status, 503);
+  httplib::Result res = Post("/agents/a/v1/chat/completions", Chat("a", "x"));
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 503);
+  EXPECT_EQ(res->get_header_value("Retry-After"), "2");
+  fake_->SetHealthy(true);
+  for (int i = 0; i < 2000000 && c.Get("/readyz")->status != 200; ++i) {
+  }
   EXPECT_EQ(Post("/agents/a/v1/chat/completions", Chat("a", "x"))->status, 200);
 }
 

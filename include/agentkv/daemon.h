@@ -45,6 +45,11 @@ struct DaemonOptions {
   std::chrono::milliseconds health_interval{1000};
   // On Stop(): how long requests in flight may take to finish.
   std::chrono::seconds drain_timeout{30};
+  // While llama-server is down, how long a request waits for it (then 503).
+  std::chrono::seconds upstream_wait{60};
+  // A llama-server we started that dies is restarted, with a backoff, at
+  // most this many times in a row without a healthy minute in between.
+  int max_restarts = 5;
 };
 
 class Daemon {
@@ -60,6 +65,8 @@ class Daemon {
   Placer& placer() { return *placer_; }
   Store& store() { return *store_; }
   Metrics& metrics() { return metrics_; }
+  // The llama-server agentkv started, or -1.
+  pid_t llama_pid() const { return llama_.pid(); }
   GaugeSnapshot Gauges() const;
   // Graceful stop: refuse new requests, let those in flight finish within
   // drain_timeout, save dirty resident agents, stop llama-server if ours.
@@ -69,6 +76,11 @@ class Daemon {
  private:
   Daemon() = default;
   void WatchHealth(std::chrono::milliseconds interval);
+  // Restarts our llama-server if it died; true if it runs (again).
+  bool Supervise(int* restarts_in_a_row);
+  void SetUpstreamUp(bool up);
+  // Blocks up to `timeout` until llama-server is up; false if it is not.
+  bool WaitUpstream(std::chrono::milliseconds timeout);
 
   DaemonOptions options_;
   LlamaProcess llama_;
@@ -76,7 +88,7 @@ class Daemon {
   std::unique_ptr<Store> store_;
   std::unique_ptr<SlotPool> pool_;
   Metrics metrics_;
-  std::atomic<bool> upstream_up_{false};
+  std::atomic<bool> upstream_up_{false};  // written under mu_ too, for waiters
   std::unique_ptr<Placer> placer_;
   std::unique_ptr<AdminApi> admin_;
   std::unique_ptr<ProxyServer> server_;
@@ -87,6 +99,8 @@ class Daemon {
   std::condition_variable stopping_cv_;
   bool stopping_ = false;  // guarded by mu_
   bool stopped_ = false;   // guarded by mu_
+  bool watch_idle_ = false;     // guarded by mu_: the watch left its loop
+  bool llama_stopped_ = false;  // guarded by mu_
   int port_ = 0;
 };
 

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <filesystem>
 #include <string>
+#include <thread>
 #include <sys/types.h>
 #include <vector>
 
@@ -38,6 +39,10 @@ class LlamaProcess {
   // SIGTERM, then SIGKILL after `grace`. Idempotent.
   void Stop(std::chrono::seconds grace = std::chrono::seconds(10));
 
+  // True (once) if the process has exited on its own; reaps it and stores
+  // its wait status. Start() may then be called again: the port stays.
+  bool Exited(int* wait_status);
+
   std::string base_url() const { return "http://127.0.0.1:" + std::to_string(port_); }
   pid_t pid() const { return pid_; }
 
@@ -47,6 +52,7 @@ class LlamaProcess {
  private:
   pid_t pid_ = -1;
   int port_ = 0;
+  std::thread output_reader_;  // copies llama-server's output into our log
 };
 
 // A TCP port on 127.0.0.1 that was free a moment ago; 0 on failure.

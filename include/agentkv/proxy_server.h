@@ -45,9 +45,13 @@ struct ProxyOptions {
 
 class ProxyServer {
  public:
-  using GaugeFn = std::function<GaugeSnapshot()>;
+  struct Hooks {
+    std::function<GaugeSnapshot()> gauges;  // for /metrics and /readyz
+    // Blocks while llama-server is down, within bounds; false: still down.
+    std::function<bool()> wait_upstream;
+  };
   ProxyServer(ProxyOptions options, Upstream& upstream, Placer& placer, AdminApi& admin,
-              Metrics& metrics, GaugeFn gauges);
+              Metrics& metrics, Hooks hooks);
   ~ProxyServer();
 
   // Returns the bound port, or kIo if the address cannot be bound.
@@ -88,7 +92,7 @@ class ProxyServer {
   Placer& placer_;
   AdminApi& admin_;
   Metrics& metrics_;
-  const GaugeFn gauges_;
+  const Hooks hooks_;
   std::unique_ptr<httplib::Server> server_;
   std::mutex live_mu_;
   std::condition_variable live_changed_;
