@@ -183,6 +183,15 @@ int ParseCommandLine(int argc, const char* const* argv, CliSettings* out) {
   serve->add_option("--max-pins", o.max_pins, "Agents that may be pinned at once (< slots)")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
+  long long upstream_wait_s = o.upstream_wait.count();
+  serve->add_option("--upstream-wait", upstream_wait_s,
+                    "Seconds a request waits for a llama-server that is down, then 503")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  serve->add_option("--max-restarts", o.max_restarts,
+                    "Restarts of a crashed llama-server in a row before giving up")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
   long long drain_s = o.drain_timeout.count();
   serve->add_option("--drain-timeout", drain_s,
                     "Seconds requests in flight may take to finish on SIGTERM")
@@ -251,6 +260,7 @@ int ParseCommandLine(int argc, const char* const* argv, CliSettings* out) {
   o.upstream.read_timeout = std::chrono::seconds(upstream_timeout_s);
   o.queue.max_wait = std::chrono::milliseconds(queue_timeout_ms);
   o.drain_timeout = std::chrono::seconds(drain_s);
+  o.upstream_wait = std::chrono::seconds(upstream_wait_s);
   o.save_policy = save_policy == "eviction" ? SavePolicy::kEviction : SavePolicy::kTurnEnd;
   if (upstream.empty()) {
     if (launch.model.empty()) launch.model = DefaultModel();

@@ -77,17 +77,17 @@ bool Placer::SaveSlot(SlotId slot, const AgentId& agent, long long tokens) {
   if (!s.ok()) {
     store_.AbortSave(agent);
     ++metrics_.save_failures;
-    spdlog::warn("could not save agent {} from slot {}: {}", agent.str(), slot.value,
+    spdlog::warn("could not save agent {} from slot {}: {}", agent.ForLog(), slot.value,
                  s.message());
     return false;
   }
   ++metrics_.saves;
   metrics_.save_seconds.Observe(
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
-  spdlog::debug("saved agent {} from slot {}: {} tokens, {} bytes, {:.1f} ms", agent.str(),
+  spdlog::debug("saved agent {} from slot {}: {} tokens, {} bytes, {:.1f} ms", agent.ForLog(),
                 slot.value, r->n_tokens, r->n_bytes, r->ms);
   for (const AgentId& gone : store_.EnforceBudget({agent})) {
-    spdlog::info("agent {} lost its saved memory to the disk budget", gone.str());
+    spdlog::info("agent {} lost its saved memory to the disk budget", gone.ForLog());
   }
   return true;
 }
@@ -109,12 +109,12 @@ SwitchOutcome Placer::Run(const Plan& plan, Status* erase_error) {
       ++metrics_.restores;
       metrics_.restore_seconds.Observe(
           std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
-      spdlog::debug("restored agent {} into slot {}: {} tokens, {:.1f} ms", agent.str(), slot,
+      spdlog::debug("restored agent {} into slot {}: {} tokens, {:.1f} ms", agent.ForLog(), slot,
                     r->n_tokens, r->ms);
     } else {
       ++metrics_.fallbacks;
       if (file.ok()) store_.Quarantine(agent, "llama-server refused it: " + r.status().message());
-      spdlog::warn("agent {}: no restore, prefilling instead: {}", agent.str(),
+      spdlog::warn("agent {}: no restore, prefilling instead: {}", agent.ForLog(),
                    r.status().message());
     }
   }
@@ -199,12 +199,12 @@ Status Placer::Forget(const AgentId& agent) {
     known = true;
     Status s = upstream_.EraseSlot(*slot.value());
     pool_.EndDrop(*slot.value(), s.ok());
-    if (!s.ok()) spdlog::warn("forget {}: slot not erased: {}", agent.str(), s.message());
+    if (!s.ok()) spdlog::warn("forget {}: slot not erased: {}", agent.ForLog(), s.message());
   }
   pool_.Unpin(agent);
   known = store_.Remove(agent) || known;
   if (!known) return Status::Error(ErrorCode::kNotFound, "agentkv has no memory of " + agent.str());
-  spdlog::info("forgot agent {}", agent.str());
+  spdlog::info("forgot agent {}", agent.ForLog());
   return Status::Ok();
 }
 

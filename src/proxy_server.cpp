@@ -138,7 +138,7 @@ struct ProxyServer::Exchange {
     *timings = t;
     spdlog::info("{} {} agent={} slot={} placement={} status={} cache_n={} prompt_n={} ms={}{}",
                  request.method, request.path,
-                 lease->tenant() ? lease->tenant()->str() : "-", lease->slot().value,
+                 lease->tenant() ? lease->tenant()->ForLog() : "-", lease->slot().value,
                  PlacementName(lease->placement()), status, t ? t->cache_n : -1,
                  t ? t->prompt_n : -1, ms, result.ok() ? "" : " (" + result.message() + ")");
     return result;

@@ -367,7 +367,7 @@ void Store::Quarantine(const AgentId& agent, const std::string& reason) {
     total_bytes_ -= static_cast<std::uint64_t>(e->info.bytes);
     index_.erase(it);
   }
-  spdlog::warn("quarantining memory of agent {}: {}", agent.str(), reason);
+  spdlog::warn("quarantining memory of agent {}: {}", agent.ForLog(), reason);
   QuarantineFiles(Hash(agent), e->state_file, reason);
 }
 
@@ -434,7 +434,7 @@ std::vector<AgentId> Store::EnforceBudget(const std::vector<AgentId>& keep) {
     }
   }
   for (const AgentId& agent : victims) {
-    spdlog::info("disk budget: deleting the memory of agent {}", agent.str());
+    spdlog::info("disk budget: deleting the memory of agent {}", agent.ForLog());
     Remove(agent);
   }
   return victims;

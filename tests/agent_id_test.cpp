@@ -22,5 +22,13 @@ TEST(AgentId, RejectsEmptyTooLongAndOtherCharacters) {
   }
 }
 
+TEST(AgentId, LogsShowAtMostSixteenCharacters) {
+  EXPECT_EQ(AgentId::Parse("planner").value().ForLog(), "planner");
+  const std::string long_id = "user.alice-session-8f3a9c2b71d04e55";
+  const std::string logged = AgentId::Parse(long_id).value().ForLog();
+  EXPECT_EQ(logged.size(), 16u);
+  EXPECT_EQ(long_id.find(logged.substr(0, 15)), 0u);
+}
+
 }  // namespace
 }  // namespace agentkv
