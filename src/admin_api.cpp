@@ -9,9 +9,7 @@ using nlohmann::json;
 
 namespace {
 
-Status NotFound(const std::string& what) {
-  return Status::Error(ErrorCode::kNotFound, what);
-}
+Status NotFound(const std::string& what) { return Status::Error(ErrorCode::kNotFound, what); }
 
 // Splits "/admin/agents/x/pin" into {"agents", "x", "pin"}.
 std::vector<std::string> Segments(const std::string& path) {
@@ -39,8 +37,11 @@ json AdminApi::Describe(const AgentId& agent) const {
     j["dirty"] = v.dirty;
   }
   if (std::optional<MemoryInfo> m = store_.Find(agent)) {
-    j["saved"] = {{"tokens", m->tokens}, {"bytes", m->bytes}, {"created", m->created},
-                  {"updated", m->updated}, {"last_used", m->last_used}};
+    j["saved"] = {{"tokens", m->tokens},
+                  {"bytes", m->bytes},
+                  {"created", m->created},
+                  {"updated", m->updated},
+                  {"last_used", m->last_used}};
   } else {
     j["saved"] = nullptr;
   }
@@ -52,10 +53,14 @@ Result<json> AdminApi::Handle(const std::string& method, const std::string& path
   const std::vector<std::string> seg = Segments(path);
   if (seg.size() == 1 && seg[0] == "stats" && method == "GET") {
     const PlacerStats s = placer_.stats();
-    return json{{"restores", s.restores},       {"saves", s.saves},
-                {"save_failures", s.save_failures}, {"evictions", s.evictions},
-                {"fallbacks", s.fallbacks},     {"resets", s.resets},
-                {"quarantined", store_.quarantined()}, {"bytes_on_disk", store_.TotalBytes()},
+    return json{{"restores", s.restores},
+                {"saves", s.saves},
+                {"save_failures", s.save_failures},
+                {"evictions", s.evictions},
+                {"fallbacks", s.fallbacks},
+                {"resets", s.resets},
+                {"quarantined", store_.quarantined()},
+                {"bytes_on_disk", store_.TotalBytes()},
                 {"agents_on_disk", store_.List().size()}};
   }
   if (seg.empty() || seg[0] != "agents") return NotFound("no admin route " + path);

@@ -1,13 +1,12 @@
 #include "cli.h"
 
+#include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cctype>
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
 #include <sstream>
-
-#include <CLI/CLI.hpp>
 
 #include "paths.h"
 
@@ -155,74 +154,89 @@ int ParseCommandLine(int argc, const char* const* argv, CliSettings* out) {
       ->capture_default_str();
   serve->add_option("--max-body-bytes", o.proxy.max_body_bytes, "Largest request body")
       ->capture_default_str();
-  serve->add_option("--max-queue", o.queue.max_waiting,
-                    "Requests that may wait for a slot; more get 503")
+  serve
+      ->add_option("--max-queue", o.queue.max_waiting,
+                   "Requests that may wait for a slot; more get 503")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
-  serve->add_option("--queue-timeout-ms", queue_timeout_ms,
-                    "Longest wait for a slot before 503")
+  serve->add_option("--queue-timeout-ms", queue_timeout_ms, "Longest wait for a slot before 503")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
-  serve->add_option("--upstream-timeout", upstream_timeout_s,
-                    "Seconds to wait for llama-server to answer")
+  serve
+      ->add_option("--upstream-timeout", upstream_timeout_s,
+                   "Seconds to wait for llama-server to answer")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
   std::string save_policy = "turn-end";
-  serve->add_option("--save-policy", save_policy,
-                    "When resident agents are saved: turn-end (after every turn, off the "
-                    "request path) or eviction (only when their slot is needed)")
+  serve
+      ->add_option("--save-policy", save_policy,
+                   "When resident agents are saved: turn-end (after every turn, off the "
+                   "request path) or eviction (only when their slot is needed)")
       ->capture_default_str()
       ->check(CLI::IsMember({"turn-end", "eviction"}));
-  serve->add_option("--disk-budget-bytes", o.store.budget_bytes,
-                    "Most bytes of saved memory; least recently used agents' files go "
-                    "first (0: no budget)")
+  serve
+      ->add_option("--disk-budget-bytes", o.store.budget_bytes,
+                   "Most bytes of saved memory; least recently used agents' files go "
+                   "first (0: no budget)")
       ->capture_default_str();
-  serve->add_option("--min-free-bytes", o.store.min_free_bytes,
-                    "Skip a save that would leave less free disk than this")
+  serve
+      ->add_option("--min-free-bytes", o.store.min_free_bytes,
+                   "Skip a save that would leave less free disk than this")
       ->capture_default_str();
   serve->add_option("--max-pins", o.max_pins, "Agents that may be pinned at once (< slots)")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
   long long upstream_wait_s = o.upstream_wait.count();
-  serve->add_option("--upstream-wait", upstream_wait_s,
-                    "Seconds a request waits for a llama-server that is down, then 503")
+  serve
+      ->add_option("--upstream-wait", upstream_wait_s,
+                   "Seconds a request waits for a llama-server that is down, then 503")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
-  serve->add_option("--max-restarts", o.max_restarts,
-                    "Restarts of a crashed llama-server in a row before giving up")
+  serve
+      ->add_option("--max-restarts", o.max_restarts,
+                   "Restarts of a crashed llama-server in a row before giving up")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
   long long drain_s = o.drain_timeout.count();
-  serve->add_option("--drain-timeout", drain_s,
-                    "Seconds requests in flight may take to finish on SIGTERM")
+  serve
+      ->add_option("--drain-timeout", drain_s,
+                   "Seconds requests in flight may take to finish on SIGTERM")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
-  serve->add_option("--cache-type-k", o.kv.cache_type_k,
-                    "With --upstream: the K cache type llama-server runs with (part of "
-                    "every file's fingerprint)")
+  serve
+      ->add_option("--cache-type-k", o.kv.cache_type_k,
+                   "With --upstream: the K cache type llama-server runs with (part of "
+                   "every file's fingerprint)")
       ->capture_default_str();
-  serve->add_option("--cache-type-v", o.kv.cache_type_v,
-                    "With --upstream: the V cache type llama-server runs with")
+  serve
+      ->add_option("--cache-type-v", o.kv.cache_type_v,
+                   "With --upstream: the V cache type llama-server runs with")
       ->capture_default_str();
-  serve->add_flag("--swa-full", o.kv.swa_full, "With --upstream: llama-server runs with --swa-full");
+  serve->add_flag("--swa-full", o.kv.swa_full,
+                  "With --upstream: llama-server runs with --swa-full");
   serve->add_option("--llama-log", launch.log_file,
                     "File for the started llama-server's output (default: stderr)");
   serve->add_option("--log-level", log_level, "trace, debug, info, warn, error")
       ->capture_default_str()
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));
-  serve->add_option("--log-format", out->log_format, "text, or json (one object a line, for journald)")
+  serve
+      ->add_option("--log-format", out->log_format,
+                   "text, or json (one object a line, for journald)")
       ->capture_default_str()
       ->check(CLI::IsMember({"text", "json"}));
   std::string api_key_file, admin_key_file, upstream_key_file;
-  serve->add_option("--api-key-file", api_key_file,
-                    "File of API keys, one a line: clients must send one as a Bearer token "
-                    "(also AGENTKV_API_KEYS, comma-separated)")
+  serve
+      ->add_option("--api-key-file", api_key_file,
+                   "File of API keys, one a line: clients must send one as a Bearer token "
+                   "(also AGENTKV_API_KEYS, comma-separated)")
       ->check(CLI::ExistingFile);
-  serve->add_option("--admin-key-file", admin_key_file,
-                    "File holding the key for /admin/ (also AGENTKV_ADMIN_KEY)")
+  serve
+      ->add_option("--admin-key-file", admin_key_file,
+                   "File holding the key for /admin/ (also AGENTKV_ADMIN_KEY)")
       ->check(CLI::ExistingFile);
-  serve->add_option("--upstream-key-file", upstream_key_file,
-                    "File holding llama-server's own --api-key, if it has one")
+  serve
+      ->add_option("--upstream-key-file", upstream_key_file,
+                   "File holding llama-server's own --api-key, if it has one")
       ->check(CLI::ExistingFile);
   serve->add_flag("--metrics-need-key", o.proxy.metrics_need_key,
                   "Require an API key for /metrics");
@@ -269,7 +283,6 @@ int ParseCommandLine(int argc, const char* const* argv, CliSettings* out) {
     o.upstream.base_url = upstream;
   }
   return -1;
-
 }
 
 }  // namespace agentkv

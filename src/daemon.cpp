@@ -41,9 +41,12 @@ KvSettings KvSettings::FromArgs(const std::vector<std::string>& args) {
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& a = args[i];
     const bool has_value = i + 1 < args.size();
-    if ((a == "-ctk" || a == "--cache-type-k") && has_value) kv.cache_type_k = args[++i];
-    else if ((a == "-ctv" || a == "--cache-type-v") && has_value) kv.cache_type_v = args[++i];
-    else if (a == "--swa-full") kv.swa_full = true;
+    if ((a == "-ctk" || a == "--cache-type-k") && has_value)
+      kv.cache_type_k = args[++i];
+    else if ((a == "-ctv" || a == "--cache-type-v") && has_value)
+      kv.cache_type_v = args[++i];
+    else if (a == "--swa-full")
+      kv.swa_full = true;
   }
   return kv;
 }
@@ -72,8 +75,8 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(DaemonOptions o) {
       props->total_slots, o.queue, [store](const AgentId& a) { return store->HasMemory(a); },
       o.max_pins);
   d->upstream_up_ = true;
-  d->placer_ = std::make_unique<Placer>(*d->pool_, *d->upstream_, *d->store_, o.save_policy,
-                                        d->metrics_);
+  d->placer_ =
+      std::make_unique<Placer>(*d->pool_, *d->upstream_, *d->store_, o.save_policy, d->metrics_);
   if (o.proxy.threads <= 0) o.proxy.threads = props->total_slots + o.queue.max_waiting + 16;
   d->admin_ = std::make_unique<AdminApi>(*d->pool_, *d->placer_, *d->store_);
   ProxyServer::Hooks hooks;
@@ -97,9 +100,8 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(DaemonOptions o) {
     return Status::Error(ErrorCode::kIo, "the http front stopped as it started");
   }
   d->options_ = o;
-  d->watch_thread_ = std::thread([daemon = d.get(), interval = o.health_interval] {
-    daemon->WatchHealth(interval);
-  });
+  d->watch_thread_ = std::thread(
+      [daemon = d.get(), interval = o.health_interval] { daemon->WatchHealth(interval); });
   spdlog::info("agentkv listening on {}:{}, {} slots at {}, memory in {} ({} agents saved)",
                o.proxy.host, d->port_, props->total_slots, o.upstream.base_url,
                o.memory_dir.string(), d->store_->List().size());
@@ -150,12 +152,15 @@ bool Daemon::Supervise(int* restarts_in_a_row) {
     spdlog::info("restarting llama-server (attempt {} of {})", *restarts_in_a_row,
                  options_.max_restarts);
     ++metrics_.upstream_restarts;
-    if (Status s = llama_.Start(*options_.launch); s.ok()) return true;
-    else spdlog::error("llama-server restart failed: {}", s.message());
+    if (Status s = llama_.Start(*options_.launch); s.ok())
+      return true;
+    else
+      spdlog::error("llama-server restart failed: {}", s.message());
   }
-  spdlog::error("llama-server failed {} times in a row: not restarting it again; requests "
-                "get 503 until agentkv is restarted",
-                options_.max_restarts);
+  spdlog::error(
+      "llama-server failed {} times in a row: not restarting it again; requests "
+      "get 503 until agentkv is restarted",
+      options_.max_restarts);
   return false;
 }
 

@@ -55,8 +55,7 @@ void TimingsScanner::Feed(const char* data, std::size_t size) {
   if (!saw_event_ && body_.size() + size <= kMaxBody) body_.append(data, size);
   pending_.append(data, size);
   std::size_t start = 0;
-  for (std::size_t nl; (nl = pending_.find('\n', start)) != std::string::npos;
-       start = nl + 1) {
+  for (std::size_t nl; (nl = pending_.find('\n', start)) != std::string::npos; start = nl + 1) {
     ScanLine(pending_.substr(start, nl - start));
   }
   pending_.erase(0, start);

@@ -4,12 +4,11 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <spdlog/spdlog.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#include <spdlog/spdlog.h>
 
 #include <cerrno>
 #include <cstdio>
@@ -39,14 +38,14 @@ int FindFreePort() {
 }
 
 std::vector<std::string> LlamaProcess::Arguments(const LlamaProcessOptions& o, int port) {
-  std::vector<std::string> args = {
-      o.binary.string(), "--model", o.model.string(), "--host", "127.0.0.1", "--port",
-      std::to_string(port), "--parallel", std::to_string(o.slots),
-      // llama-server appends file names to this path as is.
-      "--slot-save-path", (o.memory_dir / "").string(),
-      // agentkv owns placement: llama-server must neither keep its own RAM
-      // copies of idle slots nor clear them behind agentkv's back.
-      "--cache-ram", "0", "--no-cache-idle-slots"};
+  std::vector<std::string> args = {o.binary.string(), "--model", o.model.string(), "--host",
+                                   "127.0.0.1", "--port", std::to_string(port), "--parallel",
+                                   std::to_string(o.slots),
+                                   // llama-server appends file names to this path as is.
+                                   "--slot-save-path", (o.memory_dir / "").string(),
+                                   // agentkv owns placement: llama-server must neither keep its own
+                                   // RAM copies of idle slots nor clear them behind agentkv's back.
+                                   "--cache-ram", "0", "--no-cache-idle-slots"};
   args.insert(args.end(), o.extra_args.begin(), o.extra_args.end());
   return args;
 }
@@ -71,8 +70,8 @@ Status LlamaProcess::Start(const LlamaProcessOptions& o) {
   if (!o.log_file.empty()) {
     log_fd = ::open(o.log_file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     if (log_fd < 0) {
-      return Status::Error(ErrorCode::kIo, "cannot open " + o.log_file.string() + ": " +
-                                               std::strerror(errno));
+      return Status::Error(ErrorCode::kIo,
+                           "cannot open " + o.log_file.string() + ": " + std::strerror(errno));
     }
   } else if (::pipe2(pipe_fds, O_CLOEXEC) == 0) {
     log_fd = pipe_fds[1];
@@ -125,9 +124,9 @@ Status LlamaProcess::Start(const LlamaProcessOptions& o) {
     int wstatus = 0;
     if (::waitpid(pid_, &wstatus, WNOHANG) == pid_) {
       pid_ = -1;
-      return Status::Error(ErrorCode::kUpstreamDown,
-                           "llama-server exited during startup (status " +
-                               std::to_string(wstatus) + "); see its log");
+      return Status::Error(ErrorCode::kUpstreamDown, "llama-server exited during startup (status " +
+                                                         std::to_string(wstatus) +
+                                                         "); see its log");
     }
     if (upstream.Health().ok()) return Status::Ok();
     std::this_thread::sleep_for(std::chrono::milliseconds(100));

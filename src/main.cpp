@@ -1,12 +1,11 @@
 // agentkv: durable per-agent KV memory in front of llama-server.
+#include <signal.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
 #include <csignal>
 #include <iostream>
 #include <thread>
-
-#include <signal.h>
-#include <unistd.h>
-
-#include <spdlog/spdlog.h>
 
 #include "agentkv/daemon.h"
 #include "cli.h"

@@ -42,8 +42,7 @@ void Histogram::Observe(double seconds) {
   sum_ += seconds;
 }
 
-void Histogram::Render(std::string& out, const std::string& name,
-                       const std::string& labels) const {
+void Histogram::Render(std::string& out, const std::string& name, const std::string& labels) const {
   std::lock_guard<std::mutex> lock(mu_);
   const std::string sep = labels.empty() ? "" : labels + ",";
   for (size_t i = 0; i < kBounds.size(); ++i) {
@@ -69,7 +68,8 @@ std::string Metrics::Render(const GaugeSnapshot& g) const {
   std::string out;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    Header(out, "agentkv_requests_total", "counter", "HTTP requests answered, by route and status.");
+    Header(out, "agentkv_requests_total", "counter",
+           "HTTP requests answered, by route and status.");
     for (const auto& [key, n] : requests_) {
       Sample(out, "agentkv_requests_total",
              "route=\"" + key.first + "\",status=\"" + std::to_string(key.second) + "\"",

@@ -133,8 +133,7 @@ void Placer::Finish(Lease& lease, std::optional<long long> cache_n, long long pr
   metrics_.tokens_prefilled += prompt_n;
   if (lease.tenant() && cache_n && *cache_n == 0) {
     const AgentId& agent = *lease.tenant();
-    if (lease.placement() == Placement::kRestored &&
-        lease.restored_tokens() >= kMinTokensToJudge) {
+    if (lease.placement() == Placement::kRestored && lease.restored_tokens() >= kMinTokensToJudge) {
       // Upstream bugs have made restores report success and reuse nothing.
       ++metrics_.fallbacks;
       store_.Quarantine(agent, "restored " + std::to_string(lease.restored_tokens()) +

@@ -1,8 +1,8 @@
 #include "agentkv/proxy_server.h"
 
 #include <httplib.h>
-#include <sys/socket.h>
 #include <spdlog/spdlog.h>
+#include <sys/socket.h>
 
 #include <algorithm>
 #include <cctype>
@@ -24,8 +24,7 @@ namespace {
 
 bool EqualsIgnoreCase(const std::string& a, const char* b) {
   const std::string_view bv(b);
-  return a.size() == bv.size() &&
-         std::equal(a.begin(), a.end(), bv.begin(), [](char x, char y) {
+  return a.size() == bv.size() && std::equal(a.begin(), a.end(), bv.begin(), [](char x, char y) {
            return std::tolower(static_cast<unsigned char>(x)) ==
                   std::tolower(static_cast<unsigned char>(y));
          });
@@ -34,10 +33,9 @@ bool EqualsIgnoreCase(const std::string& a, const char* b) {
 // Connection-level headers, httplib's own pseudo headers, and those agentkv
 // sets or consumes itself: never copied from one side to the other.
 bool IsHopHeader(const std::string& name) {
-  for (const char* h : {"Host", "Connection", "Keep-Alive", "Transfer-Encoding",
-                        "Content-Length", "Content-Type", "Accept-Encoding",
-                        "Content-Encoding", "X-Agent-Id", "REMOTE_ADDR", "REMOTE_PORT",
-                        "LOCAL_ADDR", "LOCAL_PORT"}) {
+  for (const char* h : {"Host", "Connection", "Keep-Alive", "Transfer-Encoding", "Content-Length",
+                        "Content-Type", "Accept-Encoding", "Content-Encoding", "X-Agent-Id",
+                        "REMOTE_ADDR", "REMOTE_PORT", "LOCAL_ADDR", "LOCAL_PORT"}) {
     if (EqualsIgnoreCase(name, h)) return true;
   }
   return false;
@@ -137,16 +135,16 @@ struct ProxyServer::Exchange {
     const std::optional<Timings> t = scanner.Finish();
     *timings = t;
     spdlog::info("{} {} agent={} slot={} placement={} status={} cache_n={} prompt_n={} ms={}{}",
-                 request.method, request.path,
-                 lease->tenant() ? lease->tenant()->ForLog() : "-", lease->slot().value,
-                 PlacementName(lease->placement()), status, t ? t->cache_n : -1,
-                 t ? t->prompt_n : -1, ms, result.ok() ? "" : " (" + result.message() + ")");
+                 request.method, request.path, lease->tenant() ? lease->tenant()->ForLog() : "-",
+                 lease->slot().value, PlacementName(lease->placement()), status,
+                 t ? t->cache_n : -1, t ? t->prompt_n : -1, ms,
+                 result.ok() ? "" : " (" + result.message() + ")");
     return result;
   }
 };
 
-ProxyServer::ProxyServer(ProxyOptions options, Upstream& upstream, Placer& placer,
-                         AdminApi& admin, Metrics& metrics, Hooks hooks)
+ProxyServer::ProxyServer(ProxyOptions options, Upstream& upstream, Placer& placer, AdminApi& admin,
+                         Metrics& metrics, Hooks hooks)
     : options_(std::move(options)),
       upstream_(upstream),
       placer_(placer),
@@ -159,19 +157,19 @@ ProxyServer::ProxyServer(ProxyOptions options, Upstream& upstream, Placer& place
     return new httplib::ThreadPool(static_cast<size_t>(threads));
   };
   server_->set_payload_max_length(options_.max_body_bytes);
-  server_->set_error_handler(httplib::Server::HandlerWithResponse(
-      [](const httplib::Request&, httplib::Response& res) {
-    // Only answers httplib made itself (no route, body too large, bad
-    // request line) lack a Content-Type; forwarded answers pass untouched.
-    if (!res.body.empty() || res.has_header("Content-Type")) {
-      return httplib::Server::HandlerResponse::Unhandled;
-    }
-    const std::string message = res.status == 413
-                                    ? "request body exceeds the configured limit"
-                                    : "request rejected (HTTP " + std::to_string(res.status) + ")";
-    res.set_content(ErrorJson(res.status, message), "application/json");
-    return httplib::Server::HandlerResponse::Handled;
-  }));
+  server_->set_error_handler(
+      httplib::Server::HandlerWithResponse([](const httplib::Request&, httplib::Response& res) {
+        // Only answers httplib made itself (no route, body too large, bad
+        // request line) lack a Content-Type; forwarded answers pass untouched.
+        if (!res.body.empty() || res.has_header("Content-Type")) {
+          return httplib::Server::HandlerResponse::Unhandled;
+        }
+        const std::string message =
+            res.status == 413 ? "request body exceeds the configured limit"
+                              : "request rejected (HTTP " + std::to_string(res.status) + ")";
+        res.set_content(ErrorJson(res.status, message), "application/json");
+        return httplib::Server::HandlerResponse::Handled;
+      }));
   server_->set_exception_handler(
       [](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
         std::string what = "internal error";
@@ -184,9 +182,7 @@ ProxyServer::ProxyServer(ProxyOptions options, Upstream& upstream, Placer& place
         spdlog::error("request failed: {}", what);
         ReplyError(res, 500, what);
       });
-  auto handler = [this](const httplib::Request& req, httplib::Response& res) {
-    Handle(req, res);
-  };
+  auto handler = [this](const httplib::Request& req, httplib::Response& res) { Handle(req, res); };
   server_->Get(".*", handler);
   server_->Post(".*", handler);
   server_->Put(".*", handler);
@@ -218,8 +214,8 @@ Result<int> ProxyServer::BindPort() {
   } else if (server_->bind_to_port(options_.host, options_.port)) {
     return options_.port;
   }
-  return Status::Error(ErrorCode::kIo, "cannot listen on " + options_.host + ":" +
-                                           std::to_string(options_.port));
+  return Status::Error(ErrorCode::kIo,
+                       "cannot listen on " + options_.host + ":" + std::to_string(options_.port));
 }
 
 void ProxyServer::Serve() { server_->listen_after_bind(); }
@@ -243,8 +239,7 @@ void ProxyServer::Track(Exchange* ex, bool alive) {
 void ProxyServer::Drain(std::chrono::seconds timeout) {
   std::unique_lock<std::mutex> lock(live_mu_);
   if (live_changed_.wait_for(lock, timeout, [&] { return active_ == 0; })) return;
-  spdlog::warn("{} requests still running after {} s: cancelling them", active_,
-               timeout.count());
+  spdlog::warn("{} requests still running after {} s: cancelling them", active_, timeout.count());
   for (Exchange* ex : live_) ex->pipe.Abandon();
   live_changed_.wait(lock, [&] { return active_ == 0; });
 }
@@ -277,8 +272,9 @@ void ProxyServer::Handle(const httplib::Request& req, httplib::Response& res) {
   }
   if (route.path_agent) {
     Result<AgentId> id = AgentId::Parse(*route.path_agent);
-    if (!id.ok()) return ReplyError(res, 400, "invalid agent id in the /agents/{id}/ path: " +
-                                                  id.status().message());
+    if (!id.ok())
+      return ReplyError(res, 400,
+                        "invalid agent id in the /agents/{id}/ path: " + id.status().message());
   }
   Route(req, res, route, raw_path);
 }
@@ -410,23 +406,22 @@ void ProxyServer::Respond(std::shared_ptr<Exchange> ex, httplib::Response& res) 
   }
   const std::string content_type = HeaderValue(headers, "Content-Type");
   if (content_type.rfind("text/event-stream", 0) == 0) {
-    res.set_chunked_content_provider(
-        content_type, [ex](size_t, httplib::DataSink& sink) {
-          std::string chunk;
-          while (ex->pipe.NextChunk(&chunk)) {
-            if (!sink.write(chunk.data(), chunk.size())) {
-              ex->pipe.Abandon();  // the client left: cancel upstream
-              return false;
-            }
-          }
-          const Status end = ex->pipe.final_status();
-          if (!end.ok()) {
-            const std::string event = "data: " + ErrorJson(end) + "\n\n";
-            sink.write(event.data(), event.size());
-          }
-          sink.done();
-          return true;
-        });
+    res.set_chunked_content_provider(content_type, [ex](size_t, httplib::DataSink& sink) {
+      std::string chunk;
+      while (ex->pipe.NextChunk(&chunk)) {
+        if (!sink.write(chunk.data(), chunk.size())) {
+          ex->pipe.Abandon();  // the client left: cancel upstream
+          return false;
+        }
+      }
+      const Status end = ex->pipe.final_status();
+      if (!end.ok()) {
+        const std::string event = "data: " + ErrorJson(end) + "\n\n";
+        sink.write(event.data(), event.size());
+      }
+      sink.done();
+      return true;
+    });
     return;
   }
   std::string body, chunk;

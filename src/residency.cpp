@@ -6,10 +6,14 @@ namespace agentkv {
 
 const char* PlacementName(Placement p) {
   switch (p) {
-    case Placement::kResident: return "resident";
-    case Placement::kRestored: return "restored";
-    case Placement::kCold: return "cold";
-    case Placement::kStateless: return "stateless";
+    case Placement::kResident:
+      return "resident";
+    case Placement::kRestored:
+      return "restored";
+    case Placement::kCold:
+      return "cold";
+    case Placement::kStateless:
+      return "stateless";
   }
   return "unknown";
 }
@@ -43,8 +47,8 @@ std::optional<int> Residency::ChooseSlot() const {
       if (better) free = i;
       continue;
     }
-    const bool candidate = (v.phase == SlotPhase::kIdle || v.phase == SlotPhase::kSaving) &&
-                           !Pinned(*v.owner);
+    const bool candidate =
+        (v.phase == SlotPhase::kIdle || v.phase == SlotPhase::kSaving) && !Pinned(*v.owner);
     if (candidate && (!lru || v.last_used < slots_[static_cast<size_t>(*lru)].view.last_used)) {
       lru = i;
     }
@@ -92,8 +96,7 @@ std::optional<Plan> Residency::TryAcquire(const Tenant& tenant) {
   return plan;
 }
 
-Result<Placement> Residency::CompleteSwitch(const Plan& plan,
-                                            const SwitchOutcome& outcome) {
+Result<Placement> Residency::CompleteSwitch(const Plan& plan, const SwitchOutcome& outcome) {
   Slot& slot = At(plan.slot);
   slot.evicting.reset();
   const bool must_erase = plan.erase || (plan.restore && !outcome.restored);
@@ -101,8 +104,7 @@ Result<Placement> Residency::CompleteSwitch(const Plan& plan,
     slot.view = SlotView{};
     slot.view.stale = true;
     return Status::Error(ErrorCode::kUpstreamError,
-                         "could not clear llama-server slot " +
-                             std::to_string(plan.slot.value));
+                         "could not clear llama-server slot " + std::to_string(plan.slot.value));
   }
   slot.view.phase = SlotPhase::kBusy;
   if (plan.restore && outcome.restored) slot.view.tokens = outcome.restored_tokens;
@@ -184,8 +186,8 @@ void Residency::EndDrop(SlotId slot_id, bool erased) {
 Status Residency::Pin(const AgentId& agent) {
   if (pinned_.count(agent)) return Status::Ok();
   if (static_cast<int>(pinned_.size()) >= max_pins_) {
-    return Status::Error(ErrorCode::kConflict, "at most " + std::to_string(max_pins_) +
-                                               " agents may be pinned at once");
+    return Status::Error(ErrorCode::kConflict,
+                         "at most " + std::to_string(max_pins_) + " agents may be pinned at once");
   }
   pinned_.insert(agent);
   return Status::Ok();
@@ -195,9 +197,7 @@ void Residency::Unpin(const AgentId& agent) { pinned_.erase(agent); }
 
 bool Residency::Pinned(const AgentId& agent) const { return pinned_.count(agent) > 0; }
 
-SlotView Residency::View(SlotId slot) const {
-  return slots_[static_cast<size_t>(slot.value)].view;
-}
+SlotView Residency::View(SlotId slot) const { return slots_[static_cast<size_t>(slot.value)].view; }
 
 std::optional<SlotId> Residency::SlotOf(const AgentId& agent) const {
   for (int i = 0; i < slot_count(); ++i) {

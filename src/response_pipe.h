@@ -36,13 +36,13 @@ class ResponsePipe {
  private:
   mutable std::mutex mu_;
   std::condition_variable changed_;
-  bool has_headers_ = false;  // guarded by mu_
-  int status_ = 0;            // guarded by mu_
-  HeaderList headers_;        // guarded by mu_
+  bool has_headers_ = false;        // guarded by mu_
+  int status_ = 0;                  // guarded by mu_
+  HeaderList headers_;              // guarded by mu_
   std::deque<std::string> chunks_;  // guarded by mu_
-  bool finished_ = false;     // guarded by mu_
-  bool abandoned_ = false;    // guarded by mu_
-  Status final_;              // guarded by mu_
+  bool finished_ = false;           // guarded by mu_
+  bool abandoned_ = false;          // guarded by mu_
+  Status final_;                    // guarded by mu_
   CancelToken cancel_;
 };
 

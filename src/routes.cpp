@@ -9,17 +9,24 @@ namespace {
 
 // llama-server routes that run on a slot and honour the id_slot field.
 constexpr std::array<std::string_view, 8> kInferencePaths = {
-    "/completion",        "/completions", "/v1/completions", "/chat/completions",
-    "/v1/chat/completions", "/responses", "/v1/responses",   "/infill",
+    "/completion",          "/completions", "/v1/completions", "/chat/completions",
+    "/v1/chat/completions", "/responses",   "/v1/responses",   "/infill",
 };
 
 // Routes that also run on a slot but drop id_slot (llama-server rebuilds the
 // Anthropic body) or serve other model kinds: passed through, they would land
 // on whatever slot llama-server picks, possibly one holding an agent's KV.
 constexpr std::array<std::string_view, 10> kUnsupportedPaths = {
-    "/v1/messages", "/embedding", "/embeddings", "/v1/embeddings",
-    "/rerank",      "/reranking", "/v1/rerank",  "/v1/reranking",
-    "/audio/transcriptions", "/v1/audio/transcriptions",
+    "/v1/messages",
+    "/embedding",
+    "/embeddings",
+    "/v1/embeddings",
+    "/rerank",
+    "/reranking",
+    "/v1/rerank",
+    "/v1/reranking",
+    "/audio/transcriptions",
+    "/v1/audio/transcriptions",
 };
 
 constexpr std::string_view kAgentsPrefix = "/agents/";
@@ -60,14 +67,22 @@ Route MatchRoute(const std::string& method, const std::string& path) {
 
 std::string RouteLabel(const Route& route) {
   switch (route.kind) {
-    case RouteKind::kInference: return route.upstream_path;  // one of a fixed set
-    case RouteKind::kSlotAction: return "slot_action";
-    case RouteKind::kUnsupported: return "unsupported";
-    case RouteKind::kAdmin: return "admin";
-    case RouteKind::kLiveness: return "healthz";
-    case RouteKind::kReadiness: return "readyz";
-    case RouteKind::kMetrics: return "metrics";
-    case RouteKind::kPassthrough: break;
+    case RouteKind::kInference:
+      return route.upstream_path;  // one of a fixed set
+    case RouteKind::kSlotAction:
+      return "slot_action";
+    case RouteKind::kUnsupported:
+      return "unsupported";
+    case RouteKind::kAdmin:
+      return "admin";
+    case RouteKind::kLiveness:
+      return "healthz";
+    case RouteKind::kReadiness:
+      return "readyz";
+    case RouteKind::kMetrics:
+      return "metrics";
+    case RouteKind::kPassthrough:
+      break;
   }
   return "passthrough";
 }

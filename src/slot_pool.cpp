@@ -4,8 +4,8 @@
 
 namespace agentkv {
 
-SlotPool::SlotPool(int n_slots, QueueLimits limits, Residency::HasMemoryFn has_memory,
-                   int max_pins, NowFn now)
+SlotPool::SlotPool(int n_slots, QueueLimits limits, Residency::HasMemoryFn has_memory, int max_pins,
+                   NowFn now)
     : n_slots_(n_slots),
       limits_(limits),
       now_(std::move(now)),

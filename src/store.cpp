@@ -2,10 +2,9 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <spdlog/spdlog.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
-
-#include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -66,9 +65,12 @@ std::string StateName(const std::string& hash, long long generation) {
 }  // namespace
 
 std::string Fingerprint::Digest() const {
-  const json j = {{"model", model},         {"n_ctx_slot", n_ctx_slot},
-                  {"cache_type_k", cache_type_k}, {"cache_type_v", cache_type_v},
-                  {"build", build},         {"swa_full", swa_full}};
+  const json j = {{"model", model},
+                  {"n_ctx_slot", n_ctx_slot},
+                  {"cache_type_k", cache_type_k},
+                  {"cache_type_v", cache_type_v},
+                  {"build", build},
+                  {"swa_full", swa_full}};
   return Sha256Hex(j.dump()).substr(0, 32);
 }
 
@@ -109,8 +111,8 @@ Status Store::Open() {
   std::error_code ec;
   fs::create_directories(dir_ / kQuarantine, ec);
   if (ec) {
-    return Status::Error(ErrorCode::kIo, "cannot create memory directory " + dir_.string() +
-                                             ": " + ec.message());
+    return Status::Error(ErrorCode::kIo,
+                         "cannot create memory directory " + dir_.string() + ": " + ec.message());
   }
   std::vector<fs::path> metas, states;
   for (fs::directory_iterator it(dir_, ec), end; !ec && it != end; it.increment(ec)) {
@@ -124,8 +126,8 @@ Status Store::Open() {
     }
   }
   if (ec) {
-    return Status::Error(ErrorCode::kIo, "cannot list memory directory " + dir_.string() +
-                                             ": " + ec.message());
+    return Status::Error(ErrorCode::kIo,
+                         "cannot list memory directory " + dir_.string() + ": " + ec.message());
   }
   std::vector<std::string> referenced;
   for (const fs::path& meta : metas) {
@@ -229,12 +231,13 @@ Result<std::string> Store::BeginSave(const AgentId& agent, long long expected_to
   }
   struct statvfs fsinfo {};
   if (::statvfs(dir_.c_str(), &fsinfo) == 0) {
-    const double free_bytes = static_cast<double>(fsinfo.f_bavail) * static_cast<double>(fsinfo.f_frsize);
+    const double free_bytes =
+        static_cast<double>(fsinfo.f_bavail) * static_cast<double>(fsinfo.f_frsize);
     const double needed = per_token * static_cast<double>(expected_tokens) +
                           static_cast<double>(options_.min_free_bytes);
     if (free_bytes < needed) {
-      return Status::Error(ErrorCode::kIo, "not enough free disk space in " + dir_.string() +
-                                               " to save an agent");
+      return Status::Error(ErrorCode::kIo,
+                           "not enough free disk space in " + dir_.string() + " to save an agent");
     }
   }
   return StateName(Hash(agent), generation + 1) + kTempSuffix;
@@ -250,11 +253,10 @@ void Store::AbortSave(const AgentId& agent) {
 }
 
 Status Store::WriteMeta(const Entry& e) {
-  const json j = {{"agent", e.info.agent.str()},  {"fingerprint", e.fingerprint},
-                  {"state_file", e.state_file},   {"generation", e.generation},
-                  {"tokens", e.info.tokens},      {"bytes", e.info.bytes},
-                  {"checksum", e.checksum},       {"created", e.info.created},
-                  {"updated", e.info.updated}};
+  const json j = {
+      {"agent", e.info.agent.str()}, {"fingerprint", e.fingerprint}, {"state_file", e.state_file},
+      {"generation", e.generation},  {"tokens", e.info.tokens},      {"bytes", e.info.bytes},
+      {"checksum", e.checksum},      {"created", e.info.created},    {"updated", e.info.updated}};
   const std::string hash = Hash(e.info.agent);
   const fs::path temp = dir_ / (hash + kMetaSuffix + kTempSuffix);
   {
@@ -279,8 +281,8 @@ Status Store::CommitSave(const AgentId& agent, long long tokens) {
     auto it = index_.find(agent);
     if (it != index_.end()) old = it->second;
   }
-  Entry e{MemoryInfo{agent, tokens, 0, Now(), Now(), Now()}, "",
-          old ? old->generation + 1 : 1, 0, fingerprint_};
+  Entry e{MemoryInfo{agent, tokens, 0, Now(), Now(), Now()}, "", old ? old->generation + 1 : 1, 0,
+          fingerprint_};
   if (old) e.info.created = old->info.created;
   e.state_file = StateName(hash, e.generation);
   const fs::path temp = dir_ / (e.state_file + kTempSuffix);
@@ -312,7 +314,8 @@ Status Store::CommitSave(const AgentId& agent, long long tokens) {
   std::lock_guard<std::mutex> lock(mu_);
   total_bytes_ += digest->size;
   if (old) total_bytes_ -= static_cast<std::uint64_t>(old->info.bytes);
-  if (tokens > 0) bytes_per_token_ = static_cast<double>(digest->size) / static_cast<double>(tokens);
+  if (tokens > 0)
+    bytes_per_token_ = static_cast<double>(digest->size) / static_cast<double>(tokens);
   index_.insert_or_assign(agent, e);
   return Status::Ok();
 }
@@ -338,8 +341,8 @@ Result<std::string> Store::PrepareRestore(const AgentId& agent) {
   }
   if (!why.empty()) {
     Quarantine(agent, why);
-    return Status::Error(ErrorCode::kNotFound, "memory of agent " + agent.str() +
-                                                   " failed its check (" + why + ")");
+    return Status::Error(ErrorCode::kNotFound,
+                         "memory of agent " + agent.str() + " failed its check (" + why + ")");
   }
   return e->state_file;
 }
@@ -403,7 +406,8 @@ Status Store::Fork(const AgentId& parent, const AgentId& child) {
   Result<std::string> temp = BeginSave(child, p->info.tokens);
   if (!temp.ok()) return temp.status();
   std::error_code ec;
-  fs::copy_file(dir_ / p->state_file, dir_ / temp.value(), fs::copy_options::overwrite_existing, ec);
+  fs::copy_file(dir_ / p->state_file, dir_ / temp.value(), fs::copy_options::overwrite_existing,
+                ec);
   if (ec) {
     AbortSave(child);
     return Status::Error(ErrorCode::kIo, "cannot copy memory: " + ec.message());

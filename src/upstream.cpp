@@ -57,13 +57,13 @@ Status TransportError(const UpstreamOptions& o, httplib::Error err,
                              std::to_string(o.read_timeout.count()) + " s");
   }
   if (err == httplib::Error::Read || err == httplib::Error::Write) {
-    return Status::Error(ErrorCode::kUpstreamDown,
-                         "llama-server at " + base_url + " dropped the connection (" +
-                             httplib::to_string(err) + ")");
+    return Status::Error(ErrorCode::kUpstreamDown, "llama-server at " + base_url +
+                                                       " dropped the connection (" +
+                                                       httplib::to_string(err) + ")");
   }
-  return Status::Error(ErrorCode::kUpstreamDown, "llama-server at " + base_url +
-                                                     " is unreachable (" +
-                                                     httplib::to_string(err) + ")");
+  return Status::Error(
+      ErrorCode::kUpstreamDown,
+      "llama-server at " + base_url + " is unreachable (" + httplib::to_string(err) + ")");
 }
 
 // llama-server answers {"error":{"message":...}} on failure.
@@ -76,10 +76,8 @@ std::string ErrorMessage(const std::string& body) {
   return body.substr(0, 200);
 }
 
-Result<SlotActionResult> ParseSlotAction(const Result<std::string>& body,
-                                         const char* tokens_field,
-                                         const char* bytes_field,
-                                         const char* ms_field) {
+Result<SlotActionResult> ParseSlotAction(const Result<std::string>& body, const char* tokens_field,
+                                         const char* bytes_field, const char* ms_field) {
   if (!body.ok()) return body.status();
   json j = json::parse(body.value(), nullptr, false);
   if (!j.is_object()) {
@@ -103,16 +101,15 @@ std::string SlotPath(SlotId slot, const char* action) {
 
 Upstream::Upstream(UpstreamOptions options) : options_(std::move(options)) {}
 
-Result<std::string> Upstream::PostJson(const std::string& path,
-                                       const std::string& body) {
+Result<std::string> Upstream::PostJson(const std::string& path, const std::string& body) {
   httplib::Client cli = MakeClient(options_);
   const auto started = SteadyClock::now();
   httplib::Result res = cli.Post(path, body, "application/json");
   if (!res) return TransportError(options_, res.error(), started);
   if (res->status != 200) {
-    return Status::Error(ErrorCode::kUpstreamError,
-                         "llama-server answered " + std::to_string(res->status) +
-                             " to " + path + ": " + ErrorMessage(res->body));
+    return Status::Error(ErrorCode::kUpstreamError, "llama-server answered " +
+                                                        std::to_string(res->status) + " to " +
+                                                        path + ": " + ErrorMessage(res->body));
   }
   return res->body;
 }
@@ -123,9 +120,8 @@ Result<SlotActionResult> Upstream::SaveSlot(SlotId slot, const std::string& file
 }
 
 Result<SlotActionResult> Upstream::RestoreSlot(SlotId slot, const std::string& filename) {
-  return ParseSlotAction(
-      PostJson(SlotPath(slot, "restore"), json{{"filename", filename}}.dump()),
-      "n_restored", "n_read", "restore_ms");
+  return ParseSlotAction(PostJson(SlotPath(slot, "restore"), json{{"filename", filename}}.dump()),
+                         "n_restored", "n_read", "restore_ms");
 }
 
 Status Upstream::EraseSlot(SlotId slot) {
@@ -140,8 +136,7 @@ Status Upstream::Health() {
   if (!res) return TransportError(options_, res.error(), started);
   if (res->status != 200) {
     return Status::Error(ErrorCode::kUpstreamError,
-                         "llama-server is not ready (health " +
-                             std::to_string(res->status) + ")");
+                         "llama-server is not ready (health " + std::to_string(res->status) + ")");
   }
   return Status::Ok();
 }
@@ -154,8 +149,7 @@ Result<Upstream::Props> Upstream::GetProps() {
   json j = json::parse(res->body, nullptr, false);
   if (res->status != 200 || !j.is_object() || !j.contains("total_slots") ||
       !j["total_slots"].is_number_integer()) {
-    return Status::Error(ErrorCode::kUpstreamError,
-                         "llama-server's /props has no total_slots");
+    return Status::Error(ErrorCode::kUpstreamError, "llama-server's /props has no total_slots");
   }
   Props p;
   p.total_slots = j["total_slots"].get<int>();
@@ -195,8 +189,8 @@ Status Upstream::Forward(const ForwardRequest& request, const ResponseSink& sink
   };
   if (cancel) cancel->Attach([&cli] { cli.stop(); });
   const auto started = SteadyClock::now();
-  httplib::Result res = cancelled() ? httplib::Result{nullptr, httplib::Error::Canceled}
-                                    : cli.send(req);
+  httplib::Result res =
+      cancelled() ? httplib::Result{nullptr, httplib::Error::Canceled} : cli.send(req);
   if (cancel) cancel->Detach();
   if (stopped_by_sink || cancelled()) {
     return Status::Error(ErrorCode::kInternal, "cancelled");

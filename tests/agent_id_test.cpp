@@ -13,9 +13,9 @@ TEST(AgentId, AcceptsLettersDigitsDotsUnderscoresAndDashes) {
 }
 
 TEST(AgentId, RejectsEmptyTooLongAndOtherCharacters) {
-  for (const std::string& bad : {std::string(), std::string(129, 'a'), std::string("a/b"),
-                                std::string("a b"), std::string("..%2F"),
-                                std::string("alice@example.com"), std::string("ü")}) {
+  for (const std::string& bad :
+       {std::string(), std::string(129, 'a'), std::string("a/b"), std::string("a b"),
+        std::string("..%2F"), std::string("alice@example.com"), std::string("ü")}) {
     Result<AgentId> id = AgentId::Parse(bad);
     EXPECT_FALSE(id.ok()) << bad;
     EXPECT_EQ(id.status().code(), ErrorCode::kInvalidArgument);

@@ -17,8 +17,8 @@ class CliTest : public ::testing::Test {
   void SetUp() override {
     dir_ = fs::temp_directory_path() / ("agentkv-cli-" + std::to_string(::getpid()));
     fs::create_directories(dir_);
-    for (const char* v : {"AGENTKV_PORT", "AGENTKV_CONFIG", "AGENTKV_API_KEYS",
-                          "AGENTKV_ADMIN_KEY", "AGENTKV_SWA_FULL", "AGENTKV_SLOTS"}) {
+    for (const char* v : {"AGENTKV_PORT", "AGENTKV_CONFIG", "AGENTKV_API_KEYS", "AGENTKV_ADMIN_KEY",
+                          "AGENTKV_SWA_FULL", "AGENTKV_SLOTS"}) {
       ::unsetenv(v);
     }
   }

@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 #include <httplib.h>
 #include <signal.h>
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -12,12 +14,8 @@
 #include <fstream>
 #include <mutex>
 #include <nlohmann/json.hpp>
-#include <thread>
-
-#include <spdlog/sinks/ostream_sink.h>
-#include <spdlog/spdlog.h>
-
 #include <sstream>
+#include <thread>
 
 #include "agentkv/daemon.h"
 #include "agentkv/sha256.h"
@@ -63,7 +61,8 @@ class AgentkvProcess {
       changed_.notify_all();
     });
     std::unique_lock<std::mutex> lock(mu_);
-    changed_.wait(lock, [&] { return eof_ || log_.find("agentkv listening") != std::string::npos; });
+    changed_.wait(lock,
+                  [&] { return eof_ || log_.find("agentkv listening") != std::string::npos; });
     EXPECT_FALSE(eof_) << log_;
   }
   ~AgentkvProcess() {
@@ -195,9 +194,10 @@ class DurabilityTest : public ::testing::Test {
 TEST_F(DurabilityTest, AgentkvKilledAtAnyStepOfASaveKeepsTheOldOrTheNewMemory) {
   const std::string first = Words(1, 120), second = first + " " + Words(2, 60);
   // Before the metadata rename the old memory rules; from it on, the new.
-  const std::vector<std::pair<std::string, bool>> points = {
-      {"state-temp-written", false}, {"state-renamed", false},
-      {"meta-temp-written", false},  {"meta-renamed", true}};
+  const std::vector<std::pair<std::string, bool>> points = {{"state-temp-written", false},
+                                                            {"state-renamed", false},
+                                                            {"meta-temp-written", false},
+                                                            {"meta-renamed", true}};
   for (const auto& [point, expect_new] : points) {
     SCOPED_TRACE(point);
     const std::string agent = "crash-" + point;
@@ -371,7 +371,8 @@ TEST(Supervision, ACrashedLlamaServerIsRestartedWhileRequestsWait) {
   ASSERT_TRUE(started.ok()) << started.status().message();
   Daemon& d = *started.value();
   const std::string prompt = Words(60, 120);
-  Reply first = testing::PostJson(d.port(), "/agents/s/completion", {{"prompt", prompt}, {"n_predict", 4}});
+  Reply first =
+      testing::PostJson(d.port(), "/agents/s/completion", {{"prompt", prompt}, {"n_predict", 4}});
   ASSERT_EQ(first.status, 200);
   d.placer().DrainSaves();
 

@@ -16,8 +16,7 @@
 
 namespace agentkv::testing {
 
-inline nlohmann::json Chat(const std::string& agent, const std::string& text,
-                           bool stream = false) {
+inline nlohmann::json Chat(const std::string& agent, const std::string& text, bool stream = false) {
   return {{"messages", {{{"role", "user"}, {"content", "agent:" + agent + "|" + text}}}},
           {"stream", stream}};
 }

@@ -131,8 +131,7 @@ void FakeLlamaServer::SlotAction(const httplib::Request& req, httplib::Response&
   calls_.push_back({action, slot, AgentTag(kv)});
   auto fail = [&](const std::string& why) {
     res.status = 400;
-    res.set_content(json{{"error", {{"code", 400}, {"message", why}}}}.dump(),
-                    "application/json");
+    res.set_content(json{{"error", {{"code", 400}, {"message", why}}}}.dump(), "application/json");
   };
   if (action == "save") {
     if (fail_saves_ > 0 && fail_saves_--) return fail("Unable to save slot");
@@ -162,8 +161,7 @@ void FakeLlamaServer::Completion(const httplib::Request& req, httplib::Response&
   json body = json::parse(req.body, nullptr, false);
   if (!body.is_object() || body.value("bad_param", false)) {
     res.status = 400;
-    res.set_content(R"({"error":{"code":400,"message":"fake: bad params"}})",
-                    "application/json");
+    res.set_content(R"({"error":{"code":400,"message":"fake: bad params"}})", "application/json");
     return;
   }
   const int slot = body.value("id_slot", -1);
@@ -205,7 +203,8 @@ void FakeLlamaServer::Completion(const httplib::Request& req, httplib::Response&
           chunks = stream_chunks_;
         }
         for (int i = 0; i < chunks; ++i) {
-          events.push_back(Event({{"id", id}, {"choices", {{{"delta", {{"content", "t" + std::to_string(i)}}}}}}}));
+          events.push_back(Event(
+              {{"id", id}, {"choices", {{{"delta", {{"content", "t" + std::to_string(i)}}}}}}}));
         }
         events.push_back(Event({{"id", id}, {"choices", json::array()}, {"timings", timings}}));
         events.push_back("data: [DONE]\n\n");

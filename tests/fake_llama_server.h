@@ -25,31 +25,54 @@ class FakeLlamaServer {
   std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
 
   // Fault knobs.
-  void FailNextRestore() { Set([&] { fail_restores_++; }); }
-  void FailNextSave() { Set([&] { fail_saves_++; }); }
-  void FailErases(bool fail) { Set([&] { fail_erases_ = fail; }); }
+  void FailNextRestore() {
+    Set([&] { fail_restores_++; });
+  }
+  void FailNextSave() {
+    Set([&] { fail_saves_++; });
+  }
+  void FailErases(bool fail) {
+    Set([&] { fail_erases_ = fail; });
+  }
   // The next restore answers success but leaves the slot empty (an upstream
   // bug agentkv must catch from the response's cache_n).
-  void HollowNextRestore() { Set([&] { hollow_restores_++; }); }
+  void HollowNextRestore() {
+    Set([&] { hollow_restores_++; });
+  }
   // /health answers 503 while unhealthy.
-  void SetHealthy(bool healthy) { Set([&] { healthy_ = healthy; }); }
+  void SetHealthy(bool healthy) {
+    Set([&] { healthy_ = healthy; });
+  }
   // Every slot's KV is gone, as after a restart.
-  void LoseAllKv() { Set([&] { for (auto& kv : kv_) kv.clear(); }); }
+  void LoseAllKv() {
+    Set([&] {
+      for (auto& kv : kv_) kv.clear();
+    });
+  }
   // Makes every stream pause before chunk `index` until Resume().
-  void HoldStreamsAt(int index) { Set([&] { hold_at_ = index; held_ = false; }); }
-  void Resume() { Set([&] { hold_at_ = -1; }); }
+  void HoldStreamsAt(int index) {
+    Set([&] {
+      hold_at_ = index;
+      held_ = false;
+    });
+  }
+  void Resume() {
+    Set([&] { hold_at_ = -1; });
+  }
   // Blocks until a stream is held (true), or `timeout` passed (false).
   bool WaitHeld(std::chrono::seconds timeout);
   // Blocks until a stream ended because its reader left (true), or timeout.
   bool WaitCancelled(std::chrono::seconds timeout);
   // Chunks a stream sends between the role chunk and the final one.
-  void SetStreamChunks(int n) { Set([&] { stream_chunks_ = n; }); }
+  void SetStreamChunks(int n) {
+    Set([&] { stream_chunks_ = n; });
+  }
 
   // Observations.
   struct Call {
-    std::string route;   // "completion", "save", "restore", "erase"
+    std::string route;  // "completion", "save", "restore", "erase"
     int slot = -1;
-    std::string agent;   // the prompt's "agent:<id>|" tag, if any
+    std::string agent;  // the prompt's "agent:<id>|" tag, if any
   };
   std::vector<Call> calls() const;
   // Requests that ran on a slot holding another agent's KV.

@@ -35,8 +35,8 @@ class RealLlamaTest : public ::testing::Test {
     ASSERT_TRUE(fs::exists(launch.binary)) << launch.binary << ": run scripts/setup.sh";
     ASSERT_TRUE(fs::exists(launch.model)) << launch.model << ": run scripts/setup.sh";
     launch.slots = 2;
-    launch.extra_args = {"--ctx-size", "16384", "--threads", "2", "--batch-size", "512",
-                         "--metrics"};
+    launch.extra_args = {"--ctx-size",   "16384", "--threads", "2",
+                         "--batch-size", "512",   "--metrics"};
     if (unified_kv_) launch.extra_args.push_back("--kv-unified");
     launch.log_file = dir_ / "llama-server.log";
     DaemonOptions o;
@@ -139,10 +139,10 @@ void RealLlamaTest::CheckReturningAgentsReuseAsMuchAsNeverEvicted() {
       EXPECT_GE(m.cache_n(), c.cache_n());
       EXPECT_GE(m.cache_n() * 10, prev.prompt_tokens() * 9);
       EXPECT_LE(m.prompt_n(), c.prompt_n());
-      std::printf("[ figures ] agent %d round %d: restored cache_n=%lld prompt_n=%lld | "
-                  "never evicted cache_n=%lld prompt_n=%lld | previous prompt %lld tokens\n",
-                  i, r, m.cache_n(), m.prompt_n(), c.cache_n(), c.prompt_n(),
-                  prev.prompt_tokens());
+      std::printf(
+          "[ figures ] agent %d round %d: restored cache_n=%lld prompt_n=%lld | "
+          "never evicted cache_n=%lld prompt_n=%lld | previous prompt %lld tokens\n",
+          i, r, m.cache_n(), m.prompt_n(), c.cache_n(), c.prompt_n(), prev.prompt_tokens());
     }
   }
 }
@@ -157,9 +157,9 @@ TEST_F(RealLlamaTest, AConversationRestoredBetweenTurnsGeneratesTheSameTokens) {
         Send("filler-a", "/completion", {{"prompt", Words(50 + turn, 50)}, {"n_predict", 4}});
         Send("filler-b", "/completion", {{"prompt", Words(60 + turn, 50)}, {"n_predict", 4}});
       }
-      Reply r = Send(agent, "/completion",
-                     {{"prompt", prompt}, {"n_predict", 24}, {"temperature", 0},
-                      {"return_tokens", true}});
+      Reply r = Send(
+          agent, "/completion",
+          {{"prompt", prompt}, {"n_predict", 24}, {"temperature", 0}, {"return_tokens", true}});
       if (turn > 0) {
         EXPECT_EQ(r.placement, evict ? "restored" : "resident") << agent << " turn " << turn;
         EXPECT_GT(r.cache_n(), 0);
@@ -225,8 +225,8 @@ TEST_F(RealLlamaTest, StreamingYieldsTheSameContentAsNonStreaming) {
   req.method = "POST";
   req.path = "/agents/streamer/v1/chat/completions";
   req.headers.emplace("Content-Type", "application/json");
-  req.body = json{{"messages", messages}, {"max_tokens", 32}, {"temperature", 0},
-                  {"stream", true}}.dump();
+  req.body =
+      json{{"messages", messages}, {"max_tokens", 32}, {"temperature", 0}, {"stream", true}}.dump();
   req.content_receiver = [&](const char* data, size_t n, uint64_t, uint64_t) {
     buffer.append(data, n);
     for (size_t nl; (nl = buffer.find("\n\n")) != std::string::npos; buffer.erase(0, nl + 2)) {
@@ -258,8 +258,9 @@ TEST_F(RealLlamaTest, AClientLeavingMidStreamLeavesTheSlotUsable) {
   req.method = "POST";
   req.path = "/agents/leaver/completion";
   req.headers.emplace("Content-Type", "application/json");
-  req.body = json{{"prompt", Words(12, 50)}, {"n_predict", 6000}, {"ignore_eos", true},
-                  {"stream", true}}.dump();
+  req.body =
+      json{{"prompt", Words(12, 50)}, {"n_predict", 6000}, {"ignore_eos", true}, {"stream", true}}
+          .dump();
   int chunks = 0;
   req.content_receiver = [&](const char*, size_t, uint64_t, uint64_t) { return ++chunks < 3; };
   httplib::Result gone = c.send(req);

@@ -112,11 +112,11 @@ TEST_F(MemoryTest, ASaveOfAnEmptiedSlotKeepsTheOlderFile) {
     o.health_interval = std::chrono::hours(1);
   });
   Turn("a", "first turn of a");
-  Turn("b");  // saves a
+  Turn("b");                             // saves a
   Turn("a", "first turn of a, second");  // restores a
   const long long tokens = daemon_->store().Find(Id("a"))->tokens;
   fake_->LoseAllKv();  // a restart the health watch did not see
-  Turn("b");  // evicting a finds its slot empty
+  Turn("b");           // evicting a finds its slot empty
   EXPECT_EQ(daemon_->store().Find(Id("a"))->tokens, tokens) << "the older memory stays";
   EXPECT_EQ(daemon_->placer().stats().resets, 1);
 }

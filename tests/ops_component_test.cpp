@@ -69,13 +69,12 @@ TEST_F(OpsTest, MetricsPassPromtoolAndCountWhatHappened) {
   EXPECT_EQ(code, 0) << lint << "\n" << m->body;
   EXPECT_NE(m->body.find("agentkv_restores_total 1\n"), std::string::npos) << m->body;
   EXPECT_NE(m->body.find("agentkv_evictions_total 2\n"), std::string::npos);
-  EXPECT_NE(m->body.find(
-                "agentkv_requests_total{route=\"/v1/chat/completions\",status=\"400\"} 1\n"),
-            std::string::npos);
+  EXPECT_NE(
+      m->body.find("agentkv_requests_total{route=\"/v1/chat/completions\",status=\"400\"} 1\n"),
+      std::string::npos);
   EXPECT_NE(m->body.find("agentkv_ttft_seconds_count{placement=\"restored\"} 1\n"),
             std::string::npos);
-  EXPECT_NE(m->body.find("agentkv_ttft_seconds_count{placement=\"cold\"} 2\n"),
-            std::string::npos);
+  EXPECT_NE(m->body.find("agentkv_ttft_seconds_count{placement=\"cold\"} 2\n"), std::string::npos);
   EXPECT_NE(m->body.find("agentkv_resident_slots 1\n"), std::string::npos);
   EXPECT_NE(m->body.find("agentkv_agents_on_disk 2\n"), std::string::npos);
   EXPECT_EQ(m->body.find("agent=\""), std::string::npos) << "no per-agent labels";

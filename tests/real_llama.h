@@ -35,10 +35,10 @@ inline std::filesystem::path OtherTestModel() {
 // into many ordinary tokens, different for every seed.
 inline std::string Words(unsigned seed, int n) {
   static const char* kWords[] = {
-      "river", "stone", "planner", "window", "garden", "quickly", "seven", "blue",
-      "market", "engine", "silent", "winter", "paper", "bridge", "orange", "forest",
-      "signal", "castle", "memory", "yellow", "travel", "number", "simple", "museum",
-      "across", "before", "circle", "doctor", "energy", "family", "guitar", "island"};
+      "river",  "stone",  "planner", "window", "garden", "quickly", "seven",  "blue",
+      "market", "engine", "silent",  "winter", "paper",  "bridge",  "orange", "forest",
+      "signal", "castle", "memory",  "yellow", "travel", "number",  "simple", "museum",
+      "across", "before", "circle",  "doctor", "energy", "family",  "guitar", "island"};
   std::mt19937 rng(seed);
   std::string text;
   for (int i = 0; i < n; ++i) {

@@ -14,7 +14,8 @@ AgentId Id(const char* s) { return AgentId::Parse(s).value(); }
 class ResidencyTest : public ::testing::Test {
  protected:
   Residency Make(int slots, int max_pins = 0) {
-    return Residency(slots, [this](const AgentId& a) { return files_.count(a) > 0; }, max_pins);
+    return Residency(
+        slots, [this](const AgentId& a) { return files_.count(a) > 0; }, max_pins);
   }
   TimePoint At(int seconds) { return TimePoint{} + std::chrono::seconds(seconds); }
 
@@ -54,9 +55,9 @@ TEST_F(ResidencyTest, AReturningResidentAgentNeedsNoUpstreamStep) {
 
 TEST_F(ResidencyTest, EvictsLeastRecentlyUsedIdleSlotWhenAllAreTaken) {
   Residency r = Make(2);
-  Serve(r, Id("a"), 1);  // slot 0
+  Serve(r, Id("a"), 1);      // slot 0
   Serve(r, Id("b"), 2, 77);  // slot 1
-  Serve(r, Id("a"), 3);  // a is now the most recent
+  Serve(r, Id("a"), 3);      // a is now the most recent
   std::optional<Plan> plan = r.TryAcquire(Id("c"));
   ASSERT_TRUE(plan);
   EXPECT_EQ(plan->slot.value, 1);

@@ -37,8 +37,8 @@ TEST(Routes, SlotActionsAreRefusedAndOtherPathsPassThrough) {
 }
 
 TEST(Routes, SlotRoutesThatIgnoreIdSlotAreUnsupported) {
-  for (const char* p : {"/v1/messages", "/v1/embeddings", "/embedding", "/rerank",
-                        "/v1/audio/transcriptions"}) {
+  for (const char* p :
+       {"/v1/messages", "/v1/embeddings", "/embedding", "/rerank", "/v1/audio/transcriptions"}) {
     EXPECT_EQ(MatchRoute("POST", p).kind, RouteKind::kUnsupported) << p;
   }
 }

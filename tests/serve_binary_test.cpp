@@ -36,8 +36,8 @@ TEST(ServeBinary, ServesTheDemoModelAndExitsCleanlyOnSigterm) {
   if (pid == 0) {
     ::dup2(out[1], STDOUT_FILENO);
     ::dup2(out[1], STDERR_FILENO);
-    ::execl(AGENTKV_BINARY, AGENTKV_BINARY, "serve", "--port", port_arg.c_str(),
-            "--memory-dir", mem_arg.c_str(), "--llama-log", log_arg.c_str(), nullptr);
+    ::execl(AGENTKV_BINARY, AGENTKV_BINARY, "serve", "--port", port_arg.c_str(), "--memory-dir",
+            mem_arg.c_str(), "--llama-log", log_arg.c_str(), nullptr);
     ::_exit(127);
   }
   ::close(out[1]);

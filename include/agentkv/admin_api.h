@@ -13,9 +13,8 @@
 //   GET    /admin/stats                counters
 // Thread-safe.
 
-#include <string>
-
 #include <nlohmann/json_fwd.hpp>
+#include <string>
 
 #include "agentkv/placer.h"
 

@@ -21,9 +21,7 @@ class AgentId {
   const std::string& str() const { return value_; }
   // For logs: at most 16 characters, so long ids (which may carry user
   // names or session keys) are never written out whole.
-  std::string ForLog() const {
-    return value_.size() <= 16 ? value_ : value_.substr(0, 15) + "~";
-  }
+  std::string ForLog() const { return value_.size() <= 16 ? value_ : value_.substr(0, 15) + "~"; }
   bool operator==(const AgentId& other) const { return value_ == other.value_; }
   bool operator!=(const AgentId& other) const { return value_ != other.value_; }
   bool operator<(const AgentId& other) const { return value_ < other.value_; }

@@ -97,8 +97,8 @@ class Daemon {
   std::atomic<bool> serve_returned_{false};
   std::mutex mu_;
   std::condition_variable stopping_cv_;
-  bool stopping_ = false;  // guarded by mu_
-  bool stopped_ = false;   // guarded by mu_
+  bool stopping_ = false;       // guarded by mu_
+  bool stopped_ = false;        // guarded by mu_
   bool watch_idle_ = false;     // guarded by mu_: the watch left its loop
   bool llama_stopped_ = false;  // guarded by mu_
   int port_ = 0;

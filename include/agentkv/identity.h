@@ -4,10 +4,9 @@
 // 3. the body's "prompt_cache_key", 4. the body's "user".
 // None present: a stateless request. Pure function, thread-safe.
 
+#include <nlohmann/json_fwd.hpp>
 #include <optional>
 #include <string>
-
-#include <nlohmann/json_fwd.hpp>
 
 #include "agentkv/residency.h"
 

@@ -2,10 +2,9 @@
 // llama-server's request and response fields, in one place (with upstream.h).
 
 #include <cstddef>
+#include <nlohmann/json_fwd.hpp>
 #include <optional>
 #include <string>
-
-#include <nlohmann/json_fwd.hpp>
 
 #include "agentkv/agent_id.h"
 #include "agentkv/status.h"

@@ -2,11 +2,12 @@
 // A llama-server child process that agentkv starts and stops itself.
 // Not thread-safe; owned by the thread that runs `agentkv serve`.
 
+#include <sys/types.h>
+
 #include <chrono>
 #include <filesystem>
 #include <string>
 #include <thread>
-#include <sys/types.h>
 #include <vector>
 
 #include "agentkv/status.h"
@@ -14,13 +15,13 @@
 namespace agentkv {
 
 struct LlamaProcessOptions {
-  std::filesystem::path binary;      // llama-server
-  std::filesystem::path model;       // GGUF file
-  std::filesystem::path memory_dir;  // becomes --slot-save-path
-  int slots = 2;                     // -np
-  int port = 0;                      // 0: a free loopback port
+  std::filesystem::path binary;         // llama-server
+  std::filesystem::path model;          // GGUF file
+  std::filesystem::path memory_dir;     // becomes --slot-save-path
+  int slots = 2;                        // -np
+  int port = 0;                         // 0: a free loopback port
   std::vector<std::string> extra_args;  // passed through, after ours
-  std::filesystem::path log_file;    // empty: inherit agentkv's stderr
+  std::filesystem::path log_file;       // empty: inherit agentkv's stderr
   std::chrono::seconds ready_timeout{300};
 };
 

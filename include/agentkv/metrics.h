@@ -22,9 +22,8 @@ class Histogram {
   void Render(std::string& out, const std::string& name, const std::string& labels) const;
 
  private:
-  static constexpr std::array<double, 14> kBounds = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
-                                                      0.1,   0.25,   0.5,   1,    2.5,   5,
-                                                      10,    30};
+  static constexpr std::array<double, 14> kBounds = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                                                     0.25,  0.5,    1,     2.5,  5,     10,   30};
   mutable std::mutex mu_;
   std::array<long long, kBounds.size()> counts_{};  // guarded by mu_
   long long count_ = 0;                             // guarded by mu_
@@ -48,8 +47,8 @@ class Metrics {
   std::atomic<long long> saves{0};
   std::atomic<long long> save_failures{0};
   std::atomic<long long> evictions{0};
-  std::atomic<long long> fallbacks{0};   // restores not done or not trusted
-  std::atomic<long long> resets{0};      // llama-server lost every slot
+  std::atomic<long long> fallbacks{0};  // restores not done or not trusted
+  std::atomic<long long> resets{0};     // llama-server lost every slot
   std::atomic<long long> tokens_reused{0};
   std::atomic<long long> tokens_prefilled{0};
   std::atomic<long long> upstream_restarts{0};

@@ -28,8 +28,7 @@ enum class SavePolicy {
 // One request's hold on a slot; released when destroyed. Move-only.
 class Lease {
  public:
-  Lease(SlotPool* pool, SlotId slot, Tenant tenant, Placement placement,
-        long long restored_tokens)
+  Lease(SlotPool* pool, SlotId slot, Tenant tenant, Placement placement, long long restored_tokens)
       : pool_(pool),
         slot_(slot),
         tenant_(std::move(tenant)),

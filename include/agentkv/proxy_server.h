@@ -7,17 +7,17 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
-#include <mutex>
 #include <functional>
-#include <set>
-#include <vector>
 #include <memory>
+#include <mutex>
+#include <set>
 #include <string>
+#include <vector>
 
 #include "agentkv/admin_api.h"
 #include "agentkv/metrics.h"
-#include "agentkv/routes.h"
 #include "agentkv/placer.h"
+#include "agentkv/routes.h"
 #include "agentkv/upstream.h"
 
 namespace httplib {
@@ -30,7 +30,7 @@ namespace agentkv {
 
 struct ProxyOptions {
   std::string host = "127.0.0.1";
-  int port = 8090;                            // 0: any free port
+  int port = 8090;  // 0: any free port
   std::size_t max_body_bytes = 16u << 20;
   // Bearer API keys for every route; empty: no authentication.
   std::vector<std::string> api_keys;

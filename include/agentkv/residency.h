@@ -67,10 +67,10 @@ enum class SlotPhase { kFree, kIdle, kBusy, kSwitching, kSaving };
 
 struct SlotView {
   SlotPhase phase = SlotPhase::kFree;
-  Tenant owner;        // Idle/Busy/Switching/Saving: whose KV it holds
-  bool dirty = false;  // Idle: KV newer than the agent's file
-  bool stale = false;  // Free: holds KV that must be erased before reuse
-  bool lost = false;   // Busy/Switching/Saving: llama-server restarted since
+  Tenant owner;          // Idle/Busy/Switching/Saving: whose KV it holds
+  bool dirty = false;    // Idle: KV newer than the agent's file
+  bool stale = false;    // Free: holds KV that must be erased before reuse
+  bool lost = false;     // Busy/Switching/Saving: llama-server restarted since
   long long tokens = 0;  // tokens the KV holds, as last reported
   TimePoint last_used{};
 };

@@ -24,8 +24,8 @@ class SlotPool {
   using NowFn = std::function<TimePoint()>;
 
   // See Residency for `has_memory` and `max_pins`.
-  SlotPool(int n_slots, QueueLimits limits, Residency::HasMemoryFn has_memory,
-           int max_pins = 0, NowFn now = &Clock::now);
+  SlotPool(int n_slots, QueueLimits limits, Residency::HasMemoryFn has_memory, int max_pins = 0,
+           NowFn now = &Clock::now);
 
   // Blocks until `tenant` may proceed and returns its plan. Returns kBusy if
   // the wait queue is full, the wait exceeds limits.max_wait, or the pool is

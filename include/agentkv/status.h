@@ -12,19 +12,19 @@ namespace agentkv {
 
 enum class ErrorCode {
   kOk,
-  kInvalidArgument,   // the client sent something we reject (400)
-  kTooLarge,          // body over the configured limit (413)
-  kUnauthorized,      // missing or wrong API key (401)
-  kNotFound,          // unknown route or object (404)
-  kForbidden,         // a path agentkv owns, e.g. slot actions (403)
-  kConflict,          // the request clashes with the current state (409)
-  kUnsupported,       // agentkv cannot serve this route (501)
-  kBusy,              // no slot within the wait bounds (503 + Retry-After)
-  kUpstreamDown,      // llama-server unreachable (502)
-  kUpstreamTimeout,   // llama-server did not answer in time (504)
-  kUpstreamError,     // llama-server answered an action with an error (502)
-  kIo,                // local file system failure (500)
-  kInternal,          // a bug: fail loudly (500)
+  kInvalidArgument,  // the client sent something we reject (400)
+  kTooLarge,         // body over the configured limit (413)
+  kUnauthorized,     // missing or wrong API key (401)
+  kNotFound,         // unknown route or object (404)
+  kForbidden,        // a path agentkv owns, e.g. slot actions (403)
+  kConflict,         // the request clashes with the current state (409)
+  kUnsupported,      // agentkv cannot serve this route (501)
+  kBusy,             // no slot within the wait bounds (503 + Retry-After)
+  kUpstreamDown,     // llama-server unreachable (502)
+  kUpstreamTimeout,  // llama-server did not answer in time (504)
+  kUpstreamError,    // llama-server answered an action with an error (502)
+  kIo,               // local file system failure (500)
+  kInternal,         // a bug: fail loudly (500)
 };
 
 class Status {
@@ -40,8 +40,7 @@ class Status {
   const std::string& message() const { return message_; }
 
  private:
-  Status(ErrorCode code, std::string message)
-      : code_(code), message_(std::move(message)) {}
+  Status(ErrorCode code, std::string message) : code_(code), message_(std::move(message)) {}
   ErrorCode code_ = ErrorCode::kOk;
   std::string message_;
 };
@@ -50,7 +49,7 @@ class Status {
 template <typename T>
 class Result {
  public:
-  Result(T value) : value_(std::move(value)) {}  // NOLINT(implicit)
+  Result(T value) : value_(std::move(value)) {}          // NOLINT(implicit)
   Result(Status status) : status_(std::move(status)) {}  // NOLINT(implicit)
 
   bool ok() const { return value_.has_value(); }

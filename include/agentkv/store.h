@@ -34,11 +34,11 @@ namespace agentkv {
 
 // What a KV file is only valid for.
 struct Fingerprint {
-  std::string model;          // model file identity: size and head/tail checksum
-  long long n_ctx_slot = 0;   // context per slot
+  std::string model;         // model file identity: size and head/tail checksum
+  long long n_ctx_slot = 0;  // context per slot
   std::string cache_type_k = "f16";
   std::string cache_type_v = "f16";
-  std::string build;          // llama.cpp build, from llama-server's /props
+  std::string build;  // llama.cpp build, from llama-server's /props
   bool swa_full = false;
 
   // A stable short string; equal digests mean compatible files.
@@ -53,13 +53,13 @@ struct MemoryInfo {
   AgentId agent;
   long long tokens = 0;
   long long bytes = 0;
-  std::int64_t created = 0;    // unix seconds
+  std::int64_t created = 0;  // unix seconds
   std::int64_t updated = 0;
   std::int64_t last_used = 0;
 };
 
 struct StoreOptions {
-  std::uint64_t budget_bytes = 0;      // 0: no budget
+  std::uint64_t budget_bytes = 0;             // 0: no budget
   std::uint64_t min_free_bytes = 256u << 20;  // keep this much disk free
 };
 

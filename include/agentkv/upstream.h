@@ -23,7 +23,7 @@ struct UpstreamOptions {
   std::string base_url = "http://127.0.0.1:8080";  // scheme://host:port
   std::chrono::seconds connect_timeout{5};
   std::chrono::seconds read_timeout{600};  // a long prefill sends nothing
-  std::string api_key;  // llama-server's --api-key, if it has one
+  std::string api_key;                     // llama-server's --api-key, if it has one
 };
 
 struct SlotActionResult {
@@ -59,8 +59,8 @@ class CancelToken {
 
  private:
   mutable std::mutex mu_;
-  bool cancelled_ = false;          // guarded by mu_
-  std::function<void()> abort_;     // guarded by mu_
+  bool cancelled_ = false;       // guarded by mu_
+  std::function<void()> abort_;  // guarded by mu_
 };
 
 class Upstream {
@@ -90,8 +90,7 @@ class Upstream {
   // Sends `request` and streams the answer into `sink`. Returns OK when the
   // whole response was delivered, kUpstreamDown/kUpstreamTimeout on transport
   // failures, kInternal("cancelled") if the sink or `cancel` stopped it.
-  Status Forward(const ForwardRequest& request, const ResponseSink& sink,
-                 CancelToken* cancel);
+  Status Forward(const ForwardRequest& request, const ResponseSink& sink, CancelToken* cancel);
 
  private:
   Result<std::string> PostJson(const std::string& path, const std::string& body);
