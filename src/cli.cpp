@@ -36,6 +36,7 @@ std::vector<std::string> EnvironmentArgs(const CLI::App& serve,
       }
       return false;
     });
+    // NOLINTNEXTLINE(concurrency-mt-unsafe): parsing runs before any thread starts
     const char* value = std::getenv(EnvName(name).c_str());
     if (given || !value || !*value) continue;
     if (opt->get_expected_max() == 0) {  // a flag
@@ -67,7 +68,7 @@ std::vector<std::string> ConfigFirst(std::vector<std::string> args) {
     }
   }
   const bool given = !args.empty() && args[0].rfind("--config", 0) == 0;
-  const char* env = std::getenv("AGENTKV_CONFIG");
+  const char* env = std::getenv("AGENTKV_CONFIG");  // NOLINT(concurrency-mt-unsafe): idem
   if (!given && env && *env) args.insert(args.begin(), std::string("--config=") + env);
   return args;
 }
@@ -99,7 +100,7 @@ Status LoadKeys(const std::string& api_file, const std::string& admin_file,
     if (o.proxy.api_keys.empty()) {
       return Status::Error(ErrorCode::kInvalidArgument, api_file + " holds no key");
     }
-  } else if (const char* env = std::getenv("AGENTKV_API_KEYS")) {
+  } else if (const char* env = std::getenv("AGENTKV_API_KEYS")) {  // NOLINT(concurrency-mt-unsafe)
     o.proxy.api_keys = SplitKeys(env, ',');
   }
   auto single = [](const std::string& file, const char* env, std::string* key) {
@@ -111,7 +112,7 @@ Status LoadKeys(const std::string& api_file, const std::string& admin_file,
         return Status::Error(ErrorCode::kInvalidArgument, file + " must hold exactly one key");
       }
       *key = keys[0];
-    } else if (const char* v = env ? std::getenv(env) : nullptr) {
+    } else if (const char* v = env ? std::getenv(env) : nullptr) {  // NOLINT(concurrency-mt-unsafe)
       *key = v;
     }
     return Status::Ok();

@@ -25,13 +25,11 @@ int HttpStatusFor(ErrorCode code) {
     case ErrorCode::kBusy:
       return 503;
     case ErrorCode::kUpstreamDown:
-      return 502;
     case ErrorCode::kUpstreamError:
       return 502;
     case ErrorCode::kUpstreamTimeout:
       return 504;
     case ErrorCode::kIo:
-      return 500;
     case ErrorCode::kInternal:
       return 500;
   }

@@ -16,6 +16,7 @@
 #include <thread>
 
 #include "agentkv/upstream.h"
+#include "errno_text.h"
 
 namespace agentkv {
 
@@ -62,6 +63,7 @@ Status LlamaProcess::Start(const LlamaProcessOptions& o) {
   if (port_ == 0) port_ = o.port > 0 ? o.port : FindFreePort();  // kept across restarts
   const std::vector<std::string> args = Arguments(o, port_);
   std::vector<char*> argv;
+  argv.reserve(args.size() + 1);
   for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
   argv.push_back(nullptr);
 
@@ -71,7 +73,7 @@ Status LlamaProcess::Start(const LlamaProcessOptions& o) {
     log_fd = ::open(o.log_file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     if (log_fd < 0) {
       return Status::Error(ErrorCode::kIo,
-                           "cannot open " + o.log_file.string() + ": " + std::strerror(errno));
+                           "cannot open " + o.log_file.string() + ": " + ErrnoText(errno));
     }
   } else if (::pipe2(pipe_fds, O_CLOEXEC) == 0) {
     log_fd = pipe_fds[1];
@@ -87,8 +89,9 @@ Status LlamaProcess::Start(const LlamaProcessOptions& o) {
     // both would survive exec.
     sigset_t none;
     sigemptyset(&none);
-    ::sigprocmask(SIG_SETMASK, &none, nullptr);
-    ::signal(SIGPIPE, SIG_DFL);
+    ::sigprocmask(SIG_SETMASK, &none, nullptr);  // NOLINT(concurrency-mt-unsafe)
+    // The child runs one thread until exec.
+    ::signal(SIGPIPE, SIG_DFL);  // NOLINT(concurrency-mt-unsafe)
     if (log_fd >= 0) {
       ::dup2(log_fd, STDOUT_FILENO);
       ::dup2(log_fd, STDERR_FILENO);
@@ -110,7 +113,7 @@ Status LlamaProcess::Start(const LlamaProcessOptions& o) {
     });
   }
   if (pid_ < 0) {
-    return Status::Error(ErrorCode::kIo, std::string("fork: ") + std::strerror(errno));
+    return Status::Error(ErrorCode::kIo, std::string("fork: ") + ErrnoText(errno));
   }
   spdlog::info("started llama-server (pid {}) on port {}", pid_, port_);
 

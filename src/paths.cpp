@@ -10,7 +10,7 @@ namespace fs = std::filesystem;
 
 namespace {
 fs::path EnvPath(const char* name) {
-  const char* v = std::getenv(name);
+  const char* v = std::getenv(name);  // NOLINT(concurrency-mt-unsafe): nothing calls setenv
   return v && *v ? fs::path(v) : fs::path();
 }
 fs::path Home() {
@@ -31,9 +31,10 @@ fs::path DefaultMemoryDir() {
 }
 
 fs::path DefaultLlamaServer() {
-  const fs::path cached = DefaultCacheDir() / "bin" / "llama-server";
+  fs::path cached = DefaultCacheDir() / "bin" / "llama-server";
   if (fs::exists(cached)) return cached;
-  std::istringstream dirs(std::getenv("PATH") ? std::getenv("PATH") : "");
+  const fs::path path_env = EnvPath("PATH");
+  std::istringstream dirs(path_env.string());
   for (std::string dir; std::getline(dirs, dir, ':');) {
     if (!dir.empty() && fs::exists(fs::path(dir) / "llama-server")) {
       return fs::path(dir) / "llama-server";

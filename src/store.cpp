@@ -17,6 +17,7 @@
 
 #include "agentkv/checksum.h"
 #include "agentkv/sha256.h"
+#include "errno_text.h"
 
 namespace agentkv {
 
@@ -38,13 +39,13 @@ bool EndsWith(const std::string& s, const std::string& suffix) {
 Status SyncPath(const fs::path& path, int flags) {
   int fd = ::open(path.c_str(), flags | O_CLOEXEC);
   if (fd < 0) {
-    return Status::Error(ErrorCode::kIo, "open " + path.string() + ": " + std::strerror(errno));
+    return Status::Error(ErrorCode::kIo, "open " + path.string() + ": " + ErrnoText(errno));
   }
   int rc = ::fsync(fd);
   int err = errno;
   ::close(fd);
   if (rc != 0) {
-    return Status::Error(ErrorCode::kIo, "fsync " + path.string() + ": " + std::strerror(err));
+    return Status::Error(ErrorCode::kIo, "fsync " + path.string() + ": " + ErrnoText(err));
   }
   return Status::Ok();
 }
@@ -54,6 +55,7 @@ Status SyncDir(const fs::path& dir) { return SyncPath(dir, O_RDONLY | O_DIRECTOR
 // Fault injection for the crash tests: AGENTKV_TEST_CRASH_AT=<point> makes
 // the process SIGKILL itself when a save reaches that point.
 void CrashPoint(const char* point) {
+  // NOLINTNEXTLINE(concurrency-mt-unsafe): read once; nothing calls setenv
   static const char* const wanted = std::getenv("AGENTKV_TEST_CRASH_AT");
   if (wanted && std::strcmp(wanted, point) == 0) ::raise(SIGKILL);
 }

@@ -195,29 +195,34 @@ void FakeLlamaServer::Completion(const httplib::Request& req, httplib::Response&
   }
   res.set_chunked_content_provider(
       "text/event-stream", [this, id, timings](size_t, httplib::DataSink& sink) {
-        std::vector<std::string> events;
-        events.push_back(Event({{"id", id}, {"choices", {{{"delta", {{"role", "assistant"}}}}}}}));
         int chunks;
         {
           std::lock_guard<std::mutex> lock(mu_);
           chunks = stream_chunks_;
         }
-        for (int i = 0; i < chunks; ++i) {
-          events.push_back(Event(
-              {{"id", id}, {"choices", {{{"delta", {{"content", "t" + std::to_string(i)}}}}}}}));
-        }
-        events.push_back(Event({{"id", id}, {"choices", json::array()}, {"timings", timings}}));
-        events.push_back("data: [DONE]\n\n");
-        for (size_t i = 0; i < events.size(); ++i) {
+        // Event i: the role, then `chunks` tokens, the timings, [DONE].
+        auto event = [&](int i) -> std::string {
+          if (i == 0) return Event({{"id", id}, {"choices", {{{"delta", {{"role", "assistant"}}}}}}});
+          if (i <= chunks) {
+            return Event({{"id", id},
+                          {"choices", {{{"delta", {{"content", "t" + std::to_string(i - 1)}}}}}}});
+          }
+          if (i == chunks + 1) {
+            return Event({{"id", id}, {"choices", json::array()}, {"timings", timings}});
+          }
+          return "data: [DONE]\n\n";
+        };
+        for (int i = 0; i <= chunks + 2; ++i) {
           {
             std::unique_lock<std::mutex> lock(mu_);
-            if (hold_at_ == static_cast<int>(i)) {
+            if (hold_at_ == i) {
               held_ = true;
               changed_.notify_all();
-              changed_.wait(lock, [&] { return hold_at_ != static_cast<int>(i); });
+              changed_.wait(lock, [&] { return hold_at_ != i; });
             }
           }
-          if (!sink.write(events[i].data(), events[i].size())) {
+          const std::string e = event(i);
+          if (!sink.write(e.data(), e.size())) {
             Set([&] { cancelled_++; });
             return false;
           }

@@ -4,6 +4,7 @@
 
 #include <sys/types.h>
 
+#include <atomic>
 #include <chrono>
 #include <filesystem>
 #include <string>
@@ -51,7 +52,7 @@ class LlamaProcess {
   static std::vector<std::string> Arguments(const LlamaProcessOptions& options, int port);
 
  private:
-  pid_t pid_ = -1;
+  std::atomic<pid_t> pid_{-1};  // read by other threads (pid())
   int port_ = 0;
   std::thread output_reader_;  // copies llama-server's output into our log
 };
