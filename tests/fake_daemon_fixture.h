@@ -10,6 +10,7 @@
 #include <functional>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "agentkv/daemon.h"
 #include "fake_llama_server.h"
@@ -19,6 +20,17 @@ namespace agentkv::testing {
 inline nlohmann::json Chat(const std::string& agent, const std::string& text, bool stream = false) {
   return {{"messages", {{{"role", "user"}, {"content", "agent:" + agent + "|" + text}}}},
           {"stream", stream}};
+}
+
+// Spins (yielding, no sleep) until `done` holds or 20 s pass.
+template <typename F>
+bool Eventually(F done) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (done()) return true;
+    std::this_thread::yield();
+  }
+  return false;
 }
 
 class FakeDaemonTest : public ::testing::Test {
@@ -66,6 +78,22 @@ class FakeDaemonTest : public ::testing::Test {
   httplib::Result Post(const std::string& path, const nlohmann::json& body,
                        const httplib::Headers& headers = {}) {
     return Client().Post(path, headers, body.dump(), "application/json");
+  }
+
+  // POSTs a streaming chat turn for `agent`, handing each piece of the
+  // answer to `receive` (return false to hang up).
+  httplib::Result Stream(const std::string& agent,
+                         std::function<bool(const char*, size_t)> receive) {
+    httplib::Client c = Client();
+    httplib::Request req;
+    req.method = "POST";
+    req.path = "/agents/" + agent + "/v1/chat/completions";
+    req.body = Chat(agent, "x", true).dump();
+    req.headers.emplace("Content-Type", "application/json");
+    req.content_receiver = [receive](const char* data, size_t n, uint64_t, uint64_t) {
+      return receive(data, n);
+    };
+    return c.send(req);
   }
 
   // Sends one chat turn for `agent` and returns its placement header.

@@ -202,7 +202,8 @@ void FakeLlamaServer::Completion(const httplib::Request& req, httplib::Response&
         }
         // Event i: the role, then `chunks` tokens, the timings, [DONE].
         auto event = [&](int i) -> std::string {
-          if (i == 0) return Event({{"id", id}, {"choices", {{{"delta", {{"role", "assistant"}}}}}}});
+          if (i == 0)
+            return Event({{"id", id}, {"choices", {{{"delta", {{"role", "assistant"}}}}}}});
           if (i <= chunks) {
             return Event({{"id", id},
                           {"choices", {{{"delta", {{"content", "t" + std::to_string(i - 1)}}}}}}});

@@ -18,16 +18,7 @@ using MemoryTest = testing::FakeDaemonTest;
 
 AgentId Id(const char* s) { return AgentId::Parse(s).value(); }
 
-// Spins (yielding, no sleep) until `done` holds or 20 s pass.
-template <typename F>
-bool Eventually(F done) {
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (done()) return true;
-    std::this_thread::yield();
-  }
-  return false;
-}
+using testing::Eventually;
 
 std::vector<std::string> FilesOf(const fs::path& dir, const AgentId& agent) {
   std::vector<std::string> out;

@@ -17,15 +17,7 @@ using nlohmann::json;
 using testing::Chat;
 using OpsTest = testing::FakeDaemonTest;
 
-template <typename F>
-bool Eventually(F done) {
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (done()) return true;
-    std::this_thread::yield();
-  }
-  return false;
-}
+using testing::Eventually;
 
 // Runs `promtool check metrics` on `text`; returns its exit code and output.
 std::pair<int, std::string> Promtool(const std::string& text) {

@@ -52,21 +52,14 @@ TEST_F(ProxyTest, StreamsChunksAsTheyArriveWithoutBuffering) {
   bool promised = false;
   std::string received;
   auto request = std::async(std::launch::async, [&] {
-    httplib::Client c = Client();
-    httplib::Request req;
-    req.method = "POST";
-    req.path = "/agents/s/v1/chat/completions";
-    req.body = Chat("s", "x", true).dump();
-    req.headers.emplace("Content-Type", "application/json");
-    req.content_receiver = [&](const char* data, size_t n, uint64_t, uint64_t) {
+    return Stream("s", [&](const char* data, size_t n) {
       received.append(data, n);
       if (!promised && received.find("t0") != std::string::npos) {
         promised = true;
         got_first_token.set_value();
       }
       return true;
-    };
-    return c.send(req);
+    });
   });
   // The first token reaches the client while upstream still holds the rest.
   ASSERT_EQ(got_first_token.get_future().wait_for(std::chrono::seconds(20)),
@@ -85,16 +78,7 @@ TEST_F(ProxyTest, AClientThatLeavesMidStreamCancelsUpstreamAndFreesTheSlot) {
   Start(1);
   fake_->SetStreamChunks(1000000);
   fake_->HoldStreamsAt(2);
-  {
-    httplib::Client c = Client();
-    httplib::Request req;
-    req.method = "POST";
-    req.path = "/agents/leaver/v1/chat/completions";
-    req.body = Chat("leaver", "x", true).dump();
-    req.headers.emplace("Content-Type", "application/json");
-    req.content_receiver = [&](const char*, size_t, uint64_t, uint64_t) { return false; };
-    c.send(req);  // reads the first chunk, then hangs up
-  }
+  Stream("leaver", [](const char*, size_t) { return false; });  // hangs up at the first chunk
   ASSERT_TRUE(fake_->WaitHeld(std::chrono::seconds(20)));
   fake_->Resume();
   EXPECT_TRUE(fake_->WaitCancelled(std::chrono::seconds(20)))
@@ -232,16 +216,13 @@ TEST_F(ProxyTest, WhileLlamaServerIsKnownDownRequestsWaitThenGet503) {
   Start(2, [](DaemonOptions& o) { o.upstream_wait = std::chrono::seconds(0); });
   fake_->SetHealthy(false);
   httplib::Client c = Client();
-  for (int i = 0; i < 2000000 && c.Get("/readyz")->status != 503; ++i) {
-  }
-  ASSERT_EQ(c.Get("/readyz")->status, 503);
+  ASSERT_TRUE(testing::Eventually([&] { return c.Get("/readyz")->status == 503; }));
   httplib::Result res = Post("/agents/a/v1/chat/completions", Chat("a", "x"));
   ASSERT_TRUE(res);
   EXPECT_EQ(res->status, 503);
   EXPECT_EQ(res->get_header_value("Retry-After"), "2");
   fake_->SetHealthy(true);
-  for (int i = 0; i < 2000000 && c.Get("/readyz")->status != 200; ++i) {
-  }
+  ASSERT_TRUE(testing::Eventually([&] { return c.Get("/readyz")->status == 200; }));
   EXPECT_EQ(Post("/agents/a/v1/chat/completions", Chat("a", "x"))->status, 200);
 }
 
