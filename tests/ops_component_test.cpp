@@ -73,6 +73,8 @@ TEST_F(OpsTest, MetricsPassPromtoolAndCountWhatHappened) {
 }
 
 TEST_F(OpsTest, ApiKeysGuardEveryRouteAndNeverReachLlamaServerOrTheLog) {
+  // spdlog's sink list may only change while no daemon thread logs.
+  daemon_.reset();
   std::ostringstream log;
   auto sink = std::make_shared<spdlog::sinks::ostream_sink_mt>(log);
   spdlog::default_logger()->sinks().push_back(sink);
@@ -106,6 +108,7 @@ TEST_F(OpsTest, ApiKeysGuardEveryRouteAndNeverReachLlamaServerOrTheLog) {
   EXPECT_EQ(anonymous.Get("/metrics")->status, 200) << "metrics are public by default";
   EXPECT_EQ(anonymous.Get("/v1/models")->status, 401);
 
+  daemon_.reset();
   spdlog::default_logger()->sinks().pop_back();
   for (const char* key : {"old-key-123", "new-key-456", "admin-key-789"}) {
     EXPECT_EQ(log.str().find(key), std::string::npos) << key << " was logged";
