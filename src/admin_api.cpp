@@ -91,6 +91,8 @@ Result<json> AdminApi::Handle(const std::string& method, const std::string& path
     return json{{"id", id.str()}, {"deleted", true}};
   }
   if (action == "warm" && method == "POST") {
+    if (!pool_.SlotOf(id) && !store_.HasMemory(id))
+      return NotFound("no memory of agent " + id.str());
     Result<Lease> lease = placer_.Place(id);
     if (!lease.ok()) return lease.status();
     const Placement placement = lease->placement();

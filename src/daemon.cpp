@@ -202,11 +202,11 @@ void Daemon::Stop() {
     stopped_ = stopping_ = true;
   }
   stopping_cv_.notify_all();
+  if (pool_) pool_->Shutdown();    // refuse new requests at once
   if (watch_thread_.joinable()) {  // out of its loop: llama_ is ours now
     std::unique_lock<std::mutex> lock(mu_);
     stopping_cv_.wait(lock, [&] { return watch_idle_; });
   }
-  if (pool_) pool_->Shutdown();
   if (server_) {
     server_->Drain(options_.drain_timeout);
     server_->Stop();

@@ -52,11 +52,13 @@ PlacerStats Placer::stats() const {
 Result<Lease> Placer::Place(const Tenant& tenant) {
   Result<Plan> plan = pool_.Acquire(tenant);
   if (!plan.ok()) return plan.status();
+  // Most recent first, so that the budget a save below may enforce spares
+  // the file about to be restored.
+  if (tenant) store_.Touch(*tenant);
   Status erase_error;
   const SwitchOutcome outcome = Run(plan.value(), &erase_error);
   Result<Placement> placed = pool_.CompleteSwitch(plan.value(), outcome);
   if (!placed.ok()) return erase_error.ok() ? placed.status() : erase_error;
-  if (tenant) store_.Touch(*tenant);
   return Lease(&pool_, plan->slot, tenant, placed.value(), outcome.restored_tokens);
 }
 
@@ -67,11 +69,12 @@ bool Placer::SaveSlot(SlotId slot, const AgentId& agent, long long tokens) {
   Result<SlotActionResult> r =
       temp.ok() ? upstream_.SaveSlot(slot, temp.value()) : Result<SlotActionResult>(temp.status());
   Status s = r.ok() ? Status::Ok() : r.status();
-  if (s.ok() && r->n_tokens == 0 && tokens > 0) {
-    // The slot is empty although the agent's turns left KV in it: llama-server
-    // lost its state. Keep the older file rather than an empty one.
+  if (s.ok() && r->n_tokens == 0) {
+    // Never replace a memory with an empty one. An empty slot that the
+    // agent's turns had filled (or whose count is unknown: -1) means that
+    // llama-server lost its state.
     s = Status::Error(ErrorCode::kUpstreamError, "llama-server's slot was empty");
-    ResetSlots("a save found slot " + std::to_string(slot.value) + " empty");
+    if (tokens != 0) ResetSlots("a save found slot " + std::to_string(slot.value) + " empty");
   }
   if (s.ok()) s = store_.CommitSave(agent, r->n_tokens);
   if (!s.ok()) {
@@ -190,18 +193,29 @@ int Placer::SaveAllDirty() {
   return failed;
 }
 
-Status Placer::Forget(const AgentId& agent) {
+// Holds `agent` (its requests wait), erases its slot if resident, runs
+// `then` and releases it: nothing of the agent can be restored meanwhile.
+Status Placer::Dropping(const AgentId& agent, bool* had_memory,
+                        const std::function<Status()>& then) {
   Result<std::optional<SlotId>> slot = pool_.BeginDrop(agent);
   if (!slot.ok()) return slot.status();
-  bool known = false;
+  bool erased = false;
   if (slot.value()) {
-    known = true;
     Status s = upstream_.EraseSlot(*slot.value());
-    pool_.EndDrop(*slot.value(), s.ok());
-    if (!s.ok()) spdlog::warn("forget {}: slot not erased: {}", agent.ForLog(), s.message());
+    erased = s.ok();
+    if (!s.ok()) spdlog::warn("dropping {}: slot not erased: {}", agent.ForLog(), s.message());
   }
+  *had_memory = store_.Remove(agent) || slot.value().has_value();
+  Status s = then ? then() : Status::Ok();
+  pool_.EndDrop(agent, slot.value(), erased);
+  return s;
+}
+
+Status Placer::Forget(const AgentId& agent) {
+  bool known = false;
+  Status s = Dropping(agent, &known, nullptr);
   pool_.Unpin(agent);
-  known = store_.Remove(agent) || known;
+  if (!s.ok()) return s;
   if (!known) return Status::Error(ErrorCode::kNotFound, "agentkv has no memory of " + agent.str());
   spdlog::info("forgot agent {}", agent.ForLog());
   return Status::Ok();
@@ -216,9 +230,8 @@ Status Placer::Fork(const AgentId& parent, const AgentId& child) {
   if (!store_.HasMemory(parent)) {
     return Status::Error(ErrorCode::kNotFound, "agent " + parent.str() + " has no saved memory");
   }
-  Status s = Forget(child);
-  if (!s.ok() && s.code() != ErrorCode::kNotFound) return s;
-  return store_.Fork(parent, child);
+  bool replaced = false;
+  return Dropping(child, &replaced, [&] { return store_.Fork(parent, child); });
 }
 
 void Placer::ResetSlots(const std::string& why) {

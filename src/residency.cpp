@@ -26,6 +26,7 @@ Residency::Residency(int n_slots, HasMemoryFn has_memory, int max_pins)
 }
 
 bool Residency::InFlight(const AgentId& agent) const {
+  if (dropping_.count(agent)) return true;
   for (const Slot& s : slots_) {
     const SlotPhase p = s.view.phase;
     const bool active =
@@ -170,13 +171,16 @@ void Residency::ResetAll() {
 std::optional<SlotId> Residency::TryBeginDrop(const AgentId& agent, bool* wait) {
   *wait = InFlight(agent);
   if (*wait) return std::nullopt;
+  dropping_.insert(agent);
   std::optional<SlotId> slot = SlotOf(agent);
   if (slot) At(*slot).view.phase = SlotPhase::kSwitching;
   return slot;
 }
 
-void Residency::EndDrop(SlotId slot_id, bool erased) {
-  SlotView& v = At(slot_id).view;
+void Residency::EndDrop(const AgentId& agent, std::optional<SlotId> slot_id, bool erased) {
+  dropping_.erase(agent);
+  if (!slot_id) return;
+  SlotView& v = At(*slot_id).view;
   const TimePoint used = v.last_used;
   v = SlotView{};
   v.stale = !erased;

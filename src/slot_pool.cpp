@@ -77,8 +77,8 @@ void SlotPool::ResetAll() {
   Changing([&] { residency_.ResetAll(); });
 }
 
-void SlotPool::EndDrop(SlotId slot, bool erased) {
-  Changing([&] { residency_.EndDrop(slot, erased); });
+void SlotPool::EndDrop(const AgentId& agent, std::optional<SlotId> slot, bool erased) {
+  Changing([&] { residency_.EndDrop(agent, slot, erased); });
 }
 
 void SlotPool::Shutdown() {

@@ -242,10 +242,16 @@ Result<std::string> Store::BeginSave(const AgentId& agent, long long expected_to
                            "not enough free disk space in " + dir_.string() + " to save an agent");
     }
   }
+  std::lock_guard<std::mutex> lock(mu_);
+  saving_.insert(agent);
   return StateName(Hash(agent), generation + 1) + kTempSuffix;
 }
 
 void Store::AbortSave(const AgentId& agent) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    saving_.erase(agent);
+  }
   std::error_code ec;
   const std::string hash = Hash(agent);
   for (fs::directory_iterator it(dir_, ec), end; !ec && it != end; it.increment(ec)) {
@@ -306,18 +312,27 @@ Status Store::CommitSave(const AgentId& agent, long long tokens) {
   }
   CrashPoint("state-renamed");
   s = WriteMeta(e);
-  if (s.ok()) s = SyncDir(dir_);
   if (!s.ok()) {
     fs::remove(dir_ / e.state_file, ec);  // the old metadata still rules
+    AbortSave(agent);
     return s;
+  }
+  // From here the new metadata rules: never delete what it points to.
+  if (Status synced = SyncDir(dir_); !synced.ok()) {
+    spdlog::warn("saved agent {} but could not fsync the directory: {}", agent.ForLog(),
+                 synced.message());
   }
   CrashPoint("meta-renamed");
   if (old) fs::remove(dir_ / old->state_file, ec);
   std::lock_guard<std::mutex> lock(mu_);
+  saving_.erase(agent);
+  auto current = index_.find(agent);
+  if (current != index_.end())
+    total_bytes_ -= static_cast<std::uint64_t>(current->second.info.bytes);
   total_bytes_ += digest->size;
-  if (old) total_bytes_ -= static_cast<std::uint64_t>(old->info.bytes);
-  if (tokens > 0)
+  if (tokens > 0) {
     bytes_per_token_ = static_cast<double>(digest->size) / static_cast<double>(tokens);
+  }
   index_.insert_or_assign(agent, e);
   return Status::Ok();
 }
@@ -423,7 +438,9 @@ std::vector<AgentId> Store::EnforceBudget(const std::vector<AgentId>& keep) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     std::vector<const Entry*> order;
-    for (const auto& [agent, e] : index_) order.push_back(&e);
+    for (const auto& [agent, e] : index_) {
+      if (!saving_.count(agent)) order.push_back(&e);  // a save in flight is spared
+    }
     // Least recently used first; the agents to keep last.
     auto kept = [&](const Entry* e) {
       return std::find(keep.begin(), keep.end(), e->info.agent) != keep.end();

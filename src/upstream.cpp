@@ -131,6 +131,7 @@ Status Upstream::EraseSlot(SlotId slot) {
 
 Status Upstream::Health() {
   httplib::Client cli = MakeClient(options_);
+  cli.set_read_timeout(std::chrono::seconds(5));  // a health check must not hang
   const auto started = SteadyClock::now();
   httplib::Result res = cli.Get("/health");
   if (!res) return TransportError(options_, res.error(), started);

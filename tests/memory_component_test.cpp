@@ -112,6 +112,25 @@ TEST_F(MemoryTest, ASaveOfAnEmptiedSlotKeepsTheOlderFile) {
   EXPECT_EQ(daemon_->placer().stats().resets, 1);
 }
 
+TEST_F(MemoryTest, AnEmptySlotNeverReplacesAMemoryEvenWhenItsSizeIsUnknown) {
+  Start(1, [](DaemonOptions& o) {
+    o.save_policy = SavePolicy::kEviction;
+    o.health_interval = std::chrono::hours(1);
+  });
+  Turn("a", "first turn of a");
+  Turn("b");  // saves a
+  const long long tokens = daemon_->store().Find(Id("a"))->tokens;
+  ASSERT_GT(tokens, 0);
+  // A failed request of a: no timings, so agentkv no longer knows its size.
+  ASSERT_EQ(Post("/agents/a/v1/chat/completions", json{{"bad_param", true}})->status, 400);
+  ASSERT_EQ(daemon_->pool().View(*daemon_->pool().SlotOf(Id("a"))).tokens, -1);
+  fake_->LoseAllKv();
+  Turn("b");  // evicts a, whose slot is now empty
+  ASSERT_TRUE(daemon_->store().HasMemory(Id("a")));
+  EXPECT_EQ(daemon_->store().Find(Id("a"))->tokens, tokens);
+  EXPECT_EQ(daemon_->placer().stats().save_failures, 1);
+}
+
 TEST_F(MemoryTest, TheLifecycleApiListsShowsWarmsForksPinsAndDeletes) {
   Turn("a");
   Turn("b");
@@ -124,6 +143,7 @@ TEST_F(MemoryTest, TheLifecycleApiListsShowsWarmsForksPinsAndDeletes) {
   EXPECT_GT(list["agents"][0]["saved"]["bytes"].get<long long>(), 0);
 
   EXPECT_EQ(c.Get("/admin/agents/nobody")->status, 404);
+  EXPECT_EQ(c.Post("/admin/agents/nobody/warm", "", "application/json")->status, 404);
   EXPECT_EQ(c.Get("/admin/agents/bad%20id")->status, 400);
 
   httplib::Result fork = c.Post("/admin/agents/a/fork", R"({"into":"a-sub"})", "application/json");

@@ -250,11 +250,15 @@ TEST_F(ResidencyTest, DroppingAnAgentWaitsForItsRequestThenFreesItsSlot) {
   std::optional<SlotId> slot = r.TryBeginDrop(Id("a"), &wait);
   EXPECT_FALSE(wait);
   ASSERT_TRUE(slot);
-  r.EndDrop(*slot, true);
+  EXPECT_FALSE(r.TryAcquire(Id("a"))) << "held while its memory goes";
+  r.EndDrop(Id("a"), slot, true);
   EXPECT_FALSE(r.SlotOf(Id("a")));
   EXPECT_FALSE(r.View(*slot).stale);
   EXPECT_FALSE(r.TryBeginDrop(Id("nobody"), &wait));
   EXPECT_FALSE(wait);
+  EXPECT_FALSE(r.TryAcquire(Id("nobody"))) << "held even though not resident";
+  r.EndDrop(Id("nobody"), std::nullopt, false);
+  EXPECT_TRUE(r.TryAcquire(Id("nobody")));
 }
 
 }  // namespace

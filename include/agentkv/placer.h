@@ -7,6 +7,7 @@
 
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -103,6 +104,7 @@ class Placer {
 
  private:
   SwitchOutcome Run(const Plan& plan, Status* erase_error);
+  Status Dropping(const AgentId& agent, bool* had_memory, const std::function<Status()>& then);
   bool SaveSlot(SlotId slot, const AgentId& agent, long long tokens);
   void SaverLoop();
 

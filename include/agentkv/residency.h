@@ -114,11 +114,13 @@ class Residency {
   // Free and stale now, the others when released.
   void ResetAll();
 
-  // Removing an agent: returns nullopt (with *wait = true) while it has a
-  // request in flight; else its slot, now Switching, if it is resident.
+  // Removing (or replacing) an agent's memory: returns nullopt with *wait
+  // = true while it has a request in flight. Otherwise the agent is held
+  // (its requests wait) until EndDrop, and its slot, now Switching, is
+  // returned if it is resident.
   std::optional<SlotId> TryBeginDrop(const AgentId& agent, bool* wait);
-  // The slot is Free; stale unless llama-server erased it.
-  void EndDrop(SlotId slot, bool erased);
+  // Releases the agent; its slot, if any, turns Free, stale unless erased.
+  void EndDrop(const AgentId& agent, std::optional<SlotId> slot, bool erased);
 
   // A pinned agent's idle slot is never chosen for eviction. Pin returns
   // kConflict when max_pins agents are pinned already.
@@ -143,6 +145,7 @@ class Residency {
   HasMemoryFn has_memory_;
   int max_pins_;
   std::unordered_set<AgentId> pinned_;
+  std::unordered_set<AgentId> dropping_;
 };
 
 }  // namespace agentkv

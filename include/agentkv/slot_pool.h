@@ -38,10 +38,10 @@ class SlotPool {
   std::optional<SaveJob> TryBeginSave(SlotId slot);
   void EndSave(SlotId slot, bool saved);
   void ResetAll();
-  void EndDrop(SlotId slot, bool erased);
+  void EndDrop(const AgentId& agent, std::optional<SlotId> slot, bool erased);
 
-  // Blocks (within limits) until `agent` has nothing in flight; then returns
-  // its slot, marked for dropping, if it is resident. kBusy on timeout.
+  // Blocks (within limits) until `agent` has nothing in flight, then holds
+  // it until EndDrop and returns its slot if it is resident. kBusy on timeout.
   Result<std::optional<SlotId>> BeginDrop(const AgentId& agent);
 
   // Fails every waiting and future Acquire with kBusy. Irreversible.

@@ -25,6 +25,7 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "agentkv/agent_id.h"
@@ -139,6 +140,7 @@ class Store {
   std::uint64_t total_bytes_ = 0;             // guarded by mu_
   double bytes_per_token_ = 0;                // guarded by mu_
   int quarantined_ = 0;                       // guarded by mu_
+  std::unordered_set<AgentId> saving_;        // guarded by mu_: BeginSave..Commit/Abort
 };
 
 }  // namespace agentkv
