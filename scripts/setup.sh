@@ -88,7 +88,7 @@ build_llama() {
   commit=$(git -C "$src" rev-parse --short=7 HEAD)
   build=$CACHE/llama.cpp/build-$commit
   if [ ! -x "$build/bin/llama-server" ] || [ ! -x "$build/bin/llama-quantize" ]; then
-    say "llama.cpp: building llama-server at $commit (about 7 minutes on 2 cores)" >&2
+    say "llama.cpp: building llama-server at $commit (4 to 7 minutes on 2 cores)" >&2
     cmake -S "$src" -B "$build" -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=OFF \
       -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_UI=OFF \
       -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_OPENSSL=OFF ${LLAMA_CMAKE_FLAGS:-} >/dev/null
