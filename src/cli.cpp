@@ -96,12 +96,12 @@ Status LoadKeys(const std::string& api_file, const std::string& admin_file,
   if (!api_file.empty()) {
     Result<std::string> text = ReadFile(api_file);
     if (!text.ok()) return text.status();
-    o.proxy.api_keys = SplitKeys(text.value(), '\n');
-    if (o.proxy.api_keys.empty()) {
+    o.proxy.auth.api_keys = SplitKeys(text.value(), '\n');
+    if (o.proxy.auth.api_keys.empty()) {
       return Status::Error(ErrorCode::kInvalidArgument, api_file + " holds no key");
     }
   } else if (const char* env = std::getenv("AGENTKV_API_KEYS")) {  // NOLINT(concurrency-mt-unsafe)
-    o.proxy.api_keys = SplitKeys(env, ',');
+    o.proxy.auth.api_keys = SplitKeys(env, ',');
   }
   auto single = [](const std::string& file, const char* env, std::string* key) {
     if (!file.empty()) {
@@ -117,7 +117,8 @@ Status LoadKeys(const std::string& api_file, const std::string& admin_file,
     }
     return Status::Ok();
   };
-  if (Status s = single(admin_file, "AGENTKV_ADMIN_KEY", &o.proxy.admin_key); !s.ok()) return s;
+  if (Status s = single(admin_file, "AGENTKV_ADMIN_KEY", &o.proxy.auth.admin_key); !s.ok())
+    return s;
   return single(upstream_file, nullptr, &o.upstream.api_key);
 }
 
@@ -239,9 +240,9 @@ int ParseCommandLine(int argc, const char* const* argv, CliSettings* out) {
       ->add_option("--upstream-key-file", upstream_key_file,
                    "File holding llama-server's own --api-key, if it has one")
       ->check(CLI::ExistingFile);
-  serve->add_flag("--metrics-need-key", o.proxy.metrics_need_key,
+  serve->add_flag("--metrics-need-key", o.proxy.auth.metrics_need_key,
                   "Require an API key for /metrics");
-  serve->add_flag("--health-needs-key", o.proxy.health_needs_key,
+  serve->add_flag("--health-needs-key", o.proxy.auth.health_needs_key,
                   "Require an API key for /healthz and /readyz");
   serve->add_option("llama_args", launch.extra_args,
                     "Arguments after -- go to the llama-server agentkv starts");

@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "agentkv/auth.h"
 #include "agentkv/http_errors.h"
 #include "agentkv/identity.h"
 #include "agentkv/llama_fields.h"
@@ -77,15 +78,6 @@ ForwardRequest ForwardOf(const httplib::Request& req, std::string target, std::s
     f.headers.emplace_back(name, value);
   }
   return f;
-}
-
-// Compares secrets in time independent of where they differ.
-bool SameSecret(const std::string& given, const std::string& expected) {
-  unsigned char diff = given.size() == expected.size() ? 0 : 1;
-  for (size_t i = 0; i < expected.size(); ++i) {
-    diff |= static_cast<unsigned char>(expected[i] ^ (i < given.size() ? given[i] : 0));
-  }
-  return diff == 0 && !expected.empty();
 }
 
 }  // namespace
@@ -266,7 +258,8 @@ void ProxyServer::Handle(const httplib::Request& req, httplib::Response& res) {
     return ReplyError(res, 400, "percent-encoded request paths are not accepted");
   }
   route = MatchRoute(req.method, raw_path);
-  if (Status s = Authorize(req, route.kind); !s.ok()) {
+  if (Status s = Authorize(options_.auth, route.kind, req.get_header_value("Authorization"));
+      !s.ok()) {
     if (s.code() == ErrorCode::kUnauthorized) res.set_header("WWW-Authenticate", "Bearer");
     return ReplyError(res, s);
   }
@@ -312,35 +305,10 @@ void ProxyServer::Route(const httplib::Request& req, httplib::Response& res,
     case RouteKind::kPassthrough:
       break;
   }
-  Respond(Start(ForwardOf(req, UpstreamTarget(req, route), req.body, !options_.api_keys.empty()),
-                std::nullopt, std::chrono::steady_clock::now()),
-          res);
-}
-
-Status ProxyServer::Authorize(const httplib::Request& req, RouteKind kind) const {
-  const bool open_route = (kind == RouteKind::kLiveness || kind == RouteKind::kReadiness)
-                              ? !options_.health_needs_key
-                              : kind == RouteKind::kMetrics && !options_.metrics_need_key;
-  if (open_route) return Status::Ok();
-  const std::string header = req.get_header_value("Authorization");
-  const std::string token = header.rfind("Bearer ", 0) == 0 ? header.substr(7) : "";
-  if (kind == RouteKind::kAdmin) {
-    if (!options_.admin_key.empty()) {
-      return SameSecret(token, options_.admin_key)
-                 ? Status::Ok()
-                 : Status::Error(ErrorCode::kUnauthorized, "the admin API needs the admin key");
-    }
-    if (!options_.api_keys.empty()) {
-      return Status::Error(ErrorCode::kForbidden,
-                           "the admin API is disabled: API keys are set but no admin key");
-    }
-    return Status::Ok();
-  }
-  if (options_.api_keys.empty()) return Status::Ok();
-  for (const std::string& key : options_.api_keys) {
-    if (SameSecret(token, key)) return Status::Ok();
-  }
-  return Status::Error(ErrorCode::kUnauthorized, "missing or invalid API key");
+  Respond(
+      Start(ForwardOf(req, UpstreamTarget(req, route), req.body, !options_.auth.api_keys.empty()),
+            std::nullopt, std::chrono::steady_clock::now()),
+      res);
 }
 
 void ProxyServer::HandleInference(const httplib::Request& req, httplib::Response& res,
@@ -361,7 +329,7 @@ void ProxyServer::HandleInference(const httplib::Request& req, httplib::Response
   PinToSlot(body, lease->slot());
   res.set_header("X-Agentkv-Slot", std::to_string(lease->slot().value));
   res.set_header("X-Agentkv-Placement", PlacementName(lease->placement()));
-  Respond(Start(ForwardOf(req, upstream_target, body.dump(), !options_.api_keys.empty()),
+  Respond(Start(ForwardOf(req, upstream_target, body.dump(), !options_.auth.api_keys.empty()),
                 std::move(lease.value()), arrival),
           res);
 }

@@ -81,14 +81,14 @@ TEST_F(CliTest, KeysComeFromFilesOrTheEnvironment) {
                    "--admin-key-file", Write("admin", "adm\n").string()},
                   &files),
             -1);
-  EXPECT_EQ(files.daemon.proxy.api_keys, (std::vector<std::string>{"k1", "k2"}));
-  EXPECT_EQ(files.daemon.proxy.admin_key, "adm");
+  EXPECT_EQ(files.daemon.proxy.auth.api_keys, (std::vector<std::string>{"k1", "k2"}));
+  EXPECT_EQ(files.daemon.proxy.auth.admin_key, "adm");
   ::setenv("AGENTKV_API_KEYS", "e1,e2", 1);
   ::setenv("AGENTKV_ADMIN_KEY", "eadm", 1);
   CliSettings env;
   ASSERT_EQ(Parse({"serve"}, &env), -1);
-  EXPECT_EQ(env.daemon.proxy.api_keys, (std::vector<std::string>{"e1", "e2"}));
-  EXPECT_EQ(env.daemon.proxy.admin_key, "eadm");
+  EXPECT_EQ(env.daemon.proxy.auth.api_keys, (std::vector<std::string>{"e1", "e2"}));
+  EXPECT_EQ(env.daemon.proxy.auth.admin_key, "eadm");
 }
 
 TEST_F(CliTest, InvalidValuesAreRefusedWithAnExitCode) {

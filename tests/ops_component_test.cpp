@@ -79,8 +79,8 @@ TEST_F(OpsTest, ApiKeysGuardEveryRouteAndNeverReachLlamaServerOrTheLog) {
   auto sink = std::make_shared<spdlog::sinks::ostream_sink_mt>(log);
   spdlog::default_logger()->sinks().push_back(sink);
   Start(2, [](DaemonOptions& o) {
-    o.proxy.api_keys = {"old-key-123", "new-key-456"};
-    o.proxy.admin_key = "admin-key-789";
+    o.proxy.auth.api_keys = {"old-key-123", "new-key-456"};
+    o.proxy.auth.admin_key = "admin-key-789";
   });
   auto post = [&](const std::string& key) {
     httplib::Headers h;
@@ -118,9 +118,9 @@ TEST_F(OpsTest, ApiKeysGuardEveryRouteAndNeverReachLlamaServerOrTheLog) {
 
 TEST_F(OpsTest, WithAPIKeysButNoAdminKeyTheAdminApiIsOff) {
   Start(2, [](DaemonOptions& o) {
-    o.proxy.api_keys = {"k"};
-    o.proxy.metrics_need_key = true;
-    o.proxy.health_needs_key = true;
+    o.proxy.auth.api_keys = {"k"};
+    o.proxy.auth.metrics_need_key = true;
+    o.proxy.auth.health_needs_key = true;
   });
   httplib::Client c = Client();
   EXPECT_EQ(c.Get("/healthz")->status, 401);

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "agentkv/admin_api.h"
+#include "agentkv/auth.h"
 #include "agentkv/metrics.h"
 #include "agentkv/placer.h"
 #include "agentkv/routes.h"
@@ -32,12 +33,7 @@ struct ProxyOptions {
   std::string host = "127.0.0.1";
   int port = 8090;  // 0: any free port
   std::size_t max_body_bytes = 16u << 20;
-  // Bearer API keys for every route; empty: no authentication.
-  std::vector<std::string> api_keys;
-  // Bearer key for /admin/. Empty: /admin/ is open only if api_keys is too.
-  std::string admin_key;
-  bool metrics_need_key = false;  // /metrics behind an API key
-  bool health_needs_key = false;  // /healthz and /readyz behind an API key
+  AuthPolicy auth;  // API keys and the admin key
   // Connections served at once. Every waiting or streaming request holds
   // one; the Daemon sizes it as slots + queue + a margin when left at 0.
   int threads = 0;
@@ -76,8 +72,6 @@ class ProxyServer {
   void HandleInference(const httplib::Request& req, httplib::Response& res,
                        const std::string& upstream_target,
                        const std::optional<std::string>& path_agent);
-  // OK, or why the request may not use this route (keys never logged).
-  Status Authorize(const httplib::Request& req, RouteKind kind) const;
   void Route(const httplib::Request& req, httplib::Response& res, const agentkv::Route& route,
              const std::string& raw_path);
   // Forwards `request` on a worker thread that holds `lease` until the
