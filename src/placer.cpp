@@ -143,7 +143,7 @@ void Placer::Finish(Lease& lease, std::optional<long long> cache_n, long long pr
                                    " tokens but the request reused none");
     } else if (lease.placement() == Placement::kResident &&
                pool_.View(lease.slot()).tokens >= kMinTokensToJudge) {
-      ResetSlots("agent " + agent.str() + "'s resident KV was gone");
+      ResetSlots("agent " + agent.ForLog() + "'s resident KV was gone");
     }
   }
   const SlotId slot = lease.slot();
