@@ -125,7 +125,7 @@ Status LoadKeys(const std::string& api_file, const std::string& admin_file,
 }  // namespace
 
 int ParseCommandLine(int argc, const char* const* argv, CliSettings* out) {
-  CLI::App app{"agentkv: durable per-agent KV memory for llama-server"};
+  CLI::App app{"agentkv: durable per-agent KV memory for llama-server", "agentkv"};
   app.require_subcommand(1);
   CLI::App* serve = app.add_subcommand(
       "serve", "Serve an OpenAI-compatible API that keeps each agent's KV cache");
