@@ -61,7 +61,7 @@ Result<json> AdminApi::Handle(const std::string& method, const std::string& path
                 {"resets", s.resets},
                 {"quarantined", store_.quarantined()},
                 {"bytes_on_disk", store_.TotalBytes()},
-                {"agents_on_disk", store_.List().size()}};
+                {"agents_on_disk", store_.AgentCount()}};
   }
   if (seg.empty() || seg[0] != "agents") return NotFound("no admin route " + path);
   if (seg.size() == 1 && method == "GET") {

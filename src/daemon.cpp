@@ -104,7 +104,7 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(DaemonOptions o) {
       [daemon = d.get(), interval = o.health_interval] { daemon->WatchHealth(interval); });
   spdlog::info("agentkv listening on {}:{}, {} slots at {}, memory in {} ({} agents saved)",
                o.proxy.host, d->port_, props->total_slots, o.upstream.base_url,
-               o.memory_dir.string(), d->store_->List().size());
+               o.memory_dir.string(), d->store_->AgentCount());
   return d;
 }
 
@@ -186,7 +186,7 @@ GaugeSnapshot Daemon::Gauges() const {
     g.resident_slots += v.phase != SlotPhase::kFree && v.owner ? 1 : 0;
   }
   g.waiting = pool_->waiting();
-  g.agents_on_disk = static_cast<long long>(store_->List().size());
+  g.agents_on_disk = static_cast<long long>(store_->AgentCount());
   g.disk_bytes = static_cast<long long>(store_->TotalBytes());
   g.quarantined = store_->quarantined();
   g.upstream_up = upstream_up_;

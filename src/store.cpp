@@ -117,7 +117,7 @@ Status Store::Open() {
       fs::remove(state, ec);
     }
   }
-  spdlog::info("memory directory {}: {} agents, {} bytes", dir_.string(), index_.size(),
+  spdlog::info("memory directory {}: {} agents, {} bytes", dir_.string(), AgentCount(),
                TotalBytes());
   return Status::Ok();
 }
@@ -175,6 +175,11 @@ std::vector<MemoryInfo> Store::List() const {
   std::sort(out.begin(), out.end(),
             [](const MemoryInfo& a, const MemoryInfo& b) { return a.agent < b.agent; });
   return out;
+}
+
+std::size_t Store::AgentCount() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return index_.size();
 }
 
 std::uint64_t Store::TotalBytes() const {

@@ -190,7 +190,6 @@ TEST_F(StoreTest, AForkStartsFromACopyOfTheParentsMemory) {
 }
 
 TEST_F(StoreTest, ASaveIsRefusedWhenTheDiskIsTooFull) {
-  StoreOptions o;
   auto s = std::make_unique<Store>(dir_, "fp", StoreOptions{0, ~std::uint64_t{0} >> 2});
   ASSERT_TRUE(s->Open().ok());
   EXPECT_EQ(s->BeginSave(Id("a"), 100).status().code(), ErrorCode::kIo);

@@ -67,6 +67,7 @@ class Store {
   std::optional<MemoryInfo> Find(const AgentId& agent) const;
   std::vector<MemoryInfo> List() const;
   std::uint64_t TotalBytes() const;
+  std::size_t AgentCount() const;
   // Marks the memory as used now (for the budget's LRU order).
   void Touch(const AgentId& agent);
 
