@@ -40,24 +40,45 @@ std::uint64_t Merge(std::uint64_t acc, std::uint64_t v) {
 
 }  // namespace
 
-std::uint64_t Xxh64(const void* data, std::size_t size, std::uint64_t seed) {
+Xxh64Stream::Xxh64Stream(std::uint64_t seed)
+    : seed_(seed), v_{seed + kP1 + kP2, seed + kP2, seed, seed - kP1} {}
+
+void Xxh64Stream::Stripe(const unsigned char* p) {
+  for (int lane = 0; lane < 4; ++lane) v_[lane] = Round(v_[lane], Read64(p + 8 * lane));
+}
+
+void Xxh64Stream::Update(const void* data, std::size_t size) {
   const auto* p = static_cast<const unsigned char*>(data);
-  const unsigned char* const end = p + size;
-  std::uint64_t h;
-  if (size >= 32) {
-    std::uint64_t v1 = seed + kP1 + kP2, v2 = seed + kP2, v3 = seed, v4 = seed - kP1;
-    for (const unsigned char* limit = end - 32; p <= limit; p += 32) {
-      v1 = Round(v1, Read64(p));
-      v2 = Round(v2, Read64(p + 8));
-      v3 = Round(v3, Read64(p + 16));
-      v4 = Round(v4, Read64(p + 24));
-    }
-    h = Rotl(v1, 1) + Rotl(v2, 7) + Rotl(v3, 12) + Rotl(v4, 18);
-    h = Merge(Merge(Merge(Merge(h, v1), v2), v3), v4);
-  } else {
-    h = seed + kP5;
+  total_ += size;
+  if (buffered_ + size < sizeof buf_) {
+    if (size > 0) std::memcpy(buf_ + buffered_, p, size);
+    buffered_ += size;
+    return;
   }
-  h += static_cast<std::uint64_t>(size);
+  if (buffered_ > 0) {
+    const std::size_t fill = sizeof buf_ - buffered_;
+    std::memcpy(buf_ + buffered_, p, fill);
+    Stripe(buf_);
+    p += fill;
+    size -= fill;
+    buffered_ = 0;
+  }
+  for (; size >= sizeof buf_; p += sizeof buf_, size -= sizeof buf_) Stripe(p);
+  if (size > 0) std::memcpy(buf_, p, size);
+  buffered_ = size;
+}
+
+std::uint64_t Xxh64Stream::Digest() const {
+  std::uint64_t h;
+  if (total_ >= sizeof buf_) {
+    h = Rotl(v_[0], 1) + Rotl(v_[1], 7) + Rotl(v_[2], 12) + Rotl(v_[3], 18);
+    h = Merge(Merge(Merge(Merge(h, v_[0]), v_[1]), v_[2]), v_[3]);
+  } else {
+    h = seed_ + kP5;
+  }
+  h += total_;
+  const unsigned char* p = buf_;
+  const unsigned char* const end = buf_ + buffered_;
   for (; p + 8 <= end; p += 8) h = Rotl(h ^ Round(0, Read64(p)), 27) * kP1 + kP4;
   if (p + 4 <= end) {
     h = Rotl(h ^ (std::uint64_t{Read32(p)} * kP1), 23) * kP2 + kP3;
@@ -72,12 +93,28 @@ std::uint64_t Xxh64(const void* data, std::size_t size, std::uint64_t seed) {
   return h;
 }
 
+std::uint64_t Xxh64(const void* data, std::size_t size, std::uint64_t seed) {
+  Xxh64Stream stream(seed);
+  stream.Update(data, size);
+  return stream.Digest();
+}
+
+// In 1 MiB reads: memory files run to hundreds of MB, and a byte-at-a-time
+// read made the check before each restore cost more than the restore itself.
 Result<FileDigest> DigestFile(const std::filesystem::path& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return Status::Error(ErrorCode::kIo, "cannot read " + path.string());
-  std::vector<char> data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::vector<char> chunk(std::size_t{1} << 20);
+  Xxh64Stream stream;
+  std::uint64_t size = 0;
+  while (in) {
+    in.read(chunk.data(), static_cast<std::streamsize>(chunk.size()));
+    const auto got = static_cast<std::size_t>(in.gcount());
+    stream.Update(chunk.data(), got);
+    size += got;
+  }
   if (in.bad()) return Status::Error(ErrorCode::kIo, "read error on " + path.string());
-  return FileDigest{data.size(), Xxh64(data.data(), data.size())};
+  return FileDigest{size, stream.Digest()};
 }
 
 }  // namespace agentkv

@@ -13,12 +13,30 @@ namespace agentkv {
 
 std::uint64_t Xxh64(const void* data, std::size_t size, std::uint64_t seed = 0);
 
+// The same checksum fed piece by piece: Digest() after any split of the input
+// into Update() calls equals Xxh64() of the whole. Not thread-safe.
+class Xxh64Stream {
+ public:
+  explicit Xxh64Stream(std::uint64_t seed = 0);
+  void Update(const void* data, std::size_t size);
+  std::uint64_t Digest() const;
+
+ private:
+  void Stripe(const unsigned char* p);
+
+  std::uint64_t seed_;
+  std::uint64_t v_[4];
+  std::uint64_t total_ = 0;
+  unsigned char buf_[32] = {};
+  std::size_t buffered_ = 0;
+};
+
 struct FileDigest {
   std::uint64_t size = 0;
   std::uint64_t xxh64 = 0;
 };
 
-// Reads the whole file. Returns kIo if it cannot be read.
+// Reads the whole file, a chunk at a time. Returns kIo if it cannot be read.
 Result<FileDigest> DigestFile(const std::filesystem::path& path);
 
 }  // namespace agentkv
