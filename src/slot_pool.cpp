@@ -1,6 +1,7 @@
 #include "agentkv/slot_pool.h"
 
 #include <string>
+#include <utility>
 
 namespace agentkv {
 
@@ -18,27 +19,43 @@ auto SlotPool::Changing(F f) {
     ~Notify() { cv.notify_all(); }
   } notify{changed_};
   std::lock_guard<std::mutex> lock(mu_);
+  struct DispatchOnExit {  // runs after f, still under the lock
+    SlotPool* pool;
+    ~DispatchOnExit() { pool->Dispatch(); }
+  } dispatch{this};
   return f();
+}
+
+void SlotPool::Dispatch() {
+  if (shut_down_) return;
+  for (auto it = queue_.begin(); it != queue_.end();) {
+    if (std::optional<Plan> plan = residency_.TryAcquire(*(*it)->tenant)) {
+      (*it)->plan = std::move(plan);
+      it = queue_.erase(it);
+    } else {
+      ++it;
+    }
+  }
 }
 
 Result<Plan> SlotPool::Acquire(const Tenant& tenant) {
   const Status shutting_down = Status::Error(ErrorCode::kBusy, "agentkv is shutting down");
   std::unique_lock<std::mutex> lock(mu_);
   if (shut_down_) return shutting_down;
-  if (std::optional<Plan> plan = residency_.TryAcquire(tenant)) return *plan;
-  if (waiting_ >= limits_.max_waiting) {
+  if (queue_.empty()) {  // with others waiting, a newcomer queues behind them
+    if (std::optional<Plan> plan = residency_.TryAcquire(tenant)) return *plan;
+  }
+  if (static_cast<int>(queue_.size()) >= limits_.max_waiting) {
     return Status::Error(ErrorCode::kBusy, "all " + std::to_string(n_slots_) +
                                                " slots are busy and the wait queue is full");
   }
-  ++waiting_;
-  std::optional<Plan> plan;
-  changed_.wait_for(lock, limits_.max_wait, [&] {
-    if (shut_down_) return true;
-    plan = residency_.TryAcquire(tenant);
-    return plan.has_value();
-  });
-  --waiting_;
-  if (plan) return *plan;
+  Waiter me{&tenant, std::nullopt};
+  queue_.push_back(&me);
+  Dispatch();  // those ahead that cannot proceed do not hold it up
+  changed_.notify_all();
+  changed_.wait_for(lock, limits_.max_wait, [&] { return me.plan || shut_down_; });
+  if (me.plan) return *me.plan;
+  queue_.remove(&me);
   if (shut_down_) return shutting_down;
   return Status::Error(ErrorCode::kBusy, "no slot became free within " +
                                              std::to_string(limits_.max_wait.count()) + " ms");
@@ -101,7 +118,7 @@ bool SlotPool::Pinned(const AgentId& agent) const {
 
 int SlotPool::waiting() const {
   std::lock_guard<std::mutex> lock(mu_);
-  return waiting_;
+  return static_cast<int>(queue_.size());
 }
 
 std::vector<SlotId> SlotPool::DirtySlots() const {

@@ -1,12 +1,15 @@
 #pragma once
 // Thread-safe front of Residency: blocks a request until its tenant may
-// proceed, within bounds (queue length and wait time). Never held across
-// network I/O: callers run the returned Plan upstream without the lock.
-// Safe for concurrent use from any number of threads.
+// proceed, within bounds (queue length and wait time). Waiting requests are
+// served first come, first served: a newcomer never overtakes them, and a
+// waiter whose own agent is still busy does not hold up those behind it.
+// Never held across network I/O: callers run the returned Plan upstream
+// without the lock. Safe for concurrent use from any number of threads.
 
 #include <chrono>
 #include <condition_variable>
 #include <functional>
+#include <list>
 #include <mutex>
 #include <vector>
 
@@ -58,9 +61,16 @@ class SlotPool {
   std::optional<SlotId> SlotOf(const AgentId& agent) const;
 
  private:
-  // Runs `f` under the lock, then wakes waiters.
+  struct Waiter {
+    const Tenant* tenant;
+    std::optional<Plan> plan;  // set by Dispatch
+  };
+
+  // Runs `f` under the lock, hands out what it freed, then wakes waiters.
   template <typename F>
   auto Changing(F f);
+  // Under mu_: gives plans to queued waiters in arrival order.
+  void Dispatch();
 
   const int n_slots_;
   const QueueLimits limits_;
@@ -68,7 +78,7 @@ class SlotPool {
   mutable std::mutex mu_;
   std::condition_variable changed_;
   Residency residency_;     // guarded by mu_
-  int waiting_ = 0;         // guarded by mu_
+  std::list<Waiter*> queue_;  // guarded by mu_; arrival order
   bool shut_down_ = false;  // guarded by mu_
 };
 
