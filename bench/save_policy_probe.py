@@ -10,7 +10,12 @@ against agentkv with 2 slots. Run once per policy.
 import argparse
 import time
 
-from ttft_probe import stream, text
+from harness.client import chat, text
+
+
+def stream(url, agent, messages, max_tokens):
+    return chat(url, f"/agents/{agent}/v1/chat/completions", messages, max_tokens,
+                ignore_eos=False)
 
 
 def main():

@@ -11,7 +11,10 @@
 #   5. agentkv itself, in ./build.
 # A re-run finds everything cached and takes seconds.
 #
-# Usage: scripts/setup.sh [--bench-model] [--llama-server PATH] [--skip-packages]
+# Usage: scripts/setup.sh [--bench-model] [--kleidiai] [--llama-server PATH] [--skip-packages]
+#   --kleidiai  on aarch64, build llama-server with Arm's KleidiAI kernels
+#               (-DGGML_CPU_KLEIDIAI=ON; CMake downloads KleidiAI, so this needs
+#               the network); elsewhere it says so and builds without
 # Cache: $AGENTKV_CACHE_DIR, else $XDG_CACHE_HOME/agentkv, else ~/.cache/agentkv
 set -euo pipefail
 
@@ -23,15 +26,17 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 CACHE=${AGENTKV_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/agentkv}
 JOBS=$(nproc)
 BENCH_MODEL=0
+KLEIDIAI=0
 SKIP_PACKAGES=0
 LLAMA_SERVER=${AGENTKV_LLAMA_SERVER:-}
 
 while [ $# -gt 0 ]; do
   case "$1" in
     --bench-model) BENCH_MODEL=1 ;;
+    --kleidiai) KLEIDIAI=1 ;;
     --skip-packages) SKIP_PACKAGES=1 ;;
     --llama-server) LLAMA_SERVER=$2; shift ;;
-    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
     *) echo "setup.sh: unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -84,14 +89,22 @@ llama_source() {
 
 # Builds llama-server and llama-quantize into a directory keyed by commit.
 build_llama() {
-  local src=$1 commit build
+  local src=$1 commit build flags=() suffix=""
   commit=$(git -C "$src" rev-parse --short=7 HEAD)
-  build=$CACHE/llama.cpp/build-$commit
+  if [ "$KLEIDIAI" = 1 ]; then
+    if [ "$(uname -m)" = aarch64 ]; then
+      flags+=(-DGGML_CPU_KLEIDIAI=ON)
+      suffix=-kleidiai
+    else  # ggml's CMake refuses KleidiAI on anything but AArch64
+      say "llama.cpp: KleidiAI is for aarch64; this is $(uname -m), building without it" >&2
+    fi
+  fi
+  build=$CACHE/llama.cpp/build-$commit$suffix
   if [ ! -x "$build/bin/llama-server" ] || [ ! -x "$build/bin/llama-quantize" ]; then
     say "llama.cpp: building llama-server at $commit (4 to 7 minutes on 2 cores)" >&2
     cmake -S "$src" -B "$build" -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=OFF \
       -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_UI=OFF \
-      -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_OPENSSL=OFF ${LLAMA_CMAKE_FLAGS:-} >/dev/null
+      -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_OPENSSL=OFF "${flags[@]}" ${LLAMA_CMAKE_FLAGS:-} >/dev/null
     cmake --build "$build" -j"$JOBS" --target llama-server llama-quantize >/dev/null
   fi
   echo "$build/bin"
@@ -129,7 +142,7 @@ main() {
      && [ "$(command -v llama-server)" != "$CACHE/bin/llama-server" ]; then
     LLAMA_SERVER=$(command -v llama-server)
   fi
-  if [ -n "$LLAMA_SERVER" ] && [ "$BENCH_MODEL" = 0 ]; then
+  if [ -n "$LLAMA_SERVER" ] && [ "$BENCH_MODEL" = 0 ] && [ "$KLEIDIAI" = 0 ]; then
     say "llama-server: using $LLAMA_SERVER"
     ln -sfn "$(readlink -f "$LLAMA_SERVER")" "$CACHE/bin/llama-server"
     bin=""

@@ -1,0 +1,1 @@
+"""agentkv's benchmark harness: see bench/README.md."""

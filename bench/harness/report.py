@@ -1,0 +1,148 @@
+"""Summaries and the three outputs: JSON is written by run.py; this writes the
+Markdown tables and the SVG chart."""
+import math
+
+
+def pct(values, q):
+    """The q-th percentile, interpolated between the nearest ranks (numpy's default)."""
+    values = sorted(v for v in values if v is not None)
+    if not values:
+        return None
+    k = (len(values) - 1) * q / 100
+    lo, hi = math.floor(k), math.ceil(k)
+    return round(values[lo] + (values[hi] - values[lo]) * (k - lo), 2)
+
+
+def n(value, digits=0):
+    if value is None:
+        return "–"
+    return f"{value:,.{digits}f}"
+
+
+def table(header, rows):
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def markdown(result):
+    meta, s = result["meta"], result["summary"]
+    out = [f"# agentkv benchmark ({meta['profile']})", "",
+           f"- Machine: {meta['machine']}",
+           f"- Model: `{meta['model']}`; llama-server `{meta['llama_server_version']}`, "
+           f"{meta['threads']} threads, build options {meta['llama_build']}",
+           f"- Command: `{meta['command']}`",
+           f"- Date: {meta['date']}; took {n(meta['duration_s'])} s", ""]
+    if "sweep" in s:
+        out += ["## 1. One returning agent, context sweep", "",
+                "Time to first token on the client, in ms. *cold*: the same messages "
+                "from an agent with no memory. *agentkv*: the agent back after an "
+                "eviction (restore included). *floor*: slot restore + first token, "
+                "straight against llama-server.", "",
+                table(["context (tokens)", "cold", "agentkv", "floor", "restore alone",
+                       "cold / agentkv", "agentkv / floor"],
+                      [[n(r["context_tokens"]), n(r["cold_ms"]), n(r["agentkv_ms"]),
+                        n(r["floor_ms"]), n(r["restore_ms"], 1),
+                        f"{r['cold_over_agentkv']}x", f"{r['agentkv_over_floor']}x"]
+                       for r in s["sweep"]]), "",
+                "![TTFT against context](ttft_vs_context.svg)", ""]
+    if "workload" in s:
+        w = meta["workload"]
+        out += [f"## 2. Multi-agent workload: {w['agents']} agents, {w['slots']} slots, "
+                f"{w['rounds']} rounds, {w['answer_tokens']}-token answers", "",
+                f"A shared {w['system_words']}-word system prompt, a new "
+                f"{w['question_words']}-word question each round, "
+                f"{w['think_s'][0]}–{w['think_s'][1]} s think time. Returning turns are "
+                f"rounds 2–{w['rounds']}. --cache-ram is in MiB; the small budget is a "
+                f"quarter of the agents' final KV ({n(w['final_kv_mib'], 1)} MiB).", "",
+                table(["serving", "returning TTFT p50 ms", "p95 ms", "round 1 p50 ms",
+                       "wall s", "tokens prefilled", "bytes on disk"],
+                      [[r["label"], n(r["returning_p50_ms"]), n(r["returning_p95_ms"]),
+                        n(r["first_round_p50_ms"]), n(r["wall_s"], 1),
+                        n(r["tokens_prefilled"]), n(r["bytes_on_disk"])]
+                       for r in s["workload"]]), "",
+                f"## 3. llama-server restarted between rounds {w['rounds']} and "
+                f"{w['rounds'] + 1}", "",
+                table(["serving", f"round {w['rounds']} p50 ms",
+                       f"round {w['rounds'] + 1} p50 ms", "p95 ms",
+                       f"tokens prefilled in round {w['rounds'] + 1}"],
+                      [[r["label"], n(r["last_round_p50_ms"]), n(r["after_restart_p50_ms"]),
+                        n(r["after_restart_p95_ms"]), n(r["after_restart_tokens_prefilled"])]
+                       for r in s["workload"]]), ""]
+    if "kv_types" in s:
+        out += ["## 4. KV cache types (llama-server --flash-attn on)", "",
+                table(["type", "bytes per 1K tokens", "restore ms (median)",
+                       f"agents of {s['kv_types'][0]['agent_tokens']} tokens per GiB",
+                       "greedy answer vs f16", "same answer after restore"],
+                      [[r["type"], n(r["bytes_per_1k_tokens"]), n(r["restore_ms_median"], 1),
+                        n(r["agents_per_gib"]),
+                        f"{r['matches_f16_tokens']} of {r['answer_length']} tokens match",
+                        "yes" if r["restored_answer_equal"] else "NO"]
+                       for r in s["kv_types"]]), ""]
+    if "overhead" in s:
+        o = s["overhead"]
+        out += ["## 5. Proxy overhead (no restore needed)", "",
+                f"{o['samples']} requests each way, {o['gap_s']} s apart, prompt already "
+                "cached in its slot. *Back to back*: no gap, so each turn waits for the "
+                "turn-end save of the one before.", "",
+                "Streaming rate: tokens of a "
+                f"{o['stream_tokens']}-token answer per second of the whole request.", "",
+                table(["", "TTFT p50 ms", "TTFT p99 ms", "streaming tokens/s"],
+                      [["llama-server direct", n(o["direct"]["p50_ms"], 1),
+                        n(o["direct"]["p99_ms"], 1), n(o["direct"]["stream_tok_s"], 1)],
+                       ["through agentkv", n(o["agentkv"]["p50_ms"], 1),
+                        n(o["agentkv"]["p99_ms"], 1), n(o["agentkv"]["stream_tok_s"], 1)],
+                       ["added by agentkv", n(o["added_p50_ms"], 1), n(o["added_p99_ms"], 1),
+                        ""],
+                       ["through agentkv, back to back",
+                        n(o["agentkv_back_to_back"]["p50_ms"], 1),
+                        n(o["agentkv_back_to_back"]["p99_ms"], 1),
+                        n(o["agentkv_back_to_back"]["stream_tok_s"], 1)]]), ""]
+    return "\n".join(out)
+
+
+def svg(sweep, title):
+    """TTFT (log scale) against context tokens (log scale): cold, agentkv, floor."""
+    W, H, L, R, T, B = 640, 400, 70, 150, 40, 50
+    xs = [r["context_tokens"] for r in sweep]
+    series = [("cold", "cold_ms", "#c0392b"), ("agentkv", "agentkv_ms", "#2471a3"),
+              ("floor", "floor_ms", "#7f8c8d")]
+    ys = [r[k] for r in sweep for _, k, _ in series]
+    x0, x1 = math.log2(min(xs)) - 0.2, math.log2(max(xs)) + 0.2
+    y0, y1 = math.floor(math.log10(min(ys))), math.ceil(math.log10(max(ys)))
+
+    def px(x):
+        return L + (math.log2(x) - x0) / (x1 - x0) * (W - L - R)
+
+    def py(y):
+        return T + (y1 - math.log10(y)) / (y1 - y0) * (H - T - B)
+
+    e = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" '
+         f'font-family="sans-serif" font-size="12">',
+         f'<rect width="{W}" height="{H}" fill="white"/>',
+         f'<text x="{W / 2}" y="22" text-anchor="middle" font-size="14">{title}</text>']
+    for d in range(y0, y1 + 1):
+        y = py(10 ** d)
+        label = f"{10 ** d:,.0f} ms" if d < 3 else f"{10 ** (d - 3):,.0f} s"
+        e += [f'<line x1="{L}" x2="{W - R}" y1="{y:.1f}" y2="{y:.1f}" stroke="#ddd"/>',
+              f'<text x="{L - 6}" y="{y + 4:.1f}" text-anchor="end">{label}</text>']
+    for x in xs:
+        e.append(f'<text x="{px(x):.1f}" y="{H - B + 18}" text-anchor="middle">{x:,}</text>')
+    e += [f'<text x="{(L + W - R) / 2}" y="{H - 12}" text-anchor="middle">'
+          'context tokens of the returning turn</text>',
+          f'<text x="16" y="{(T + H - B) / 2}" text-anchor="middle" '
+          f'transform="rotate(-90 16 {(T + H - B) / 2})">time to first token</text>',
+          f'<line x1="{L}" x2="{W - R}" y1="{H - B}" y2="{H - B}" stroke="#333"/>',
+          f'<line x1="{L}" x2="{L}" y1="{T}" y2="{H - B}" stroke="#333"/>']
+    for i, (name, key, color) in enumerate(series):
+        pts = " ".join(f"{px(r['context_tokens']):.1f},{py(r[key]):.1f}" for r in sweep)
+        e.append(f'<polyline points="{pts}" fill="none" stroke="{color}" stroke-width="2"/>')
+        for r in sweep:
+            e.append(f'<circle cx="{px(r["context_tokens"]):.1f}" cy="{py(r[key]):.1f}" '
+                     f'r="3" fill="{color}"/>')
+        ly = T + 10 + i * 20
+        e += [f'<line x1="{W - R + 15}" x2="{W - R + 35}" y1="{ly}" y2="{ly}" '
+              f'stroke="{color}" stroke-width="2"/>',
+              f'<text x="{W - R + 40}" y="{ly + 4}">{name}</text>']
+    e.append("</svg>")
+    return "\n".join(e) + "\n"

@@ -1,0 +1,105 @@
+"""Scenario 1: one agent's returning turn at growing context sizes.
+
+For each size: the agent's first turn through agentkv (a cold prefill), two
+other agents take both slots (eviction), then the agent returns with one more
+turn (agentkv restores it), then a fresh agent sends the very same messages
+(cold). The floor is measured later straight against llama-server: the slot
+file agentkv saved after the first turn is restored with the slot API and the
+same returning turn is sent to that slot."""
+import glob
+import hashlib
+import os
+import shutil
+import time
+
+from . import client
+
+ANSWER_TOKENS = 8  # the sweep times the first token; the answer only has to exist
+QUESTION_WORDS = 30
+
+
+def conversation(size, words_per_token, tag):
+    system = client.text(1000 + size, max(1, round((size - 60) * words_per_token)))
+    first = [{"role": "system", "content": system},
+             {"role": "user", "content": client.text(2000 + size, QUESTION_WORDS)}]
+    return f"sweep-{size}-{tag}", first
+
+
+def saved_file(kv, memory_dir, agent, timeout=120):
+    """Waits until agentkv has saved `agent` at turn end; returns its state file."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        info = client.request(kv.url, f"/admin/agents/{agent}")
+        if info.get("saved") and not info.get("dirty"):
+            digest = hashlib.sha256(agent.encode()).hexdigest()
+            files = glob.glob(os.path.join(memory_dir, digest + ".*.kv"))
+            if len(files) == 1:
+                return files[0]
+        time.sleep(0.02)
+    raise RuntimeError(f"agentkv did not save {agent} within {timeout} s")
+
+
+def through_agentkv(kv, memory_dir, sizes, words_per_token, keep_dir, progress):
+    """The cold and agentkv columns; keeps each first-turn slot file for the floor."""
+    tag = str(int(time.time()))
+    rows = []
+    for size in sizes:
+        agent, messages = conversation(size, words_per_token, tag)
+        path = f"/agents/{agent}/v1/chat/completions"
+        progress(f"{size} tokens: first turn (cold prefill)")
+        first = client.chat(kv.url, path, messages, ANSWER_TOKENS)
+        kept = os.path.join(keep_dir, f"floor-{size}.bin")
+        shutil.copyfile(saved_file(kv, memory_dir, agent), kept)
+        for other in ("a", "b"):  # two other agents take both slots
+            client.chat(kv.url, f"/agents/filler-{other}-{size}-{tag}/v1/chat/completions",
+                        [{"role": "user", "content": client.text(3, 20)}], 2)
+        messages = messages + [{"role": "assistant", "content": first["content"]},
+                               {"role": "user",
+                                "content": client.text(4000 + size, QUESTION_WORDS)}]
+        progress(f"{size} tokens: returning turn through agentkv")
+        back = client.chat(kv.url, path, messages, ANSWER_TOKENS)
+        progress(f"{size} tokens: the same turn, cold")
+        cold = client.chat(kv.url, f"/agents/{agent}-cold/v1/chat/completions", messages,
+                           ANSWER_TOKENS)
+        rows.append({"size": size, "messages": messages, "floor_file": kept,
+                     "first": strip(first), "agentkv": strip(back), "cold": strip(cold)})
+    return rows
+
+
+def floor(llama, memory_dir, rows, progress):
+    """Restore call + first token, straight against llama-server (agentkv stopped)."""
+    for row in rows:
+        progress(f"{row['size']} tokens: floor (slot restore + first token)")
+        name = os.path.basename(row["floor_file"])
+        shutil.copyfile(row["floor_file"], os.path.join(memory_dir, name))
+        client.slot_action(llama.url, 0, "erase")
+        restore = client.slot_action(llama.url, 0, "restore", name)
+        turn = client.chat(llama.url, "/v1/chat/completions", row["messages"], ANSWER_TOKENS,
+                           extra={"id_slot": 0})
+        row["floor"] = dict(strip(turn), restore_ms=restore["timings"]["restore_ms"],
+                            restore_wall_ms=restore["wall_ms"],
+                            n_restored=restore["n_restored"],
+                            file_bytes=os.path.getsize(row["floor_file"]),
+                            ttft_ms=round(restore["wall_ms"] + turn["ttft_ms"], 2),
+                            first_token_ms=turn["ttft_ms"])
+        del row["messages"], row["floor_file"]
+    return rows
+
+
+def strip(turn):
+    return {k: turn[k] for k in ("ttft_ms", "total_ms", "placement", "prompt_n", "cache_n")}
+
+
+def summary(rows):
+    out = []
+    for r in rows:
+        context = (r["agentkv"]["prompt_n"] or 0) + (r["agentkv"]["cache_n"] or 0)
+        out.append({"size": r["size"], "context_tokens": context,
+                    "cold_ms": r["cold"]["ttft_ms"], "agentkv_ms": r["agentkv"]["ttft_ms"],
+                    "floor_ms": r["floor"]["ttft_ms"],
+                    "restore_ms": r["floor"]["restore_ms"],
+                    "agentkv_placement": r["agentkv"]["placement"],
+                    "cold_over_agentkv": round(r["cold"]["ttft_ms"] / r["agentkv"]["ttft_ms"], 1),
+                    "agentkv_over_floor": round(r["agentkv"]["ttft_ms"] / r["floor"]["ttft_ms"],
+                                                2)})
+    return out

@@ -1,0 +1,60 @@
+"""Unit tests of the harness's arithmetic and outputs (no servers):
+cd bench && python3 -m unittest discover -s harness -t . (ctest: bench_harness)"""
+import unittest
+import xml.etree.ElementTree as ET
+
+from harness import report, sweep, workload
+
+
+class Percentiles(unittest.TestCase):
+    def test_interpolates_between_ranks_like_numpy(self):
+        self.assertEqual(report.pct([1, 2, 3, 4], 50), 2.5)
+        self.assertEqual(report.pct([10, 20, 30, 40, 50], 95), 48.0)
+        self.assertEqual(report.pct([5, 1, 3], 0), 1)
+        self.assertEqual(report.pct([5, 1, 3], 100), 5)
+
+    def test_ignores_missing_samples_and_empty_is_none(self):
+        self.assertEqual(report.pct([None, 7], 50), 7)
+        self.assertIsNone(report.pct([], 50))
+
+
+def turn(agent, rnd, ttft, prompt_n, placement=None):
+    return {"agent": agent, "round": rnd, "ttft_ms": ttft, "prompt_n": prompt_n,
+            "cache_n": 0, "placement": placement, "total_ms": ttft, "start_s": 0}
+
+
+class WorkloadSummary(unittest.TestCase):
+    def test_splits_first_returning_and_after_restart_rounds(self):
+        turns = [turn(a, r, 100 * r + a, 10 * r) for a in range(2) for r in range(1, 5)]
+        s = workload.summary({"config": {"key": "k", "label": "l"}, "wall_s": 1.0,
+                              "bytes_on_disk": 5, "restart_s": 0.5, "turns": turns},
+                             report.pct)
+        self.assertEqual(s["first_round_p50_ms"], 100.5)   # round 1
+        self.assertEqual(s["returning_p50_ms"], 250.5)     # rounds 2 and 3
+        self.assertEqual(s["after_restart_p50_ms"], 400.5)  # round 4, after the restart
+        self.assertEqual(s["tokens_prefilled"], 2 * (10 + 20 + 30))
+        self.assertEqual(s["after_restart_tokens_prefilled"], 2 * 40)
+
+
+class SweepOutputs(unittest.TestCase):
+    rows = [{"size": s, "agentkv": {"prompt_n": 40, "cache_n": s, "ttft_ms": s / 10,
+                                    "placement": "restored"},
+             "cold": {"ttft_ms": s}, "floor": {"ttft_ms": s / 20, "restore_ms": 1.0}}
+            for s in (512, 1024, 4096)]
+
+    def test_ratios(self):
+        s = sweep.summary(self.rows)
+        self.assertEqual([r["context_tokens"] for r in s], [552, 1064, 4136])
+        self.assertEqual(s[0]["cold_over_agentkv"], 10.0)
+        self.assertEqual(s[0]["agentkv_over_floor"], 2.0)
+
+    def test_chart_is_svg_with_one_line_a_series(self):
+        root = ET.fromstring(report.svg(sweep.summary(self.rows), "t"))
+        lines = root.findall("{http://www.w3.org/2000/svg}polyline")
+        self.assertEqual(len(lines), 3)
+        for line in lines:
+            self.assertEqual(len(line.get("points").split()), 3)
+
+
+if __name__ == "__main__":
+    unittest.main()

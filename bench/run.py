@@ -1,0 +1,229 @@
+#!/usr/bin/env python3
+"""agentkv's benchmark: one command, every figure side by side. See bench/README.md.
+
+  python3 bench/run.py            # the default run: 1.1B benchmark model, about 13 min
+  python3 bench/run.py --quick    # the test model, about 1 min (CI's smoke check)
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from types import SimpleNamespace
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import client, kvtypes, overhead, procs, report, sweep, workload  # noqa: E402
+from harness.progress import Progress  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CACHE = os.environ.get("AGENTKV_CACHE_DIR") or os.path.join(
+    os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "agentkv")
+
+WORKLOAD = {"agents": 8, "slots": 2, "rounds": 4, "answer_tokens": 100,
+            "system_words": 200, "question_words": 30, "think_s": [0.5, 1.5]}
+PROFILES = {
+    "default": dict(WORKLOAD, model="agentkv-bench-q4_0.gguf",
+                    sizes=[512, 1024, 2048, 4096, 7680], slot_ctx=8192,
+                    kv_ctx=2048, kv_prompt_tokens=1024, kv_answer_tokens=32,
+                    overhead_samples=30, stream_tokens=128),
+    "quick": dict(WORKLOAD, model="agentkv-test.gguf", think_s=[0.1, 0.3],
+                  sizes=[512, 1024, 2048, 4096, 7680], slot_ctx=8192,
+                  kv_ctx=2048, kv_prompt_tokens=1024, kv_answer_tokens=32,
+                  overhead_samples=30, stream_tokens=128),
+}
+PHASES = ("overhead", "sweep", "kv", "workload")
+GAP_S = 0.1  # between the overhead scenario's requests: each turn-end save is done
+
+
+def arguments():
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="the small test model, about a minute")
+    ap.add_argument("--out", default=os.path.join(ROOT, "bench", "out"),
+                    help="directory for results.json, results.md, ttft_vs_context.svg, logs")
+    ap.add_argument("--model", help="GGUF model (default: the profile's model from setup)")
+    ap.add_argument("--llama-server", default=os.path.join(CACHE, "bin", "llama-server"))
+    ap.add_argument("--agentkv", default=os.path.join(ROOT, "build", "agentkv"))
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 2)
+    ap.add_argument("--only", nargs="+", choices=PHASES, default=list(PHASES),
+                    help="run only these scenarios")
+    ap.add_argument("--agents", type=int, help="agents in the workload")
+    ap.add_argument("--rounds", type=int, help="rounds before the restart")
+    ap.add_argument("--sizes", type=int, nargs="+", help="context sizes of the sweep")
+    ap.add_argument("--keep", action="store_true",
+                    help="keep the working directory (server logs, memory files)")
+    ap.add_argument("--cache-ram-small", type=int,
+                    help="llama-server --cache-ram (MiB) of the small-budget run "
+                         "(default: a quarter of the agents' final KV, measured by the sweep)")
+    return ap.parse_args()
+
+
+def machine():
+    cpu = platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            names = [ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")]
+        cpu = f"{names[0] if names else platform.machine()} ({platform.machine()})"
+    except OSError:
+        pass
+    mem = ""
+    try:
+        with open("/proc/meminfo") as f:
+            kib = int(f.readline().split()[1])
+        mem = f", {kib / 2**20:.0f} GiB RAM"
+    except (OSError, ValueError, IndexError):
+        pass
+    osname = platform.platform()
+    try:
+        with open("/etc/os-release") as f:
+            for ln in f:
+                if ln.startswith("PRETTY_NAME="):
+                    osname = ln.split("=", 1)[1].strip().strip('"')
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores{mem}, {osname}"
+
+
+def llama_version(binary):
+    res = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=60)
+    lines = (res.stdout + res.stderr).strip().splitlines()
+    return next((ln for ln in lines if ln.startswith("version")), lines[-1] if lines else "?")
+
+
+def pair_phase(tools, p, work, args, progress, raw, summary):
+    """Proxy overhead and the context sweep share one llama-server + agentkv."""
+    memory = os.path.join(work, "pair", "memory")
+    keep = os.path.join(work, "pair", "floor")
+    os.makedirs(memory)
+    os.makedirs(keep)
+    llama = procs.llama_server(
+        tools, ["--parallel", "2", "--ctx-size", str(2 * p["slot_ctx"]), "--slot-save-path",
+                memory, "--cache-ram", "0", "--no-cache-idle-slots"],
+        os.path.join(work, "pair", "llama-server.log"))
+    kv = procs.agentkv(tools, llama, memory, os.path.join(work, "pair", "agentkv.log"))
+    llama.start()
+    try:
+        if "overhead" in args.only:
+            progress.begin("5. proxy overhead")
+            direct = overhead.measure(llama.url, "/v1/chat/completions", p["overhead_samples"],
+                                      p["stream_tokens"], progress, "direct", GAP_S)
+        kv.start()
+        try:
+            if "overhead" in args.only:
+                path = "/agents/overhead/v1/chat/completions"
+                proxied = overhead.measure(kv.url, path, p["overhead_samples"],
+                                           p["stream_tokens"], progress, "agentkv", GAP_S)
+                b2b = overhead.measure(kv.url, path, p["overhead_samples"], p["stream_tokens"],
+                                       progress, "agentkv, back to back", 0)
+                raw["overhead"] = {"direct": direct, "agentkv": proxied,
+                                   "agentkv_back_to_back": b2b}
+                summary["overhead"] = overhead.summary(direct, proxied, b2b, report.pct)
+                progress.end()
+            if "sweep" in args.only:
+                progress.begin("1. context sweep")
+                raw["words_per_token"] = client.words_per_token(llama.url)
+                rows = sweep.through_agentkv(kv, memory, p["sizes"], raw["words_per_token"],
+                                             keep, progress)
+        finally:
+            kv.stop()
+        if "sweep" in args.only:
+            raw["sweep"] = sweep.floor(llama, memory, rows, progress)
+            summary["sweep"] = sweep.summary(raw["sweep"])
+            last = raw["sweep"][-1]
+            raw["kv_bytes_per_token"] = last["floor"]["file_bytes"] / last["floor"]["n_restored"]
+            progress.end()
+    finally:
+        llama.stop()
+
+
+def main():
+    args = arguments()
+    p = dict(PROFILES["quick" if args.quick else "default"])
+    if args.agents:
+        p["agents"] = args.agents
+    if args.rounds:
+        p["rounds"] = args.rounds
+    if args.sizes:
+        p["sizes"] = args.sizes
+    model = args.model or os.path.join(CACHE, "models", p["model"])
+    for path, hint in ((model, "scripts/setup.sh" + ("" if args.quick else " --bench-model")),
+                       (args.llama_server, "scripts/setup.sh"), (args.agentkv, "scripts/setup.sh")):
+        if not os.path.exists(path):
+            sys.exit(f"bench: {path} is missing; run {hint} first")
+    tools = SimpleNamespace(model=model, llama_server=args.llama_server, agentkv=args.agentkv,
+                            threads=args.threads)
+    os.makedirs(args.out, exist_ok=True)
+    work = tempfile.mkdtemp(prefix="agentkv-bench-")
+    progress, started = Progress(), time.monotonic()
+    raw, summary = {}, {}
+    try:
+        if {"overhead", "sweep"} & set(args.only):
+            pair_phase(tools, p, work, args, progress, raw, summary)
+        if "kv" in args.only:
+            progress.begin("4. KV cache types")
+            raw["kv_types"] = kvtypes.run(tools, p, os.path.join(work, "kv"), progress)
+            summary["kv_types"] = [dict({k: v for k, v in r.items() if k not in
+                                         ("answer_tokens",)},
+                                        agent_tokens=kvtypes.AGENT_TOKENS)
+                                   for r in raw["kv_types"]]
+            progress.end()
+        if "workload" in args.only:
+            progress.begin("2+3. multi-agent workload")
+            run_workload(tools, p, args, work, progress, raw, summary)
+            progress.end()
+    except BaseException:
+        sys.stderr.write(f"\nbench: failed; logs are in {work}\n")
+        raise
+    p["final_kv_mib"] = raw.get("final_kv_mib")
+    meta = {"profile": "quick" if args.quick else "default", "machine": machine(),
+            "model": os.path.basename(model), "threads": args.threads,
+            "llama_server_version": llama_version(args.llama_server),
+            "llama_build": procs.llama_build(args.llama_server),
+            "command": " ".join(shlex.quote(a) for a in ["python3", "bench/run.py"] + sys.argv[1:]),
+            "date": datetime.datetime.now().isoformat(timespec="seconds"),
+            "duration_s": round(time.monotonic() - started),
+            "workload": {k: p[k] for k in list(WORKLOAD) + ["final_kv_mib"]}}
+    result = {"meta": meta, "summary": summary, "raw": raw}
+    with open(os.path.join(args.out, "results.json"), "w") as f:
+        json.dump(result, f, indent=1)
+    with open(os.path.join(args.out, "results.md"), "w") as f:
+        f.write(report.markdown(result) + "\n")
+    if "sweep" in summary:
+        with open(os.path.join(args.out, "ttft_vs_context.svg"), "w") as f:
+            f.write(report.svg(summary["sweep"], f"Returning agent, {meta['model']}"))
+    if args.keep:
+        print(f"working directory kept: {work}")
+    else:
+        shutil.rmtree(work, ignore_errors=True)
+    print(report.markdown(result))
+    print(f"\nwritten to {args.out}/: results.json, results.md"
+          + (", ttft_vs_context.svg" if "sweep" in summary else ""))
+
+
+def run_workload(tools, p, args, work, progress, raw, summary):
+    per_token = raw.get("kv_bytes_per_token")
+    if per_token is None and raw.get("kv_types"):
+        per_token = raw["kv_types"][0]["bytes_per_1k_tokens"] / 1000
+    words_per_token = raw.get("words_per_token", 1 / 1.1)  # filler: about 1.1 tokens a word
+    final_kv = (per_token or 0) * workload.final_tokens(p, words_per_token) * p["agents"]
+    raw["final_kv_mib"] = round(final_kv / 2**20, 1) if per_token else None
+    small = args.cache_ram_small or max(1, int(final_kv / 4 / 2**20))
+    if not per_token and not args.cache_ram_small:
+        sys.exit("bench: the workload alone needs --cache-ram-small (the sweep measures it)")
+    results = []
+    for config in workload.configs(small):
+        wd = os.path.join(work, "workload-" + config["key"])
+        os.makedirs(wd)
+        results.append(workload.Run(tools, p, config, wd, progress).run())
+    raw["workload"] = results
+    summary["workload"] = [workload.summary(r, report.pct) for r in results]
+
+
+if __name__ == "__main__":
+    main()
