@@ -26,10 +26,10 @@ CACHE = os.environ.get("AGENTKV_CACHE_DIR") or os.path.join(
     os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "agentkv")
 
 WORKLOAD = {"agents": 8, "slots": 2, "rounds": 4, "answer_tokens": 100,
-            "system_words": 200, "question_words": 30, "think_s": [0.5, 1.5]}
+            "system_words": 200, "question_words": 30, "think_s": [0.25, 1.0]}
 PROFILES = {
     "default": dict(WORKLOAD, model="agentkv-bench-q4_0.gguf",
-                    sizes=[512, 1024, 2048, 4096, 7680], slot_ctx=8192,
+                    sizes=[512, 1024, 2048, 4096, 7168], slot_ctx=8192,
                     kv_ctx=2048, kv_prompt_tokens=1024, kv_answer_tokens=32,
                     overhead_samples=30, stream_tokens=128),
     "quick": dict(WORKLOAD, model="agentkv-test.gguf", think_s=[0.1, 0.3],

@@ -1,5 +1,6 @@
 """The progress line: one line per step, overwritten in place on a terminal."""
 import sys
+import threading
 import time
 
 
@@ -8,8 +9,13 @@ class Progress:
         self.stream, self.start = stream, time.monotonic()
         self.tty = stream.isatty()
         self.phase, self.width = "", 0
+        self.lock = threading.Lock()  # agents of the workload report from their threads
 
     def __call__(self, message):
+        with self.lock:
+            self._write(message)
+
+    def _write(self, message):
         elapsed = int(time.monotonic() - self.start)
         line = f"[{elapsed // 60:02d}:{elapsed % 60:02d}] {self.phase}: {message}"
         if self.tty:

@@ -68,7 +68,8 @@ def markdown(result):
                        f"tokens prefilled in round {w['rounds'] + 1}"],
                       [[r["label"], n(r["last_round_p50_ms"]), n(r["after_restart_p50_ms"]),
                         n(r["after_restart_p95_ms"]), n(r["after_restart_tokens_prefilled"])]
-                       for r in s["workload"]]), ""]
+                       for r in s["workload"] if r["restarted"]]), "",
+                "The other two keep nothing between turns that a restart could lose.", ""]
     if "kv_types" in s:
         out += ["## 4. KV cache types (llama-server --flash-attn on)", "",
                 table(["type", "bytes per 1K tokens", "restore ms (median)",

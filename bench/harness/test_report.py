@@ -26,7 +26,8 @@ def turn(agent, rnd, ttft, prompt_n, placement=None):
 class WorkloadSummary(unittest.TestCase):
     def test_splits_first_returning_and_after_restart_rounds(self):
         turns = [turn(a, r, 100 * r + a, 10 * r) for a in range(2) for r in range(1, 5)]
-        s = workload.summary({"config": {"key": "k", "label": "l"}, "wall_s": 1.0,
+        s = workload.summary({"config": {"key": "k", "label": "l", "restart": True},
+                              "rounds": 3, "wall_s": 1.0,
                               "bytes_on_disk": 5, "restart_s": 0.5, "turns": turns},
                              report.pct)
         self.assertEqual(s["first_round_p50_ms"], 100.5)   # round 1
@@ -34,6 +35,14 @@ class WorkloadSummary(unittest.TestCase):
         self.assertEqual(s["after_restart_p50_ms"], 400.5)  # round 4, after the restart
         self.assertEqual(s["tokens_prefilled"], 2 * (10 + 20 + 30))
         self.assertEqual(s["after_restart_tokens_prefilled"], 2 * 40)
+
+    def test_without_a_restart_round_the_after_figures_are_empty(self):
+        turns = [turn(a, r, 100 * r, 10) for a in range(2) for r in range(1, 4)]
+        s = workload.summary({"config": {"key": "k", "label": "l", "restart": False},
+                              "rounds": 3, "wall_s": 1.0, "bytes_on_disk": 0,
+                              "restart_s": None, "turns": turns}, report.pct)
+        self.assertEqual(s["returning_p50_ms"], 250.0)
+        self.assertIsNone(s["after_restart_p50_ms"])
 
 
 class SweepOutputs(unittest.TestCase):

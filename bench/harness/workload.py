@@ -3,8 +3,10 @@
 Every agent shares one system prompt; each round it asks a new question,
 gets an answer of `answer_tokens` tokens, thinks for a moment and asks again,
 so its history grows every round. Agents start a little apart and then run
-freely. After the last round every agent waits, llama-server is restarted,
-and every agent comes back for one more round (scenario 3)."""
+freely. After the last round every agent waits; for the two configurations
+that keep agents' KV between turns (llama-server's default RAM cache, and
+agentkv), llama-server is restarted and every agent comes back for one more
+round (scenario 3). The other two keep nothing a restart could lose."""
 import os
 import random
 import threading
@@ -17,13 +19,13 @@ def configs(small_mib):
     """The four ways of serving the same agents that are compared."""
     return [
         {"key": "cache-ram-0", "label": "llama-server, --cache-ram 0",
-         "agentkv": False, "args": ["--cache-ram", "0"]},
+         "agentkv": False, "restart": False, "args": ["--cache-ram", "0"]},
         {"key": "cache-ram-small", "label": f"llama-server, --cache-ram {small_mib}",
-         "agentkv": False, "args": ["--cache-ram", str(small_mib)]},
+         "agentkv": False, "restart": False, "args": ["--cache-ram", str(small_mib)]},
         {"key": "cache-ram-default", "label": "llama-server, default --cache-ram (8192)",
-         "agentkv": False, "args": []},
+         "agentkv": False, "restart": True, "args": []},
         {"key": "agentkv", "label": "agentkv (llama-server --cache-ram 0)",
-         "agentkv": True, "args": ["--cache-ram", "0", "--no-cache-idle-slots"]},
+         "agentkv": True, "restart": True, "args": ["--cache-ram", "0", "--no-cache-idle-slots"]},
     ]
 
 
@@ -67,6 +69,8 @@ class Run:
                 if rnd == p["rounds"] + 1:
                     self.before_restart.wait()
                     self.restarted.wait()
+                    if not self.config["restart"]:
+                        break
                 messages.append({"role": "user",
                                  "content": client.text(i * 1000 + rnd, p["question_words"])})
                 start = time.monotonic() - self.t0
@@ -87,7 +91,7 @@ class Run:
         with self.lock:
             self.turns.append(turn)
             done = len(self.turns)
-        total = self.p["agents"] * (self.p["rounds"] + 1)
+        total = self.p["agents"] * (self.p["rounds"] + int(self.config["restart"]))
         self.progress(f"{self.config['label']}: turn {done} of {total}")
 
     def run(self):
@@ -106,7 +110,7 @@ class Run:
                 pass
             wall_s = time.monotonic() - self.t0
             disk = disk_bytes(self.memory)
-            restart_s = None if self.errors else self.restart()
+            restart_s = None if self.errors or not self.config["restart"] else self.restart()
             self.restarted.set()
             for t in threads:
                 t.join()
@@ -116,7 +120,8 @@ class Run:
             if self.kv:
                 self.kv.stop()
             self.llama.stop()
-        return {"config": self.config, "wall_s": round(wall_s, 2), "bytes_on_disk": disk,
+        return {"config": self.config, "rounds": self.p["rounds"], "wall_s": round(wall_s, 2),
+                "bytes_on_disk": disk,
                 "restart_s": restart_s, "turns": sorted(self.turns,
                                                         key=lambda t: (t["round"], t["agent"]))}
 
@@ -147,7 +152,7 @@ def disk_bytes(directory):
 
 
 def summary(result, pct):
-    p_rounds = max(t["round"] for t in result["turns"]) - 1
+    p_rounds = result["rounds"]
     returning = [t for t in result["turns"] if 2 <= t["round"] <= p_rounds]
     first = [t for t in result["turns"] if t["round"] == 1]
     after = [t for t in result["turns"] if t["round"] == p_rounds + 1]
@@ -171,4 +176,5 @@ def summary(result, pct):
             "after_restart_p50_ms": pct(ttfts(after), 50),
             "after_restart_p95_ms": pct(ttfts(after), 95),
             "after_restart_tokens_prefilled": sum(t["prompt_n"] or 0 for t in after),
-            "restart_s": result["restart_s"], "placements": placements}
+            "restarted": result["config"]["restart"], "restart_s": result["restart_s"],
+            "placements": placements}
