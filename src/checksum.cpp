@@ -44,7 +44,7 @@ Xxh64Stream::Xxh64Stream(std::uint64_t seed)
     : seed_(seed), v_{seed + kP1 + kP2, seed + kP2, seed, seed - kP1} {}
 
 void Xxh64Stream::Stripe(const unsigned char* p) {
-  for (int lane = 0; lane < 4; ++lane) v_[lane] = Round(v_[lane], Read64(p + 8 * lane));
+  for (std::size_t lane = 0; lane < 4; ++lane) v_[lane] = Round(v_[lane], Read64(p + 8 * lane));
 }
 
 void Xxh64Stream::Update(const void* data, std::size_t size) {

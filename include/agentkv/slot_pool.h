@@ -77,9 +77,9 @@ class SlotPool {
   const NowFn now_;
   mutable std::mutex mu_;
   std::condition_variable changed_;
-  Residency residency_;     // guarded by mu_
+  Residency residency_;       // guarded by mu_
   std::list<Waiter*> queue_;  // guarded by mu_; arrival order
-  bool shut_down_ = false;  // guarded by mu_
+  bool shut_down_ = false;    // guarded by mu_
 };
 
 }  // namespace agentkv
