@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """agentkv's benchmark: one command, every figure side by side. See bench/README.md.
 
-  python3 bench/run.py            # the default run: 1.1B benchmark model, about 13 min
-  python3 bench/run.py --quick    # the test model, about 1 min (CI's smoke check)
+  python3 bench/run.py            # the default run: 1.1B benchmark model, 12 min on 2 cores
+  python3 bench/run.py --quick    # the test model, about 20 s (CI's smoke check)
 """
 import argparse
 import datetime
@@ -44,7 +44,7 @@ GAP_S = 0.1  # between the overhead scenario's requests: each turn-end save is d
 def arguments():
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="the small test model, about a minute")
+    ap.add_argument("--quick", action="store_true", help="the small test model, about 20 s")
     ap.add_argument("--out", default=os.path.join(ROOT, "bench", "out"),
                     help="directory for results.json, results.md, ttft_vs_context.svg, logs")
     ap.add_argument("--model", help="GGUF model (default: the profile's model from setup)")
@@ -107,8 +107,8 @@ def pair_phase(tools, p, work, args, progress, raw, summary):
                 memory, "--cache-ram", "0", "--no-cache-idle-slots"],
         os.path.join(work, "pair", "llama-server.log"))
     kv = procs.agentkv(tools, llama, memory, os.path.join(work, "pair", "agentkv.log"))
-    llama.start()
     try:
+        llama.start()
         if "overhead" in args.only:
             progress.begin("5. proxy overhead")
             direct = overhead.measure(llama.url, "/v1/chat/completions", p["overhead_samples"],

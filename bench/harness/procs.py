@@ -39,7 +39,11 @@ class Server:
         self.proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL, start_new_session=True)
         log.close()
-        self.wait_status(200, timeout)
+        try:
+            self.wait_status(200, timeout)
+        except BaseException:
+            self.stop()  # never leave a half-started server behind
+            raise
         return self
 
     def wait_status(self, status, timeout=300):

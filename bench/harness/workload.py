@@ -52,6 +52,7 @@ class Run:
         self.lock = threading.Lock()
         self.before_restart = threading.Barrier(p["agents"] + 1)
         self.restarted = threading.Event()
+        self.aborted = False  # set when the restart failed: agents stop at the barrier
         self.system = client.text(42, p["system_words"])
 
     def front(self, agent):
@@ -69,7 +70,7 @@ class Run:
                 if rnd == p["rounds"] + 1:
                     self.before_restart.wait()
                     self.restarted.wait()
-                    if not self.config["restart"]:
+                    if not self.config["restart"] or self.aborted:
                         break
                 messages.append({"role": "user",
                                  "content": client.text(i * 1000 + rnd, p["question_words"])})
@@ -95,12 +96,12 @@ class Run:
         self.progress(f"{self.config['label']}: turn {done} of {total}")
 
     def run(self):
-        self.llama.start()
-        if self.kv:
-            self.kv.start()
         try:
+            self.llama.start()
+            if self.kv:
+                self.kv.start()
             self.t0 = time.monotonic()
-            threads = [threading.Thread(target=self.agent, args=(i,))
+            threads = [threading.Thread(target=self.agent, args=(i,), daemon=True)
                        for i in range(self.p["agents"])]
             for t in threads:
                 t.start()
@@ -110,10 +111,16 @@ class Run:
                 pass
             wall_s = time.monotonic() - self.t0
             disk = disk_bytes(self.memory)
-            restart_s = None if self.errors or not self.config["restart"] else self.restart()
-            self.restarted.set()
-            for t in threads:
-                t.join()
+            try:
+                restart_s = (None if self.errors or not self.config["restart"]
+                             else self.restart())
+            except BaseException:
+                self.aborted = True
+                raise
+            finally:
+                self.restarted.set()
+                for t in threads:
+                    t.join()
             if self.errors:
                 raise RuntimeError("; ".join(self.errors))
         finally:
