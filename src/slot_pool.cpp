@@ -42,20 +42,22 @@ Result<Plan> SlotPool::Acquire(const Tenant& tenant) {
   const Status shutting_down = Status::Error(ErrorCode::kBusy, "agentkv is shutting down");
   std::unique_lock<std::mutex> lock(mu_);
   if (shut_down_) return shutting_down;
-  if (queue_.empty()) {  // with others waiting, a newcomer queues behind them
-    if (std::optional<Plan> plan = residency_.TryAcquire(tenant)) return *plan;
-  }
+  // Every change that frees a slot ends with Dispatch(), so no waiter can
+  // proceed right now: a newcomer that can takes nothing a waiter could use.
+  if (std::optional<Plan> plan = residency_.TryAcquire(tenant)) return *plan;
   if (static_cast<int>(queue_.size()) >= limits_.max_waiting) {
     return Status::Error(ErrorCode::kBusy, "all " + std::to_string(n_slots_) +
                                                " slots are busy and the wait queue is full");
   }
   Waiter me{&tenant, std::nullopt};
   queue_.push_back(&me);
-  Dispatch();  // those ahead that cannot proceed do not hold it up
-  changed_.notify_all();
+  struct Dequeue {  // on every way out, under the lock (declared after it)
+    std::list<Waiter*>& queue;
+    Waiter* waiter;
+    ~Dequeue() { queue.remove(waiter); }
+  } dequeue{queue_, &me};
   changed_.wait_for(lock, limits_.max_wait, [&] { return me.plan || shut_down_; });
   if (me.plan) return *me.plan;
-  queue_.remove(&me);
   if (shut_down_) return shutting_down;
   return Status::Error(ErrorCode::kBusy, "no slot became free within " +
                                              std::to_string(limits_.max_wait.count()) + " ms");

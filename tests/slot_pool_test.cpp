@@ -122,6 +122,22 @@ TEST(SlotPool, AWaiterForABusyAgentDoesNotHoldUpOthers) {
   ASSERT_TRUE(a2.get().ok());
 }
 
+// A queue full of requests for one busy agent does not turn away another
+// agent that has a free slot.
+TEST(SlotPool, AFullQueueOfABusyAgentDoesNotRefuseAFreeSlot) {
+  SlotPool pool(2, QueueLimits{1, std::chrono::milliseconds(60000)}, &NoFiles, 0, &FakeNow);
+  Result<Plan> a = pool.Acquire(Id("a"));
+  ASSERT_TRUE(a.ok());
+  ASSERT_TRUE(pool.CompleteSwitch(a.value(), {true, true, true}).ok());
+  auto a2 = std::async(std::launch::async, [&] { return pool.Acquire(Id("a")); });
+  WaitUntil([&] { return pool.waiting() == 1; });  // the queue is full
+  Result<Plan> b = pool.Acquire(Id("b"));
+  ASSERT_TRUE(b.ok()) << b.status().message();
+  EXPECT_NE(b->slot.value, a->slot.value);
+  pool.Release(a->slot, 10);
+  ASSERT_TRUE(a2.get().ok());
+}
+
 TEST(SlotPool, ShutdownReleasesWaitersWithBusy) {
   SlotPool pool(1, QueueLimits{4, std::chrono::milliseconds(60000)}, &NoFiles, 0, &FakeNow);
   ASSERT_TRUE(pool.Acquire(Id("a")).ok());

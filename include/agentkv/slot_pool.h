@@ -1,8 +1,9 @@
 #pragma once
 // Thread-safe front of Residency: blocks a request until its tenant may
 // proceed, within bounds (queue length and wait time). Waiting requests are
-// served first come, first served: a newcomer never overtakes them, and a
-// waiter whose own agent is still busy does not hold up those behind it.
+// served first come, first served as slots free up; a waiter whose own agent
+// is still busy does not hold up those behind it, and a newcomer proceeds at
+// once only with a slot that no waiter can use.
 // Never held across network I/O: callers run the returned Plan upstream
 // without the lock. Safe for concurrent use from any number of threads.
 
