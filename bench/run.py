@@ -11,6 +11,7 @@ import os
 import platform
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -143,6 +144,8 @@ def pair_phase(tools, p, work, args, progress, raw, summary):
 
 
 def main():
+    # SIGTERM unwinds like Ctrl-C, so the servers this started are stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     args = arguments()
     p = dict(PROFILES["quick" if args.quick else "default"])
     if args.agents:

@@ -36,7 +36,7 @@ while [ $# -gt 0 ]; do
     --kleidiai) KLEIDIAI=1 ;;
     --skip-packages) SKIP_PACKAGES=1 ;;
     --llama-server) LLAMA_SERVER=$2; shift ;;
-    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
     *) echo "setup.sh: unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -148,6 +148,7 @@ main() {
     bin=""
   else
     bin=$(build_llama "$src")
+    if [ "$KLEIDIAI" = 1 ]; then LLAMA_SERVER=""; fi  # the build just made, not another
     ln -sfn "${LLAMA_SERVER:-$bin/llama-server}" "$CACHE/bin/llama-server"
   fi
   say "llama-server: $CACHE/bin/llama-server -> $(readlink "$CACHE/bin/llama-server")"

@@ -3,10 +3,12 @@
 Every agent shares one system prompt; each round it asks a new question,
 gets an answer of `answer_tokens` tokens, thinks for a moment and asks again,
 so its history grows every round. Agents start a little apart and then run
-freely. After the last round every agent waits; for the two configurations
+freely. After the last round every agent waits (and agentkv finishes its
+turn-end saves); for the two configurations
 that keep agents' KV between turns (llama-server's default RAM cache, and
 agentkv), llama-server is restarted and every agent comes back for one more
-round (scenario 3). The other two keep nothing a restart could lose."""
+round (scenario 3), arriving apart as in round 1. The other two keep nothing
+a restart could lose."""
 import os
 import random
 import threading
@@ -67,11 +69,14 @@ class Run:
         try:
             time.sleep(rng.uniform(0, p["think_s"][1]))
             for rnd in range(1, p["rounds"] + 2):
+                if self.errors:
+                    return  # another agent failed: run() reports it
                 if rnd == p["rounds"] + 1:
                     self.before_restart.wait()
                     self.restarted.wait()
                     if not self.config["restart"] or self.aborted:
                         break
+                    time.sleep(rng.uniform(0, p["think_s"][1]))  # arrive apart, as in round 1
                 messages.append({"role": "user",
                                  "content": client.text(i * 1000 + rnd, p["question_words"])})
                 start = time.monotonic() - self.t0
@@ -82,6 +87,8 @@ class Run:
                                                          "cache_n", "placement")}))
                 if rnd < p["rounds"]:
                     time.sleep(rng.uniform(*p["think_s"]))
+        except threading.BrokenBarrierError:
+            pass  # another agent failed first
         except Exception as e:  # reported by run(); the others must not wait forever
             with self.lock:
                 self.errors.append(f"agent {i}: {e!r}")
@@ -110,8 +117,10 @@ class Run:
             except threading.BrokenBarrierError:
                 pass
             wall_s = time.monotonic() - self.t0
-            disk = disk_bytes(self.memory)
             try:
+                if self.kv and not self.errors:
+                    self.wait_saved()
+                disk = disk_bytes(self.memory)
                 restart_s = (None if self.errors or not self.config["restart"]
                              else self.restart())
             except BaseException:
@@ -131,6 +140,18 @@ class Run:
                 "bytes_on_disk": disk,
                 "restart_s": restart_s, "turns": sorted(self.turns,
                                                         key=lambda t: (t["round"], t["agent"]))}
+
+    def wait_saved(self, timeout=120):
+        """Waits until agentkv has finished every turn-end save: no agent dirty
+        in two looks 0.2 s apart (a turn is marked dirty just after its
+        stream ends, so one look could come too early)."""
+        deadline, clean = time.monotonic() + timeout, 0
+        while clean < 2:
+            agents = client.request(self.kv.url, "/admin/agents")["agents"]
+            clean = 0 if any(a.get("dirty") for a in agents) else clean + 1
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"agentkv's turn-end saves did not finish in {timeout} s")
+            time.sleep(0.2)
 
     def restart(self):
         """Restarts llama-server; with agentkv, waits until agentkv has seen it go."""
@@ -152,9 +173,16 @@ class Run:
 
 
 def disk_bytes(directory):
+    """Bytes of the memory files (not temporaries of a save in flight)."""
     total = 0
     for root, _, files in os.walk(directory):
-        total += sum(os.path.getsize(os.path.join(root, f)) for f in files)
+        for f in files:
+            if f.endswith(".tmp"):
+                continue
+            try:
+                total += os.path.getsize(os.path.join(root, f))
+            except FileNotFoundError:
+                pass  # replaced by a newer generation meanwhile
     return total
 
 
