@@ -59,6 +59,11 @@ def chat(url, path, messages, max_tokens, ignore_eos=True, extra=None, timeout=3
             "prompt_n": timings.get("prompt_n"), "cache_n": timings.get("cache_n")}
 
 
+def figures(turn):
+    """What the results keep of a turn (not its content)."""
+    return {k: turn[k] for k in ("ttft_ms", "total_ms", "placement", "prompt_n", "cache_n")}
+
+
 def ms(seconds):
     return round(seconds * 1000, 2)
 

@@ -62,7 +62,8 @@ def through_agentkv(kv, memory_dir, sizes, words_per_token, keep_dir, progress):
         cold = client.chat(kv.url, f"/agents/{agent}-cold/v1/chat/completions", messages,
                            ANSWER_TOKENS)
         rows.append({"size": size, "messages": messages, "floor_file": kept,
-                     "first": strip(first), "agentkv": strip(back), "cold": strip(cold)})
+                     "first": client.figures(first), "agentkv": client.figures(back),
+                     "cold": client.figures(cold)})
     return rows
 
 
@@ -76,7 +77,7 @@ def floor(llama, memory_dir, rows, progress):
         restore = client.slot_action(llama.url, 0, "restore", name)
         turn = client.chat(llama.url, "/v1/chat/completions", row["messages"], ANSWER_TOKENS,
                            extra={"id_slot": 0})
-        row["floor"] = dict(strip(turn), restore_ms=restore["timings"]["restore_ms"],
+        row["floor"] = dict(client.figures(turn), restore_ms=restore["timings"]["restore_ms"],
                             restore_wall_ms=restore["wall_ms"],
                             n_restored=restore["n_restored"],
                             file_bytes=os.path.getsize(row["floor_file"]),
@@ -84,10 +85,6 @@ def floor(llama, memory_dir, rows, progress):
                             first_token_ms=turn["ttft_ms"])
         del row["messages"], row["floor_file"]
     return rows
-
-
-def strip(turn):
-    return {k: turn[k] for k in ("ttft_ms", "total_ms", "placement", "prompt_n", "cache_n")}
 
 
 def summary(rows):

@@ -83,8 +83,7 @@ class Run:
                 turn = client.chat(url, path, messages, p["answer_tokens"])
                 messages.append({"role": "assistant", "content": turn["content"]})
                 self.record(dict(agent=i, round=rnd, start_s=round(start, 3),
-                                 **{k: turn[k] for k in ("ttft_ms", "total_ms", "prompt_n",
-                                                         "cache_n", "placement")}))
+                                 **client.figures(turn)))
                 if rnd < p["rounds"]:
                     time.sleep(rng.uniform(*p["think_s"]))
         except threading.BrokenBarrierError:
