@@ -33,7 +33,7 @@ json AdminApi::Describe(const AgentId& agent) const {
     const SlotView v = pool_.View(*slot);
     j["resident"] = true;
     j["slot"] = slot->value;
-    j["resident_tokens"] = v.tokens;
+    j["resident_tokens"] = v.tokens ? json(*v.tokens) : json(nullptr);
     j["dirty"] = v.dirty;
   }
   if (std::optional<MemoryInfo> m = store_.Find(agent)) {
@@ -60,6 +60,8 @@ Result<json> AdminApi::Handle(const std::string& method, const std::string& path
                 {"fallbacks", s.fallbacks},
                 {"resets", s.resets},
                 {"quarantined", store_.quarantined()},
+                {"quarantine_files", store_.quarantine_usage().files},
+                {"quarantine_bytes", store_.quarantine_usage().bytes},
                 {"bytes_on_disk", store_.TotalBytes()},
                 {"agents_on_disk", store_.AgentCount()}};
   }
@@ -96,7 +98,7 @@ Result<json> AdminApi::Handle(const std::string& method, const std::string& path
     Result<Lease> lease = placer_.Place(id);
     if (!lease.ok()) return lease.status();
     const Placement placement = lease->placement();
-    lease->Release(lease->restored_tokens());
+    lease->Release(TurnEnd::Unchanged());  // nothing ran: the KV is what was placed
     json j = Describe(id);
     j["placement"] = PlacementName(placement);
     return j;
@@ -116,6 +118,9 @@ Result<json> AdminApi::Handle(const std::string& method, const std::string& path
     return Describe(child.value());
   }
   if (action == "pin" && (method == "POST" || method == "DELETE")) {
+    if (method == "POST" && !pool_.SlotOf(id) && !store_.HasMemory(id)) {
+      return NotFound("no agent " + id.str() + " to pin");
+    }
     if (method == "DELETE") {
       pool_.Unpin(id);
     } else if (Status s = pool_.Pin(id); !s.ok()) {

@@ -205,6 +205,21 @@ int ParseCommandLine(int argc, const char* const* argv, CliSettings* out) {
                    "Seconds requests in flight may take to finish on SIGTERM")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
+  long long stop_s = o.stop_timeout.count();
+  serve
+      ->add_option("--stop-timeout", stop_s,
+                   "Seconds a stop may take in all (drain, saves, llama-server); keep it "
+                   "below the service manager's own limit")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  serve
+      ->add_option("--quarantine-max-files", o.store.quarantine_max_files,
+                   "Files kept in the memory directory's quarantine/, oldest deleted first")
+      ->capture_default_str();
+  serve
+      ->add_option("--quarantine-max-bytes", o.store.quarantine_max_bytes,
+                   "Bytes kept in quarantine/, oldest deleted first")
+      ->capture_default_str();
   serve
       ->add_option("--cache-type-k", o.kv.cache_type_k,
                    "With --upstream: the K cache type llama-server runs with (part of "
@@ -276,6 +291,7 @@ int ParseCommandLine(int argc, const char* const* argv, CliSettings* out) {
   o.upstream.read_timeout = std::chrono::seconds(upstream_timeout_s);
   o.queue.max_wait = std::chrono::milliseconds(queue_timeout_ms);
   o.drain_timeout = std::chrono::seconds(drain_s);
+  o.stop_timeout = std::chrono::seconds(stop_s);
   o.upstream_wait = std::chrono::seconds(upstream_wait_s);
   o.save_policy = save_policy == "eviction" ? SavePolicy::kEviction : SavePolicy::kTurnEnd;
   if (upstream.empty()) {

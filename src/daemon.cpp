@@ -189,42 +189,53 @@ GaugeSnapshot Daemon::Gauges() const {
   g.agents_on_disk = static_cast<long long>(store_->AgentCount());
   g.disk_bytes = static_cast<long long>(store_->TotalBytes());
   g.quarantined = store_->quarantined();
+  const QuarantineUsage q = store_->quarantine_usage();
+  g.quarantine_files = static_cast<long long>(q.files);
+  g.quarantine_bytes = static_cast<long long>(q.bytes);
   g.upstream_up = upstream_up_;
   return g;
 }
 
 Daemon::~Daemon() { Stop(); }
 
-void Daemon::Stop() {
+int Daemon::Stop() {
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (stopped_) return;
+    if (stopped_) return 0;
     stopped_ = stopping_ = true;
   }
+  using SteadyClock = std::chrono::steady_clock;
+  const auto deadline = SteadyClock::now() + options_.stop_timeout;
+  auto left = [&] {
+    return std::chrono::duration_cast<std::chrono::seconds>(deadline - SteadyClock::now());
+  };
   stopping_cv_.notify_all();
-  if (pool_) pool_->Shutdown();    // refuse new requests at once
+  if (pool_) pool_->Shutdown();  // refuse new placements at once
+  // A llama-server that stopped answering (it got the signal too) must not
+  // hold the saves below past the deadline.
+  if (upstream_) upstream_->LimitSlotActionsTo(deadline);
+  bool watch_idle = true;
   if (watch_thread_.joinable()) {  // out of its loop: llama_ is ours now
     std::unique_lock<std::mutex> lock(mu_);
-    stopping_cv_.wait(lock, [&] { return watch_idle_; });
+    watch_idle = stopping_cv_.wait_until(lock, deadline, [&] { return watch_idle_; });
   }
-  if (server_) {
-    server_->Drain(options_.drain_timeout);
-    server_->Stop();
-  }
-  if (serve_thread_.joinable()) serve_thread_.join();
+  // Saves need time after the drain: a quarter of the whole at least.
+  if (server_) server_->Drain(std::min(options_.drain_timeout, left() * 3 / 4), deadline);
+  int unsaved = 0;
   if (placer_) {
-    placer_->DrainSaves();
-    const int failed = placer_->SaveAllDirty();
-    if (failed > 0) spdlog::warn("{} resident agents could not be saved at shutdown", failed);
-    placer_->Stop();
+    placer_->Stop();  // the saver ends after the save it runs
+    unsaved = placer_->SaveAllDirty(deadline);
+    if (unsaved > 0) spdlog::warn("{} resident agents could not be saved at shutdown", unsaved);
   }
-  llama_.Stop();
+  if (server_) server_->Stop();
+  if (serve_thread_.joinable()) serve_thread_.join();
+  if (watch_idle) llama_.Stop(std::max(std::chrono::seconds(1), left()));
   {
     std::lock_guard<std::mutex> lock(mu_);
     llama_stopped_ = true;
   }
   stopping_cv_.notify_all();
   if (watch_thread_.joinable()) watch_thread_.join();
+  return unsaved;
 }
-
 }  // namespace agentkv

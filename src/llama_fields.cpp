@@ -2,6 +2,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "agentkv/checksum.h"
+
 namespace agentkv {
 
 using nlohmann::json;
@@ -44,6 +46,40 @@ Status CheckInferenceBody(const json& body) {
                          "completion would occupy another llama-server slot");
   }
   return Status::Ok();
+}
+
+namespace {
+
+// The head of a prompt given as text, token ids, or a list of either.
+std::optional<std::string> HeadOf(const json& p) {
+  if (p.is_string()) {
+    const std::string& text = p.get_ref<const std::string&>();
+    if (text.size() < kPromptKeyChars) return std::nullopt;
+    return "text:" + text.substr(0, kPromptKeyChars);
+  }
+  if (!p.is_array() || p.empty()) return std::nullopt;
+  if (p[0].is_number_integer()) {
+    if (p.size() < kPromptKeyTokens) return std::nullopt;
+    return "tokens:" + json(std::vector<json>(p.begin(), p.begin() + kPromptKeyTokens)).dump();
+  }
+  return "item:" + p[0].dump();  // a message or a content part
+}
+
+}  // namespace
+
+std::uint64_t PromptKeyOf(const json& body) {
+  if (!body.is_object()) return 0;
+  std::optional<std::string> head;
+  if (auto m = body.find("messages"); m != body.end() && m->is_array() && !m->empty()) {
+    head = "message:" + (*m)[0].dump();
+  } else if (auto p = body.find("prompt"); p != body.end()) {
+    head = HeadOf(*p);
+  } else if (auto i = body.find("input"); i != body.end()) {
+    head = HeadOf(*i);
+  }
+  if (!head) return 0;
+  const std::uint64_t key = Xxh64(head->data(), head->size());
+  return key == 0 ? 1 : key;
 }
 
 void PinToSlot(json& body, SlotId slot) {

@@ -85,6 +85,10 @@ Status LlamaProcess::Start(const LlamaProcessOptions& o) {
     // Child: die with agentkv, whatever kills it.
     ::prctl(PR_SET_PDEATHSIG, SIGTERM);
     if (::getppid() != parent) ::_exit(127);
+    // Its own process group: a signal to agentkv's group (Ctrl-C, kill --
+    // -PGID) must reach agentkv alone, which saves agents into this server
+    // before it stops it.
+    ::setpgid(0, 0);
     // agentkv blocks SIGTERM/SIGINT for its sigwait and ignores SIGPIPE;
     // both would survive exec.
     sigset_t none;

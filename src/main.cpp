@@ -3,7 +3,10 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <chrono>
 #include <csignal>
+#include <ctime>
 #include <iostream>
 #include <thread>
 
@@ -19,6 +22,21 @@ int WaitForSignal(const sigset_t& set) {
   int sig = 0;
   sigwait(&set, &sig);
   return sig;
+}
+
+// As WaitForSignal, but returns 0 once `timeout` has passed.
+int WaitForSignal(const sigset_t& set, std::chrono::seconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (true) {
+    const auto left = deadline - std::chrono::steady_clock::now();
+    if (left <= std::chrono::steady_clock::duration::zero()) return 0;
+    const auto s = std::chrono::duration_cast<std::chrono::seconds>(left);
+    const timespec ts{static_cast<time_t>(s.count()),
+                      static_cast<long>(std::chrono::nanoseconds(left - s).count())};
+    const int sig = sigtimedwait(&set, nullptr, &ts);
+    if (sig > 0) return sig;
+    if (errno != EINTR && errno != EAGAIN) return 0;
+  }
 }
 
 }  // namespace
@@ -46,15 +64,25 @@ int main(int argc, char** argv) {
   int sig = 0;
   while ((sig = WaitForSignal(signals)) == SIGUSR1) {
   }
-  spdlog::info("received signal {}, shutting down (again to exit at once)", sig);
+  spdlog::info("received signal {}, shutting down within {} s (again to exit at once)", sig,
+               o.stop_timeout.count());
+  int unsaved = 0;
   std::thread stopper([&] {
-    daemon.value()->Stop();
+    unsaved = daemon.value()->Stop();
     ::kill(::getpid(), SIGUSR1);
   });
-  if (WaitForSignal(signals) != SIGUSR1) {
+  // The stop bounds each step; this bounds what no step could (a handler
+  // stuck in a call that started before the stop).
+  const int next = WaitForSignal(signals, o.stop_timeout + std::chrono::seconds(5));
+  if (next == 0) {
+    spdlog::error("the stop took longer than --stop-timeout: exiting now");
+    std::_Exit(1);  // llama-server follows: it dies with its parent
+  }
+  if (next != SIGUSR1) {
     spdlog::warn("second signal: exiting without waiting for requests in flight");
-    std::_Exit(130);  // llama-server follows: it dies with its parent
+    std::_Exit(130);
   }
   stopper.join();
-  return 0;
+  spdlog::info("stopped{}", unsaved > 0 ? " with unsaved agents" : "");
+  return unsaved > 0 ? 1 : 0;
 }

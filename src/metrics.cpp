@@ -110,6 +110,10 @@ std::string Metrics::Render(const GaugeSnapshot& g) const {
   Gauge(out, "agentkv_agents_on_disk", "Agents with saved memory.",
         static_cast<double>(g.agents_on_disk));
   Gauge(out, "agentkv_disk_bytes", "Bytes of saved memory.", static_cast<double>(g.disk_bytes));
+  Gauge(out, "agentkv_quarantine_files", "Files kept in quarantine/ (bounded).",
+        static_cast<double>(g.quarantine_files));
+  Gauge(out, "agentkv_quarantine_bytes", "Bytes kept in quarantine/ (bounded).",
+        static_cast<double>(g.quarantine_bytes));
   Gauge(out, "agentkv_upstream_up", "1 if llama-server answered its last health check.",
         g.upstream_up ? 1 : 0);
   return out;

@@ -13,7 +13,7 @@ constexpr long long kMinTokensToJudge = 16;
 
 Lease& Lease::operator=(Lease&& other) noexcept {
   if (this != &other) {
-    Release(-1);
+    Release(TurnEnd{});
     pool_ = std::exchange(other.pool_, nullptr);
     slot_ = other.slot_;
     tenant_ = std::move(other.tenant_);
@@ -23,11 +23,11 @@ Lease& Lease::operator=(Lease&& other) noexcept {
   return *this;
 }
 
-void Lease::Release(long long kv_tokens) {
-  if (pool_) std::exchange(pool_, nullptr)->Release(slot_, kv_tokens);
+void Lease::Release(const TurnEnd& end) {
+  if (pool_) std::exchange(pool_, nullptr)->Release(slot_, end);
 }
 
-Placer::Placer(SlotPool& pool, Upstream& upstream, Store& store, SavePolicy policy,
+Placer::Placer(SlotPool& pool, SlotActions& upstream, Store& store, SavePolicy policy,
                Metrics& metrics)
     : pool_(pool), upstream_(upstream), store_(store), policy_(policy), metrics_(metrics) {
   saver_ = std::thread([this] { SaverLoop(); });
@@ -62,94 +62,122 @@ Result<Lease> Placer::Place(const Tenant& tenant) {
   return Lease(&pool_, plan->slot, tenant, placed.value(), outcome.restored_tokens);
 }
 
-// Writes the KV of `agent` in `slot` to a new generation of its file.
-bool Placer::SaveSlot(SlotId slot, const AgentId& agent, long long tokens) {
+// Writes the KV of the job's slot to a new generation of its agent's file.
+SaveResult Placer::SaveSlot(const SaveJob& job) {
+  const AgentId& agent = job.agent;
   const auto started = std::chrono::steady_clock::now();
-  Result<std::string> temp = store_.BeginSave(agent, tokens);
-  Result<SlotActionResult> r =
-      temp.ok() ? upstream_.SaveSlot(slot, temp.value()) : Result<SlotActionResult>(temp.status());
+  Result<std::string> temp = store_.BeginSave(agent, job.tokens);
+  Result<SlotActionResult> r = temp.ok() ? upstream_.SaveSlot(job.slot, temp.value())
+                                         : Result<SlotActionResult>(temp.status());
   Status s = r.ok() ? Status::Ok() : r.status();
-  if (s.ok() && r->n_tokens == 0) {
-    // Never replace a memory with an empty one. An empty slot that the
-    // agent's turns had filled (or whose count is unknown: -1) means that
-    // llama-server lost its state.
-    s = Status::Error(ErrorCode::kUpstreamError, "llama-server's slot was empty");
-    if (tokens != 0) ResetSlots("a save found slot " + std::to_string(slot.value) + " empty");
-  }
-  if (s.ok()) s = store_.CommitSave(agent, r->n_tokens);
+  const bool empty = s.ok() && r->n_tokens == 0;
+  if (empty) s = Status::Error(ErrorCode::kUpstreamError, "llama-server's slot was empty");
+  // Never replace a memory with an empty one: the older file stays.
+  if (temp.ok() && !s.ok()) store_.AbortSave(agent);
+  if (s.ok()) s = store_.CommitSave(agent, r->n_tokens, job.prompt_key);  // aborts itself
   if (!s.ok()) {
-    store_.AbortSave(agent);
     ++metrics_.save_failures;
-    spdlog::warn("could not save agent {} from slot {}: {}", agent.ForLog(), slot.value,
+    spdlog::warn("could not save agent {} from slot {}: {}", agent.ForLog(), job.slot.value,
                  s.message());
-    return false;
+    return empty ? SaveResult::kEmpty : SaveResult::kFailed;
   }
   ++metrics_.saves;
   metrics_.save_seconds.Observe(
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
   spdlog::debug("saved agent {} from slot {}: {} tokens, {} bytes, {:.1f} ms", agent.ForLog(),
-                slot.value, r->n_tokens, r->n_bytes, r->ms);
+                job.slot.value, r->n_tokens, r->n_bytes, r->ms);
   for (const AgentId& gone : store_.EnforceBudget({agent})) {
     spdlog::info("agent {} lost its saved memory to the disk budget", gone.ForLog());
   }
-  return true;
+  return SaveResult::kSaved;
 }
 
 SwitchOutcome Placer::Run(const Plan& plan, Status* erase_error) {
   SwitchOutcome out;
-  const int slot = plan.slot.value;
   if (plan.evicted) ++metrics_.evictions;
-  if (plan.save_evicted) out.saved = SaveSlot(plan.slot, *plan.evicted, plan.evicted_tokens);
-  if (plan.restore) {
-    const AgentId& agent = *plan.tenant;
-    Result<std::string> file = store_.PrepareRestore(agent);
-    const auto started = std::chrono::steady_clock::now();
-    Result<SlotActionResult> r = file.ok() ? upstream_.RestoreSlot(plan.slot, file.value())
-                                           : Result<SlotActionResult>(file.status());
-    out.restored = r.ok();
-    if (out.restored) {
-      out.restored_tokens = r->n_tokens;
-      ++metrics_.restores;
-      metrics_.restore_seconds.Observe(
-          std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
-      spdlog::debug("restored agent {} into slot {}: {} tokens, {:.1f} ms", agent.ForLog(), slot,
-                    r->n_tokens, r->ms);
-    } else {
-      ++metrics_.fallbacks;
-      if (file.ok()) store_.Quarantine(agent, "llama-server refused it: " + r.status().message());
-      spdlog::warn("agent {}: no restore, prefilling instead: {}", agent.ForLog(),
-                   r.status().message());
+  if (plan.save_evicted) {
+    const SaveResult saved =
+        SaveSlot(SaveJob{plan.slot, *plan.evicted, plan.evicted_tokens, plan.evicted_prompt_key});
+    out.saved = saved == SaveResult::kSaved;
+    if (saved == SaveResult::kEmpty && plan.evicted_tokens.value_or(0) >= kMinTokensToJudge) {
+      // This slot is refilled below: only the others are forgotten.
+      ResetSlots("a save found slot " + std::to_string(plan.slot.value) + " empty", plan.slot);
     }
   }
+  if (plan.restore) Restore(plan, &out);
   if (plan.erase || (plan.restore && !out.restored)) {
     Status s = upstream_.EraseSlot(plan.slot);
     out.erased = s.ok();
-    if (!s.ok()) spdlog::error("could not erase slot {}: {}", slot, s.message());
+    if (!s.ok()) spdlog::error("could not erase slot {}: {}", plan.slot.value, s.message());
     *erase_error = s;
   }
   return out;
 }
 
+void Placer::Restore(const Plan& plan, SwitchOutcome* out) {
+  const AgentId& agent = *plan.tenant;
+  Result<RestoreFile> file = store_.PrepareRestore(agent);
+  const auto started = std::chrono::steady_clock::now();
+  Result<SlotActionResult> r = file.ok() ? upstream_.RestoreSlot(plan.slot, file->name)
+                                         : Result<SlotActionResult>(file.status());
+  out->restored = r.ok();
+  if (out->restored) {
+    out->restored_tokens = r->n_tokens;
+    out->restored_prompt_key = file->prompt_key;
+    ++metrics_.restores;
+    metrics_.restore_seconds.Observe(
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+    spdlog::debug("restored agent {} into slot {}: {} tokens, {:.1f} ms", agent.ForLog(),
+                  plan.slot.value, r->n_tokens, r->ms);
+    std::lock_guard<std::mutex> lock(mu_);
+    refusals_.erase(agent);
+    return;
+  }
+  ++metrics_.fallbacks;
+  spdlog::warn("agent {}: no restore, prefilling instead: {}", agent.ForLog(),
+               r.status().message());
+  // Down, timed out or dropped: says nothing of the file. A refusal may be
+  // passing (no room in the KV cache); one repeated is the file's.
+  if (!file.ok() || r.status().code() != ErrorCode::kUpstreamError) return;
+  int refusals;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    refusals = ++refusals_[agent];
+    if (refusals >= kMaxRefusals) refusals_.erase(agent);
+  }
+  if (refusals >= kMaxRefusals) {
+    store_.Quarantine(agent, "llama-server refused it " + std::to_string(refusals) +
+                                 " times in a row: " + r.status().message());
+  }
+}
+
 void Placer::Finish(Lease& lease, std::optional<long long> cache_n, long long prompt_n,
-                    long long kv_tokens) {
+                    const TurnEnd& end) {
   if (cache_n) metrics_.tokens_reused += *cache_n;
   metrics_.tokens_prefilled += prompt_n;
-  if (lease.tenant() && cache_n && *cache_n == 0) {
-    const AgentId& agent = *lease.tenant();
-    if (lease.placement() == Placement::kRestored && lease.restored_tokens() >= kMinTokensToJudge) {
-      // Upstream bugs have made restores report success and reuse nothing.
-      ++metrics_.fallbacks;
-      store_.Quarantine(agent, "restored " + std::to_string(lease.restored_tokens()) +
-                                   " tokens but the request reused none");
-    } else if (lease.placement() == Placement::kResident &&
-               pool_.View(lease.slot()).tokens >= kMinTokensToJudge) {
-      ResetSlots("agent " + agent.ForLog() + "'s resident KV was gone");
-    }
+  const SlotView before = pool_.View(lease.slot());
+  // Evidence the slot's KV was gone: it held at least kMinTokensToJudge
+  // tokens of a request with the same leading content, and none was reused.
+  // A client cannot produce it: a different prompt has a different key.
+  const bool kv_was_gone = lease.tenant() && end.kv_changed && cache_n && *cache_n == 0 &&
+                           before.prompt_key != 0 && before.prompt_key == end.prompt_key &&
+                           before.tokens.value_or(0) >= kMinTokensToJudge;
+  bool reset = false;
+  if (kv_was_gone && lease.placement() == Placement::kRestored) {
+    // Upstream bugs have made restores report success and reuse nothing.
+    ++metrics_.fallbacks;
+    store_.Quarantine(*lease.tenant(), "restored " + std::to_string(*before.tokens) +
+                                           " tokens but the request reused none");
+  } else if (kv_was_gone && lease.placement() == Placement::kResident) {
+    reset = true;
   }
   const SlotId slot = lease.slot();
   const bool agent = lease.tenant().has_value();
-  lease.Release(kv_tokens);
-  if (agent && policy_ == SavePolicy::kTurnEnd) {
+  const std::string who = agent ? lease.tenant()->ForLog() : "";
+  lease.Release(end);
+  // This slot's KV was just computed anew: only the others are forgotten.
+  if (reset) ResetSlots("agent " + who + "'s resident KV was gone", slot);
+  if (agent && end.kv_changed && policy_ == SavePolicy::kTurnEnd) {
     {
       std::lock_guard<std::mutex> lock(mu_);
       save_queue_.push_back(slot);
@@ -179,18 +207,34 @@ void Placer::DrainSaves() {
   saves_changed_.wait(lock, [&] { return stopping_ || (save_queue_.empty() && !saving_); });
 }
 
+SaveResult Placer::RunSave(const SaveJob& job, bool judge_empty) {
+  const SaveResult result = SaveSlot(job);
+  pool_.EndSave(job.slot, result);
+  // Only KV agentkv knew to be there is evidence: a count that is unknown
+  // (a request cut short) or small may really be an empty slot.
+  if (judge_empty && result == SaveResult::kEmpty && job.tokens.value_or(0) >= kMinTokensToJudge) {
+    ResetSlots("a save found slot " + std::to_string(job.slot.value) + " empty");
+  }
+  return result;
+}
+
 bool Placer::SaveIdle(SlotId slot) {
   std::optional<SaveJob> job = pool_.TryBeginSave(slot);
   if (!job) return true;  // busy again, or clean: nothing to do
-  const bool saved = SaveSlot(job->slot, job->agent, job->tokens);
-  pool_.EndSave(job->slot, saved);
-  return saved;
+  return RunSave(*job, true) == SaveResult::kSaved;
 }
 
-int Placer::SaveAllDirty() {
-  int failed = 0;
-  for (SlotId slot : pool_.DirtySlots()) failed += SaveIdle(slot) ? 0 : 1;
-  return failed;
+int Placer::SaveAllDirty(std::chrono::steady_clock::time_point deadline) {
+  int unsaved = 0;
+  for (SlotId slot : pool_.DirtySlots()) {
+    if (std::chrono::steady_clock::now() >= deadline) {
+      ++unsaved;
+      continue;
+    }
+    std::optional<SaveJob> job = pool_.TryBeginSave(slot);
+    if (job && RunSave(*job, false) != SaveResult::kSaved) ++unsaved;
+  }
+  return unsaved;
 }
 
 // Holds `agent` (its requests wait), erases its slot if resident, runs
@@ -222,22 +266,28 @@ Status Placer::Forget(const AgentId& agent) {
 }
 
 Status Placer::Fork(const AgentId& parent, const AgentId& child) {
-  if (std::optional<SlotId> slot = pool_.SlotOf(parent)) {
-    if (!SaveIdle(*slot)) {
-      return Status::Error(ErrorCode::kIo, "could not save " + parent.str() + " before forking");
-    }
+  // Held: no request, save or eviction of the parent until the copy is done.
+  Result<std::optional<SaveJob>> held = pool_.BeginHold(parent);
+  if (!held.ok()) return held.status();
+  Status s;
+  if (held.value() && RunSave(*held.value(), false) != SaveResult::kSaved) {
+    s = Status::Error(ErrorCode::kIo, "could not save " + parent.str() + " before forking");
+  } else if (!store_.HasMemory(parent)) {
+    s = Status::Error(ErrorCode::kNotFound, "agent " + parent.str() + " has no saved memory");
+  } else {
+    bool replaced = false;
+    s = Dropping(child, &replaced, [&] { return store_.Fork(parent, child); });
   }
-  if (!store_.HasMemory(parent)) {
-    return Status::Error(ErrorCode::kNotFound, "agent " + parent.str() + " has no saved memory");
-  }
-  bool replaced = false;
-  return Dropping(child, &replaced, [&] { return store_.Fork(parent, child); });
+  pool_.EndHold(parent);
+  return s;
 }
 
-void Placer::ResetSlots(const std::string& why) {
+void Placer::ResetSlots(const std::string& why, std::optional<SlotId> spare) {
   spdlog::warn("llama-server lost its slots ({}): agents will be restored from disk", why);
   ++metrics_.resets;
-  pool_.ResetAll();
+  const int unsaved = SaveAllDirty();
+  if (unsaved > 0) spdlog::warn("{} agents' latest turns could not be saved", unsaved);
+  pool_.ResetAll(spare);
 }
 
 }  // namespace agentkv

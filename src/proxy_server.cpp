@@ -100,13 +100,14 @@ struct ProxyServer::Exchange {
   std::thread worker;
 
   // Streams the upstream answer into `pipe` and logs one line per request.
+  // `*status` is llama-server's HTTP status, 0 if none arrived.
   static Status Forward(Upstream& upstream, const ForwardRequest& request,
                         const std::optional<Lease>& lease, ResponsePipe& pipe,
-                        std::optional<Timings>* timings,
+                        std::optional<Timings>* timings, int* status_out,
                         std::optional<std::chrono::steady_clock::time_point>* first_byte) {
     const auto start = std::chrono::steady_clock::now();
     TimingsScanner scanner;
-    int status = 0;
+    int& status = *status_out;
     ResponseSink sink{[&](int s, const HeaderList& headers) {
                         status = s;
                         return pipe.PutHeaders(s, headers);
@@ -228,12 +229,15 @@ void ProxyServer::Track(Exchange* ex, bool alive) {
   live_changed_.notify_all();
 }
 
-void ProxyServer::Drain(std::chrono::seconds timeout) {
+bool ProxyServer::Drain(std::chrono::seconds timeout,
+                        std::chrono::steady_clock::time_point deadline) {
   std::unique_lock<std::mutex> lock(live_mu_);
-  if (live_changed_.wait_for(lock, timeout, [&] { return active_ == 0; })) return;
+  if (live_changed_.wait_for(lock, timeout, [&] { return active_ == 0; })) return true;
   spdlog::warn("{} requests still running after {} s: cancelling them", active_, timeout.count());
   for (Exchange* ex : live_) ex->pipe.Abandon();
-  live_changed_.wait(lock, [&] { return active_ == 0; });
+  if (live_changed_.wait_until(lock, deadline, [&] { return active_ == 0; })) return true;
+  spdlog::warn("{} requests still running at the stop deadline", active_);
+  return false;
 }
 
 void ProxyServer::Handle(const httplib::Request& req, httplib::Response& res) {
@@ -330,22 +334,39 @@ void ProxyServer::HandleInference(const httplib::Request& req, httplib::Response
   res.set_header("X-Agentkv-Slot", std::to_string(lease->slot().value));
   res.set_header("X-Agentkv-Placement", PlacementName(lease->placement()));
   Respond(Start(ForwardOf(req, upstream_target, body.dump(), !options_.auth.api_keys.empty()),
-                std::move(lease.value()), arrival),
+                std::move(lease.value()), arrival, PromptKeyOf(body)),
           res);
 }
 
+namespace {
+
+// What the request left in its slot. llama-server checks a request before
+// it runs it: an error status means the slot's KV was not touched. Any
+// other end without timings (the client left, the connection dropped) may
+// have changed the KV by an unknown amount.
+TurnEnd TurnEndOf(int status, const Status& result, const std::optional<Timings>& t,
+                  PromptKey key) {
+  if (status >= 400) return TurnEnd::Unchanged();
+  if (!t || !result.ok()) return TurnEnd{true, std::nullopt, key};
+  return TurnEnd::Ran(t->cache_n + t->prompt_n + t->predicted_n, key);
+}
+
+}  // namespace
+
 std::shared_ptr<ProxyServer::Exchange> ProxyServer::Start(
     ForwardRequest request, std::optional<Lease> lease,
-    std::chrono::steady_clock::time_point arrival) {
+    std::chrono::steady_clock::time_point arrival, PromptKey prompt_key) {
   auto ex = std::make_shared<Exchange>(this);
   Exchange* raw = ex.get();  // outlives the worker: ~Exchange joins it
-  ex->worker = std::thread([this, raw, arrival, request = std::move(request),
+  ex->worker = std::thread([this, raw, arrival, prompt_key, request = std::move(request),
                             lease = std::move(lease)]() mutable {
     Status result;
     std::optional<Timings> timings;
+    int status = 0;
     try {
       std::optional<std::chrono::steady_clock::time_point> first_byte;
-      result = Exchange::Forward(upstream_, request, lease, raw->pipe, &timings, &first_byte);
+      result = Exchange::Forward(upstream_, request, lease, raw->pipe, &timings, &status,
+                                 &first_byte);
       if (lease && first_byte) {
         metrics_.ObserveTtft(PlacementName(lease->placement()), *first_byte - arrival);
       }
@@ -354,10 +375,9 @@ std::shared_ptr<ProxyServer::Exchange> ProxyServer::Start(
       result = Status::Error(ErrorCode::kInternal, e.what());
     }
     if (lease) {  // before the client sees the end
-      const bool known = timings && result.ok();
       placer_.Finish(*lease, timings ? std::optional<long long>(timings->cache_n) : std::nullopt,
                      timings ? timings->prompt_n : 0,
-                     known ? timings->cache_n + timings->prompt_n + timings->predicted_n : -1);
+                     TurnEndOf(status, result, timings, prompt_key));
     }
     raw->pipe.Finish(std::move(result));
   });

@@ -26,7 +26,7 @@ Residency::Residency(int n_slots, HasMemoryFn has_memory, int max_pins)
 }
 
 bool Residency::InFlight(const AgentId& agent) const {
-  if (dropping_.count(agent)) return true;
+  if (held_.count(agent)) return true;
   for (const Slot& s : slots_) {
     const SlotPhase p = s.view.phase;
     const bool active =
@@ -48,8 +48,8 @@ std::optional<int> Residency::ChooseSlot() const {
       if (better) free = i;
       continue;
     }
-    const bool candidate =
-        (v.phase == SlotPhase::kIdle || v.phase == SlotPhase::kSaving) && !Pinned(*v.owner);
+    const bool candidate = (v.phase == SlotPhase::kIdle || v.phase == SlotPhase::kSaving) &&
+                           !Pinned(*v.owner) && !held_.count(*v.owner);
     if (candidate && (!lru || v.last_used < slots_[static_cast<size_t>(*lru)].view.last_used)) {
       lru = i;
     }
@@ -83,6 +83,7 @@ std::optional<Plan> Residency::TryAcquire(const Tenant& tenant) {
     plan.evicted = slot.view.owner;
     plan.save_evicted = slot.view.dirty;
     plan.evicted_tokens = slot.view.tokens;
+    plan.evicted_prompt_key = slot.view.prompt_key;
     slot.evicting = slot.view.owner;
     holds_foreign_kv = true;
   }
@@ -94,6 +95,7 @@ std::optional<Plan> Residency::TryAcquire(const Tenant& tenant) {
   slot.view.dirty = false;
   slot.view.stale = false;
   slot.view.tokens = 0;
+  slot.view.prompt_key = 0;
   return plan;
 }
 
@@ -108,19 +110,25 @@ Result<Placement> Residency::CompleteSwitch(const Plan& plan, const SwitchOutcom
                          "could not clear llama-server slot " + std::to_string(plan.slot.value));
   }
   slot.view.phase = SlotPhase::kBusy;
-  if (plan.restore && outcome.restored) slot.view.tokens = outcome.restored_tokens;
+  if (plan.restore && outcome.restored) {
+    slot.view.tokens = outcome.restored_tokens;
+    slot.view.prompt_key = outcome.restored_prompt_key;
+  }
   if (!plan.tenant) return Placement::kStateless;
   if (plan.resident) return Placement::kResident;
   return plan.restore && outcome.restored ? Placement::kRestored : Placement::kCold;
 }
 
-void Residency::Release(SlotId slot_id, TimePoint now, long long tokens) {
+void Residency::Release(SlotId slot_id, TimePoint now, const TurnEnd& end) {
   SlotView& v = At(slot_id).view;
   v.last_used = now;
-  v.tokens = tokens;
   if (v.owner && !v.lost) {
     v.phase = SlotPhase::kIdle;
-    v.dirty = true;
+    if (end.kv_changed) {
+      v.dirty = true;
+      v.tokens = end.kv_tokens;
+      v.prompt_key = end.prompt_key;
+    }
   } else {
     v = SlotView{};
     v.stale = true;
@@ -130,20 +138,22 @@ void Residency::Release(SlotId slot_id, TimePoint now, long long tokens) {
 
 std::optional<SaveJob> Residency::TryBeginSave(SlotId slot_id) {
   SlotView& v = At(slot_id).view;
-  if (v.phase != SlotPhase::kIdle || !v.dirty) return std::nullopt;
+  if (v.phase != SlotPhase::kIdle || !v.dirty || held_.count(*v.owner)) return std::nullopt;
   v.phase = SlotPhase::kSaving;
-  return SaveJob{slot_id, *v.owner, v.tokens};
+  return SaveJob{slot_id, *v.owner, v.tokens, v.prompt_key};
 }
 
-void Residency::EndSave(SlotId slot_id, bool saved) {
+void Residency::EndSave(SlotId slot_id, SaveResult result) {
   SlotView& v = At(slot_id).view;
-  if (v.lost) {
+  if (v.lost || result == SaveResult::kEmpty) {
+    const TimePoint used = v.last_used;
     v = SlotView{};
     v.stale = true;
+    v.last_used = used;
     return;
   }
   v.phase = SlotPhase::kIdle;
-  v.dirty = !saved;
+  v.dirty = result != SaveResult::kSaved;
 }
 
 std::vector<SlotId> Residency::DirtySlots() const {
@@ -152,11 +162,16 @@ std::vector<SlotId> Residency::DirtySlots() const {
     const SlotView& v = slots_[static_cast<size_t>(i)].view;
     if (v.phase == SlotPhase::kIdle && v.dirty) out.push_back(SlotId{i});
   }
+  std::stable_sort(out.begin(), out.end(), [&](SlotId a, SlotId b) {
+    return slots_[static_cast<size_t>(a.value)].view.last_used <
+           slots_[static_cast<size_t>(b.value)].view.last_used;
+  });
   return out;
 }
 
-void Residency::ResetAll() {
+void Residency::ResetAll(std::optional<SlotId> spare) {
   for (Slot& s : slots_) {
+    if (spare && &s == &At(*spare)) continue;
     if (s.view.phase == SlotPhase::kFree || s.view.phase == SlotPhase::kIdle) {
       const TimePoint used = s.view.last_used;
       s.view = SlotView{};
@@ -171,14 +186,14 @@ void Residency::ResetAll() {
 std::optional<SlotId> Residency::TryBeginDrop(const AgentId& agent, bool* wait) {
   *wait = InFlight(agent);
   if (*wait) return std::nullopt;
-  dropping_.insert(agent);
+  held_.insert(agent);
   std::optional<SlotId> slot = SlotOf(agent);
   if (slot) At(*slot).view.phase = SlotPhase::kSwitching;
   return slot;
 }
 
 void Residency::EndDrop(const AgentId& agent, std::optional<SlotId> slot_id, bool erased) {
-  dropping_.erase(agent);
+  held_.erase(agent);
   if (!slot_id) return;
   SlotView& v = At(*slot_id).view;
   const TimePoint used = v.last_used;
@@ -186,6 +201,17 @@ void Residency::EndDrop(const AgentId& agent, std::optional<SlotId> slot_id, boo
   v.stale = !erased;
   v.last_used = used;
 }
+
+std::optional<std::optional<SaveJob>> Residency::TryBeginHold(const AgentId& agent, bool* wait) {
+  *wait = InFlight(agent);
+  if (*wait) return std::nullopt;
+  std::optional<SaveJob> job;
+  if (std::optional<SlotId> slot = SlotOf(agent)) job = TryBeginSave(*slot);
+  held_.insert(agent);
+  return job;
+}
+
+void Residency::EndHold(const AgentId& agent) { held_.erase(agent); }
 
 Status Residency::Pin(const AgentId& agent) {
   if (pinned_.count(agent)) return Status::Ok();

@@ -75,12 +75,28 @@ Result<std::optional<SlotId>> SlotPool::BeginDrop(const AgentId& agent) {
   return slot;
 }
 
+Result<std::optional<SaveJob>> SlotPool::BeginHold(const AgentId& agent) {
+  std::unique_lock<std::mutex> lock(mu_);
+  std::optional<std::optional<SaveJob>> held;
+  bool wait = true;
+  changed_.wait_for(lock, limits_.max_wait, [&] {
+    held = residency_.TryBeginHold(agent, &wait);
+    return !wait;
+  });
+  if (wait) return Status::Error(ErrorCode::kBusy, "agent " + agent.str() + " stayed busy");
+  return *held;
+}
+
+void SlotPool::EndHold(const AgentId& agent) {
+  Changing([&] { residency_.EndHold(agent); });
+}
+
 Result<Placement> SlotPool::CompleteSwitch(const Plan& plan, const SwitchOutcome& outcome) {
   return Changing([&] { return residency_.CompleteSwitch(plan, outcome); });
 }
 
-void SlotPool::Release(SlotId slot, long long tokens) {
-  Changing([&] { residency_.Release(slot, now_(), tokens); });
+void SlotPool::Release(SlotId slot, const TurnEnd& end) {
+  Changing([&] { residency_.Release(slot, now_(), end); });
 }
 
 std::optional<SaveJob> SlotPool::TryBeginSave(SlotId slot) {
@@ -88,12 +104,12 @@ std::optional<SaveJob> SlotPool::TryBeginSave(SlotId slot) {
   return residency_.TryBeginSave(slot);
 }
 
-void SlotPool::EndSave(SlotId slot, bool saved) {
-  Changing([&] { residency_.EndSave(slot, saved); });
+void SlotPool::EndSave(SlotId slot, SaveResult result) {
+  Changing([&] { residency_.EndSave(slot, result); });
 }
 
-void SlotPool::ResetAll() {
-  Changing([&] { residency_.ResetAll(); });
+void SlotPool::ResetAll(std::optional<SlotId> spare) {
+  Changing([&] { residency_.ResetAll(spare); });
 }
 
 void SlotPool::EndDrop(const AgentId& agent, std::optional<SlotId> slot, bool erased) {

@@ -14,6 +14,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <system_error>
+#include <type_traits>
 
 #include "agentkv/checksum.h"
 #include "agentkv/sha256.h"
@@ -64,6 +65,52 @@ std::string StateName(const std::string& hash, long long generation) {
   return hash + "." + std::to_string(generation) + kStateSuffix;
 }
 
+bool IsHash(const std::string& s) {
+  return s.size() == 64 && std::all_of(s.begin(), s.end(), [](char c) {
+           return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+         });
+}
+
+bool IsDigits(const std::string& s) {
+  return !s.empty() && s.size() < 19 &&
+         std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
+// What an entry of the memory directory is, by its name alone.
+enum class Kind { kForeign, kMeta, kState, kTemp };
+
+Kind KindOf(const std::string& name) {
+  std::string base = name;
+  const bool temp = EndsWith(base, kTempSuffix);
+  if (temp) base.resize(base.size() - std::strlen(kTempSuffix));
+  if (base.size() < 65 || !IsHash(base.substr(0, 64)) || base[64] != '.') return Kind::kForeign;
+  const std::string rest = base.substr(65);
+  Kind kind = Kind::kForeign;
+  if (rest == "meta") {
+    kind = Kind::kMeta;
+  } else if (EndsWith(rest, kStateSuffix) &&
+             IsDigits(rest.substr(0, rest.size() - std::strlen(kStateSuffix)))) {
+    kind = Kind::kState;
+  }
+  if (kind == Kind::kForeign) return kind;
+  return temp ? Kind::kTemp : kind;
+}
+
+// A field of the metadata: absent gives `fallback`, a wrong type nullopt.
+template <typename T>
+std::optional<T> Field(const json& j, const char* key, T fallback) {
+  auto it = j.find(key);
+  if (it == j.end()) return fallback;
+  if constexpr (std::is_same_v<T, std::string>) {
+    if (!it->is_string()) return std::nullopt;
+  } else if constexpr (std::is_unsigned_v<T>) {
+    if (!it->is_number_unsigned()) return std::nullopt;
+  } else {
+    if (!it->is_number_integer()) return std::nullopt;
+  }
+  return it->get<T>();
+}
+
 }  // namespace
 
 Store::Store(fs::path dir, std::string fingerprint, StoreOptions options, WallClock now)
@@ -90,12 +137,24 @@ Status Store::Open() {
   std::vector<fs::path> metas, states;
   for (fs::directory_iterator it(dir_, ec), end; !ec && it != end; it.increment(ec)) {
     const std::string name = it->path().filename().string();
-    if (EndsWith(name, kTempSuffix)) {
-      fs::remove(it->path(), ec);  // a save or metadata write cut short
-    } else if (EndsWith(name, kMetaSuffix)) {
-      metas.push_back(it->path());
-    } else if (EndsWith(name, kStateSuffix)) {
-      states.push_back(it->path());
+    std::error_code type_ec;
+    if (!it->is_regular_file(type_ec)) continue;
+    switch (KindOf(name)) {
+      case Kind::kTemp: {  // a save or metadata write cut short
+        std::error_code rm;
+        if (!fs::remove(it->path(), rm) && rm) {
+          spdlog::warn("cannot remove the leftover {}: {}", name, rm.message());
+        }
+        break;
+      }
+      case Kind::kMeta:
+        metas.push_back(it->path());
+        break;
+      case Kind::kState:
+        states.push_back(it->path());
+        break;
+      case Kind::kForeign:
+        break;  // not ours: left alone
     }
   }
   if (ec) {
@@ -114,9 +173,13 @@ Status Store::Open() {
   for (const fs::path& state : states) {  // generations no metadata points to
     const std::string name = state.filename().string();
     if (std::find(referenced.begin(), referenced.end(), name) == referenced.end()) {
-      fs::remove(state, ec);
+      std::error_code rm;
+      if (!fs::remove(state, rm) && rm) {
+        spdlog::warn("cannot remove the orphan {}: {}", name, rm.message());
+      }
     }
   }
+  PruneQuarantine();
   spdlog::info("memory directory {}: {} agents, {} bytes", dir_.string(), AgentCount(),
                TotalBytes());
   return Status::Ok();
@@ -128,32 +191,58 @@ std::optional<Store::Entry> Store::LoadMeta(const fs::path& meta_path) {
   const json j = json::parse(in, nullptr, false);
   std::optional<Entry> e;
   std::string why;
-  if (!j.is_object() || !j.contains("agent") || !j["agent"].is_string() ||
-      !j.contains("state_file") || !j["state_file"].is_string()) {
+  const std::optional<std::string> agent =
+      j.is_object() ? Field<std::string>(j, "agent", "") : std::nullopt;
+  const std::optional<std::string> state =
+      j.is_object() ? Field<std::string>(j, "state_file", "") : std::nullopt;
+  Result<AgentId> id = AgentId::Parse(agent.value_or(""));
+  if (!agent || !state || agent->empty() || state->empty()) {
     why = "unreadable metadata";
-  } else if (Result<AgentId> id = AgentId::Parse(j["agent"].get<std::string>());
-             !id.ok() || Sha256Hex(id->str()) != hash) {
+  } else if (!id.ok() || Sha256Hex(id->str()) != hash) {
     why = "metadata names another agent";
   } else {
-    e = Entry{MemoryInfo{id.value(), j.value("tokens", 0LL), j.value("bytes", 0LL),
-                         j.value("created", std::int64_t{0}), j.value("updated", std::int64_t{0}),
-                         j.value("updated", std::int64_t{0})},
-              j["state_file"].get<std::string>(), j.value("generation", 0LL),
-              j.value("checksum", std::uint64_t{0}), j.value("fingerprint", "")};
-    std::error_code ec;
-    const std::uintmax_t size = fs::file_size(dir_ / e->state_file, ec);
-    if (e->state_file != StateName(hash, e->generation)) {
-      why = "metadata points outside its agent";
-    } else if (ec || static_cast<long long>(size) != e->info.bytes) {
-      why = "state file missing or of the wrong size";
-    } else if (e->fingerprint != fingerprint_) {
-      why = "saved with another model or settings";
+    const auto tokens = Field<long long>(j, "tokens", 0);
+    const auto bytes = Field<long long>(j, "bytes", 0);
+    const auto created = Field<std::int64_t>(j, "created", 0);
+    const auto updated = Field<std::int64_t>(j, "updated", 0);
+    const auto generation = Field<long long>(j, "generation", 0);
+    const auto checksum = Field<std::uint64_t>(j, "checksum", 0);
+    const auto fingerprint = Field<std::string>(j, "fingerprint", "");
+    const auto prompt_key = Field<std::uint64_t>(j, "prompt_key", 0);
+    if (!tokens || !bytes || !created || !updated || !generation || !checksum || !fingerprint ||
+        !prompt_key) {
+      why = "metadata has a field of the wrong type";
+    } else {
+      e = Entry{MemoryInfo{id.value(), *tokens, *bytes, *created, *updated, *updated},
+                *state,
+                *generation,
+                *checksum,
+                *fingerprint,
+                *prompt_key};
+      std::error_code ec;
+      const std::uintmax_t size = fs::file_size(dir_ / e->state_file, ec);
+      if (e->state_file != StateName(hash, e->generation)) {
+        why = "metadata points outside its agent";
+      } else if (ec || static_cast<long long>(size) != e->info.bytes) {
+        why = "state file missing or of the wrong size";
+      } else if (e->fingerprint != fingerprint_) {
+        why = "saved with another model or settings";
+      }
     }
   }
   if (why.empty()) return e;
   spdlog::warn("quarantining memory {}: {}", hash.substr(0, 12), why);
-  QuarantineFiles(hash, e ? e->state_file : "", why);
+  // Only a state file of this agent's own naming goes along.
+  const bool own_state = e && e->state_file == StateName(hash, e->generation);
+  QuarantineFiles(hash, own_state ? e->state_file : "", why);
   return std::nullopt;
+}
+
+std::optional<Store::Entry> Store::Lookup(const AgentId& agent) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = index_.find(agent);
+  if (it == index_.end()) return std::nullopt;
+  return it->second;
 }
 
 bool Store::HasMemory(const AgentId& agent) const {
@@ -192,26 +281,38 @@ int Store::quarantined() const {
   return quarantined_;
 }
 
+QuarantineUsage Store::quarantine_usage() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return quarantine_usage_;
+}
+
 void Store::Touch(const AgentId& agent) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = index_.find(agent);
   if (it != index_.end()) it->second.info.last_used = Now();
 }
 
-Result<std::string> Store::BeginSave(const AgentId& agent, long long expected_tokens) {
+Result<std::string> Store::BeginSave(const AgentId& agent,
+                                     std::optional<long long> expected_tokens) {
   double per_token;
   long long generation = 0;
+  long long saved_tokens = 0;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    std::unique_lock<std::mutex> lock(mu_);
+    removed_.wait(lock, [&] { return !removing_.count(agent); });
     per_token = bytes_per_token_;
     auto it = index_.find(agent);
-    if (it != index_.end()) generation = it->second.generation;
+    if (it != index_.end()) {
+      generation = it->second.generation;
+      saved_tokens = it->second.info.tokens;
+    }
   }
   struct statvfs fsinfo {};
   if (::statvfs(dir_.c_str(), &fsinfo) == 0) {
     const double free_bytes =
         static_cast<double>(fsinfo.f_bavail) * static_cast<double>(fsinfo.f_frsize);
-    const double needed = per_token * static_cast<double>(expected_tokens) +
+    const long long tokens = std::max(0LL, expected_tokens.value_or(saved_tokens));
+    const double needed = per_token * static_cast<double>(tokens) +
                           static_cast<double>(options_.min_free_bytes);
     if (free_bytes < needed) {
       return Status::Error(ErrorCode::kIo,
@@ -219,14 +320,16 @@ Result<std::string> Store::BeginSave(const AgentId& agent, long long expected_to
     }
   }
   std::lock_guard<std::mutex> lock(mu_);
-  saving_.insert(agent);
+  ++in_use_[agent];
   return StateName(Hash(agent), generation + 1) + kTempSuffix;
 }
 
 void Store::AbortSave(const AgentId& agent) {
   {
     std::lock_guard<std::mutex> lock(mu_);
-    saving_.erase(agent);
+    if (auto it = in_use_.find(agent); it != in_use_.end() && --it->second <= 0) {
+      in_use_.erase(it);
+    }
   }
   std::error_code ec;
   const std::string hash = Hash(agent);
@@ -240,7 +343,8 @@ Status Store::WriteMeta(const Entry& e) {
   const json j = {
       {"agent", e.info.agent.str()}, {"fingerprint", e.fingerprint}, {"state_file", e.state_file},
       {"generation", e.generation},  {"tokens", e.info.tokens},      {"bytes", e.info.bytes},
-      {"checksum", e.checksum},      {"created", e.info.created},    {"updated", e.info.updated}};
+      {"checksum", e.checksum},      {"created", e.info.created},    {"updated", e.info.updated},
+      {"prompt_key", e.prompt_key}};
   const std::string hash = Hash(e.info.agent);
   const fs::path temp = dir_ / (hash + kMetaSuffix + kTempSuffix);
   {
@@ -257,22 +361,29 @@ Status Store::WriteMeta(const Entry& e) {
   return Status::Ok();
 }
 
-Status Store::CommitSave(const AgentId& agent, long long tokens) {
+Status Store::CommitSave(const AgentId& agent, long long tokens, std::uint64_t prompt_key) {
+  return Commit(agent, tokens, prompt_key, std::nullopt);
+}
+
+Status Store::Commit(const AgentId& agent, long long tokens, std::uint64_t prompt_key,
+                     std::optional<std::uint64_t> expected) {
   const std::string hash = Hash(agent);
-  std::optional<Entry> old;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    auto it = index_.find(agent);
-    if (it != index_.end()) old = it->second;
-  }
-  Entry e{MemoryInfo{agent, tokens, 0, Now(), Now(), Now()}, "", old ? old->generation + 1 : 1, 0,
-          fingerprint_};
+  std::optional<Entry> old = Lookup(agent);
+  Entry e{MemoryInfo{agent, tokens, 0, Now(), Now(), Now()},
+          "",
+          old ? old->generation + 1 : 1,
+          0,
+          fingerprint_,
+          prompt_key};
   if (old) e.info.created = old->info.created;
   e.state_file = StateName(hash, e.generation);
   const fs::path temp = dir_ / (e.state_file + kTempSuffix);
 
   Status s = SyncPath(temp, O_RDONLY);
   Result<FileDigest> digest = s.ok() ? DigestFile(temp) : Result<FileDigest>(s);
+  if (digest.ok() && expected && digest->xxh64 != *expected) {
+    digest = Status::Error(ErrorCode::kIo, "the copy of the memory does not match its checksum");
+  }
   if (!digest.ok()) {
     AbortSave(agent);
     return digest.status();
@@ -301,7 +412,7 @@ Status Store::CommitSave(const AgentId& agent, long long tokens) {
   CrashPoint("meta-renamed");
   if (old) fs::remove(dir_ / old->state_file, ec);
   std::lock_guard<std::mutex> lock(mu_);
-  saving_.erase(agent);
+  if (auto it = in_use_.find(agent); it != in_use_.end() && --it->second <= 0) in_use_.erase(it);
   auto current = index_.find(agent);
   if (current != index_.end())
     total_bytes_ -= static_cast<std::uint64_t>(current->second.info.bytes);
@@ -313,19 +424,20 @@ Status Store::CommitSave(const AgentId& agent, long long tokens) {
   return Status::Ok();
 }
 
-Result<std::string> Store::PrepareRestore(const AgentId& agent) {
-  std::optional<Entry> e;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    auto it = index_.find(agent);
-    if (it != index_.end()) e = it->second;
-  }
+Result<RestoreFile> Store::PrepareRestore(const AgentId& agent) {
+  std::optional<Entry> e = Lookup(agent);
   if (!e) return Status::Error(ErrorCode::kNotFound, "no memory for agent " + agent.str());
   std::string why;
   if (e->fingerprint != fingerprint_) {
     why = "saved with another model or settings";
   } else if (Result<FileDigest> d = DigestFile(dir_ / e->state_file); !d.ok()) {
-    why = "state file unreadable";
+    std::error_code ec;
+    if (fs::exists(dir_ / e->state_file, ec) || ec) {
+      // Proves nothing about the file: try again next time.
+      return Status::Error(ErrorCode::kIo, "cannot read the memory of agent " + agent.str() +
+                                               " now: " + d.status().message());
+    }
+    why = "state file missing";
   } else if (static_cast<long long>(d->size) != e->info.bytes) {
     why = "state file has " + std::to_string(d->size) + " bytes, expected " +
           std::to_string(e->info.bytes);
@@ -337,20 +449,56 @@ Result<std::string> Store::PrepareRestore(const AgentId& agent) {
     return Status::Error(ErrorCode::kNotFound,
                          "memory of agent " + agent.str() + " failed its check (" + why + ")");
   }
-  return e->state_file;
+  return RestoreFile{e->state_file, e->info.tokens, e->prompt_key};
 }
 
 void Store::QuarantineFiles(const std::string& hash, const std::string& state_file,
                             const std::string& reason) {
+  std::string prefix;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++quarantined_;
+    // Zero-padded: names sort oldest first.
+    prefix = fmt::format("{:012d}-{:06d}.", Now(), ++quarantine_seq_ % 1000000);
+  }
   std::error_code ec;
-  const std::string stamp = std::to_string(Now());
   const fs::path q = dir_ / kQuarantine;
   fs::create_directories(q, ec);
-  fs::rename(dir_ / (hash + kMetaSuffix), q / (hash + kMetaSuffix + "." + stamp), ec);
-  if (!state_file.empty()) fs::rename(dir_ / state_file, q / (state_file + "." + stamp), ec);
-  std::ofstream(q / (hash + ".reason." + stamp)) << reason << '\n';
+  fs::rename(dir_ / (hash + kMetaSuffix), q / (prefix + hash + kMetaSuffix), ec);
+  if (!state_file.empty()) fs::rename(dir_ / state_file, q / (prefix + state_file), ec);
+  std::ofstream(q / (prefix + hash + ".reason")) << reason << '\n';
+  PruneQuarantine();
+}
+
+// Deletes the oldest files of quarantine/ past its bounds and records what
+// it then holds. Names of an earlier layout sort first, as oldest.
+void Store::PruneQuarantine() {
+  std::vector<std::pair<std::string, std::uint64_t>> files;  // name, bytes
+  std::error_code ec;
+  const fs::path q = dir_ / kQuarantine;
+  for (fs::directory_iterator it(q, ec), end; !ec && it != end; it.increment(ec)) {
+    std::error_code size_ec;
+    if (!it->is_regular_file(size_ec)) continue;
+    const std::uintmax_t size = it->file_size(size_ec);
+    files.emplace_back(it->path().filename().string(), size_ec ? 0 : size);
+  }
+  std::sort(files.begin(), files.end());
+  QuarantineUsage usage;
+  for (const auto& f : files) usage.bytes += f.second;
+  usage.files = files.size();
+  for (const auto& [name, bytes] : files) {
+    if (usage.files <= options_.quarantine_max_files &&
+        usage.bytes <= options_.quarantine_max_bytes) {
+      break;
+    }
+    std::error_code rm;
+    if (fs::remove(q / name, rm)) {
+      --usage.files;
+      usage.bytes -= bytes;
+    }
+  }
   std::lock_guard<std::mutex> lock(mu_);
-  ++quarantined_;
+  quarantine_usage_ = usage;
 }
 
 void Store::Quarantine(const AgentId& agent, const std::string& reason) {
@@ -367,23 +515,34 @@ void Store::Quarantine(const AgentId& agent, const std::string& reason) {
   QuarantineFiles(Hash(agent), e->state_file, reason);
 }
 
+void Store::DeleteFiles(const AgentId& agent, const std::string& state_file) {
+  std::error_code ec;
+  // The metadata first: without it the state file is an orphan, never restored.
+  fs::remove(dir_ / (Hash(agent) + kMetaSuffix), ec);
+  if (!state_file.empty()) fs::remove(dir_ / state_file, ec);
+  SyncDir(dir_);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    removing_.erase(agent);
+  }
+  removed_.notify_all();
+}
+
 bool Store::Remove(const AgentId& agent) {
   std::optional<Entry> e;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    std::unique_lock<std::mutex> lock(mu_);
+    removed_.wait(lock, [&] { return !removing_.count(agent); });
     auto it = index_.find(agent);
     if (it != index_.end()) {
       e = it->second;
       total_bytes_ -= static_cast<std::uint64_t>(e->info.bytes);
       index_.erase(it);
     }
+    removing_.insert(agent);
   }
   AbortSave(agent);
-  std::error_code ec;
-  const std::string hash = Hash(agent);
-  fs::remove(dir_ / (hash + kMetaSuffix), ec);
-  if (e) fs::remove(dir_ / e->state_file, ec);
-  SyncDir(dir_);
+  DeleteFiles(agent, e ? e->state_file : "");
   return e.has_value();
 }
 
@@ -392,9 +551,31 @@ Status Store::Fork(const AgentId& parent, const AgentId& child) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = index_.find(parent);
-    if (it != index_.end()) p = it->second;
+    if (it != index_.end()) {
+      p = it->second;
+      ++in_use_[parent];  // the budget spares it during the copy
+    }
   }
   if (!p) return Status::Error(ErrorCode::kNotFound, "agent " + parent.str() + " has no memory");
+  struct Release {
+    Store* store;
+    const AgentId& agent;
+    ~Release() {
+      std::lock_guard<std::mutex> lock(store->mu_);
+      if (auto it = store->in_use_.find(agent); it != store->in_use_.end() && --it->second <= 0) {
+        store->in_use_.erase(it);
+      }
+    }
+  } release{this, parent};
+  const std::uint64_t bytes = static_cast<std::uint64_t>(p->info.bytes);
+  if (options_.budget_bytes > 0 && 2 * bytes > options_.budget_bytes) {
+    return Status::Error(ErrorCode::kConflict, "the disk budget (" +
+                                                   std::to_string(options_.budget_bytes) +
+                                                   " bytes) cannot hold two copies of " +
+                                                   parent.str() + "'s memory");
+  }
+  Result<RestoreFile> checked = PrepareRestore(parent);  // quarantines a bad parent
+  if (!checked.ok()) return checked.status();
   Remove(child);
   Result<std::string> temp = BeginSave(child, p->info.tokens);
   if (!temp.ok()) return temp.status();
@@ -405,17 +586,22 @@ Status Store::Fork(const AgentId& parent, const AgentId& child) {
     AbortSave(child);
     return Status::Error(ErrorCode::kIo, "cannot copy memory: " + ec.message());
   }
-  return CommitSave(child, p->info.tokens);
+  Status s = Commit(child, p->info.tokens, p->prompt_key, p->checksum);
+  if (!s.ok()) return s;
+  for (const AgentId& gone : EnforceBudget({parent, child})) {
+    spdlog::info("agent {} lost its saved memory to the disk budget", gone.ForLog());
+  }
+  return Status::Ok();
 }
 
 std::vector<AgentId> Store::EnforceBudget(const std::vector<AgentId>& keep) {
-  std::vector<AgentId> victims;
-  if (options_.budget_bytes == 0) return victims;
+  std::vector<std::pair<AgentId, std::string>> victims;  // agent, state file
+  if (options_.budget_bytes == 0) return {};
   {
     std::lock_guard<std::mutex> lock(mu_);
     std::vector<const Entry*> order;
     for (const auto& [agent, e] : index_) {
-      if (!saving_.count(agent)) order.push_back(&e);  // a save in flight is spared
+      if (!in_use_.count(agent)) order.push_back(&e);  // a save in flight is spared
     }
     // Least recently used first; the agents to keep last.
     auto kept = [&](const Entry* e) {
@@ -425,18 +611,25 @@ std::vector<AgentId> Store::EnforceBudget(const std::vector<AgentId>& keep) {
       if (kept(a) != kept(b)) return !kept(a);
       return a->info.last_used < b->info.last_used;
     });
-    std::uint64_t total = total_bytes_;
     for (const Entry* e : order) {
-      if (total <= options_.budget_bytes) break;
-      total -= static_cast<std::uint64_t>(e->info.bytes);
-      victims.push_back(e->info.agent);
+      if (total_bytes_ <= options_.budget_bytes) break;
+      total_bytes_ -= static_cast<std::uint64_t>(e->info.bytes);
+      victims.emplace_back(e->info.agent, e->state_file);
+    }
+    // Out of the index under the lock: no other enforcement picks them, and
+    // a save of one waits in BeginSave until its files are gone.
+    for (const auto& v : victims) {
+      removing_.insert(v.first);
+      index_.erase(v.first);
     }
   }
-  for (const AgentId& agent : victims) {
+  std::vector<AgentId> gone;
+  for (const auto& [agent, state_file] : victims) {
     spdlog::info("disk budget: deleting the memory of agent {}", agent.ForLog());
-    Remove(agent);
+    DeleteFiles(agent, state_file);
+    gone.push_back(agent);
   }
-  return victims;
+  return gone;
 }
 
 }  // namespace agentkv

@@ -2,6 +2,7 @@
 
 #include <httplib.h>
 
+#include <algorithm>
 #include <nlohmann/json.hpp>
 
 namespace agentkv {
@@ -101,11 +102,22 @@ std::string SlotPath(SlotId slot, const char* action) {
 
 Upstream::Upstream(UpstreamOptions options) : options_(std::move(options)) {}
 
+void Upstream::LimitSlotActionsTo(SteadyClock::time_point deadline) {
+  action_deadline_ = deadline.time_since_epoch().count();
+}
+
 Result<std::string> Upstream::PostJson(const std::string& path, const std::string& body) {
-  httplib::Client cli = MakeClient(options_);
+  UpstreamOptions o = options_;
   const auto started = SteadyClock::now();
+  if (const auto deadline = action_deadline_.load(); deadline != 0) {
+    const auto left = std::chrono::duration_cast<std::chrono::seconds>(
+        SteadyClock::time_point(SteadyClock::duration(deadline)) - started);
+    o.read_timeout = std::clamp(left, std::chrono::seconds(1), o.read_timeout);
+    o.connect_timeout = std::min(o.connect_timeout, o.read_timeout);
+  }
+  httplib::Client cli = MakeClient(o);
   httplib::Result res = cli.Post(path, body, "application/json");
-  if (!res) return TransportError(options_, res.error(), started);
+  if (!res) return TransportError(o, res.error(), started);
   if (res->status != 200) {
     return Status::Error(ErrorCode::kUpstreamError, "llama-server answered " +
                                                         std::to_string(res->status) + " to " +

@@ -74,6 +74,7 @@ FakeLlamaServer::FakeLlamaServer(int slots, std::filesystem::path save_dir, int 
 
 FakeLlamaServer::~FakeLlamaServer() {
   Resume();
+  HangSaves(false);
   server_.stop();
   thread_.join();
 }
@@ -126,7 +127,8 @@ void FakeLlamaServer::SlotAction(const httplib::Request& req, httplib::Response&
   const std::string action = req.get_param_value("action");
   const json body = json::parse(req.body.empty() ? "{}" : req.body);
   const std::filesystem::path file = save_dir_ / body.value("filename", "");
-  std::lock_guard<std::mutex> lock(mu_);
+  std::unique_lock<std::mutex> lock(mu_);
+  if (action == "save") changed_.wait(lock, [&] { return !hang_saves_; });
   std::string& kv = kv_.at(static_cast<size_t>(slot));
   calls_.push_back({action, slot, AgentTag(kv)});
   auto fail = [&](const std::string& why) {
@@ -159,7 +161,10 @@ void FakeLlamaServer::SlotAction(const httplib::Request& req, httplib::Response&
 
 void FakeLlamaServer::Completion(const httplib::Request& req, httplib::Response& res) {
   json body = json::parse(req.body, nullptr, false);
-  if (!body.is_object() || body.value("bad_param", false)) {
+  // As llama-server, it checks parameters before it touches a slot.
+  const bool bad_n_predict = body.is_object() && body.contains("n_predict") &&
+                             !body["n_predict"].is_number_integer();
+  if (!body.is_object() || body.value("bad_param", false) || bad_n_predict) {
     res.status = 400;
     res.set_content(R"({"error":{"code":400,"message":"fake: bad params"}})", "application/json");
     return;

@@ -39,6 +39,10 @@ class FakeLlamaServer {
   void HollowNextRestore() {
     Set([&] { hollow_restores_++; });
   }
+  // Slot saves wait, unanswered, while hung (a llama-server shutting down).
+  void HangSaves(bool hang) {
+    Set([&] { hang_saves_ = hang; });
+  }
   // /health answers 503 while unhealthy.
   void SetHealthy(bool healthy) {
     Set([&] { healthy_ = healthy; });
@@ -103,6 +107,7 @@ class FakeLlamaServer {
   bool fail_erases_ = false;
   int hollow_restores_ = 0;
   bool healthy_ = true;
+  bool hang_saves_ = false;
   int health_checks_ = 0;
   int hold_at_ = -1;
   bool held_ = false;

@@ -73,14 +73,85 @@ TEST_F(MemoryTest, ARestoreThatReusesNothingIsCountedAndItsFileQuarantined) {
   Turn("b");
   daemon_->placer().DrainSaves();
   fake_->HollowNextRestore();
-  httplib::Result r = Post("/agents/a/v1/chat/completions",
-                           Chat("a", "a long enough conversation to judge the restore by!"));
+  json next = Chat("a", "a long enough conversation to judge the restore by");
+  next["messages"].push_back({{"role", "user"}, {"content", "and one more question"}});
+  httplib::Result r = Post("/agents/a/v1/chat/completions", next);
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 200) << "the answer is still right: it was prefilled";
   EXPECT_EQ(json::parse(r->body)["timings"]["cache_n"], 0);
   EXPECT_EQ(daemon_->placer().stats().fallbacks, 1);
   EXPECT_EQ(daemon_->store().quarantined(), 1);
   EXPECT_FALSE(fs::is_empty(dir_ / "quarantine"));
+  const json stats = json::parse(Client().Get("/admin/stats")->body);
+  EXPECT_EQ(stats["quarantine_files"], 3) << "metadata, state and reason";
+  EXPECT_GT(stats["quarantine_bytes"].get<long long>(), 0);
+  EXPECT_NE(Client().Get("/metrics")->body.find("agentkv_quarantine_files 3"), std::string::npos);
+}
+
+TEST_F(MemoryTest, ARestoreThatReusesNothingOfAnotherPromptIsNotQuarantined) {
+  Start(1);
+  Turn("a", "a long enough conversation to judge the restore by");
+  Turn("b");
+  daemon_->placer().DrainSaves();
+  // The agent starts over with another first message: nothing to reuse.
+  EXPECT_EQ(Turn("a", "something else entirely, as long as the first"), "restored");
+  EXPECT_EQ(daemon_->store().quarantined(), 0);
+  EXPECT_EQ(daemon_->placer().stats().fallbacks, 0);
+}
+
+// The sequence from the report: an ordinary request llama-server refuses
+// (400, no timings) for a new agent used to reset every slot, unsaved.
+TEST_F(MemoryTest, ARequestLlamaServerRefusesCostsNoAgentItsMemory) {
+  for (SavePolicy policy : {SavePolicy::kTurnEnd, SavePolicy::kEviction}) {
+    SCOPED_TRACE(policy == SavePolicy::kTurnEnd ? "turn-end" : "eviction");
+    Start(2, [policy](DaemonOptions& o) {
+      o.save_policy = policy;
+      o.health_interval = std::chrono::hours(1);
+    });
+    EXPECT_EQ(Turn("v", "first turn of v"), "cold");
+    httplib::Result bad = Post("/agents/new/completion", {{"prompt", "x"}, {"n_predict", "bad"}});
+    ASSERT_TRUE(bad);
+    EXPECT_EQ(bad->status, 400);
+    daemon_->placer().DrainSaves();
+    EXPECT_EQ(Turn("v", "first turn of v, second"), "resident");
+    EXPECT_EQ(Turn("w"), "cold");  // evicts new, the least recently used
+    daemon_->placer().DrainSaves();
+    EXPECT_EQ(daemon_->placer().stats().resets, 0);
+    EXPECT_EQ(daemon_->placer().stats().save_failures, 0);
+    EXPECT_EQ(Turn("v", "first turn of v, third"), "resident");
+    daemon_->Stop();
+    EXPECT_GT(daemon_->store().Find(Id("v"))->tokens, 0) << "saved, at the latest on stop";
+    EXPECT_TRUE(fake_->violations().empty());
+  }
+}
+
+TEST_F(MemoryTest, WarmingAResidentAgentKeepsItsKvCleanAndOnlyKnownAgentsArePinned) {
+  Turn("a", "a turn that leaves some tokens");
+  daemon_->placer().DrainSaves();
+  const SlotId slot = *daemon_->pool().SlotOf(Id("a"));
+  const SlotView before = daemon_->pool().View(slot);
+  ASSERT_FALSE(before.dirty);
+  httplib::Client c = Client();
+  httplib::Result warm = c.Post("/admin/agents/a/warm", "", "application/json");
+  ASSERT_EQ(warm->status, 200) << warm->body;
+  EXPECT_EQ(json::parse(warm->body)["placement"], "resident");
+  EXPECT_EQ(daemon_->pool().View(slot).tokens, before.tokens);
+  EXPECT_FALSE(daemon_->pool().View(slot).dirty);
+  EXPECT_EQ(c.Post("/admin/agents/nobody/pin", "", "application/json")->status, 404);
+  EXPECT_FALSE(daemon_->pool().Pinned(Id("nobody")));
+}
+
+TEST_F(MemoryTest, AStopEndsWithinItsDeadlineWhenLlamaServerStopsAnswering) {
+  Start(2, [](DaemonOptions& o) {
+    o.save_policy = SavePolicy::kEviction;
+    o.stop_timeout = std::chrono::seconds(2);
+  });
+  Turn("a");
+  fake_->HangSaves(true);  // as a llama-server that got the signal too
+  const auto started = std::chrono::steady_clock::now();
+  EXPECT_EQ(daemon_->Stop(), 1) << "a could not be saved";
+  EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(10));
+  fake_->HangSaves(false);
 }
 
 TEST_F(MemoryTest, ALlamaServerRestartIsNoticedAndAgentsComeBackFromDisk) {
@@ -121,14 +192,25 @@ TEST_F(MemoryTest, AnEmptySlotNeverReplacesAMemoryEvenWhenItsSizeIsUnknown) {
   Turn("b");  // saves a
   const long long tokens = daemon_->store().Find(Id("a"))->tokens;
   ASSERT_GT(tokens, 0);
-  // A failed request of a: no timings, so agentkv no longer knows its size.
-  ASSERT_EQ(Post("/agents/a/v1/chat/completions", json{{"bad_param", true}})->status, 400);
-  ASSERT_EQ(daemon_->pool().View(*daemon_->pool().SlotOf(Id("a"))).tokens, -1);
+  // A client of a that hangs up mid-stream: no timings, an unknown count.
+  fake_->SetStreamChunks(1000000);
+  fake_->HoldStreamsAt(2);
+  Stream("a", [](const char*, size_t) { return false; });
+  ASSERT_TRUE(fake_->WaitHeld(std::chrono::seconds(20)));
+  fake_->Resume();
+  ASSERT_TRUE(fake_->WaitCancelled(std::chrono::seconds(20)));
+  fake_->SetStreamChunks(3);
+  ASSERT_TRUE(Eventually([&] {
+    const std::optional<SlotId> slot = daemon_->pool().SlotOf(Id("a"));
+    return slot && daemon_->pool().View(*slot).phase == SlotPhase::kIdle;
+  }));
+  EXPECT_FALSE(daemon_->pool().View(*daemon_->pool().SlotOf(Id("a"))).tokens.has_value());
   fake_->LoseAllKv();
   Turn("b");  // evicts a, whose slot is now empty
   ASSERT_TRUE(daemon_->store().HasMemory(Id("a")));
   EXPECT_EQ(daemon_->store().Find(Id("a"))->tokens, tokens);
   EXPECT_EQ(daemon_->placer().stats().save_failures, 1);
+  EXPECT_EQ(daemon_->placer().stats().resets, 0) << "an unknown count is no evidence";
 }
 
 TEST_F(MemoryTest, TheLifecycleApiListsShowsWarmsForksPinsAndDeletes) {

@@ -26,7 +26,7 @@ class ResidencyTest : public ::testing::Test {
     if (plan->save_evicted) files_.insert(*plan->evicted);
     Result<Placement> placed = r.CompleteSwitch(*plan, {true, true, true, 50});
     EXPECT_TRUE(placed.ok());
-    r.Release(plan->slot, At(at), tokens);
+    r.Release(plan->slot, At(at), TurnEnd::Ran(tokens));
     return placed.value();
   }
 
@@ -49,7 +49,7 @@ TEST_F(ResidencyTest, AReturningResidentAgentNeedsNoUpstreamStep) {
   std::optional<Plan> plan = r.TryAcquire(Id("a"));
   ASSERT_TRUE(plan);
   EXPECT_TRUE(plan->resident);
-  EXPECT_FALSE(plan->NeedsUpstream());
+  EXPECT_FALSE(plan->save_evicted || plan->restore || plan->erase);
   EXPECT_EQ(r.CompleteSwitch(*plan, {}).value(), Placement::kResident);
 }
 
@@ -90,7 +90,7 @@ TEST_F(ResidencyTest, SerializesRequestsOfOneAgent) {
   r.CompleteSwitch(*first, {true, true, true});
   EXPECT_FALSE(r.TryAcquire(Id("a"))) << "while busy";
   EXPECT_TRUE(r.TryAcquire(Id("b"))) << "other agents run in parallel";
-  r.Release(first->slot, At(1), 10);
+  r.Release(first->slot, At(1), TurnEnd::Ran(10));
   EXPECT_TRUE(r.TryAcquire(Id("a")));
 }
 
@@ -102,7 +102,7 @@ TEST_F(ResidencyTest, AnAgentBeingSavedOutWaitsUntilTheSaveEnds) {
   EXPECT_FALSE(r.TryAcquire(Id("a"))) << "its file is being written";
   files_.insert(Id("a"));
   r.CompleteSwitch(*b, {true, false, true});
-  r.Release(b->slot, At(2), 10);
+  r.Release(b->slot, At(2), TurnEnd::Ran(10));
   std::optional<Plan> a = r.TryAcquire(Id("a"));
   ASSERT_TRUE(a);
   EXPECT_TRUE(a->restore);
@@ -131,11 +131,11 @@ TEST_F(ResidencyTest, PrefersAnEmptyFreeSlotToAStaleOne) {
   Residency r = Make(2);
   std::optional<Plan> a = r.TryAcquire(Id("a"));  // slot 0, erased: empty
   r.CompleteSwitch(*a, {true, true, true});
-  r.Release(a->slot, At(1), 10);
+  r.Release(a->slot, At(1), TurnEnd::Ran(10));
   std::optional<Plan> s = r.TryAcquire(Tenant());  // slot 1, stale
   EXPECT_EQ(s->slot.value, 1);
   r.CompleteSwitch(*s, {true, true, true});
-  r.Release(s->slot, At(2), 10);  // slot 1 free and stale again
+  r.Release(s->slot, At(2), TurnEnd::Ran(10));  // slot 1 free and stale again
   std::optional<Plan> b = r.TryAcquire(Id("b"));
   EXPECT_EQ(b->slot.value, 1) << "a free slot before evicting a";
   EXPECT_FALSE(b->evicted);
@@ -177,7 +177,7 @@ TEST_F(ResidencyTest, ARestoredAgentIsCleanUntilItsNextRequestEnds) {
   std::optional<Plan> plan = r.TryAcquire(Id("a"));
   r.CompleteSwitch(*plan, {true, true, false});
   EXPECT_FALSE(r.View(plan->slot).dirty);
-  r.Release(plan->slot, At(3), 10);
+  r.Release(plan->slot, At(3), TurnEnd::Ran(10));
   EXPECT_TRUE(r.View(plan->slot).dirty);
 }
 
@@ -191,7 +191,7 @@ TEST_F(ResidencyTest, ATurnEndSaveMakesTheSlotCleanSoEvictionSkipsTheSave) {
   EXPECT_FALSE(r.TryAcquire(Id("a"))) << "its file is being written";
   EXPECT_FALSE(r.TryAcquire(Id("b"))) << "the saving slot is not evictable";
   EXPECT_FALSE(r.TryBeginSave(SlotId{0})) << "one save at a time";
-  r.EndSave(SlotId{0}, true);
+  r.EndSave(SlotId{0}, SaveResult::kSaved);
   EXPECT_FALSE(r.TryBeginSave(SlotId{0})) << "clean: nothing to save";
   std::optional<Plan> b = r.TryAcquire(Id("b"));
   ASSERT_TRUE(b);
@@ -203,7 +203,7 @@ TEST_F(ResidencyTest, AFailedTurnEndSaveLeavesTheSlotDirty) {
   Residency r = Make(1);
   Serve(r, Id("a"), 1);
   ASSERT_TRUE(r.TryBeginSave(SlotId{0}));
-  r.EndSave(SlotId{0}, false);
+  r.EndSave(SlotId{0}, SaveResult::kFailed);
   EXPECT_EQ(r.DirtySlots().size(), 1u);
   EXPECT_TRUE(r.TryAcquire(Id("b"))->save_evicted);
 }
@@ -217,7 +217,7 @@ TEST_F(ResidencyTest, AfterARestartNoSlotIsTrustedToHoldAnAgentsKV) {
   EXPECT_FALSE(r.SlotOf(Id("a")));
   EXPECT_TRUE(r.View(SlotId{0}).stale);
   EXPECT_TRUE(r.View(busy->slot).lost);
-  r.Release(busy->slot, At(2), 10);
+  r.Release(busy->slot, At(2), TurnEnd::Ran(10));
   EXPECT_FALSE(r.SlotOf(Id("b"))) << "its KV went with the old llama-server";
   std::optional<Plan> a = r.TryAcquire(Id("a"));
   EXPECT_FALSE(a->resident);
@@ -246,7 +246,7 @@ TEST_F(ResidencyTest, DroppingAnAgentWaitsForItsRequestThenFreesItsSlot) {
   bool wait = false;
   EXPECT_FALSE(r.TryBeginDrop(Id("a"), &wait));
   EXPECT_TRUE(wait);
-  r.Release(a->slot, At(1), 10);
+  r.Release(a->slot, At(1), TurnEnd::Ran(10));
   std::optional<SlotId> slot = r.TryBeginDrop(Id("a"), &wait);
   EXPECT_FALSE(wait);
   ASSERT_TRUE(slot);

@@ -46,7 +46,7 @@ TEST(SlotPool, AWaiterProceedsWhenTheSlotIsReleased) {
 
   auto b = std::async(std::launch::async, [&] { return pool.Acquire(Id("b")); });
   WaitUntil([&] { return pool.waiting() == 1; });
-  pool.Release(a->slot, 10);
+  pool.Release(a->slot, TurnEnd::Ran(10));
   Result<Plan> got = b.get();
   ASSERT_TRUE(got.ok());
   ASSERT_TRUE(got->evicted);
@@ -61,7 +61,7 @@ TEST(SlotPool, ASecondRequestOfTheSameAgentWaitsForTheFirst) {
   ASSERT_TRUE(pool.CompleteSwitch(first.value(), {true, true, true}).ok());
   auto second = std::async(std::launch::async, [&] { return pool.Acquire(Id("a")); });
   WaitUntil([&] { return pool.waiting() == 1; });
-  pool.Release(first->slot, 10);
+  pool.Release(first->slot, TurnEnd::Ran(10));
   Result<Plan> got = second.get();
   ASSERT_TRUE(got.ok());
   EXPECT_TRUE(got->resident);
@@ -80,21 +80,21 @@ TEST(SlotPool, WaitersGetTheSlotFirstComeFirstServed) {
     waiters.push_back(std::async(std::launch::async, [&pool, id] { return pool.Acquire(Id(id)); }));
     WaitUntil([&] { return pool.waiting() == before + 1; });
   }
-  pool.Release(a->slot, 10);
+  pool.Release(a->slot, TurnEnd::Ran(10));
   Result<Plan> b = waiters[0].get();
   ASSERT_TRUE(b.ok());
   EXPECT_EQ(pool.waiting(), 2);  // c and d still wait
   auto e = std::async(std::launch::async, [&] { return pool.Acquire(Id("e")); });
   WaitUntil([&] { return pool.waiting() == 3; });  // the newcomer queued behind them
   ASSERT_TRUE(pool.CompleteSwitch(b.value(), {true, true, true}).ok());
-  pool.Release(b->slot, 10);
+  pool.Release(b->slot, TurnEnd::Ran(10));
   Result<Plan> c = waiters[1].get();
   ASSERT_TRUE(c.ok());
   ASSERT_TRUE(c->evicted);
   EXPECT_EQ(*c->evicted, Id("b"));
   EXPECT_EQ(pool.waiting(), 2);
   ASSERT_TRUE(pool.CompleteSwitch(c.value(), {true, true, true}).ok());
-  pool.Release(c->slot, 10);
+  pool.Release(c->slot, TurnEnd::Ran(10));
   ASSERT_TRUE(waiters[2].get().ok());  // d before e
   EXPECT_EQ(pool.waiting(), 1);
   pool.Shutdown();
@@ -113,12 +113,12 @@ TEST(SlotPool, AWaiterForABusyAgentDoesNotHoldUpOthers) {
   WaitUntil([&] { return pool.waiting() == 1; });
   auto c = std::async(std::launch::async, [&] { return pool.Acquire(Id("c")); });
   WaitUntil([&] { return pool.waiting() == 2; });
-  pool.Release(b->slot, 10);  // a is still busy: c takes b's slot
+  pool.Release(b->slot, TurnEnd::Ran(10));  // a is still busy: c takes b's slot
   Result<Plan> got = c.get();
   ASSERT_TRUE(got.ok());
   EXPECT_EQ(got->slot.value, b->slot.value);
   EXPECT_EQ(pool.waiting(), 1);
-  pool.Release(a->slot, 10);
+  pool.Release(a->slot, TurnEnd::Ran(10));
   ASSERT_TRUE(a2.get().ok());
 }
 
@@ -134,7 +134,7 @@ TEST(SlotPool, AFullQueueOfABusyAgentDoesNotRefuseAFreeSlot) {
   Result<Plan> b = pool.Acquire(Id("b"));
   ASSERT_TRUE(b.ok()) << b.status().message();
   EXPECT_NE(b->slot.value, a->slot.value);
-  pool.Release(a->slot, 10);
+  pool.Release(a->slot, TurnEnd::Ran(10));
   ASSERT_TRUE(a2.get().ok());
 }
 

@@ -48,9 +48,9 @@ class StoreTest : public ::testing::Test {
     return std::string(std::istreambuf_iterator<char>(in), {});
   }
   fs::path StateOf(Store& s, const char* agent) {
-    Result<std::string> f = s.PrepareRestore(Id(agent));
+    Result<RestoreFile> f = s.PrepareRestore(Id(agent));
     EXPECT_TRUE(f.ok()) << f.status().message();
-    return dir_ / f.value();
+    return dir_ / f->name;
   }
 
   fs::path dir_;
@@ -105,7 +105,7 @@ TEST_F(StoreTest, AFlippedByteIsDetectedAndTheFileQuarantined) {
     f.seekp(3);
     f.put('X');
   }
-  Result<std::string> r = s->PrepareRestore(Id("a"));
+  Result<RestoreFile> r = s->PrepareRestore(Id("a"));
   EXPECT_EQ(r.status().code(), ErrorCode::kNotFound);
   EXPECT_FALSE(s->HasMemory(Id("a")));
   EXPECT_FALSE(fs::exists(state));

@@ -45,6 +45,9 @@ struct DaemonOptions {
   std::chrono::milliseconds health_interval{1000};
   // On Stop(): how long requests in flight may take to finish.
   std::chrono::seconds drain_timeout{30};
+  // On Stop(): how long the whole stop may take (drain, saves, llama-server);
+  // below systemd's TimeoutStopSec (90 s in our unit).
+  std::chrono::seconds stop_timeout{60};
   // While llama-server is down, how long a request waits for it (then 503).
   std::chrono::seconds upstream_wait{60};
   // A llama-server we started that dies is restarted, with a backoff, at
@@ -68,10 +71,11 @@ class Daemon {
   // The llama-server agentkv started, or -1.
   pid_t llama_pid() const { return llama_.pid(); }
   GaugeSnapshot Gauges() const;
-  // Graceful stop: refuse new requests, let those in flight finish within
-  // drain_timeout, save dirty resident agents, stop llama-server if ours.
-  // Idempotent.
-  void Stop();
+  // Graceful stop within stop_timeout: refuse new requests, let those in
+  // flight finish within drain_timeout (then cancel them), save dirty
+  // resident agents least recently used first, stop llama-server if ours.
+  // Returns how many dirty agents were left unsaved. Idempotent.
+  int Stop();
 
  private:
   Daemon() = default;

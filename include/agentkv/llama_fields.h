@@ -2,6 +2,7 @@
 // llama-server's request and response fields, in one place (with upstream.h).
 
 #include <cstddef>
+#include <cstdint>
 #include <nlohmann/json_fwd.hpp>
 #include <optional>
 #include <string>
@@ -17,6 +18,15 @@ Status CheckInferenceBody(const nlohmann::json& body);
 
 // Pins an inference request body to `slot` with prompt caching on.
 void PinToSlot(nlohmann::json& body, SlotId slot);
+
+// A key of the request's leading content, 0 if it has none agentkv knows:
+// the first message of `messages` (chat), the first kPromptKeyChars
+// characters or kPromptKeyTokens token ids of `prompt`, or the first item or
+// characters of `input` (responses). Equal keys mean the two requests start
+// with the same tokens; a prompt shorter than the head has no key.
+std::uint64_t PromptKeyOf(const nlohmann::json& body);
+inline constexpr std::size_t kPromptKeyChars = 64;
+inline constexpr std::size_t kPromptKeyTokens = 16;
 
 // What llama-server reports about a completed request.
 struct Timings {

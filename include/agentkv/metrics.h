@@ -38,6 +38,8 @@ struct GaugeSnapshot {
   long long agents_on_disk = 0;
   long long disk_bytes = 0;
   long long quarantined = 0;  // a counter, kept by the store
+  long long quarantine_files = 0;
+  long long quarantine_bytes = 0;
   bool upstream_up = false;
 };
 

@@ -11,12 +11,13 @@
 #include <mutex>
 #include <optional>
 #include <thread>
+#include <unordered_map>
 #include <utility>
 
 #include "agentkv/metrics.h"
+#include "agentkv/slot_actions.h"
 #include "agentkv/slot_pool.h"
 #include "agentkv/store.h"
-#include "agentkv/upstream.h"
 
 namespace agentkv {
 
@@ -29,7 +30,8 @@ enum class SavePolicy {
 // One request's hold on a slot; released when destroyed. Move-only.
 class Lease {
  public:
-  Lease(SlotPool* pool, SlotId slot, Tenant tenant, Placement placement, long long restored_tokens)
+  Lease(SlotPool* pool, SlotId slot, Tenant tenant, Placement placement,
+        long long restored_tokens)
       : pool_(pool),
         slot_(slot),
         tenant_(std::move(tenant)),
@@ -39,10 +41,10 @@ class Lease {
   Lease& operator=(Lease&& other) noexcept;
   Lease(const Lease&) = delete;
   Lease& operator=(const Lease&) = delete;
-  ~Lease() { Release(-1); }
+  // Not finished: the KV may have changed, by how much is unknown.
+  ~Lease() { Release(TurnEnd{}); }
 
-  // `kv_tokens`: what the slot now holds; -1 if unknown.
-  void Release(long long kv_tokens);
+  void Release(const TurnEnd& end);
   SlotId slot() const { return slot_; }
   const Tenant& tenant() const { return tenant_; }
   Placement placement() const { return placement_; }
@@ -65,28 +67,36 @@ struct PlacerStats {
 
 class Placer {
  public:
-  Placer(SlotPool& pool, Upstream& upstream, Store& store, SavePolicy policy, Metrics& metrics);
+  Placer(SlotPool& pool, SlotActions& upstream, Store& store, SavePolicy policy, Metrics& metrics);
   ~Placer();
 
   // Blocks until `tenant` holds a slot with its KV in place (restored, or
   // erased for a cold start). Returns kBusy past the queue bounds, and
   // kUpstream* if llama-server left the slot in a state the tenant must not
   // use. A failed or untrusted restore is not an error: the request falls
-  // back to a normal prefill.
+  // back to a normal prefill. Only a file proven bad is quarantined: a
+  // restore that failed in transport, timed out or was refused leaves it in
+  // place (a file refused kMaxRefusals times in a row is quarantined).
   Result<Lease> Place(const Tenant& tenant);
 
   // The response on `lease` is complete: `cache_n` and `prompt_n` are what
-  // llama-server reported reusing and computing (nullopt/0 if unknown),
-  // `kv_tokens` what the slot now holds (-1 if unknown).
-  // Checks that a restore paid off, releases the lease, schedules the save.
+  // llama-server reported reusing and computing (nullopt/0 if unknown), `end`
+  // what the request left in the slot. A slot that held KV for the same
+  // prompt key and reused none of it is evidence: a restored file is
+  // quarantined, a resident slot means llama-server lost its slots.
+  // Releases the lease and schedules the save.
   void Finish(Lease& lease, std::optional<long long> cache_n, long long prompt_n,
-              long long kv_tokens);
+              const TurnEnd& end);
 
   // Saves the agent idle in `slot` if its KV is newer than its file.
-  // Returns false if a save was needed and failed.
+  // Returns false if a save was needed and failed (an empty slot counts as
+  // failed: nothing was saved). A save that finds a slot empty whose KV
+  // agentkv knew to be there concludes llama-server lost its slots.
   bool SaveIdle(SlotId slot);
-  // Saves every dirty idle agent (graceful shutdown). Returns how many failed.
-  int SaveAllDirty();
+  // Saves every dirty idle agent, least recently used first, until
+  // `deadline` (graceful shutdown). Returns how many were left unsaved.
+  int SaveAllDirty(std::chrono::steady_clock::time_point deadline =
+                       std::chrono::steady_clock::time_point::max());
 
   // Lifecycle: erases the agent's slot if resident and deletes its files.
   // Returns kNotFound if agentkv knew nothing of it.
@@ -94,8 +104,14 @@ class Placer {
   // Gives `child` a copy of `parent`'s memory (saving the parent first).
   Status Fork(const AgentId& parent, const AgentId& child);
 
-  // llama-server lost every slot's KV (it restarted).
-  void ResetSlots(const std::string& why);
+  // llama-server lost every slot's KV (it restarted): saves the dirty idle
+  // agents first wherever llama-server still answers (a slot found empty
+  // keeps its agent's older file), then forgets what every slot but `spare`
+  // (one whose KV was computed since) holds.
+  void ResetSlots(const std::string& why, std::optional<SlotId> spare = std::nullopt);
+
+  // Restores llama-server refused of a file in a row before it is quarantined.
+  static constexpr int kMaxRefusals = 3;
 
   PlacerStats stats() const;
   // Blocks until no turn-end save is queued or running (tests, shutdown).
@@ -104,12 +120,15 @@ class Placer {
 
  private:
   SwitchOutcome Run(const Plan& plan, Status* erase_error);
+  void Restore(const Plan& plan, SwitchOutcome* out);
   Status Dropping(const AgentId& agent, bool* had_memory, const std::function<Status()>& then);
-  bool SaveSlot(SlotId slot, const AgentId& agent, long long tokens);
+  SaveResult SaveSlot(const SaveJob& job);
+  // Runs `job` (its slot is Saving) and ends it; judges an empty slot if asked.
+  SaveResult RunSave(const SaveJob& job, bool judge_empty);
   void SaverLoop();
 
   SlotPool& pool_;
-  Upstream& upstream_;
+  SlotActions& upstream_;
   Store& store_;
   const SavePolicy policy_;
   Metrics& metrics_;
@@ -119,6 +138,7 @@ class Placer {
   std::deque<SlotId> save_queue_;  // guarded by mu_
   bool saving_ = false;            // guarded by mu_
   bool stopping_ = false;          // guarded by mu_
+  std::unordered_map<AgentId, int> refusals_;  // guarded by mu_: restores refused in a row
   std::thread saver_;
 };
 

@@ -57,9 +57,10 @@ class ProxyServer {
   // True once Serve() accepts connections; Stop() before that is lost.
   bool running() const;
   // Waits up to `timeout` for requests in flight to finish, then cancels
-  // the rest (their upstream connections are closed). Call before Stop():
-  // httplib cuts streams still being written when it stops.
-  void Drain(std::chrono::seconds timeout);
+  // the rest (their upstream connections are closed) and waits for them
+  // until `deadline`. Returns false if some were still running then. Call
+  // before Stop(): httplib cuts streams still being written when it stops.
+  bool Drain(std::chrono::seconds timeout, std::chrono::steady_clock::time_point deadline);
   // Stops accepting connections.
   void Stop();
 
@@ -77,7 +78,8 @@ class ProxyServer {
   // Forwards `request` on a worker thread that holds `lease` until the
   // upstream answer is complete; `arrival` starts the TTFT clock.
   std::shared_ptr<Exchange> Start(ForwardRequest request, std::optional<Lease> lease,
-                                  std::chrono::steady_clock::time_point arrival);
+                                  std::chrono::steady_clock::time_point arrival,
+                                  PromptKey prompt_key = 0);
   // Writes the exchange's answer to `res`: streamed if it is an event stream.
   void Respond(std::shared_ptr<Exchange> ex, httplib::Response& res);
 

@@ -9,6 +9,7 @@
 // takes a free slot, else evicts the least recently used idle agent.
 
 #include <chrono>
+#include <cstdint>
 #include <functional>
 #include <optional>
 #include <unordered_set>
@@ -34,6 +35,28 @@ enum class Placement {
 };
 const char* PlacementName(Placement p);
 
+// A key of a request's leading content (its first message, or the head of
+// its prompt), 0 if unknown. Two requests with the same non-zero key start
+// with the same tokens, so a slot that held the first must reuse some of its
+// KV for the second: reusing nothing then proves the KV was gone.
+using PromptKey = std::uint64_t;
+
+// Token counts agentkv may not know (a request cut short reports nothing).
+using TokenCount = std::optional<long long>;
+
+// What a finished request left in its slot.
+struct TurnEnd {
+  // False when nothing ran on the slot: llama-server refused the request
+  // before running it, or the hold was only a warm-up. The slot's KV, its
+  // token count and its dirty flag then stay as they were.
+  bool kv_changed = true;
+  TokenCount kv_tokens;  // what the KV holds now, if llama-server said
+  PromptKey prompt_key = 0;
+
+  static TurnEnd Ran(long long tokens, PromptKey key = 0) { return {true, tokens, key}; }
+  static TurnEnd Unchanged() { return {false, std::nullopt, 0}; }
+};
+
 // The upstream steps to run, in this order, before the request.
 struct Plan {
   SlotId slot;
@@ -41,10 +64,10 @@ struct Plan {
   bool resident = false;           // the agent's KV is already in the slot
   std::optional<AgentId> evicted;  // the idle agent displaced from the slot
   bool save_evicted = false;       // its KV is newer than its file: save it
-  long long evicted_tokens = 0;    // how many tokens its KV holds
-  bool restore = false;            // restore the tenant's file into the slot
-  bool erase = false;              // wipe the slot (KV the tenant must not see)
-  bool NeedsUpstream() const { return save_evicted || restore || erase; }
+  TokenCount evicted_tokens;       // how many tokens its KV holds
+  PromptKey evicted_prompt_key = 0;
+  bool restore = false;  // restore the tenant's file into the slot
+  bool erase = false;    // wipe the slot (KV the tenant must not see)
 };
 
 // What running a plan achieved. A failed restore must be followed by an
@@ -54,13 +77,22 @@ struct SwitchOutcome {
   bool restored = false;
   bool erased = false;
   long long restored_tokens = 0;
+  PromptKey restored_prompt_key = 0;  // the key saved with the restored file
 };
 
 // A resident agent's KV to write to its file, off the request path.
 struct SaveJob {
   SlotId slot;
   AgentId agent;
-  long long tokens = 0;
+  TokenCount tokens;
+  PromptKey prompt_key = 0;
+};
+
+// How a save of a slot ended.
+enum class SaveResult {
+  kSaved,   // the file now holds the slot's KV
+  kFailed,  // nothing changed on disk; the KV is still only in the slot
+  kEmpty,   // the slot held no KV: nothing saved, the older file stays
 };
 
 enum class SlotPhase { kFree, kIdle, kBusy, kSwitching, kSaving };
@@ -71,7 +103,8 @@ struct SlotView {
   bool dirty = false;    // Idle: KV newer than the agent's file
   bool stale = false;    // Free: holds KV that must be erased before reuse
   bool lost = false;     // Busy/Switching/Saving: llama-server restarted since
-  long long tokens = 0;  // tokens the KV holds, as last reported
+  TokenCount tokens = 0;  // tokens the KV holds, as last reported
+  PromptKey prompt_key = 0;  // of the request that last changed the KV
   TimePoint last_used{};
 };
 
@@ -99,20 +132,23 @@ class Residency {
   // stale, and the request must not run.
   Result<Placement> CompleteSwitch(const Plan& plan, const SwitchOutcome& outcome);
 
-  // The request on `slot` ended (whatever its outcome), leaving `tokens` in
-  // its KV. An agent's slot turns Idle and dirty, used at `now`; a stateless
-  // slot, or one llama-server lost meanwhile, turns Free and stale.
-  void Release(SlotId slot, TimePoint now, long long tokens);
+  // The request on `slot` ended (whatever its outcome), as `end` says. An
+  // agent's slot turns Idle, used at `now`, and dirty if its KV changed; a
+  // stateless slot, or one llama-server lost meanwhile, turns Free and stale.
+  void Release(SlotId slot, TimePoint now, const TurnEnd& end);
 
-  // Turn-end and shutdown saves: if `slot` is Idle and dirty, marks it
-  // Saving and returns the job; EndSave reports whether the file was written.
+  // Turn-end and shutdown saves: if `slot` is Idle and dirty and its agent
+  // not held, marks it Saving and returns the job; EndSave reports how it
+  // ended. An empty slot turns Free: the agent's file, if any, is its memory.
   std::optional<SaveJob> TryBeginSave(SlotId slot);
-  void EndSave(SlotId slot, bool saved);
+  void EndSave(SlotId slot, SaveResult result);
+  // Idle dirty slots, least recently used first.
   std::vector<SlotId> DirtySlots() const;
 
-  // llama-server restarted: every slot's KV is gone. Idle and free slots turn
-  // Free and stale now, the others when released.
-  void ResetAll();
+  // llama-server restarted: every slot's KV is gone but `spare`'s (filled
+  // since). Idle and free slots turn Free and stale now, the others when
+  // released.
+  void ResetAll(std::optional<SlotId> spare = std::nullopt);
 
   // Removing (or replacing) an agent's memory: returns nullopt with *wait
   // = true while it has a request in flight. Otherwise the agent is held
@@ -121,6 +157,13 @@ class Residency {
   std::optional<SlotId> TryBeginDrop(const AgentId& agent, bool* wait);
   // Releases the agent; its slot, if any, turns Free, stale unless erased.
   void EndDrop(const AgentId& agent, std::optional<SlotId> slot, bool erased);
+
+  // Copying an agent's memory (fork): like TryBeginDrop, but the slot keeps
+  // the agent's KV. While held, the agent's requests wait, its slot is
+  // neither evicted nor saved by others; if it is dirty, the returned job
+  // (slot now Saving) is the holder's to save and end with EndSave.
+  std::optional<std::optional<SaveJob>> TryBeginHold(const AgentId& agent, bool* wait);
+  void EndHold(const AgentId& agent);
 
   // A pinned agent's idle slot is never chosen for eviction. Pin returns
   // kConflict when max_pins agents are pinned already.
@@ -145,7 +188,7 @@ class Residency {
   HasMemoryFn has_memory_;
   int max_pins_;
   std::unordered_set<AgentId> pinned_;
-  std::unordered_set<AgentId> dropping_;
+  std::unordered_set<AgentId> held_;  // dropped or held: nothing of them may run
 };
 
 }  // namespace agentkv

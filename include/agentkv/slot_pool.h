@@ -38,15 +38,19 @@ class SlotPool {
 
   // See Residency. Each wakes waiters.
   Result<Placement> CompleteSwitch(const Plan& plan, const SwitchOutcome& outcome);
-  void Release(SlotId slot, long long tokens);
+  void Release(SlotId slot, const TurnEnd& end);
   std::optional<SaveJob> TryBeginSave(SlotId slot);
-  void EndSave(SlotId slot, bool saved);
-  void ResetAll();
+  void EndSave(SlotId slot, SaveResult result);
+  void ResetAll(std::optional<SlotId> spare = std::nullopt);
   void EndDrop(const AgentId& agent, std::optional<SlotId> slot, bool erased);
 
   // Blocks (within limits) until `agent` has nothing in flight, then holds
   // it until EndDrop and returns its slot if it is resident. kBusy on timeout.
   Result<std::optional<SlotId>> BeginDrop(const AgentId& agent);
+  // Blocks (within limits) until `agent` has nothing in flight, then holds
+  // it until EndHold; see Residency::TryBeginHold. kBusy on timeout.
+  Result<std::optional<SaveJob>> BeginHold(const AgentId& agent);
+  void EndHold(const AgentId& agent);
 
   // Fails every waiting and future Acquire with kBusy. Irreversible.
   void Shutdown();

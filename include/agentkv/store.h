@@ -9,7 +9,11 @@
 //   H.meta              JSON: agent id, fingerprint, file, tokens, bytes,
 //                       checksum, created/updated times
 //   *.tmp               a save or metadata write in progress
-//   quarantine/         files that failed a check, kept aside, never reused
+//   quarantine/         files that failed a check, kept aside, never reused,
+//                       named <sequence>.<original name>; bounded in count
+//                       and bytes, oldest deleted first
+// Only names of these shapes are agentkv's: anything else in the directory
+// is left alone.
 // A save writes a new generation, then the metadata that points to it, then
 // removes the old generation: a crash at any instant leaves the old memory or
 // the new one, and Open() removes whatever a crash left over.
@@ -18,6 +22,7 @@
 // same agent (residency guarantees it); they do file I/O without holding the
 // index lock.
 
+#include <condition_variable>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
@@ -46,6 +51,21 @@ struct MemoryInfo {
 struct StoreOptions {
   std::uint64_t budget_bytes = 0;             // 0: no budget
   std::uint64_t min_free_bytes = 256u << 20;  // keep this much disk free
+  std::uint64_t quarantine_max_files = 64;    // files kept in quarantine/
+  std::uint64_t quarantine_max_bytes = 1ull << 30;
+};
+
+// What quarantine/ holds now.
+struct QuarantineUsage {
+  std::uint64_t files = 0;
+  std::uint64_t bytes = 0;
+};
+
+// An agent's file, checked and ready for llama-server's restore.
+struct RestoreFile {
+  std::string name;  // relative to the memory directory
+  long long tokens = 0;
+  std::uint64_t prompt_key = 0;  // of the request that last changed the saved KV
 };
 
 class Store {
@@ -57,10 +77,11 @@ class Store {
 
   const std::filesystem::path& dir() const { return dir_; }
 
-  // Creates the directory, removes temporaries and orphans a crash left,
-  // loads every metadata file and quarantines the ones that are unreadable,
-  // point to a missing or wrong-sized file, or carry another fingerprint.
-  // Returns kIo if the directory cannot be created or listed.
+  // Creates the directory, removes temporaries and orphans a crash left
+  // (agentkv's names only), loads every metadata file and quarantines the
+  // ones that are unreadable, point to a missing or wrong-sized file, or
+  // carry another fingerprint. One bad entry never stops it: it is logged
+  // and skipped. Returns kIo only if the directory cannot be created or listed.
   Status Open();
 
   bool HasMemory(const AgentId& agent) const;
@@ -72,32 +93,44 @@ class Store {
   void Touch(const AgentId& agent);
 
   // Save, step 1: returns the temporary file name llama-server must write to.
-  // Returns kIo if the disk lacks room for about `expected_tokens`.
-  Result<std::string> BeginSave(const AgentId& agent, long long expected_tokens);
-  // Save, step 2: makes the temporary the agent's memory (see the layout).
-  // On failure the old memory stays and the temporary is removed.
-  Status CommitSave(const AgentId& agent, long long tokens);
+  // Returns kIo if the disk lacks room for about `expected_tokens` (the
+  // agent's saved count if unknown). Waits while the budget removes the
+  // agent's older memory, so that the two never touch the same names.
+  Result<std::string> BeginSave(const AgentId& agent, std::optional<long long> expected_tokens);
+  // Save, step 2: makes the temporary the agent's memory (see the layout),
+  // recording `prompt_key` with it. On failure the old memory stays and the
+  // temporary is removed.
+  Status CommitSave(const AgentId& agent, long long tokens, std::uint64_t prompt_key = 0);
   // Save, abandoned: removes the temporary.
   void AbortSave(const AgentId& agent);
 
-  // Checks the agent's file (fingerprint, size, checksum) and returns its
-  // name for llama-server's restore. On a mismatch the file is quarantined
-  // and kNotFound returned: the agent falls back to a normal prefill.
-  Result<std::string> PrepareRestore(const AgentId& agent);
+  // Checks the agent's file (fingerprint, size, checksum) and returns it for
+  // llama-server's restore. A file proven bad (another fingerprint, wrong
+  // size, checksum mismatch, missing) is quarantined and kNotFound returned;
+  // a read error that proves nothing (EIO, too many open files) returns kIo
+  // and leaves the file in place. Either way the agent is prefilled instead.
+  Result<RestoreFile> PrepareRestore(const AgentId& agent);
 
   // Moves the agent's files to quarantine/ and forgets them.
   void Quarantine(const AgentId& agent, const std::string& reason);
   // Deletes the agent's files. Returns true if it had any.
   bool Remove(const AgentId& agent);
-  // Gives `child` a copy of `parent`'s memory. kNotFound if parent has none.
+  // Gives `child` a copy of `parent`'s memory, checked against the parent's
+  // checksum before and after the copy. kNotFound if the parent has none or
+  // its file fails the check (it is then quarantined), kConflict if the
+  // budget cannot hold both copies. Makes room under the budget, sparing the
+  // two. The caller keeps the parent from being saved meanwhile.
   Status Fork(const AgentId& parent, const AgentId& child);
 
   // Deletes least recently used memories until the budget holds, sparing
-  // `keep` while others remain. Returns the agents whose memory went.
+  // `keep` while others remain, and any agent with a save in flight. Safe to
+  // run concurrently with itself and with saves of other agents: a victim
+  // leaves the index before its files go. Returns the agents whose memory went.
   std::vector<AgentId> EnforceBudget(const std::vector<AgentId>& keep = {});
 
   // Quarantine events since start, for logs and tests.
   int quarantined() const;
+  QuarantineUsage quarantine_usage() const;
 
  private:
   struct Entry {
@@ -106,13 +139,22 @@ class Store {
     long long generation = 0;
     std::uint64_t checksum = 0;
     std::string fingerprint;
+    std::uint64_t prompt_key = 0;
   };
 
   std::string Hash(const AgentId& agent) const;
+  std::optional<Entry> Lookup(const AgentId& agent) const;
   Status WriteMeta(const Entry& e);
   std::optional<Entry> LoadMeta(const std::filesystem::path& meta_path);
+  // Commits the temporary of `agent`; with `expected`, only if its checksum
+  // matches (a fork's copy).
+  Status Commit(const AgentId& agent, long long tokens, std::uint64_t prompt_key,
+                std::optional<std::uint64_t> expected);
+  // Deletes the files of an entry already taken out of the index.
+  void DeleteFiles(const AgentId& agent, const std::string& state_file);
   void QuarantineFiles(const std::string& hash, const std::string& state_file,
                        const std::string& reason);
+  void PruneQuarantine();
   std::int64_t Now() const;
 
   const std::filesystem::path dir_;
@@ -125,7 +167,15 @@ class Store {
   std::uint64_t total_bytes_ = 0;             // guarded by mu_
   double bytes_per_token_ = 0;                // guarded by mu_
   int quarantined_ = 0;                       // guarded by mu_
-  std::unordered_set<AgentId> saving_;        // guarded by mu_: BeginSave..Commit/Abort
+  std::uint64_t quarantine_seq_ = 0;          // guarded by mu_
+  QuarantineUsage quarantine_usage_;          // guarded by mu_
+  // Guarded by mu_: agents whose files a call is writing or reading (a save
+  // from BeginSave to Commit/Abort, a fork's parent): the budget spares them.
+  std::unordered_map<AgentId, int> in_use_;
+  // Guarded by mu_: agents whose files are being deleted, out of the index
+  // already; BeginSave waits on removed_ until they are gone.
+  std::unordered_set<AgentId> removing_;
+  std::condition_variable removed_;
 };
 
 }  // namespace agentkv

@@ -4,6 +4,7 @@
 // Safe for concurrent use: every call opens its own connection. Every call
 // blocks on network I/O; call it without holding a lock.
 
+#include <atomic>
 #include <chrono>
 #include <functional>
 #include <memory>
@@ -13,6 +14,7 @@
 #include <vector>
 
 #include "agentkv/agent_id.h"
+#include "agentkv/slot_actions.h"
 #include "agentkv/status.h"
 
 namespace agentkv {
@@ -24,12 +26,6 @@ struct UpstreamOptions {
   std::chrono::seconds connect_timeout{5};
   std::chrono::seconds read_timeout{600};  // a long prefill sends nothing
   std::string api_key;                     // llama-server's --api-key, if it has one
-};
-
-struct SlotActionResult {
-  long long n_tokens = 0;  // tokens saved or restored
-  long long n_bytes = 0;   // bytes written or read
-  double ms = 0;           // llama-server's own timing
 };
 
 struct ForwardRequest {
@@ -63,18 +59,22 @@ class CancelToken {
   std::function<void()> abort_;  // guarded by mu_
 };
 
-class Upstream {
+class Upstream : public SlotActions {
  public:
   explicit Upstream(UpstreamOptions options);
 
   const std::string& base_url() const { return options_.base_url; }
 
-  // Slot actions. Return kUpstreamDown if unreachable, kUpstreamError with
-  // llama-server's message if it refused. `slot` must be < GetProps().total_slots:
+  // Slot actions (see SlotActions). `slot` must be < GetProps().total_slots:
   // llama-server silently wraps larger ids around.
-  Result<SlotActionResult> SaveSlot(SlotId slot, const std::string& filename);
-  Result<SlotActionResult> RestoreSlot(SlotId slot, const std::string& filename);
-  Status EraseSlot(SlotId slot);
+  Result<SlotActionResult> SaveSlot(SlotId slot, const std::string& filename) override;
+  Result<SlotActionResult> RestoreSlot(SlotId slot, const std::string& filename) override;
+  Status EraseSlot(SlotId slot) override;
+
+  // From `deadline` on, slot actions wait for an answer no longer than until
+  // it (at least one second): a shutdown must not hang on a llama-server
+  // that stopped answering. Forwarded requests are not affected.
+  void LimitSlotActionsTo(std::chrono::steady_clock::time_point deadline);
 
   // OK once /health answers 200; kUpstreamDown or kUpstreamError otherwise.
   Status Health();
@@ -96,6 +96,7 @@ class Upstream {
   Result<std::string> PostJson(const std::string& path, const std::string& body);
 
   UpstreamOptions options_;
+  std::atomic<std::chrono::steady_clock::time_point::rep> action_deadline_{0};  // 0: none
 };
 
 }  // namespace agentkv
