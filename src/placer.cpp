@@ -177,13 +177,16 @@ void Placer::Finish(Lease& lease, std::optional<long long> cache_n, long long pr
   lease.Release(end);
   // This slot's KV was just computed anew: only the others are forgotten.
   if (reset) ResetSlots("agent " + who + "'s resident KV was gone", slot);
-  if (agent && end.kv_changed && policy_ == SavePolicy::kTurnEnd) {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      save_queue_.push_back(slot);
-    }
-    saves_changed_.notify_all();
+  if (agent && end.kv_changed) ScheduleSave(slot);
+}
+
+void Placer::ScheduleSave(SlotId slot) {
+  if (policy_ != SavePolicy::kTurnEnd) return;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    save_queue_.push_back(slot);
   }
+  saves_changed_.notify_all();
 }
 
 void Placer::SaverLoop() {
@@ -279,6 +282,10 @@ Status Placer::Fork(const AgentId& parent, const AgentId& child) {
     s = Dropping(child, &replaced, [&] { return store_.Fork(parent, child); });
   }
   pool_.EndHold(parent);
+  // A parent file that failed its check is gone: its slot is the memory now.
+  if (!store_.HasMemory(parent)) {
+    if (std::optional<SlotId> slot = pool_.MarkDirty(parent)) ScheduleSave(*slot);
+  }
   return s;
 }
 

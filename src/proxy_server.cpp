@@ -365,8 +365,8 @@ std::shared_ptr<ProxyServer::Exchange> ProxyServer::Start(
     int status = 0;
     try {
       std::optional<std::chrono::steady_clock::time_point> first_byte;
-      result = Exchange::Forward(upstream_, request, lease, raw->pipe, &timings, &status,
-                                 &first_byte);
+      result =
+          Exchange::Forward(upstream_, request, lease, raw->pipe, &timings, &status, &first_byte);
       if (lease && first_byte) {
         metrics_.ObserveTtft(PlacementName(lease->placement()), *first_byte - arrival);
       }

@@ -156,6 +156,13 @@ void Residency::EndSave(SlotId slot_id, SaveResult result) {
   v.dirty = result != SaveResult::kSaved;
 }
 
+std::optional<SlotId> Residency::MarkDirty(const AgentId& agent) {
+  std::optional<SlotId> slot = SlotOf(agent);
+  if (!slot || At(*slot).view.phase != SlotPhase::kIdle) return std::nullopt;
+  At(*slot).view.dirty = true;
+  return slot;
+}
+
 std::vector<SlotId> Residency::DirtySlots() const {
   std::vector<SlotId> out;
   for (int i = 0; i < slot_count(); ++i) {

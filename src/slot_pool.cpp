@@ -87,6 +87,11 @@ Result<std::optional<SaveJob>> SlotPool::BeginHold(const AgentId& agent) {
   return *held;
 }
 
+std::optional<SlotId> SlotPool::MarkDirty(const AgentId& agent) {
+  std::lock_guard<std::mutex> lock(mu_);
+  return residency_.MarkDirty(agent);
+}
+
 void SlotPool::EndHold(const AgentId& agent) {
   Changing([&] { residency_.EndHold(agent); });
 }

@@ -312,8 +312,8 @@ Result<std::string> Store::BeginSave(const AgentId& agent,
     const double free_bytes =
         static_cast<double>(fsinfo.f_bavail) * static_cast<double>(fsinfo.f_frsize);
     const long long tokens = std::max(0LL, expected_tokens.value_or(saved_tokens));
-    const double needed = per_token * static_cast<double>(tokens) +
-                          static_cast<double>(options_.min_free_bytes);
+    const double needed =
+        per_token * static_cast<double>(tokens) + static_cast<double>(options_.min_free_bytes);
     if (free_bytes < needed) {
       return Status::Error(ErrorCode::kIo,
                            "not enough free disk space in " + dir_.string() + " to save an agent");
@@ -340,11 +340,11 @@ void Store::AbortSave(const AgentId& agent) {
 }
 
 Status Store::WriteMeta(const Entry& e) {
-  const json j = {
-      {"agent", e.info.agent.str()}, {"fingerprint", e.fingerprint}, {"state_file", e.state_file},
-      {"generation", e.generation},  {"tokens", e.info.tokens},      {"bytes", e.info.bytes},
-      {"checksum", e.checksum},      {"created", e.info.created},    {"updated", e.info.updated},
-      {"prompt_key", e.prompt_key}};
+  const json j = {{"agent", e.info.agent.str()}, {"fingerprint", e.fingerprint},
+                  {"state_file", e.state_file},  {"generation", e.generation},
+                  {"tokens", e.info.tokens},     {"bytes", e.info.bytes},
+                  {"checksum", e.checksum},      {"created", e.info.created},
+                  {"updated", e.info.updated},   {"prompt_key", e.prompt_key}};
   const std::string hash = Hash(e.info.agent);
   const fs::path temp = dir_ / (hash + kMetaSuffix + kTempSuffix);
   {
@@ -569,10 +569,9 @@ Status Store::Fork(const AgentId& parent, const AgentId& child) {
   } release{this, parent};
   const std::uint64_t bytes = static_cast<std::uint64_t>(p->info.bytes);
   if (options_.budget_bytes > 0 && 2 * bytes > options_.budget_bytes) {
-    return Status::Error(ErrorCode::kConflict, "the disk budget (" +
-                                                   std::to_string(options_.budget_bytes) +
-                                                   " bytes) cannot hold two copies of " +
-                                                   parent.str() + "'s memory");
+    return Status::Error(ErrorCode::kConflict,
+                         "the disk budget (" + std::to_string(options_.budget_bytes) +
+                             " bytes) cannot hold two copies of " + parent.str() + "'s memory");
   }
   Result<RestoreFile> checked = PrepareRestore(parent);  // quarantines a bad parent
   if (!checked.ok()) return checked.status();

@@ -19,7 +19,8 @@
 
 #include "agentkv/daemon.h"
 #include "agentkv/sha256.h"
-#include "real_llama.h"
+#include "agentkv_process.h"
+#include "real_daemon_fixture.h"
 
 namespace agentkv {
 namespace {
@@ -29,165 +30,9 @@ using testing::Reply;
 using testing::Words;
 namespace fs = std::filesystem;
 
-// `agentkv serve --upstream ...` as a child process, so that it can be killed.
-class AgentkvProcess {
- public:
-  AgentkvProcess(const std::string& upstream, const fs::path& memory,
-                 const std::string& crash_at = "") {
-    port_ = FindFreePort();
-    int out[2];
-    EXPECT_EQ(::pipe(out), 0);
-    const std::string port = std::to_string(port_), mem = memory.string();
-    pid_ = ::fork();
-    if (pid_ == 0) {
-      ::dup2(out[1], STDOUT_FILENO);
-      ::dup2(out[1], STDERR_FILENO);
-      if (!crash_at.empty()) ::setenv("AGENTKV_TEST_CRASH_AT", crash_at.c_str(), 1);
-      ::execl(AGENTKV_BINARY, AGENTKV_BINARY, "serve", "--upstream", upstream.c_str(), "--port",
-              port.c_str(), "--memory-dir", mem.c_str(), "--log-level", "debug", nullptr);
-      ::_exit(127);
-    }
-    ::close(out[1]);
-    reader_ = std::thread([this, fd = out[0]] {
-      char buf[4096];
-      for (ssize_t n; (n = ::read(fd, buf, sizeof buf)) > 0;) {
-        std::lock_guard<std::mutex> lock(mu_);
-        log_.append(buf, static_cast<size_t>(n));
-        changed_.notify_all();
-      }
-      ::close(fd);
-      std::lock_guard<std::mutex> lock(mu_);
-      eof_ = true;
-      changed_.notify_all();
-    });
-    std::unique_lock<std::mutex> lock(mu_);
-    changed_.wait(lock,
-                  [&] { return eof_ || log_.find("agentkv listening") != std::string::npos; });
-    EXPECT_FALSE(eof_) << log_;
-  }
-  ~AgentkvProcess() {
-    if (pid_ > 0) {
-      ::kill(pid_, SIGKILL);
-      Wait();
-    }
-    if (reader_.joinable()) reader_.join();
-  }
+using testing::AgentkvProcess;
 
-  int port() const { return port_; }
-  std::string log() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return log_;
-  }
-  // Blocks until the process exits (its output closes) and returns its status.
-  int Wait() {
-    {
-      std::unique_lock<std::mutex> lock(mu_);
-      changed_.wait(lock, [&] { return eof_; });
-    }
-    int status = 0;
-    ::waitpid(pid_, &status, 0);
-    pid_ = -1;
-    return status;
-  }
-  int Terminate() {
-    ::kill(pid_, SIGTERM);
-    return Wait();
-  }
-
- private:
-  int port_ = 0;
-  pid_t pid_ = -1;
-  std::thread reader_;
-  std::mutex mu_;
-  std::condition_variable changed_;
-  std::string log_;
-  bool eof_ = false;
-};
-
-class DurabilityTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() /
-           ("agentkv-dur-" + std::to_string(::getpid()) + "-" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_ / "memory");
-    ASSERT_TRUE(fs::exists(testing::LlamaServerBinary())) << "run scripts/setup.sh";
-    ASSERT_TRUE(fs::exists(testing::TestModel())) << "run scripts/setup.sh";
-    ASSERT_TRUE(fs::exists(testing::OtherTestModel())) << "run scripts/setup.sh";
-    llama_port_ = FindFreePort();
-    StartLlama(testing::TestModel());
-  }
-  void TearDown() override {
-    daemon_.reset();
-    llama_.Stop();
-    if (!HasFailure()) fs::remove_all(dir_);
-  }
-
-  void StartLlama(const fs::path& model) {
-    LlamaProcessOptions o;
-    o.binary = testing::LlamaServerBinary();
-    o.model = model;
-    o.memory_dir = dir_ / "memory";
-    o.slots = 2;
-    o.port = llama_port_;  // the same address across restarts
-    o.extra_args = {"--ctx-size", "8192", "--threads", "2"};
-    o.log_file = dir_ / "llama-server.log";
-    ASSERT_TRUE(llama_.Start(o).ok());
-  }
-  std::string LlamaUrl() const { return "http://127.0.0.1:" + std::to_string(llama_port_); }
-
-  // An in-process agentkv in front of the test's llama-server.
-  void StartDaemon(const std::function<void(DaemonOptions&)>& configure = nullptr) {
-    daemon_.reset();
-    DaemonOptions o;
-    o.proxy.port = 0;
-    o.upstream.base_url = LlamaUrl();
-    o.memory_dir = dir_ / "memory";
-    o.store.min_free_bytes = 0;
-    o.health_interval = std::chrono::milliseconds(20);
-    if (configure) configure(o);
-    Result<std::unique_ptr<Daemon>> d = Daemon::Start(o);
-    ASSERT_TRUE(d.ok()) << d.status().message();
-    daemon_ = std::move(d.value());
-  }
-
-  static json Completion(const std::string& prompt) {
-    return {{"prompt", prompt}, {"n_predict", 8}, {"temperature", 0}};
-  }
-  Reply Turn(int port, const std::string& agent, const std::string& prompt) {
-    Reply r = testing::PostJson(port, "/agents/" + agent + "/completion", Completion(prompt));
-    EXPECT_EQ(r.status, 200) << agent << ": " << r.body.dump();
-    return r;
-  }
-  json Admin(int port, const std::string& path) {
-    httplib::Client c("127.0.0.1", port);
-    httplib::Result r = c.Get(path);
-    return r ? json::parse(r->body, nullptr, false) : json();
-  }
-  // The agent's files in the memory directory (not in quarantine/).
-  std::vector<std::string> FilesOf(const std::string& agent) {
-    std::vector<std::string> out;
-    for (const auto& e : fs::directory_iterator(dir_ / "memory")) {
-      const std::string name = e.path().filename().string();
-      if (name.rfind(Sha256Hex(agent), 0) == 0) out.push_back(name);
-    }
-    std::sort(out.begin(), out.end());
-    return out;
-  }
-  fs::path StateFileOf(const std::string& agent) {
-    for (const std::string& f : FilesOf(agent)) {
-      if (f.size() > 3 && f.substr(f.size() - 3) == ".kv") return dir_ / "memory" / f;
-    }
-    ADD_FAILURE() << "no state file for " << agent;
-    return {};
-  }
-
-  fs::path dir_;
-  int llama_port_ = 0;
-  LlamaProcess llama_;
-  std::unique_ptr<Daemon> daemon_;
-};
+using DurabilityTest = testing::RealDaemonTest;
 
 // SIGKILL at each step of a save, then a restart: the agent gets its old
 // memory or its new one, never a torn file.

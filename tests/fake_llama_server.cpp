@@ -162,8 +162,8 @@ void FakeLlamaServer::SlotAction(const httplib::Request& req, httplib::Response&
 void FakeLlamaServer::Completion(const httplib::Request& req, httplib::Response& res) {
   json body = json::parse(req.body, nullptr, false);
   // As llama-server, it checks parameters before it touches a slot.
-  const bool bad_n_predict = body.is_object() && body.contains("n_predict") &&
-                             !body["n_predict"].is_number_integer();
+  const bool bad_n_predict =
+      body.is_object() && body.contains("n_predict") && !body["n_predict"].is_number_integer();
   if (!body.is_object() || body.value("bad_param", false) || bad_n_predict) {
     res.status = 400;
     res.set_content(R"({"error":{"code":400,"message":"fake: bad params"}})", "application/json");

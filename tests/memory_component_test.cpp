@@ -2,6 +2,7 @@
 // restores, restarts, the lifecycle API and graceful shutdown.
 #include <gtest/gtest.h>
 
+#include <fstream>
 #include <future>
 #include <thread>
 
@@ -94,9 +95,43 @@ TEST_F(MemoryTest, ARestoreThatReusesNothingOfAnotherPromptIsNotQuarantined) {
   Turn("b");
   daemon_->placer().DrainSaves();
   // The agent starts over with another first message: nothing to reuse.
-  EXPECT_EQ(Turn("a", "something else entirely, as long as the first"), "restored");
+  httplib::Result r =
+      Post("/agents/a/v1/chat/completions",
+           {{"messages", {{{"role", "user"}, {"content", "something else entirely, as long"}}}}});
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->get_header_value("X-Agentkv-Placement"), "restored");
+  EXPECT_EQ(json::parse(r->body)["timings"]["cache_n"], 0);
   EXPECT_EQ(daemon_->store().quarantined(), 0);
   EXPECT_EQ(daemon_->placer().stats().fallbacks, 0);
+}
+
+TEST_F(MemoryTest, ARestoreLlamaServerRefusesOnceKeepsTheFileForTheNextTurn) {
+  Start(1);
+  Turn("a", "first turn of a");
+  Turn("b");
+  daemon_->placer().DrainSaves();
+  fake_->FailNextRestore();  // e.g. no room in its KV cache just now
+  EXPECT_EQ(Turn("a", "first turn of a, again"), "cold");
+  EXPECT_EQ(daemon_->store().quarantined(), 0);
+  Turn("b");
+  daemon_->placer().DrainSaves();
+  EXPECT_EQ(Turn("a", "first turn of a, again and again"), "restored");
+}
+
+TEST_F(MemoryTest, AForkOfADamagedParentIsRefusedAndGivesTheChildNothing) {
+  Turn("p", "the parent's conversation");
+  daemon_->placer().DrainSaves();
+  for (const std::string& f : FilesOf(dir_, Id("p"))) {
+    if (fs::path(f).extension() == ".kv") std::ofstream(f, std::ios::app) << "!";
+  }
+  httplib::Result fork =
+      Client().Post("/admin/agents/p/fork", R"({"into":"child"})", "application/json");
+  ASSERT_TRUE(fork);
+  EXPECT_EQ(fork->status, 404) << fork->body;
+  EXPECT_FALSE(daemon_->store().HasMemory(Id("child")));
+  EXPECT_EQ(daemon_->store().quarantined(), 1) << "the damaged parent file";
+  daemon_->placer().DrainSaves();
+  EXPECT_TRUE(daemon_->store().HasMemory(Id("p"))) << "saved again from its slot";
 }
 
 // The sequence from the report: an ordinary request llama-server refuses

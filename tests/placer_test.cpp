@@ -109,8 +109,7 @@ class PlacerTest : public ::testing::Test {
         slots, QueueLimits{8, std::chrono::milliseconds(5000)},
         [store](const AgentId& a) { return store->HasMemory(a); }, 1,
         [this] { return TimePoint{} + std::chrono::seconds(++clock_); });
-    placer_ =
-        std::make_unique<Placer>(*pool_, *fake_, *store_, SavePolicy::kEviction, metrics_);
+    placer_ = std::make_unique<Placer>(*pool_, *fake_, *store_, SavePolicy::kEviction, metrics_);
   }
 
   // One turn of `agent` that leaves `tokens` in its slot; returns how it was placed.
@@ -228,7 +227,7 @@ TEST_F(PlacerTest, AnEmptySlotOfKnownSizeSavesTheOtherDirtyAgentsThenResets) {
   Turn("a", 100);  // slot 0
   Turn("b", 80);   // slot 1, dirty
   ASSERT_TRUE(Save("a"));
-  Turn("a", 120);           // dirty again, 120 tokens known
+  Turn("a", 120);             // dirty again, 120 tokens known
   fake_->Fill(SlotId{0}, 0);  // llama-server lost slot 0 only
   EXPECT_FALSE(Save("a"));
   EXPECT_EQ(metrics_.resets, 1);
@@ -254,7 +253,7 @@ TEST_F(PlacerTest, AResidentRequestOfAnotherPromptThatReusesNothingResetsNothing
 TEST_F(PlacerTest, AResidentRequestOfTheSamePromptThatReusesNothingSavesTheOthersThenResets) {
   Make(2);
   Turn("a", 100);
-  Turn("b", 80);             // dirty
+  Turn("b", 80);              // dirty
   fake_->Fill(SlotId{0}, 0);  // a's KV is gone
   EXPECT_EQ(Turn("a", 110, kKey, 0), Placement::kResident);
   EXPECT_EQ(metrics_.resets, 1);

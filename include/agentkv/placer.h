@@ -30,8 +30,7 @@ enum class SavePolicy {
 // One request's hold on a slot; released when destroyed. Move-only.
 class Lease {
  public:
-  Lease(SlotPool* pool, SlotId slot, Tenant tenant, Placement placement,
-        long long restored_tokens)
+  Lease(SlotPool* pool, SlotId slot, Tenant tenant, Placement placement, long long restored_tokens)
       : pool_(pool),
         slot_(slot),
         tenant_(std::move(tenant)),
@@ -125,6 +124,8 @@ class Placer {
   SaveResult SaveSlot(const SaveJob& job);
   // Runs `job` (its slot is Saving) and ends it; judges an empty slot if asked.
   SaveResult RunSave(const SaveJob& job, bool judge_empty);
+  // Queues a save of `slot` under the turn-end policy.
+  void ScheduleSave(SlotId slot);
   void SaverLoop();
 
   SlotPool& pool_;
@@ -135,9 +136,9 @@ class Placer {
 
   mutable std::mutex mu_;
   std::condition_variable saves_changed_;
-  std::deque<SlotId> save_queue_;  // guarded by mu_
-  bool saving_ = false;            // guarded by mu_
-  bool stopping_ = false;          // guarded by mu_
+  std::deque<SlotId> save_queue_;              // guarded by mu_
+  bool saving_ = false;                        // guarded by mu_
+  bool stopping_ = false;                      // guarded by mu_
   std::unordered_map<AgentId, int> refusals_;  // guarded by mu_: restores refused in a row
   std::thread saver_;
 };

@@ -99,11 +99,11 @@ enum class SlotPhase { kFree, kIdle, kBusy, kSwitching, kSaving };
 
 struct SlotView {
   SlotPhase phase = SlotPhase::kFree;
-  Tenant owner;          // Idle/Busy/Switching/Saving: whose KV it holds
-  bool dirty = false;    // Idle: KV newer than the agent's file
-  bool stale = false;    // Free: holds KV that must be erased before reuse
-  bool lost = false;     // Busy/Switching/Saving: llama-server restarted since
-  TokenCount tokens = 0;  // tokens the KV holds, as last reported
+  Tenant owner;              // Idle/Busy/Switching/Saving: whose KV it holds
+  bool dirty = false;        // Idle: KV newer than the agent's file
+  bool stale = false;        // Free: holds KV that must be erased before reuse
+  bool lost = false;         // Busy/Switching/Saving: llama-server restarted since
+  TokenCount tokens = 0;     // tokens the KV holds, as last reported
   PromptKey prompt_key = 0;  // of the request that last changed the KV
   TimePoint last_used{};
 };
@@ -142,6 +142,9 @@ class Residency {
   // ended. An empty slot turns Free: the agent's file, if any, is its memory.
   std::optional<SaveJob> TryBeginSave(SlotId slot);
   void EndSave(SlotId slot, SaveResult result);
+  // The agent's file is gone (quarantined) while its slot still holds its
+  // KV: an Idle slot turns dirty, to be saved again. Returns that slot.
+  std::optional<SlotId> MarkDirty(const AgentId& agent);
   // Idle dirty slots, least recently used first.
   std::vector<SlotId> DirtySlots() const;
 

@@ -51,6 +51,7 @@ class SlotPool {
   // it until EndHold; see Residency::TryBeginHold. kBusy on timeout.
   Result<std::optional<SaveJob>> BeginHold(const AgentId& agent);
   void EndHold(const AgentId& agent);
+  std::optional<SlotId> MarkDirty(const AgentId& agent);
 
   // Fails every waiting and future Acquire with kBusy. Irreversible.
   void Shutdown();
