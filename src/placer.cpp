@@ -234,8 +234,9 @@ int Placer::SaveAllDirty(std::chrono::steady_clock::time_point deadline) {
       ++unsaved;
       continue;
     }
+    // An empty slot loses nothing: there was no KV to save.
     std::optional<SaveJob> job = pool_.TryBeginSave(slot);
-    if (job && RunSave(*job, false) != SaveResult::kSaved) ++unsaved;
+    if (job && RunSave(*job, false) == SaveResult::kFailed) ++unsaved;
   }
   return unsaved;
 }

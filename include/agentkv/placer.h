@@ -93,7 +93,8 @@ class Placer {
   // agentkv knew to be there concludes llama-server lost its slots.
   bool SaveIdle(SlotId slot);
   // Saves every dirty idle agent, least recently used first, until
-  // `deadline` (graceful shutdown). Returns how many were left unsaved.
+  // `deadline` (graceful shutdown). Returns how many were left unsaved (a
+  // slot found empty held nothing to save and is not counted).
   int SaveAllDirty(std::chrono::steady_clock::time_point deadline =
                        std::chrono::steady_clock::time_point::max());
 
