@@ -1,12 +1,16 @@
 #!/usr/bin/python3
-"""Write a random-weight llama-shaped GGUF model for tests and benchmarks.
+"""Write a random-weight GGUF model of a given architecture for tests and
+benchmarks.
 
 No weights can be downloaded on our build machines, and agentkv measures
 compute, KV size and timings, which depend on the shape only. The model must
 still depend on its context (norm weights at one, other weights ~ N(0, 0.02)),
 or equality tests after a restore would prove nothing.
 
-Usage: make_model.py --llama-src DIR --shape test|bench --out FILE.gguf
+Usage: make_model.py --llama-src DIR [--arch ARCH] --shape test|bench --out FILE.gguf
+ARCH: llama (default), qwen3, qwen3moe (mixture of experts), gemma3 (sliding
+window attention on every other layer). Tensor names come from gguf-py's own
+tables, and only names that gguf-py lists for the architecture are written.
 The tokenizer comes from DIR/models/ggml-vocab-llama-spm.gguf.
 """
 import argparse
@@ -18,6 +22,10 @@ SHAPES = {
     "test": (2, 256, 512, 4, 2, 8192),
     "bench": (22, 2048, 5632, 32, 4, 8192),
 }
+
+ARCHS = ("llama", "qwen3", "qwen3moe", "gemma3")
+N_EXPERT, N_EXPERT_USED = 4, 2  # qwen3moe
+SLIDING_WINDOW, SWA_PATTERN = 64, 2  # gemma3: layer 0 windowed, layer 1 full, ...
 
 # A small ChatML-style template so /v1/chat/completions works without guessing.
 CHAT_TEMPLATE = (
@@ -31,6 +39,7 @@ CHAT_TEMPLATE = (
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--llama-src", required=True)
+    ap.add_argument("--arch", choices=ARCHS, default="llama")
     ap.add_argument("--shape", choices=sorted(SHAPES), default="test")
     ap.add_argument("--out", required=True)
     ap.add_argument("--seed", type=int, default=1234)
@@ -51,9 +60,15 @@ def main() -> int:
     n_vocab = len(tokens)
     head_dim = n_embd // n_head
 
+    arch = args.arch
+    arch_enum = next(a for a, name in gguf.MODEL_ARCH_NAMES.items() if name == arch)
+    allowed = set(gguf.MODEL_TENSORS[arch_enum])
+    T = gguf.MODEL_TENSOR
+
     tmp = args.out + ".tmp"
-    w = gguf.GGUFWriter(tmp, "llama")
-    w.add_name(f"agentkv-random-{args.shape}")
+    w = gguf.GGUFWriter(tmp, arch)
+    w.add_name(f"agentkv-random-{args.shape}" if arch == "llama" else
+               f"agentkv-random-{arch}-{args.shape}")
     w.add_context_length(n_ctx)
     w.add_embedding_length(n_embd)
     w.add_block_count(n_layer)
@@ -61,8 +76,15 @@ def main() -> int:
     w.add_head_count(n_head)
     w.add_head_count_kv(n_head_kv)
     w.add_rope_dimension_count(head_dim)
-    w.add_layer_norm_rms_eps(1e-5)
+    w.add_layer_norm_rms_eps(1e-5 if arch == "llama" else 1e-6)
     w.add_vocab_size(n_vocab)
+    if arch == "qwen3moe":
+        w.add_expert_count(N_EXPERT)
+        w.add_expert_used_count(N_EXPERT_USED)
+        w.add_expert_feed_forward_length(n_ff // N_EXPERT_USED)
+    if arch == "gemma3":
+        w.add_sliding_window(SLIDING_WINDOW)
+        w.add_sliding_window_pattern(SWA_PATTERN)
     w.add_file_type(gguf.LlamaFileType.MOSTLY_F16)
     w.add_tokenizer_model(field("tokenizer.ggml.model"))
     w.add_tokenizer_pre(field("tokenizer.ggml.pre"))
@@ -83,24 +105,43 @@ def main() -> int:
     def rand(*shape):
         return (rng.standard_normal(shape, dtype=np.float32) * 0.02).astype(mat_type)
 
-    def ones(n):
-        return np.ones((n,), dtype=np.float32)
+    def ones(*shape):
+        return np.ones(shape, dtype=np.float32)
 
-    w.add_tensor("token_embd.weight", rand(n_vocab, n_embd))
-    w.add_tensor("output_norm.weight", ones(n_embd))
-    w.add_tensor("output.weight", rand(n_vocab, n_embd))
-    kv_dim = head_dim * n_head_kv
+    def put(tensor, data, bid=None):
+        if tensor not in allowed:
+            raise SystemExit(f"gguf-py lists no {tensor.name} for {arch}")
+        w.add_tensor(gguf.TENSOR_NAMES[tensor].format(bid=bid) + ".weight", data)
+
+    # numpy shapes are (rows, columns): llama.cpp's {columns, rows}.
+    q_dim, kv_dim = head_dim * n_head, head_dim * n_head_kv
+    put(T.TOKEN_EMBD, rand(n_vocab, n_embd))
+    put(T.OUTPUT_NORM, ones(n_embd))
+    put(T.OUTPUT, rand(n_vocab, n_embd))
     for i in range(n_layer):
-        p = f"blk.{i}."
-        w.add_tensor(p + "attn_norm.weight", ones(n_embd))
-        w.add_tensor(p + "attn_q.weight", rand(n_embd, n_embd))
-        w.add_tensor(p + "attn_k.weight", rand(kv_dim, n_embd))
-        w.add_tensor(p + "attn_v.weight", rand(kv_dim, n_embd))
-        w.add_tensor(p + "attn_output.weight", rand(n_embd, n_embd))
-        w.add_tensor(p + "ffn_norm.weight", ones(n_embd))
-        w.add_tensor(p + "ffn_gate.weight", rand(n_ff, n_embd))
-        w.add_tensor(p + "ffn_up.weight", rand(n_ff, n_embd))
-        w.add_tensor(p + "ffn_down.weight", rand(n_embd, n_ff))
+        put(T.ATTN_NORM, ones(n_embd), i)
+        put(T.ATTN_Q, rand(q_dim, n_embd), i)
+        put(T.ATTN_K, rand(kv_dim, n_embd), i)
+        put(T.ATTN_V, rand(kv_dim, n_embd), i)
+        put(T.ATTN_OUT, rand(n_embd, q_dim), i)
+        if arch != "llama":
+            put(T.ATTN_Q_NORM, ones(head_dim), i)
+            put(T.ATTN_K_NORM, ones(head_dim), i)
+        if arch == "gemma3":
+            put(T.ATTN_POST_NORM, ones(n_embd), i)
+            put(T.FFN_POST_NORM, ones(n_embd), i)
+        # gemma3's pre-FFN norm has the same name under another enum
+        put(T.FFN_PRE_NORM if arch == "gemma3" else T.FFN_NORM, ones(n_embd), i)
+        if arch == "qwen3moe":
+            n_ff_exp = n_ff // N_EXPERT_USED
+            put(T.FFN_GATE_INP, rand(N_EXPERT, n_embd).astype(np.float32), i)
+            put(T.FFN_GATE_EXP, rand(N_EXPERT, n_ff_exp, n_embd), i)
+            put(T.FFN_UP_EXP, rand(N_EXPERT, n_ff_exp, n_embd), i)
+            put(T.FFN_DOWN_EXP, rand(N_EXPERT, n_embd, n_ff_exp), i)
+        else:
+            put(T.FFN_GATE, rand(n_ff, n_embd), i)
+            put(T.FFN_UP, rand(n_ff, n_embd), i)
+            put(T.FFN_DOWN, rand(n_embd, n_ff), i)
 
     w.write_header_to_file()
     w.write_kv_data_to_file()
