@@ -122,6 +122,14 @@ write_models() {
     /usr/bin/python3 "$ROOT/scripts/make_model.py" --llama-src "$src" --shape test --seed 4321 \
       --out "$models/agentkv-test-b.gguf"
   fi
+  # One small model per family agentkv is tested on (a few seconds each).
+  for arch in qwen3 qwen3moe gemma3; do
+    if [ ! -f "$models/agentkv-test-$arch.gguf" ]; then
+      say "models: writing the $arch test model"
+      /usr/bin/python3 "$ROOT/scripts/make_model.py" --llama-src "$src" --arch "$arch" \
+        --shape test --out "$models/agentkv-test-$arch.gguf"
+    fi
+  done
   ln -sfn agentkv-test.gguf "$models/demo.gguf"
   if [ "$BENCH_MODEL" = 1 ] && [ ! -f "$models/agentkv-bench-q4_0.gguf" ]; then
     say "models: writing the benchmark model (1.1B shape, Q4_0)"

@@ -63,7 +63,15 @@ Result<json> AdminApi::Handle(const std::string& method, const std::string& path
                 {"quarantine_files", store_.quarantine_usage().files},
                 {"quarantine_bytes", store_.quarantine_usage().bytes},
                 {"bytes_on_disk", store_.TotalBytes()},
-                {"agents_on_disk", store_.AgentCount()}};
+                {"agents_on_disk", store_.AgentCount()},
+                {"persistence", serving_.persist},
+                {"model",
+                 {{"arch", serving_.model.arch},
+                  {"sliding_window", serving_.model.sliding_window},
+                  {"swa_full", serving_.swa_full},
+                  {"swa_full_added_by_agentkv", serving_.swa_full_added},
+                  {"recurrent", serving_.model.recurrent},
+                  {"experts", serving_.model.expert_count}}}};
   }
   if (seg.empty() || seg[0] != "agents") return NotFound("no admin route " + path);
   if (seg.size() == 1 && method == "GET") {

@@ -2,6 +2,9 @@
 
 #include <spdlog/spdlog.h>
 
+#include "agentkv/model_info.h"
+#include "agentkv/serving_mode.h"
+
 namespace agentkv {
 
 namespace {
@@ -51,10 +54,48 @@ KvSettings KvSettings::FromArgs(const std::vector<std::string>& args) {
   return kv;
 }
 
+namespace {
+
+// What the model file says, or nothing (logged) if it cannot be read: agentkv
+// then serves as for a dense model, as before it read model files.
+ModelInfo ModelInfoOrNothing(const std::filesystem::path& model) {
+  Result<ModelInfo> info = ReadModelInfo(model);
+  if (info.ok()) return info.value();
+  spdlog::info("cannot read the model's metadata ({}): serving it as a dense model",
+               info.status().message());
+  return {};
+}
+
+void LogServing(const ServingMode& s) {
+  if (!s.model.arch.empty()) {
+    spdlog::info(
+        "model: {}{}{}{}", s.model.arch,
+        s.model.sliding_window > 0
+            ? ", sliding window of " + std::to_string(s.model.sliding_window) + " tokens"
+            : "",
+        s.model.expert_count > 0 ? ", " + std::to_string(s.model.expert_count) + " experts" : "",
+        s.model.recurrent ? ", recurrent state" : "");
+  }
+  if (s.swa_full_added) {
+    spdlog::info(
+        "starting llama-server with --swa-full: a sliding-window model's slots can only be "
+        "restored with its whole context kept (its KV takes more RAM)");
+  }
+  if (!s.persist) {
+    spdlog::warn("agentkv will not save or restore agents' memory: {}", s.why_stateless);
+  }
+}
+
+}  // namespace
+
 Result<std::unique_ptr<Daemon>> Daemon::Start(DaemonOptions o) {
   std::unique_ptr<Daemon> d(new Daemon());
+  std::optional<ServingMode> serving;
   if (o.launch) {
     o.launch->memory_dir = o.memory_dir;
+    serving =
+        DecideServing(ModelInfoOrNothing(o.launch->model),
+                      KvSettings::FromArgs(o.launch->extra_args).swa_full, &o.launch->extra_args);
     o.kv = KvSettings::FromArgs(o.launch->extra_args);
     std::error_code ec;
     std::filesystem::create_directories(o.memory_dir, ec);
@@ -67,6 +108,10 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(DaemonOptions o) {
   if (!props.ok()) return props.status();
   Result<std::string> fingerprint = FingerprintOf(props.value(), o.kv);
   if (!fingerprint.ok()) return fingerprint.status();
+  if (!serving)
+    serving = DecideServing(ModelInfoOrNothing(props->model_path), o.kv.swa_full, nullptr);
+  LogServing(*serving);
+  o.proxy.persist = serving->persist;
 
   d->store_ = std::make_unique<Store>(o.memory_dir, fingerprint.value(), o.store);
   if (Status s = d->store_->Open(); !s.ok()) return s;
@@ -78,7 +123,7 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(DaemonOptions o) {
   d->placer_ =
       std::make_unique<Placer>(*d->pool_, *d->upstream_, *d->store_, o.save_policy, d->metrics_);
   if (o.proxy.threads <= 0) o.proxy.threads = props->total_slots + o.queue.max_waiting + 16;
-  d->admin_ = std::make_unique<AdminApi>(*d->pool_, *d->placer_, *d->store_);
+  d->admin_ = std::make_unique<AdminApi>(*d->pool_, *d->placer_, *d->store_, *serving);
   ProxyServer::Hooks hooks;
   hooks.gauges = [daemon = d.get()] { return daemon->Gauges(); };
   hooks.wait_upstream = [daemon = d.get(), wait = o.upstream_wait] {

@@ -27,6 +27,10 @@ inline std::filesystem::path LlamaServerBinary() {
 inline std::filesystem::path TestModel() {
   return EnvOr("AGENTKV_TEST_MODEL", DefaultCacheDir() / "models" / "agentkv-test.gguf");
 }
+// The test model of another family: qwen3, qwen3moe, gemma3 (setup writes them).
+inline std::filesystem::path FamilyTestModel(const std::string& arch) {
+  return DefaultCacheDir() / "models" / ("agentkv-test-" + arch + ".gguf");
+}
 inline std::filesystem::path OtherTestModel() {
   return EnvOr("AGENTKV_TEST_MODEL_B", DefaultCacheDir() / "models" / "agentkv-test-b.gguf");
 }

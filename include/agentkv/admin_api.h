@@ -10,20 +10,21 @@
 //                                      starts from a copy of this one's memory
 //   POST   /admin/agents/{id}/pin      never evicted while pinned (bounded count)
 //   DELETE /admin/agents/{id}/pin
-//   GET    /admin/stats                counters
+//   GET    /admin/stats                counters, and how the model is served
 // Thread-safe.
 
 #include <nlohmann/json_fwd.hpp>
 #include <string>
 
 #include "agentkv/placer.h"
+#include "agentkv/serving_mode.h"
 
 namespace agentkv {
 
 class AdminApi {
  public:
-  AdminApi(SlotPool& pool, Placer& placer, Store& store)
-      : pool_(pool), placer_(placer), store_(store) {}
+  AdminApi(SlotPool& pool, Placer& placer, Store& store, ServingMode serving = {})
+      : pool_(pool), placer_(placer), store_(store), serving_(std::move(serving)) {}
 
   // `path` starts with /admin/. Returns the JSON answer, or kNotFound,
   // kInvalidArgument, kBusy... May block on the agent's requests in flight.
@@ -36,6 +37,7 @@ class AdminApi {
   SlotPool& pool_;
   Placer& placer_;
   Store& store_;
+  const ServingMode serving_;
 };
 
 }  // namespace agentkv

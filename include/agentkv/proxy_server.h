@@ -37,6 +37,9 @@ struct ProxyOptions {
   // Connections served at once. Every waiting or streaming request holds
   // one; the Daemon sizes it as slots + queue + a margin when left at 0.
   int threads = 0;
+  // False: agentkv cannot keep this model's KV (see ServingMode); every
+  // request is served stateless, whatever agent it names.
+  bool persist = true;
 };
 
 class ProxyServer {

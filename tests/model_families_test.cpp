@@ -1,0 +1,133 @@
+// The model families agentkv is tested on, each a small random model that
+// setup writes: a llama-server agentkv starts with the user's arguments only,
+// and an agent that returns after an eviction is restored with its context.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <nlohmann/json.hpp>
+
+#include "agentkv/daemon.h"
+#include "real_llama.h"
+
+namespace agentkv {
+namespace {
+
+using nlohmann::json;
+using testing::Reply;
+using testing::Words;
+namespace fs = std::filesystem;
+
+fs::path ModelOf(const std::string& arch) {
+  return arch == "llama" ? testing::TestModel() : testing::FamilyTestModel(arch);
+}
+
+class ModelFamily : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() /
+           ("agentkv-family-" + std::to_string(::getpid()) + "-" + GetParam());
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+    ASSERT_TRUE(fs::exists(ModelOf(GetParam()))) << "run scripts/setup.sh";
+  }
+  void TearDown() override {
+    daemon_.reset();
+    if (!HasFailure()) fs::remove_all(dir_);
+  }
+  static json Completion(const std::string& prompt) {
+    return {{"prompt", prompt}, {"n_predict", 4}, {"temperature", 0}};
+  }
+
+  fs::path dir_;
+  std::unique_ptr<Daemon> daemon_;
+};
+
+TEST_P(ModelFamily, AReturningAgentIsRestoredWithItsWholeContext) {
+  DaemonOptions o;
+  o.proxy.port = 0;
+  o.memory_dir = dir_ / "memory";
+  LlamaProcessOptions launch;
+  launch.binary = testing::LlamaServerBinary();
+  launch.model = ModelOf(GetParam());
+  launch.slots = 1;
+  // No --swa-full: agentkv must add it for a sliding-window model.
+  launch.extra_args = {"--ctx-size", "4096", "--threads", "2"};
+  launch.log_file = dir_ / "llama-server.log";
+  o.launch = launch;
+  Result<std::unique_ptr<Daemon>> d = Daemon::Start(o);
+  ASSERT_TRUE(d.ok()) << d.status().message();
+  daemon_ = std::move(d.value());
+  const int port = daemon_->port();
+
+  const std::string prompt = Words(100, 300);  // well past gemma3's 64-token window
+  Reply first = testing::PostJson(port, "/agents/a/completion", Completion(prompt));
+  ASSERT_EQ(first.status, 200) << first.body.dump();
+  ASSERT_EQ(testing::PostJson(port, "/agents/b/completion", Completion(Words(102, 50))).status,
+            200);  // evicts a
+  Reply back =
+      testing::PostJson(port, "/agents/a/completion", Completion(prompt + " " + Words(101, 10)));
+  ASSERT_EQ(back.status, 200) << back.body.dump();
+  EXPECT_EQ(back.placement, "restored");
+  EXPECT_GE(back.cache_n(), first.prompt_tokens() - 2)
+      << "restored " << first.prompt_tokens() << " tokens, reused " << back.cache_n();
+  std::cout << "[ family ] " << GetParam() << ": returning agent cache_n " << back.cache_n()
+            << " of " << back.prompt_tokens() << " prompt tokens (previous prompt "
+            << first.prompt_tokens() << ")\n";
+
+  httplib::Client c("127.0.0.1", port);
+  const json stats = json::parse(c.Get("/admin/stats")->body);
+  EXPECT_EQ(stats["model"]["arch"], GetParam());
+  EXPECT_EQ(stats["model"]["swa_full_added_by_agentkv"], GetParam() == "gemma3");
+  EXPECT_EQ(stats["persistence"], true);
+  EXPECT_EQ(stats["quarantined"], 0);
+}
+
+INSTANTIATE_TEST_SUITE_P(Families, ModelFamily,
+                         ::testing::Values("llama", "qwen3", "qwen3moe", "gemma3"),
+                         [](const ::testing::TestParamInfo<std::string>& p) { return p.param; });
+
+// In front of a llama-server started without --swa-full, a sliding-window
+// model's slots cannot be restored: agentkv serves it statelessly instead of
+// quarantining every file it would write.
+TEST(SlidingWindow, BehindALlamaServerWithoutSwaFullAgentsAreServedStatelessNotQuarantined) {
+  const fs::path dir = fs::temp_directory_path() / ("agentkv-swa-" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir / "memory");
+  LlamaProcess llama;
+  LlamaProcessOptions lo;
+  lo.binary = testing::LlamaServerBinary();
+  lo.model = testing::FamilyTestModel("gemma3");
+  lo.memory_dir = dir / "memory";
+  lo.slots = 1;
+  lo.extra_args = {"--ctx-size", "4096", "--threads", "2"};
+  lo.log_file = dir / "llama-server.log";
+  ASSERT_TRUE(llama.Start(lo).ok());
+  DaemonOptions o;
+  o.proxy.port = 0;
+  o.upstream.base_url = llama.base_url();
+  o.memory_dir = dir / "memory";
+  o.store.min_free_bytes = 0;
+  Result<std::unique_ptr<Daemon>> d = Daemon::Start(o);
+  ASSERT_TRUE(d.ok()) << d.status().message();
+  const int port = d.value()->port();
+  const std::string prompt = Words(110, 200);
+  for (const char* agent : {"a", "b", "a"}) {
+    Reply r = testing::PostJson(port, std::string("/agents/") + agent + "/completion",
+                                {{"prompt", prompt}, {"n_predict", 4}});
+    ASSERT_EQ(r.status, 200);
+    EXPECT_EQ(r.placement, "stateless");
+  }
+  httplib::Client c("127.0.0.1", port);
+  const json stats = json::parse(c.Get("/admin/stats")->body);
+  EXPECT_EQ(stats["persistence"], false);
+  EXPECT_EQ(stats["model"]["sliding_window"], 64);
+  EXPECT_EQ(stats["quarantined"], 0);
+  EXPECT_EQ(stats["saves"], 0);
+  d.value()->Stop();
+  d.value().reset();
+  llama.Stop();
+  fs::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace agentkv
