@@ -9,7 +9,8 @@ or equality tests after a restore would prove nothing.
 
 Usage: make_model.py --llama-src DIR [--arch ARCH] --shape test|bench --out FILE.gguf
 ARCH: llama (default), qwen3, qwen3moe (mixture of experts), gemma3 (sliding
-window attention on every other layer). Tensor names come from gguf-py's own
+window attention on every other layer), mamba2 (recurrent), granitehybrid
+(recurrent layers, then attention layers). Tensor names come from gguf-py's own
 tables, and only names that gguf-py lists for the architecture are written.
 The tokenizer comes from DIR/models/ggml-vocab-llama-spm.gguf.
 """
@@ -23,7 +24,9 @@ SHAPES = {
     "bench": (22, 2048, 5632, 32, 4, 8192),
 }
 
-ARCHS = ("llama", "qwen3", "qwen3moe", "gemma3")
+ARCHS = ("llama", "qwen3", "qwen3moe", "gemma3", "mamba2", "granitehybrid")
+RECURRENT = ("mamba2", "granitehybrid")
+SSM_CONV, SSM_STATE, SSM_HEAD_DIM = 4, 16, 64
 N_EXPERT, N_EXPERT_USED = 4, 2  # qwen3moe
 SLIDING_WINDOW, SWA_PATTERN = 64, 2  # gemma3: layer 0 windowed, layer 1 full, ...
 
@@ -72,10 +75,27 @@ def main() -> int:
     w.add_context_length(n_ctx)
     w.add_embedding_length(n_embd)
     w.add_block_count(n_layer)
-    w.add_feed_forward_length(n_ff)
-    w.add_head_count(n_head)
-    w.add_head_count_kv(n_head_kv)
-    w.add_rope_dimension_count(head_dim)
+    # Recurrent layers: in granitehybrid, the first half (no KV heads).
+    recurrent_layer = [arch == "mamba2" or (arch == "granitehybrid" and i < n_layer // 2)
+                       for i in range(n_layer)]
+    d_inner = 2 * n_embd
+    ssm_heads = d_inner // SSM_HEAD_DIM
+    conv_dim = d_inner + 2 * SSM_STATE
+    if arch == "mamba2":
+        w.add_feed_forward_length(0)  # unused, but read
+        w.add_head_count(0)
+    else:
+        w.add_feed_forward_length(n_ff)
+        w.add_head_count(n_head)
+        w.add_head_count_kv([0 if r else n_head_kv for r in recurrent_layer]
+                            if arch == "granitehybrid" else n_head_kv)
+        w.add_rope_dimension_count(head_dim)
+    if arch in RECURRENT:
+        w.add_ssm_conv_kernel(SSM_CONV)
+        w.add_ssm_inner_size(d_inner)
+        w.add_ssm_state_size(SSM_STATE)
+        w.add_ssm_time_step_rank(ssm_heads)
+        w.add_ssm_group_count(1)
     w.add_layer_norm_rms_eps(1e-5 if arch == "llama" else 1e-6)
     w.add_vocab_size(n_vocab)
     if arch == "qwen3moe":
@@ -108,28 +128,47 @@ def main() -> int:
     def ones(*shape):
         return np.ones(shape, dtype=np.float32)
 
-    def put(tensor, data, bid=None):
+    def put(tensor, data, bid=None, suffix=".weight"):
         if tensor not in allowed:
             raise SystemExit(f"gguf-py lists no {tensor.name} for {arch}")
-        w.add_tensor(gguf.TENSOR_NAMES[tensor].format(bid=bid) + ".weight", data)
+        w.add_tensor(gguf.TENSOR_NAMES[tensor].format(bid=bid) + suffix, data)
+
+    def ssm_layer(i):
+        f32 = np.float32
+        put(T.SSM_IN, rand(d_inner + conv_dim + ssm_heads, n_embd), i)
+        put(T.SSM_CONV1D, rand(conv_dim, SSM_CONV).astype(f32), i)
+        put(T.SSM_CONV1D, np.zeros(conv_dim, dtype=f32), i, ".bias")
+        put(T.SSM_DT, np.zeros(ssm_heads, dtype=f32), i, ".bias")
+        put(T.SSM_A, -ones(ssm_heads, 1), i, "")  # A = -exp(A_log): negative decays
+        put(T.SSM_D, ones(ssm_heads, 1), i, "")
+        put(T.SSM_NORM, ones(1, d_inner), i)
+        put(T.SSM_OUT, rand(n_embd, d_inner), i)
 
     # numpy shapes are (rows, columns): llama.cpp's {columns, rows}.
     q_dim, kv_dim = head_dim * n_head, head_dim * n_head_kv
     put(T.TOKEN_EMBD, rand(n_vocab, n_embd))
     put(T.OUTPUT_NORM, ones(n_embd))
     put(T.OUTPUT, rand(n_vocab, n_embd))
-    for i in range(n_layer):
-        put(T.ATTN_NORM, ones(n_embd), i)
+    def attention_layer(i):
         put(T.ATTN_Q, rand(q_dim, n_embd), i)
         put(T.ATTN_K, rand(kv_dim, n_embd), i)
         put(T.ATTN_V, rand(kv_dim, n_embd), i)
         put(T.ATTN_OUT, rand(n_embd, q_dim), i)
-        if arch != "llama":
+        if arch in ("qwen3", "qwen3moe", "gemma3"):
             put(T.ATTN_Q_NORM, ones(head_dim), i)
             put(T.ATTN_K_NORM, ones(head_dim), i)
         if arch == "gemma3":
             put(T.ATTN_POST_NORM, ones(n_embd), i)
             put(T.FFN_POST_NORM, ones(n_embd), i)
+
+    for i in range(n_layer):
+        put(T.ATTN_NORM, ones(n_embd), i)
+        if recurrent_layer[i]:
+            ssm_layer(i)
+            if arch == "mamba2":
+                continue  # no feed-forward block
+        else:
+            attention_layer(i)
         # gemma3's pre-FFN norm has the same name under another enum
         put(T.FFN_PRE_NORM if arch == "gemma3" else T.FFN_NORM, ones(n_embd), i)
         if arch == "qwen3moe":

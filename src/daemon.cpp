@@ -74,7 +74,9 @@ void LogServing(const ServingMode& s) {
             ? ", sliding window of " + std::to_string(s.model.sliding_window) + " tokens"
             : "",
         s.model.expert_count > 0 ? ", " + std::to_string(s.model.expert_count) + " experts" : "",
-        s.model.recurrent ? ", recurrent state" : "");
+        s.model.recurrent ? ", recurrent state (a prompt that diverges from an agent's saved "
+                            "tokens is prefilled from its start)"
+                          : "");
   }
   if (s.swa_full_added) {
     spdlog::info(
@@ -120,8 +122,10 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(DaemonOptions o) {
       props->total_slots, o.queue, [store](const AgentId& a) { return store->HasMemory(a); },
       o.max_pins);
   d->upstream_up_ = true;
-  d->placer_ =
-      std::make_unique<Placer>(*d->pool_, *d->upstream_, *d->store_, o.save_policy, d->metrics_);
+  const ReuseChecks checks{!serving->model.recurrent && serving->model.sliding_window == 0,
+                           !serving->model.recurrent};
+  d->placer_ = std::make_unique<Placer>(*d->pool_, *d->upstream_, *d->store_, o.save_policy,
+                                        d->metrics_, checks);
   if (o.proxy.threads <= 0) o.proxy.threads = props->total_slots + o.queue.max_waiting + 16;
   d->admin_ = std::make_unique<AdminApi>(*d->pool_, *d->placer_, *d->store_, *serving);
   ProxyServer::Hooks hooks;

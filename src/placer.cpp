@@ -28,8 +28,13 @@ void Lease::Release(const TurnEnd& end) {
 }
 
 Placer::Placer(SlotPool& pool, SlotActions& upstream, Store& store, SavePolicy policy,
-               Metrics& metrics)
-    : pool_(pool), upstream_(upstream), store_(store), policy_(policy), metrics_(metrics) {
+               Metrics& metrics, ReuseChecks checks)
+    : pool_(pool),
+      upstream_(upstream),
+      store_(store),
+      policy_(policy),
+      metrics_(metrics),
+      checks_(checks) {
   saver_ = std::thread([this] { SaverLoop(); });
 }
 
@@ -163,12 +168,12 @@ void Placer::Finish(Lease& lease, std::optional<long long> cache_n, long long pr
                            before.prompt_key != 0 && before.prompt_key == end.prompt_key &&
                            before.tokens.value_or(0) >= kMinTokensToJudge;
   bool reset = false;
-  if (kv_was_gone && lease.placement() == Placement::kRestored) {
+  if (kv_was_gone && lease.placement() == Placement::kRestored && checks_.after_restore) {
     // Upstream bugs have made restores report success and reuse nothing.
     ++metrics_.fallbacks;
     store_.Quarantine(*lease.tenant(), "restored " + std::to_string(*before.tokens) +
                                            " tokens but the request reused none");
-  } else if (kv_was_gone && lease.placement() == Placement::kResident) {
+  } else if (kv_was_gone && lease.placement() == Placement::kResident && checks_.resident) {
     reset = true;
   }
   const SlotId slot = lease.slot();

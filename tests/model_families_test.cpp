@@ -34,8 +34,8 @@ class ModelFamily : public ::testing::TestWithParam<std::string> {
     daemon_.reset();
     if (!HasFailure()) fs::remove_all(dir_);
   }
-  static json Completion(const std::string& prompt) {
-    return {{"prompt", prompt}, {"n_predict", 4}, {"temperature", 0}};
+  static json Completion(const json& prompt) {
+    return {{"prompt", prompt}, {"n_predict", 4}, {"temperature", 0}, {"return_tokens", true}};
   }
 
   fs::path dir_;
@@ -59,20 +59,41 @@ TEST_P(ModelFamily, AReturningAgentIsRestoredWithItsWholeContext) {
   daemon_ = std::move(d.value());
   const int port = daemon_->port();
 
-  const std::string prompt = Words(100, 300);  // well past gemma3's 64-token window
+  // Token ids, so that the second prompt extends exactly what the slot holds
+  // (the prompt and the answer): a recurrent state cannot be cut back.
+  json prompt = json::array();
+  for (int i = 0; i < 300; ++i) prompt.push_back(300 + (7 * i) % 5000);
   Reply first = testing::PostJson(port, "/agents/a/completion", Completion(prompt));
   ASSERT_EQ(first.status, 200) << first.body.dump();
   ASSERT_EQ(testing::PostJson(port, "/agents/b/completion", Completion(Words(102, 50))).status,
             200);  // evicts a
-  Reply back =
-      testing::PostJson(port, "/agents/a/completion", Completion(prompt + " " + Words(101, 10)));
+  json next = prompt;
+  for (const json& t : first.body["tokens"]) next.push_back(t);
+  for (int t : {400, 401, 402}) next.push_back(t);
+  Reply back = testing::PostJson(port, "/agents/a/completion", Completion(next));
   ASSERT_EQ(back.status, 200) << back.body.dump();
   EXPECT_EQ(back.placement, "restored");
-  EXPECT_GE(back.cache_n(), first.prompt_tokens() - 2)
-      << "restored " << first.prompt_tokens() << " tokens, reused " << back.cache_n();
+  // The slot holds the prompt and all but the last generated token.
+  const long long held =
+      first.prompt_tokens() + first.body["timings"]["predicted_n"].get<long long>() - 1;
+  EXPECT_GE(back.cache_n(), held) << "reused " << back.cache_n() << " of " << held;
   std::cout << "[ family ] " << GetParam() << ": returning agent cache_n " << back.cache_n()
-            << " of " << back.prompt_tokens() << " prompt tokens (previous prompt "
-            << first.prompt_tokens() << ")\n";
+            << " of " << back.prompt_tokens() << " prompt tokens\n";
+
+  // A prompt that diverges inside the saved tokens: attention models reuse
+  // the common part; recurrent ones recompute it all. Either way nothing is
+  // quarantined and no slot is reset.
+  ASSERT_EQ(testing::PostJson(port, "/agents/b/completion", Completion(Words(103, 50))).status,
+            200);  // evicts a
+  json diverging(prompt.begin(), prompt.begin() + 200);
+  diverging.push_back(999);
+  Reply other = testing::PostJson(port, "/agents/a/completion", Completion(diverging));
+  ASSERT_EQ(other.status, 200);
+  EXPECT_EQ(other.placement, "restored");
+  // Recurrent state, and the window a sliding-window model's slot file keeps,
+  // cannot be cut back to 200 tokens: llama-server recomputes it all.
+  const bool recurrent = GetParam() == "mamba2" || GetParam() == "granitehybrid";
+  EXPECT_EQ(other.cache_n(), recurrent || GetParam() == "gemma3" ? 0 : 200);
 
   httplib::Client c("127.0.0.1", port);
   const json stats = json::parse(c.Get("/admin/stats")->body);
@@ -80,10 +101,13 @@ TEST_P(ModelFamily, AReturningAgentIsRestoredWithItsWholeContext) {
   EXPECT_EQ(stats["model"]["swa_full_added_by_agentkv"], GetParam() == "gemma3");
   EXPECT_EQ(stats["persistence"], true);
   EXPECT_EQ(stats["quarantined"], 0);
+  EXPECT_EQ(stats["resets"], 0);
+  EXPECT_EQ(stats["model"]["recurrent"], recurrent);
 }
 
 INSTANTIATE_TEST_SUITE_P(Families, ModelFamily,
-                         ::testing::Values("llama", "qwen3", "qwen3moe", "gemma3"),
+                         ::testing::Values("llama", "qwen3", "qwen3moe", "gemma3", "mamba2",
+                                           "granitehybrid"),
                          [](const ::testing::TestParamInfo<std::string>& p) { return p.param; });
 
 // In front of a llama-server started without --swa-full, a sliding-window

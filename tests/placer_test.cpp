@@ -99,7 +99,7 @@ class PlacerTest : public ::testing::Test {
     fs::remove_all(dir_);
   }
 
-  void Make(int slots, StoreOptions store_options = {}) {
+  void Make(int slots, StoreOptions store_options = {}, ReuseChecks checks = {}) {
     store_options.min_free_bytes = 0;
     store_ = std::make_unique<Store>(dir_, "fp", store_options);
     ASSERT_TRUE(store_->Open().ok());
@@ -109,7 +109,8 @@ class PlacerTest : public ::testing::Test {
         slots, QueueLimits{8, std::chrono::milliseconds(5000)},
         [store](const AgentId& a) { return store->HasMemory(a); }, 1,
         [this] { return TimePoint{} + std::chrono::seconds(++clock_); });
-    placer_ = std::make_unique<Placer>(*pool_, *fake_, *store_, SavePolicy::kEviction, metrics_);
+    placer_ =
+        std::make_unique<Placer>(*pool_, *fake_, *store_, SavePolicy::kEviction, metrics_, checks);
   }
 
   // One turn of `agent` that leaves `tokens` in its slot; returns how it was placed.
@@ -275,6 +276,20 @@ TEST_F(PlacerTest, ARestoreThatReusesNothingIsQuarantinedOnlyForTheSamePrompt) {
   EXPECT_EQ(Turn("a", 60, kOtherKey, 0), Placement::kRestored);
   EXPECT_FALSE(store_->HasMemory(Id("a"))) << "the same prompt must have reused some";
   EXPECT_EQ(store_->quarantined(), 1);
+}
+
+TEST_F(PlacerTest, ForARecurrentModelReusingNothingIsNoEvidenceAtAll) {
+  Make(2, {}, ReuseChecks{false, false});
+  Turn("a", 100);
+  ASSERT_TRUE(Save("a"));
+  Turn("b", 50);
+  Turn("c", 50);  // a is out
+  // A prompt that diverges after its start: the state cannot be cut back.
+  EXPECT_EQ(Turn("a", 60, kKey, 0), Placement::kRestored);
+  EXPECT_TRUE(store_->HasMemory(Id("a")));
+  EXPECT_EQ(Turn("a", 70, kKey, 0), Placement::kResident);
+  EXPECT_EQ(metrics_.resets, 0);
+  EXPECT_EQ(store_->quarantined(), 0);
 }
 
 TEST_F(PlacerTest, AForkChecksTheParentsFileAndLeavesTheChildEmptyIfItIsBad) {

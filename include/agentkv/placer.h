@@ -57,6 +57,16 @@ class Lease {
   long long restored_tokens_ = 0;
 };
 
+// When a request that reuses none of a slot holding its prompt's start is
+// evidence that the slot's KV was lost. Not for recurrent and hybrid models,
+// whose state cannot be cut back (llama-server recomputes everything for a
+// prompt that diverges anywhere from it), nor after a restore for sliding-
+// window models, whose slot file keeps only the window of those layers.
+struct ReuseChecks {
+  bool after_restore = true;  // else: a restore is never judged by its reuse
+  bool resident = true;       // else: a resident slot is never judged so
+};
+
 // A copy of the placement counters (see Metrics).
 struct PlacerStats {
   long long restores = 0, saves = 0, save_failures = 0, evictions = 0;
@@ -66,7 +76,8 @@ struct PlacerStats {
 
 class Placer {
  public:
-  Placer(SlotPool& pool, SlotActions& upstream, Store& store, SavePolicy policy, Metrics& metrics);
+  Placer(SlotPool& pool, SlotActions& upstream, Store& store, SavePolicy policy, Metrics& metrics,
+         ReuseChecks checks = {});
   ~Placer();
 
   // Blocks until `tenant` holds a slot with its KV in place (restored, or
@@ -134,6 +145,7 @@ class Placer {
   Store& store_;
   const SavePolicy policy_;
   Metrics& metrics_;
+  const ReuseChecks checks_;
 
   mutable std::mutex mu_;
   std::condition_variable saves_changed_;
