@@ -67,6 +67,39 @@ std::optional<std::string> HeadOf(const json& p) {
 
 }  // namespace
 
+namespace {
+
+// A message's or an input item's content: text, or a list of typed parts.
+bool PartsCarryMedia(const json& content) {
+  if (!content.is_array()) return false;
+  for (const json& part : content) {
+    if (!part.is_object()) continue;
+    auto type = part.find("type");
+    if (type == part.end() || !type->is_string()) continue;
+    const std::string& t = type->get_ref<const std::string&>();
+    if (t != "text" && t != "input_text" && t != "output_text") return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+bool CarriesMedia(const json& body) {
+  if (!body.is_object()) return false;
+  if (body.contains("multimodal_data")) return true;
+  for (const char* list : {"messages", "input"}) {
+    auto items = body.find(list);
+    if (items == body.end() || !items->is_array()) continue;
+    for (const json& item : *items) {
+      if (PartsCarryMedia(item) ||
+          (item.is_object() && item.contains("content") && PartsCarryMedia(item["content"]))) {
+        return true;
+      }
+    }
+  }
+  return false;
+}
+
 std::uint64_t PromptKeyOf(const json& body) {
   if (!body.is_object()) return 0;
   std::optional<std::string> head;

@@ -326,7 +326,9 @@ void ProxyServer::HandleInference(const httplib::Request& req, httplib::Response
   if (req.has_header("X-Agent-Id")) header_agent = req.get_header_value("X-Agent-Id");
   Result<Tenant> tenant = ResolveTenant(path_agent, header_agent, &body);
   if (!tenant.ok()) return ReplyError(res, tenant.status());
-  if (!options_.persist) tenant = Tenant{};
+  // Media in a slot cannot be saved, and what cannot be saved must not stay
+  // for the agent's next turn either: the slot is erased after this one.
+  if (!options_.persist || CarriesMedia(body)) tenant = Tenant{};
 
   if (!hooks_.wait_upstream()) return ReplyError(res, 503, "llama-server is down");
   Result<Lease> lease = placer_.Place(tenant.value());

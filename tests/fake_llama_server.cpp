@@ -14,7 +14,12 @@ std::string PromptOf(const json& body) {
   if (body.contains("prompt")) return body["prompt"].get<std::string>();
   std::string text;
   for (const json& m : body.value("messages", json::array())) {
-    text += m.value("content", "") + "\n";
+    const json content = m.value("content", json());
+    if (content.is_string()) text += content.get<std::string>();
+    for (const json& part : content.is_array() ? content : json::array()) {
+      text += part.value("text", "[" + part.value("type", "") + "]");
+    }
+    text += "\n";
   }
   return text;
 }

@@ -68,5 +68,37 @@ TEST(LlamaFields, NoTimingsInAnErrorBody) {
   EXPECT_FALSE(s.Finish());
 }
 
+TEST(LlamaFields, ImagesAndAudioAreFoundInEveryRequestShape) {
+  const json image = {{"type", "image_url"}, {"image_url", {{"url", "data:image/png;base64,AA"}}}};
+  const json text = {{"type", "text"}, {"text", "hello"}};
+  EXPECT_TRUE(CarriesMedia({{"messages", {{{"role", "user"}, {"content", {text, image}}}}}}));
+  EXPECT_TRUE(
+      CarriesMedia({{"input", {{{"role", "user"}, {"content", {{{"type", "input_image"}}}}}}}}));
+  EXPECT_TRUE(CarriesMedia({{"prompt", "x"}, {"multimodal_data", {"AA"}}}));
+  EXPECT_FALSE(CarriesMedia({{"messages", {{{"role", "user"}, {"content", {text}}}}}}));
+  EXPECT_FALSE(CarriesMedia({{"messages", {{{"role", "user"}, {"content", "plain"}}}}}));
+  EXPECT_FALSE(CarriesMedia({{"input", "plain"}}));
+  EXPECT_FALSE(CarriesMedia(json::array()));
+}
+
+TEST(LlamaFields, APromptKeyIsTheRequestsStartAndNothingShorter) {
+  const json system = {{"role", "system"}, {"content", "you are a planner"}};
+  const json a = {{"messages", {system, {{"role", "user"}, {"content", "one"}}}}};
+  const json b = {{"messages", {system, {{"role", "user"}, {"content", "two"}}}}};
+  EXPECT_NE(PromptKeyOf(a), 0u);
+  EXPECT_EQ(PromptKeyOf(a), PromptKeyOf(b));
+  EXPECT_NE(PromptKeyOf(a), PromptKeyOf({{"messages", {{{"role", "system"}, {"content", "x"}}}}}));
+  const std::string head(kPromptKeyChars, 'h');
+  EXPECT_EQ(PromptKeyOf({{"prompt", head + "1"}}), PromptKeyOf({{"prompt", head + "2"}}));
+  EXPECT_EQ(PromptKeyOf({{"prompt", "short"}}), 0u) << "shorter than the head: unknown";
+  json ids = json::array();
+  for (int i = 0; i < 20; ++i) ids.push_back(i);
+  json more = ids;
+  more.push_back(99);
+  EXPECT_EQ(PromptKeyOf({{"prompt", ids}}), PromptKeyOf({{"prompt", more}}));
+  EXPECT_NE(PromptKeyOf({{"prompt", ids}}), PromptKeyOf({{"prompt", head}}));
+  EXPECT_EQ(PromptKeyOf({{"n_predict", 4}}), 0u);
+}
+
 }  // namespace
 }  // namespace agentkv

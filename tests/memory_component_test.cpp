@@ -160,6 +160,23 @@ TEST_F(MemoryTest, ARequestLlamaServerRefusesCostsNoAgentItsMemory) {
   }
 }
 
+TEST_F(MemoryTest, ATurnWithAnImageIsServedStatelessAndLeavesTheAgentsMemoryAlone) {
+  EXPECT_EQ(Turn("v", "a text turn"), "cold");
+  daemon_->placer().DrainSaves();
+  const long long saved = daemon_->store().Find(Id("v"))->tokens;
+  const json image = {{"type", "image_url"}, {"image_url", {{"url", "data:image/png;base64,AA"}}}};
+  const json parts = {{{"type", "text"}, {"text", "agent:v|what is this?"}}, image};
+  httplib::Result r = Post("/agents/v/v1/chat/completions",
+                           {{"messages", {{{"role", "user"}, {"content", parts}}}}});
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(r->get_header_value("X-Agentkv-Placement"), "stateless");
+  daemon_->placer().DrainSaves();
+  EXPECT_EQ(daemon_->store().Find(Id("v"))->tokens, saved) << "nothing of the image was saved";
+  EXPECT_EQ(Turn("v", "a text turn, again"), "resident");
+  EXPECT_TRUE(fake_->violations().empty());
+}
+
 TEST_F(MemoryTest, WarmingAResidentAgentKeepsItsKvCleanAndOnlyKnownAgentsArePinned) {
   Turn("a", "a turn that leaves some tokens");
   daemon_->placer().DrainSaves();

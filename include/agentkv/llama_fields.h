@@ -28,6 +28,11 @@ std::uint64_t PromptKeyOf(const nlohmann::json& body);
 inline constexpr std::size_t kPromptKeyChars = 64;
 inline constexpr std::size_t kPromptKeyTokens = 16;
 
+// True if the request carries images or audio (a content part of another
+// type than text, or /completion's multimodal_data). llama-server cannot save
+// a slot that holds media: such requests are served stateless.
+bool CarriesMedia(const nlohmann::json& body);
+
 // What llama-server reports about a completed request.
 struct Timings {
   long long cache_n = 0;      // prompt tokens reused from the slot's KV
