@@ -65,6 +65,7 @@ Result<json> AdminApi::Handle(const std::string& method, const std::string& path
                 {"bytes_on_disk", store_.TotalBytes()},
                 {"agents_on_disk", store_.AgentCount()},
                 {"persistence", serving_.persist},
+                {"stateless_because", serving_.why_stateless},
                 {"model",
                  {{"arch", serving_.model.arch},
                   {"sliding_window", serving_.model.sliding_window},

@@ -66,6 +66,22 @@ ModelInfo ModelInfoOrNothing(const std::filesystem::path& model) {
   return {};
 }
 
+// Some llama-servers cannot save slots at all (router mode answers 400,
+// some builds 501): one save of slot 0 at start tells, instead of a failed
+// save after every turn. The probe file is removed again.
+void ProbeSlotSaving(Upstream& upstream, const std::filesystem::path& memory_dir,
+                     ServingMode* serving) {
+  if (!serving->persist) return;
+  const std::string probe = "agentkv-save-probe.tmp";
+  Result<SlotActionResult> r = upstream.SaveSlot(SlotId{0}, probe);
+  std::error_code ec;
+  std::filesystem::remove(memory_dir / probe, ec);
+  if (r.ok() || r.status().code() != ErrorCode::kUpstreamError) return;
+  serving->persist = false;
+  serving->why_stateless = "llama-server cannot save a slot (" + r.status().message() +
+                           "): agentkv needs its slot save and restore";
+}
+
 void LogServing(const ServingMode& s) {
   if (!s.model.arch.empty()) {
     spdlog::info(
@@ -112,6 +128,7 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(DaemonOptions o) {
   if (!fingerprint.ok()) return fingerprint.status();
   if (!serving)
     serving = DecideServing(ModelInfoOrNothing(props->model_path), o.kv.swa_full, nullptr);
+  ProbeSlotSaving(*d->upstream_, o.memory_dir, &*serving);
   LogServing(*serving);
   o.proxy.persist = serving->persist;
 

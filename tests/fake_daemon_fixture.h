@@ -67,6 +67,7 @@ class FakeDaemonTest : public ::testing::Test {
     Result<std::unique_ptr<Daemon>> d = Daemon::Start(o);
     ASSERT_TRUE(d.ok()) << d.status().message();
     daemon_ = std::move(d.value());
+    calls_at_start_ = fake_->calls().size();  // past the start's save probe
   }
 
   httplib::Client Client() {
@@ -105,15 +106,18 @@ class FakeDaemonTest : public ::testing::Test {
     return r->get_header_value("X-Agentkv-Placement");
   }
 
+  // Calls of `route` since the daemon started.
   int CountCalls(const std::string& route) const {
+    const auto calls = fake_->calls();
     int n = 0;
-    for (const auto& c : fake_->calls()) n += c.route == route ? 1 : 0;
+    for (size_t i = calls_at_start_; i < calls.size(); ++i) n += calls[i].route == route ? 1 : 0;
     return n;
   }
 
   std::filesystem::path dir_;
   std::unique_ptr<FakeLlamaServer> fake_;
   std::unique_ptr<Daemon> daemon_;
+  size_t calls_at_start_ = 0;
 };
 
 }  // namespace agentkv::testing

@@ -177,6 +177,19 @@ TEST_F(MemoryTest, ATurnWithAnImageIsServedStatelessAndLeavesTheAgentsMemoryAlon
   EXPECT_TRUE(fake_->violations().empty());
 }
 
+TEST_F(MemoryTest, ALlamaServerThatCannotSaveSlotsIsServedStatelessWithOneWarning) {
+  fake_->FailNextSave();  // the probe at start
+  Restart();
+  EXPECT_EQ(Turn("a"), "stateless");
+  EXPECT_EQ(Turn("a", "hello again"), "stateless");
+  daemon_->placer().DrainSaves();
+  const json stats = json::parse(Client().Get("/admin/stats")->body);
+  EXPECT_EQ(stats["persistence"], false);
+  EXPECT_NE(stats["stateless_because"].get<std::string>().find("cannot save"), std::string::npos);
+  EXPECT_EQ(stats["save_failures"], 0) << "no save tried and failed turn after turn";
+  EXPECT_EQ(CountCalls("save"), 0) << "the probe at start only";
+}
+
 TEST_F(MemoryTest, WarmingAResidentAgentKeepsItsKvCleanAndOnlyKnownAgentsArePinned) {
   Turn("a", "a turn that leaves some tokens");
   daemon_->placer().DrainSaves();
