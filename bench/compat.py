@@ -34,7 +34,7 @@ from harness import client, procs  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CACHE = os.environ.get("AGENTKV_CACHE_DIR", os.path.expanduser("~/.cache/agentkv"))
-FAMILIES = ("llama", "qwen3", "qwen3moe", "gemma3", "mamba2", "granitehybrid")
+FAMILIES = ("llama", "qwen3", "qwen3moe", "gemma3", "gpt-oss", "mamba2", "granitehybrid")
 TYPES = ("f16", "q8_0")
 MODES = ("plain", "ngram-mod", "draft")
 PROMPT = [300 + (7 * i) % 5000 for i in range(300)]

@@ -9,8 +9,9 @@ or equality tests after a restore would prove nothing.
 
 Usage: make_model.py --llama-src DIR [--arch ARCH] --shape test|bench --out FILE.gguf
 ARCH: llama (default), qwen3, qwen3moe (mixture of experts), gemma3 (sliding
-window attention on every other layer), mamba2 (recurrent), granitehybrid
-(recurrent layers, then attention layers). Tensor names come from gguf-py's own
+window attention on every other layer), gpt-oss (sliding window, attention
+sinks and mixture of experts), mamba2 (recurrent), granitehybrid (recurrent
+layers, then attention layers). Tensor names come from gguf-py's own
 tables, and only names that gguf-py lists for the architecture are written.
 The tokenizer comes from DIR/models/ggml-vocab-llama-spm.gguf.
 """
@@ -24,7 +25,8 @@ SHAPES = {
     "bench": (22, 2048, 5632, 32, 4, 8192),
 }
 
-ARCHS = ("llama", "qwen3", "qwen3moe", "gemma3", "mamba2", "granitehybrid")
+ARCHS = ("llama", "qwen3", "qwen3moe", "gemma3", "gpt-oss", "mamba2", "granitehybrid")
+MOE = ("qwen3moe", "gpt-oss")
 RECURRENT = ("mamba2", "granitehybrid")
 SSM_CONV, SSM_STATE, SSM_HEAD_DIM = 4, 16, 64
 N_EXPERT, N_EXPERT_USED = 4, 2  # qwen3moe
@@ -98,11 +100,11 @@ def main() -> int:
         w.add_ssm_group_count(1)
     w.add_layer_norm_rms_eps(1e-5 if arch == "llama" else 1e-6)
     w.add_vocab_size(n_vocab)
-    if arch == "qwen3moe":
+    if arch in MOE:
         w.add_expert_count(N_EXPERT)
         w.add_expert_used_count(N_EXPERT_USED)
         w.add_expert_feed_forward_length(n_ff // N_EXPERT_USED)
-    if arch == "gemma3":
+    if arch in ("gemma3", "gpt-oss"):
         w.add_sliding_window(SLIDING_WINDOW)
         w.add_sliding_window_pattern(SWA_PATTERN)
     w.add_file_type(gguf.LlamaFileType.MOSTLY_F16)
@@ -127,6 +129,9 @@ def main() -> int:
 
     def ones(*shape):
         return np.ones(shape, dtype=np.float32)
+
+    def zeros(*shape):
+        return np.zeros(shape, dtype=np.float32)
 
     def put(tensor, data, bid=None, suffix=".weight"):
         if tensor not in allowed:
@@ -160,6 +165,22 @@ def main() -> int:
         if arch == "gemma3":
             put(T.ATTN_POST_NORM, ones(n_embd), i)
             put(T.FFN_POST_NORM, ones(n_embd), i)
+        if arch == "gpt-oss":
+            put(T.ATTN_OUT, zeros(n_embd), i, ".bias")
+            put(T.ATTN_SINKS, zeros(n_head), i)
+            put(T.ATTN_POST_NORM, ones(n_embd), i)  # its pre-FFN norm
+
+    def moe_layer(i, biases):
+        n_ff_exp = n_ff // N_EXPERT_USED
+        put(T.FFN_GATE_INP, rand(N_EXPERT, n_embd).astype(np.float32), i)
+        put(T.FFN_GATE_EXP, rand(N_EXPERT, n_ff_exp, n_embd), i)
+        put(T.FFN_UP_EXP, rand(N_EXPERT, n_ff_exp, n_embd), i)
+        put(T.FFN_DOWN_EXP, rand(N_EXPERT, n_embd, n_ff_exp), i)
+        if biases:
+            put(T.FFN_GATE_INP, zeros(N_EXPERT), i, ".bias")
+            put(T.FFN_GATE_EXP, zeros(N_EXPERT, n_ff_exp), i, ".bias")
+            put(T.FFN_UP_EXP, zeros(N_EXPERT, n_ff_exp), i, ".bias")
+            put(T.FFN_DOWN_EXP, zeros(N_EXPERT, n_embd), i, ".bias")
 
     for i in range(n_layer):
         put(T.ATTN_NORM, ones(n_embd), i)
@@ -169,14 +190,11 @@ def main() -> int:
                 continue  # no feed-forward block
         else:
             attention_layer(i)
-        # gemma3's pre-FFN norm has the same name under another enum
-        put(T.FFN_PRE_NORM if arch == "gemma3" else T.FFN_NORM, ones(n_embd), i)
-        if arch == "qwen3moe":
-            n_ff_exp = n_ff // N_EXPERT_USED
-            put(T.FFN_GATE_INP, rand(N_EXPERT, n_embd).astype(np.float32), i)
-            put(T.FFN_GATE_EXP, rand(N_EXPERT, n_ff_exp, n_embd), i)
-            put(T.FFN_UP_EXP, rand(N_EXPERT, n_ff_exp, n_embd), i)
-            put(T.FFN_DOWN_EXP, rand(N_EXPERT, n_embd, n_ff_exp), i)
+        if arch != "gpt-oss":
+            # gemma3's pre-FFN norm has the same name under another enum
+            put(T.FFN_PRE_NORM if arch == "gemma3" else T.FFN_NORM, ones(n_embd), i)
+        if arch in MOE:
+            moe_layer(i, biases=arch == "gpt-oss")
         else:
             put(T.FFN_GATE, rand(n_ff, n_embd), i)
             put(T.FFN_UP, rand(n_ff, n_embd), i)

@@ -123,7 +123,7 @@ write_models() {
       --out "$models/agentkv-test-b.gguf"
   fi
   # One small model per family agentkv is tested on (a few seconds each).
-  for arch in qwen3 qwen3moe gemma3 mamba2 granitehybrid; do
+  for arch in qwen3 qwen3moe gemma3 gpt-oss mamba2 granitehybrid; do
     if [ ! -f "$models/agentkv-test-$arch.gguf" ]; then
       say "models: writing the $arch test model"
       /usr/bin/python3 "$ROOT/scripts/make_model.py" --llama-src "$src" --arch "$arch" \

@@ -29,10 +29,8 @@ class AgentkvProcess {
   };
 
   // `agentkv serve --upstream URL --memory-dir DIR` on a free port.
-  AgentkvProcess(const std::string& upstream, const std::filesystem::path& memory,
-                 const std::string& crash_at = "")
-      : AgentkvProcess({"--upstream", upstream, "--memory-dir", memory.string()},
-                       Options{crash_at, false}) {}
+  AgentkvProcess(const std::string& upstream, const std::filesystem::path& memory)
+      : AgentkvProcess({"--upstream", upstream, "--memory-dir", memory.string()}, Options{}) {}
 
   // `agentkv serve --port P --log-level debug` followed by `args`.
   AgentkvProcess(const std::vector<std::string>& args, const Options& options) {

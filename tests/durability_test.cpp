@@ -65,10 +65,15 @@ TEST_F(DurabilityTest, AgentkvKilledAtAnyStepOfASaveKeepsTheOldOrTheNewMemory) {
       EXPECT_EQ(a.Terminate(), 0) << a.log();
     }
     {
-      AgentkvProcess b(LlamaUrl(), dir_ / "memory", point);
+      // Saves only when asked, so that the crash cannot cut the turn's own
+      // answer short: the save of its graceful stop reaches the crash point.
+      AgentkvProcess b({"--upstream", LlamaUrl(), "--memory-dir", (dir_ / "memory").string(),
+                        "--save-policy", "eviction"},
+                       {point, false});
       Reply r = Turn(b.port(), agent, second);
       new_tokens = processed(r) - unkept;
-      const int status = b.Wait();  // the turn-end save kills it
+      ASSERT_EQ(::kill(b.pid(), SIGTERM), 0);
+      const int status = b.Wait();
       ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) << b.log();
     }
     AgentkvProcess c(LlamaUrl(), dir_ / "memory");

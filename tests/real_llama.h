@@ -27,8 +27,8 @@ inline std::filesystem::path LlamaServerBinary() {
 inline std::filesystem::path TestModel() {
   return EnvOr("AGENTKV_TEST_MODEL", DefaultCacheDir() / "models" / "agentkv-test.gguf");
 }
-// The test model of another family: qwen3, qwen3moe, gemma3, mamba2,
-// granitehybrid (setup writes them).
+// The test model of another family: qwen3, qwen3moe, gemma3, gpt-oss,
+// mamba2, granitehybrid (setup writes them).
 inline std::filesystem::path FamilyTestModel(const std::string& arch) {
   return DefaultCacheDir() / "models" / ("agentkv-test-" + arch + ".gguf");
 }
