@@ -72,7 +72,8 @@ Result<json> AdminApi::Handle(const std::string& method, const std::string& path
                   {"swa_full", serving_.swa_full},
                   {"swa_full_added_by_agentkv", serving_.swa_full_added},
                   {"recurrent", serving_.model.recurrent},
-                  {"experts", serving_.model.expert_count}}}};
+                  {"experts", serving_.model.expert_count},
+                  {"bytes_per_1k_tokens_on_disk", store_.bytes_per_1k_tokens()}}}};
   }
   if (seg.empty() || seg[0] != "agents") return NotFound("no admin route " + path);
   if (seg.size() == 1 && method == "GET") {

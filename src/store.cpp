@@ -162,13 +162,19 @@ Status Store::Open() {
                          "cannot list memory directory " + dir_.string() + ": " + ec.message());
   }
   std::vector<std::string> referenced;
+  long long tokens = 0;
   for (const fs::path& meta : metas) {
     std::optional<Entry> e = LoadMeta(meta);
     if (!e) continue;
     referenced.push_back(e->state_file);
+    tokens += std::max(0LL, e->info.tokens);
     std::lock_guard<std::mutex> lock(mu_);
     total_bytes_ += static_cast<std::uint64_t>(e->info.bytes);
     index_.emplace(e->info.agent, std::move(*e));
+  }
+  if (tokens > 0) {
+    std::lock_guard<std::mutex> lock(mu_);
+    bytes_per_token_ = static_cast<double>(total_bytes_) / static_cast<double>(tokens);
   }
   for (const fs::path& state : states) {  // generations no metadata points to
     const std::string name = state.filename().string();
@@ -180,8 +186,8 @@ Status Store::Open() {
     }
   }
   PruneQuarantine();
-  spdlog::info("memory directory {}: {} agents, {} bytes", dir_.string(), AgentCount(),
-               TotalBytes());
+  spdlog::info("memory directory {}: {} agents, {} bytes ({} bytes per 1K tokens)", dir_.string(),
+               AgentCount(), TotalBytes(), bytes_per_1k_tokens());
   return Status::Ok();
 }
 
@@ -279,6 +285,11 @@ std::uint64_t Store::TotalBytes() const {
 int Store::quarantined() const {
   std::lock_guard<std::mutex> lock(mu_);
   return quarantined_;
+}
+
+long long Store::bytes_per_1k_tokens() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return static_cast<long long>(bytes_per_token_ * 1000);
 }
 
 QuarantineUsage Store::quarantine_usage() const {

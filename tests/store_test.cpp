@@ -83,7 +83,9 @@ TEST_F(StoreTest, ASavedMemorySurvivesARestartUnderAHashedName) {
 
 TEST_F(StoreTest, ANewSaveReplacesTheOldGenerationAndRemovesIt) {
   auto s = Open();
+  EXPECT_EQ(s->bytes_per_1k_tokens(), 0) << "nothing measured yet";
   ASSERT_TRUE(Save(*s, "a", "old").ok());
+  EXPECT_EQ(s->bytes_per_1k_tokens(), 1000) << "3 bytes for 3 tokens";
   ASSERT_TRUE(Save(*s, "a", "newer").ok());
   EXPECT_EQ(Read(StateOf(*s, "a")), "newer");
   EXPECT_EQ(Files(dir_).size(), 2u) << "one state file and one metadata file";

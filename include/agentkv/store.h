@@ -131,6 +131,8 @@ class Store {
   // Quarantine events since start, for logs and tests.
   int quarantined() const;
   QuarantineUsage quarantine_usage() const;
+  // Bytes per 1K tokens of the last save (what sizes a box), 0 before one.
+  long long bytes_per_1k_tokens() const;
 
  private:
   struct Entry {
