@@ -53,27 +53,31 @@ Result<json> AdminApi::Handle(const std::string& method, const std::string& path
   const std::vector<std::string> seg = Segments(path);
   if (seg.size() == 1 && seg[0] == "stats" && method == "GET") {
     const PlacerStats s = placer_.stats();
-    return json{{"restores", s.restores},
-                {"saves", s.saves},
-                {"save_failures", s.save_failures},
-                {"evictions", s.evictions},
-                {"fallbacks", s.fallbacks},
-                {"resets", s.resets},
-                {"quarantined", store_.quarantined()},
-                {"quarantine_files", store_.quarantine_usage().files},
-                {"quarantine_bytes", store_.quarantine_usage().bytes},
-                {"bytes_on_disk", store_.TotalBytes()},
-                {"agents_on_disk", store_.AgentCount()},
-                {"persistence", serving_.persist},
-                {"stateless_because", serving_.why_stateless},
-                {"model",
-                 {{"arch", serving_.model.arch},
-                  {"sliding_window", serving_.model.sliding_window},
-                  {"swa_full", serving_.swa_full},
-                  {"swa_full_added_by_agentkv", serving_.swa_full_added},
-                  {"recurrent", serving_.model.recurrent},
-                  {"experts", serving_.model.expert_count},
-                  {"bytes_per_1k_tokens_on_disk", store_.bytes_per_1k_tokens()}}}};
+    return json{
+        {"restores", s.restores},
+        {"saves", s.saves},
+        {"save_failures", s.save_failures},
+        {"evictions", s.evictions},
+        {"fallbacks", s.fallbacks},
+        {"resets", s.resets},
+        {"quarantined", store_.quarantined()},
+        {"quarantine_files", store_.quarantine_usage().files},
+        {"quarantine_bytes", store_.quarantine_usage().bytes},
+        {"bytes_on_disk", store_.TotalBytes()},
+        {"agents_on_disk", store_.AgentCount()},
+        {"persistence", serving_.persist},
+        {"stateless_because", serving_.why_stateless},
+        {"model",
+         {{"arch", serving_.model.arch},
+          {"sliding_window", serving_.model.sliding_window},
+          {"swa_full", serving_.swa_full},
+          {"swa_full_added_by_agentkv", serving_.swa_full_added},
+          {"recurrent", serving_.model.recurrent},
+          {"experts", serving_.model.expert_count},
+          {"bytes_per_1k_tokens_on_disk", store_.bytes_per_1k_tokens()},
+          {"kv_bytes_per_1k_tokens_in_ram",
+           static_cast<long long>(serving_.kv_bytes_per_token * 1000)},
+          {"kv_bytes_per_slot_in_ram", static_cast<long long>(serving_.kv_bytes_per_slot)}}}};
   }
   if (seg.empty() || seg[0] != "agents") return NotFound("no admin route " + path);
   if (seg.size() == 1 && method == "GET") {

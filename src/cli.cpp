@@ -152,6 +152,15 @@ int ParseCommandLine(int argc, const char* const* argv, CliSettings* out) {
   serve->add_option("--slots", launch.slots, "Slots (llama-server -np) when starting it")
       ->capture_default_str()
       ->check(CLI::Range(1, 256));
+  serve
+      ->add_option("--kv-ram-budget", o.kv_ram_budget,
+                   "Bytes of RAM for the slots' KV: the slot count (or, with --slots, the "
+                   "context per slot) follows from the model's measured cost")
+      ->check(CLI::NonNegativeNumber);
+  serve
+      ->add_option("--ctx-per-slot", o.ctx_per_slot,
+                   "With --kv-ram-budget: each slot's context; as many slots as fit")
+      ->check(CLI::NonNegativeNumber);
   serve->add_option("--memory-dir", o.memory_dir, "Directory of saved agent KV files")
       ->capture_default_str();
   serve->add_option("--max-body-bytes", o.proxy.max_body_bytes, "Largest request body")
@@ -299,6 +308,10 @@ int ParseCommandLine(int argc, const char* const* argv, CliSettings* out) {
     o.launch = launch;
   } else {
     o.upstream.base_url = upstream;
+    if (o.kv_ram_budget > 0) {
+      std::cerr << "--kv-ram-budget sizes a llama-server agentkv starts: not with --upstream\n";
+      return 2;
+    }
   }
   return -1;
 }

@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "agentkv/kv_sizing.h"
 #include "agentkv/model_info.h"
 #include "agentkv/serving_mode.h"
 
@@ -82,6 +83,41 @@ void ProbeSlotSaving(Upstream& upstream, const std::filesystem::path& memory_dir
                            "): agentkv needs its slot save and restore";
 }
 
+// Picks the slot count (or context per slot) of the llama-server about to be
+// started from the budget and the model's measured KV cost.
+Status SizeSlots(DaemonOptions& o, ServingMode* serving) {
+  const std::vector<std::string>& args = o.launch->extra_args;
+  for (const std::string& a : args) {
+    if (a == "-c" || a == "--ctx-size") {
+      return Status::Error(ErrorCode::kInvalidArgument,
+                           "with --kv-ram-budget, give --ctx-per-slot (or nothing) instead of "
+                           "llama-server's --ctx-size");
+    }
+  }
+  if (serving->model.sliding_window > 0) {
+    return Status::Error(ErrorCode::kInvalidArgument,
+                         "--kv-ram-budget cannot size a sliding-window model yet: its slot files "
+                         "hold only the window, so they do not measure its RAM; size it with "
+                         "--slots and llama-server's --ctx-size");
+  }
+  spdlog::info("measuring the model's KV cost for --kv-ram-budget (a short llama-server run)");
+  Result<KvCost> cost = MeasureKvCost(*o.launch);
+  if (!cost.ok()) return cost.status();
+  Result<SlotPlan> plan = PlanSlots(cost.value(), o.kv_ram_budget, o.launch->slots, o.ctx_per_slot);
+  if (!plan.ok()) return plan.status();
+  serving->kv_bytes_per_token = cost->bytes_per_token;
+  serving->kv_bytes_per_slot = cost->bytes_per_slot;
+  o.launch->slots = plan->slots;
+  o.launch->extra_args.push_back("--ctx-size");
+  o.launch->extra_args.push_back(std::to_string(plan->slots * plan->ctx_per_slot));
+  spdlog::info(
+      "KV RAM budget {} bytes, measured {:.0f} bytes per 1K tokens and {:.0f} per slot: {} slots "
+      "of {} tokens",
+      o.kv_ram_budget, cost->bytes_per_token * 1000, cost->bytes_per_slot, plan->slots,
+      plan->ctx_per_slot);
+  return Status::Ok();
+}
+
 void LogServing(const ServingMode& s) {
   if (!s.model.arch.empty()) {
     spdlog::info(
@@ -114,6 +150,9 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(DaemonOptions o) {
     serving =
         DecideServing(ModelInfoOrNothing(o.launch->model),
                       KvSettings::FromArgs(o.launch->extra_args).swa_full, &o.launch->extra_args);
+    if (o.kv_ram_budget > 0) {
+      if (Status s = SizeSlots(o, &*serving); !s.ok()) return s;
+    }
     o.kv = KvSettings::FromArgs(o.launch->extra_args);
     std::error_code ec;
     std::filesystem::create_directories(o.memory_dir, ec);
@@ -286,7 +325,10 @@ int Daemon::Stop() {
     watch_idle = stopping_cv_.wait_until(lock, deadline, [&] { return watch_idle_; });
   }
   // Saves need time after the drain: a quarter of the whole at least.
-  if (server_) server_->Drain(std::min(options_.drain_timeout, left() * 3 / 4), deadline);
+  const auto drain_deadline = deadline - options_.stop_timeout / 4;
+  if (server_) {
+    server_->Drain(std::min(options_.drain_timeout, left() * 3 / 4), drain_deadline);
+  }
   int unsaved = 0;
   if (placer_) {
     placer_->Stop();  // the saver ends after the save it runs

@@ -103,6 +103,7 @@ Status LlamaProcess::Start(const LlamaProcessOptions& o) {
     ::execv(argv[0], argv.data());
     ::_exit(127);
   }
+  if (pid_ > 0) ::setpgid(pid_, pid_);  // the child does too: whichever runs first
   if (log_fd >= 0) ::close(log_fd);
   if (pipe_fds[0] >= 0) {
     output_reader_ = std::thread([fd = pipe_fds[0]] {

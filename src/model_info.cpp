@@ -110,7 +110,9 @@ class Reader {
     if (type != kArray) return false;
     std::optional<std::uint32_t> elem = Get<std::uint32_t>();
     std::optional<std::uint64_t> count = Get<std::uint64_t>();
-    if (!elem || !count || *count > kMaxCount) return false;
+    // Arrays of arrays are refused, as ggml refuses them: no recursion depth
+    // for a file to exhaust.
+    if (!elem || !count || *count > kMaxCount || *elem == kArray) return false;
     if (const std::uint64_t size = ScalarSize(*elem)) return Skip(size * *count);
     for (std::uint64_t i = 0; i < *count; ++i) {
       if (!SkipValue(*elem)) return false;

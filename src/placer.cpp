@@ -87,6 +87,10 @@ SaveResult Placer::SaveSlot(const SaveJob& job) {
     return empty ? SaveResult::kEmpty : SaveResult::kFailed;
   }
   ++metrics_.saves;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    refusals_.erase(agent);  // refusals count for one file, in a row
+  }
   metrics_.save_seconds.Observe(
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
   spdlog::debug("saved agent {} from slot {}: {} tokens, {} bytes, {:.1f} ms", agent.ForLog(),
@@ -167,13 +171,16 @@ void Placer::Finish(Lease& lease, std::optional<long long> cache_n, long long pr
   const bool kv_was_gone = lease.tenant() && end.kv_changed && cache_n && *cache_n == 0 &&
                            before.prompt_key != 0 && before.prompt_key == end.prompt_key &&
                            before.tokens.value_or(0) >= kMinTokensToJudge;
+  // A restore that no request has used yet (a warm-up, a refused request)
+  // is judged as a restore on the request that first uses it.
+  const bool restored = lease.placement() == Placement::kRestored || before.restored_unused;
   bool reset = false;
-  if (kv_was_gone && lease.placement() == Placement::kRestored && checks_.after_restore) {
+  if (kv_was_gone && restored && checks_.after_restore) {
     // Upstream bugs have made restores report success and reuse nothing.
     ++metrics_.fallbacks;
     store_.Quarantine(*lease.tenant(), "restored " + std::to_string(*before.tokens) +
                                            " tokens but the request reused none");
-  } else if (kv_was_gone && lease.placement() == Placement::kResident && checks_.resident) {
+  } else if (kv_was_gone && !restored && checks_.resident) {
     reset = true;
   }
   const SlotId slot = lease.slot();
@@ -268,6 +275,10 @@ Status Placer::Forget(const AgentId& agent) {
   bool known = false;
   Status s = Dropping(agent, &known, nullptr);
   pool_.Unpin(agent);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    refusals_.erase(agent);
+  }
   if (!s.ok()) return s;
   if (!known) return Status::Error(ErrorCode::kNotFound, "agentkv has no memory of " + agent.str());
   spdlog::info("forgot agent {}", agent.ForLog());
@@ -281,9 +292,7 @@ Status Placer::Fork(const AgentId& parent, const AgentId& child) {
   Status s;
   if (held.value() && RunSave(*held.value(), false) != SaveResult::kSaved) {
     s = Status::Error(ErrorCode::kIo, "could not save " + parent.str() + " before forking");
-  } else if (!store_.HasMemory(parent)) {
-    s = Status::Error(ErrorCode::kNotFound, "agent " + parent.str() + " has no saved memory");
-  } else {
+  } else if (s = store_.CheckFork(parent); s.ok()) {  // before the child loses anything
     bool replaced = false;
     s = Dropping(child, &replaced, [&] { return store_.Fork(parent, child); });
   }

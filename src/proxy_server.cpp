@@ -344,12 +344,13 @@ void ProxyServer::HandleInference(const httplib::Request& req, httplib::Response
 namespace {
 
 // What the request left in its slot. llama-server checks a request before
-// it runs it: an error status means the slot's KV was not touched. Any
-// other end without timings (the client left, the connection dropped) may
-// have changed the KV by an unknown amount.
+// it runs it: a 4xx means the slot's KV was not touched. A 5xx may come
+// from a failed decode after the slot was trimmed, and any other end
+// without timings (the client left, the connection dropped) may have
+// changed the KV by an unknown amount.
 TurnEnd TurnEndOf(int status, const Status& result, const std::optional<Timings>& t,
                   PromptKey key) {
-  if (status >= 400) return TurnEnd::Unchanged();
+  if (status >= 400 && status < 500) return TurnEnd::Unchanged();
   if (!t || !result.ok()) return TurnEnd{true, std::nullopt, key};
   return TurnEnd::Ran(t->cache_n + t->prompt_n + t->predicted_n, key);
 }

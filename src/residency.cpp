@@ -96,6 +96,7 @@ std::optional<Plan> Residency::TryAcquire(const Tenant& tenant) {
   slot.view.stale = false;
   slot.view.tokens = 0;
   slot.view.prompt_key = 0;
+  slot.view.restored_unused = false;
   return plan;
 }
 
@@ -113,6 +114,7 @@ Result<Placement> Residency::CompleteSwitch(const Plan& plan, const SwitchOutcom
   if (plan.restore && outcome.restored) {
     slot.view.tokens = outcome.restored_tokens;
     slot.view.prompt_key = outcome.restored_prompt_key;
+    slot.view.restored_unused = true;
   }
   if (!plan.tenant) return Placement::kStateless;
   if (plan.resident) return Placement::kResident;
@@ -128,6 +130,7 @@ void Residency::Release(SlotId slot_id, TimePoint now, const TurnEnd& end) {
       v.dirty = true;
       v.tokens = end.kv_tokens;
       v.prompt_key = end.prompt_key;
+      v.restored_unused = false;
     }
   } else {
     v = SlotView{};

@@ -68,6 +68,7 @@ Result<std::optional<SlotId>> SlotPool::BeginDrop(const AgentId& agent) {
   std::optional<SlotId> slot;
   bool wait = true;
   changed_.wait_for(lock, limits_.max_wait, [&] {
+    if (shut_down_) return true;
     slot = residency_.TryBeginDrop(agent, &wait);
     return !wait;
   });
@@ -80,6 +81,7 @@ Result<std::optional<SaveJob>> SlotPool::BeginHold(const AgentId& agent) {
   std::optional<std::optional<SaveJob>> held;
   bool wait = true;
   changed_.wait_for(lock, limits_.max_wait, [&] {
+    if (shut_down_) return true;
     held = residency_.TryBeginHold(agent, &wait);
     return !wait;
   });

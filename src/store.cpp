@@ -162,10 +162,14 @@ Status Store::Open() {
                          "cannot list memory directory " + dir_.string() + ": " + ec.message());
   }
   std::vector<std::string> referenced;
+  std::unordered_set<std::string> unloaded;  // hashes whose metadata was quarantined
   long long tokens = 0;
   for (const fs::path& meta : metas) {
     std::optional<Entry> e = LoadMeta(meta);
-    if (!e) continue;
+    if (!e) {
+      unloaded.insert(meta.stem().string());
+      continue;
+    }
     referenced.push_back(e->state_file);
     tokens += std::max(0LL, e->info.tokens);
     std::lock_guard<std::mutex> lock(mu_);
@@ -178,7 +182,14 @@ Status Store::Open() {
   }
   for (const fs::path& state : states) {  // generations no metadata points to
     const std::string name = state.filename().string();
-    if (std::find(referenced.begin(), referenced.end(), name) == referenced.end()) {
+    if (std::find(referenced.begin(), referenced.end(), name) != referenced.end()) continue;
+    std::error_code gone;
+    if (!fs::exists(state, gone)) continue;  // quarantined with its metadata
+    if (unloaded.count(name.substr(0, 64))) {
+      // Its metadata could not be read, maybe only for now: kept aside.
+      QuarantineFiles(name.substr(0, 64), name, "the state of metadata that could not be loaded",
+                      /*new_event=*/false);
+    } else {
       std::error_code rm;
       if (!fs::remove(state, rm) && rm) {
         spdlog::warn("cannot remove the orphan {}: {}", name, rm.message());
@@ -311,6 +322,7 @@ Result<std::string> Store::BeginSave(const AgentId& agent,
   {
     std::unique_lock<std::mutex> lock(mu_);
     removed_.wait(lock, [&] { return !removing_.count(agent); });
+    ++in_use_[agent];  // from here the budget spares it
     per_token = bytes_per_token_;
     auto it = index_.find(agent);
     if (it != index_.end()) {
@@ -326,12 +338,13 @@ Result<std::string> Store::BeginSave(const AgentId& agent,
     const double needed =
         per_token * static_cast<double>(tokens) + static_cast<double>(options_.min_free_bytes);
     if (free_bytes < needed) {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (auto it = in_use_.find(agent); it != in_use_.end() && --it->second <= 0)
+        in_use_.erase(it);
       return Status::Error(ErrorCode::kIo,
                            "not enough free disk space in " + dir_.string() + " to save an agent");
     }
   }
-  std::lock_guard<std::mutex> lock(mu_);
-  ++in_use_[agent];
   return StateName(Hash(agent), generation + 1) + kTempSuffix;
 }
 
@@ -464,11 +477,11 @@ Result<RestoreFile> Store::PrepareRestore(const AgentId& agent) {
 }
 
 void Store::QuarantineFiles(const std::string& hash, const std::string& state_file,
-                            const std::string& reason) {
+                            const std::string& reason, bool new_event) {
   std::string prefix;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    ++quarantined_;
+    if (new_event) ++quarantined_;
     // Zero-padded: names sort oldest first.
     prefix = fmt::format("{:012d}-{:06d}.", Now(), ++quarantine_seq_ % 1000000);
   }
@@ -557,6 +570,19 @@ bool Store::Remove(const AgentId& agent) {
   return e.has_value();
 }
 
+Status Store::CheckFork(const AgentId& parent) {
+  std::optional<Entry> p = Lookup(parent);
+  if (!p) return Status::Error(ErrorCode::kNotFound, "agent " + parent.str() + " has no memory");
+  const std::uint64_t bytes = static_cast<std::uint64_t>(p->info.bytes);
+  if (options_.budget_bytes > 0 && 2 * bytes > options_.budget_bytes) {
+    return Status::Error(ErrorCode::kConflict,
+                         "the disk budget (" + std::to_string(options_.budget_bytes) +
+                             " bytes) cannot hold two copies of " + parent.str() + "'s memory");
+  }
+  Result<RestoreFile> checked = PrepareRestore(parent);  // quarantines a bad parent
+  return checked.ok() ? Status::Ok() : checked.status();
+}
+
 Status Store::Fork(const AgentId& parent, const AgentId& child) {
   std::optional<Entry> p;
   {
@@ -578,14 +604,7 @@ Status Store::Fork(const AgentId& parent, const AgentId& child) {
       }
     }
   } release{this, parent};
-  const std::uint64_t bytes = static_cast<std::uint64_t>(p->info.bytes);
-  if (options_.budget_bytes > 0 && 2 * bytes > options_.budget_bytes) {
-    return Status::Error(ErrorCode::kConflict,
-                         "the disk budget (" + std::to_string(options_.budget_bytes) +
-                             " bytes) cannot hold two copies of " + parent.str() + "'s memory");
-  }
-  Result<RestoreFile> checked = PrepareRestore(parent);  // quarantines a bad parent
-  if (!checked.ok()) return checked.status();
+  if (Status s = CheckFork(parent); !s.ok()) return s;
   Remove(child);
   Result<std::string> temp = BeginSave(child, p->info.tokens);
   if (!temp.ok()) return temp.status();

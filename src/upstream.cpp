@@ -85,12 +85,15 @@ Result<SlotActionResult> ParseSlotAction(const Result<std::string>& body, const 
     return Status::Error(ErrorCode::kUpstreamError,
                          "llama-server sent a slot answer that is not JSON");
   }
+  // An odd field reads as 0 instead of throwing.
+  auto number = [](const json& obj, const char* key) {
+    auto it = obj.find(key);
+    return it != obj.end() && it->is_number() ? it->get<double>() : 0.0;
+  };
   SlotActionResult r;
-  r.n_tokens = j.value(tokens_field, 0LL);
-  r.n_bytes = j.value(bytes_field, 0LL);
-  if (j.contains("timings") && j["timings"].is_object()) {
-    r.ms = j["timings"].value(ms_field, 0.0);
-  }
+  r.n_tokens = static_cast<long long>(number(j, tokens_field));
+  r.n_bytes = static_cast<long long>(number(j, bytes_field));
+  if (j.contains("timings") && j["timings"].is_object()) r.ms = number(j["timings"], ms_field);
   return r;
 }
 

@@ -174,14 +174,33 @@ TEST_F(PlacerTest, ARefusedRestoreKeepsTheFileUntilItIsRefusedThreeTimesInARow) 
   Turn("b", 50);
   EXPECT_EQ(Turn("a", 100), Placement::kRestored) << "and a success clears the count";
 
+  // The same file refused again and again: a's requests are refused too,
+  // so nothing new of a is saved in between.
   Turn("b", 50);
   for (int i = 1; i <= Placer::kMaxRefusals; ++i) {
     fake_->FailRestores(kRefused);
-    EXPECT_EQ(Turn("a", 100), Placement::kCold);
+    Result<Lease> lease = placer_->Place(Id("a"));
+    ASSERT_TRUE(lease.ok());
+    EXPECT_EQ(lease->placement(), Placement::kCold);
+    placer_->Finish(lease.value(), std::nullopt, 0, TurnEnd::Unchanged());
     EXPECT_EQ(store_->HasMemory(Id("a")), i < Placer::kMaxRefusals) << "refusal " << i;
     Turn("b", 50);
   }
   EXPECT_EQ(store_->quarantined(), 1);
+}
+
+TEST_F(PlacerTest, RefusalsOfAFileTheAgentHasSinceReplacedDoNotAddUp) {
+  Make(1);
+  Turn("a", 100);
+  ASSERT_TRUE(Save("a"));
+  Turn("b", 50);
+  for (int i = 0; i < Placer::kMaxRefusals + 1; ++i) {
+    fake_->FailRestores(kRefused);
+    EXPECT_EQ(Turn("a", 100 + i), Placement::kCold);  // then saved anew on eviction
+    Turn("b", 50);
+  }
+  EXPECT_TRUE(store_->HasMemory(Id("a")));
+  EXPECT_EQ(store_->quarantined(), 0);
 }
 
 TEST_F(PlacerTest, ARequestLlamaServerRefusedLeavesTheSlotAsItWas) {
@@ -276,6 +295,21 @@ TEST_F(PlacerTest, ARestoreThatReusesNothingIsQuarantinedOnlyForTheSamePrompt) {
   EXPECT_EQ(Turn("a", 60, kOtherKey, 0), Placement::kRestored);
   EXPECT_FALSE(store_->HasMemory(Id("a"))) << "the same prompt must have reused some";
   EXPECT_EQ(store_->quarantined(), 1);
+}
+
+TEST_F(PlacerTest, AWarmedRestoreIsJudgedAsARestoreByTheRequestThatFirstUsesIt) {
+  Make(1);
+  Turn("a", 100);
+  ASSERT_TRUE(Save("a"));
+  Turn("b", 50);
+  Result<Lease> warm = placer_->Place(Id("a"));  // the admin API's warm
+  ASSERT_TRUE(warm.ok());
+  EXPECT_EQ(warm->placement(), Placement::kRestored);
+  warm->Release(TurnEnd::Unchanged());
+  fake_->Fill(SlotId{0}, 0);  // a hollow restore
+  EXPECT_EQ(Turn("a", 110, kKey, 0), Placement::kResident);
+  EXPECT_EQ(metrics_.resets, 0) << "not taken for llama-server losing every slot";
+  EXPECT_EQ(store_->quarantined(), 1) << "but for the untrusted restore it was";
 }
 
 TEST_F(PlacerTest, ForARecurrentModelReusingNothingIsNoEvidenceAtAll) {

@@ -222,6 +222,12 @@ TEST_F(StoreTest, OpeningSkipsAMetadataFileWithAWrongTypedFieldAndKeepsTheRest) 
   EXPECT_TRUE(s->HasMemory(Id("b")));
   EXPECT_EQ(s->quarantined(), 1);
   EXPECT_EQ(s->TotalBytes(), 4u);
+  // The state file stays, aside: the metadata may have been unreadable only for now.
+  int a_states = 0;
+  for (const std::string& f : Files(dir_ / "quarantine")) {
+    a_states += f.find(Sha256Hex("a")) != std::string::npos && f.find(".kv") != std::string::npos;
+  }
+  EXPECT_EQ(a_states, 1);
 }
 
 TEST_F(StoreTest, OpeningNeitherStopsAtAnEntryItCannotRemoveNorDeletesFilesThatAreNotItsOwn) {

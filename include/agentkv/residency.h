@@ -99,12 +99,13 @@ enum class SlotPhase { kFree, kIdle, kBusy, kSwitching, kSaving };
 
 struct SlotView {
   SlotPhase phase = SlotPhase::kFree;
-  Tenant owner;              // Idle/Busy/Switching/Saving: whose KV it holds
-  bool dirty = false;        // Idle: KV newer than the agent's file
-  bool stale = false;        // Free: holds KV that must be erased before reuse
-  bool lost = false;         // Busy/Switching/Saving: llama-server restarted since
-  TokenCount tokens = 0;     // tokens the KV holds, as last reported
-  PromptKey prompt_key = 0;  // of the request that last changed the KV
+  Tenant owner;                  // Idle/Busy/Switching/Saving: whose KV it holds
+  bool dirty = false;            // Idle: KV newer than the agent's file
+  bool stale = false;            // Free: holds KV that must be erased before reuse
+  bool lost = false;             // Busy/Switching/Saving: llama-server restarted since
+  TokenCount tokens = 0;         // tokens the KV holds, as last reported
+  PromptKey prompt_key = 0;      // of the request that last changed the KV
+  bool restored_unused = false;  // restored, and no request has changed it since
   TimePoint last_used{};
 };
 

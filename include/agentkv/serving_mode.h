@@ -18,6 +18,8 @@ struct ServingMode {
   bool swa_full_added = false;  // agentkv added --swa-full itself
   bool persist = true;          // false: every request is served stateless
   std::string why_stateless;
+  double kv_bytes_per_token = 0;  // measured for --kv-ram-budget, else 0
+  double kv_bytes_per_slot = 0;
 };
 
 // `swa_full`: what llama-server runs with. `launch_args`: the arguments of a

@@ -45,10 +45,12 @@ class SlotPool {
   void EndDrop(const AgentId& agent, std::optional<SlotId> slot, bool erased);
 
   // Blocks (within limits) until `agent` has nothing in flight, then holds
-  // it until EndDrop and returns its slot if it is resident. kBusy on timeout.
+  // it until EndDrop and returns its slot if it is resident. kBusy on
+  // timeout or shutdown.
   Result<std::optional<SlotId>> BeginDrop(const AgentId& agent);
   // Blocks (within limits) until `agent` has nothing in flight, then holds
-  // it until EndHold; see Residency::TryBeginHold. kBusy on timeout.
+  // it until EndHold; see Residency::TryBeginHold. kBusy on timeout or
+  // shutdown.
   Result<std::optional<SaveJob>> BeginHold(const AgentId& agent);
   void EndHold(const AgentId& agent);
   std::optional<SlotId> MarkDirty(const AgentId& agent);

@@ -10,8 +10,9 @@
 //                       checksum, created/updated times
 //   *.tmp               a save or metadata write in progress
 //   quarantine/         files that failed a check, kept aside, never reused,
-//                       named <sequence>.<original name>; bounded in count
-//                       and bytes, oldest deleted first
+//                       named <time>-<sequence>.<original name>, with a
+//                       .reason file; bounded in count and bytes, oldest
+//                       deleted first
 // Only names of these shapes are agentkv's: anything else in the directory
 // is left alone.
 // A save writes a new generation, then the metadata that points to it, then
@@ -121,6 +122,10 @@ class Store {
   // budget cannot hold both copies. Makes room under the budget, sparing the
   // two. The caller keeps the parent from being saved meanwhile.
   Status Fork(const AgentId& parent, const AgentId& child);
+  // What Fork checks before it touches the child: kNotFound if the parent
+  // has no memory or its file fails its check (then quarantined), kConflict
+  // if the budget cannot hold two copies.
+  Status CheckFork(const AgentId& parent);
 
   // Deletes least recently used memories until the budget holds, sparing
   // `keep` while others remain, and any agent with a save in flight. Safe to
@@ -154,8 +159,9 @@ class Store {
                 std::optional<std::uint64_t> expected);
   // Deletes the files of an entry already taken out of the index.
   void DeleteFiles(const AgentId& agent, const std::string& state_file);
+  // `new_event`: counts in quarantined() (false: part of an event counted).
   void QuarantineFiles(const std::string& hash, const std::string& state_file,
-                       const std::string& reason);
+                       const std::string& reason, bool new_event = true);
   void PruneQuarantine();
   std::int64_t Now() const;
 
