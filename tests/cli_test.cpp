@@ -109,5 +109,16 @@ TEST_F(CliTest, TheExampleConfigFileParses) {
   EXPECT_EQ(s.daemon.proxy.host, "127.0.0.1");
 }
 
+TEST_F(CliTest, AKvRamBudgetSizesOnlyALlamaServerAgentkvStarts) {
+  CliSettings s;
+  ASSERT_EQ(Parse({"serve", "--kv-ram-budget", "4000000000", "--ctx-per-slot", "8192"}, &s), -1);
+  EXPECT_EQ(s.daemon.kv_ram_budget, 4000000000u);
+  EXPECT_EQ(s.daemon.ctx_per_slot, 8192);
+  CliSettings upstream;
+  EXPECT_EQ(
+      Parse({"serve", "--upstream", "http://127.0.0.1:8080", "--kv-ram-budget", "1"}, &upstream),
+      2);
+}
+
 }  // namespace
 }  // namespace agentkv

@@ -159,5 +159,43 @@ TEST(SlidingWindow, BehindALlamaServerWithoutSwaFullAgentsAreServedStatelessNotQ
   fs::remove_all(dir);
 }
 
+// --kv-ram-budget: the model's KV cost measured by a short llama-server run,
+// then as many slots of the asked context as the budget holds.
+TEST(KvRamBudget, PicksTheSlotCountFromTheModelsMeasuredCost) {
+  const fs::path dir = fs::temp_directory_path() / ("agentkv-budget-" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  auto options = [&](std::uint64_t budget) {
+    DaemonOptions o;
+    o.proxy.port = 0;
+    o.memory_dir = dir / "memory";
+    LlamaProcessOptions launch;
+    launch.binary = testing::LlamaServerBinary();
+    launch.model = testing::TestModel();
+    launch.extra_args = {"--threads", "2"};
+    launch.log_file = dir / "llama-server.log";
+    o.launch = launch;
+    o.kv_ram_budget = budget;
+    o.ctx_per_slot = 1024;
+    return o;
+  };
+  // The test model holds 2 layers x K and V x 2 heads x 64 values of 2
+  // bytes a token: 1 MiB for 1024 tokens, and a little more in a file.
+  Result<std::unique_ptr<Daemon>> d = Daemon::Start(options(3'700'000));
+  ASSERT_TRUE(d.ok()) << d.status().message();
+  EXPECT_EQ(d.value()->slot_count(), 3);
+  httplib::Client c("127.0.0.1", d.value()->port());
+  const json model = json::parse(c.Get("/admin/stats")->body)["model"];
+  // The file adds a few bytes a cell (position, sequence) to the KV itself.
+  EXPECT_NEAR(model["kv_bytes_per_1k_tokens_in_ram"].get<double>(), 1024 * 1000, 25 * 1000);
+  d.value()->Stop();
+  d.value().reset();
+
+  Result<std::unique_ptr<Daemon>> small = Daemon::Start(options(500'000));
+  ASSERT_FALSE(small.ok());
+  EXPECT_NE(small.status().message().find("cannot hold one slot"), std::string::npos)
+      << small.status().message();
+  fs::remove_all(dir);
+}
+
 }  // namespace
 }  // namespace agentkv
