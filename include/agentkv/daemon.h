@@ -53,9 +53,10 @@ struct DaemonOptions {
   // A llama-server we started that dies is restarted, with a backoff, at
   // most this many times in a row without a healthy minute in between.
   int max_restarts = 5;
-  // With `launch`: RAM for the slots' KV (0: none). The slot count (or with
-  // ctx_per_slot > 0, the context per slot... see PlanSlots) then follows
-  // from the model's cost, measured by a short llama-server run at start.
+  // With `launch`: RAM for the slots' KV (0: none). With ctx_per_slot > 0
+  // the slot count follows from it, else the context of launch->slots slots
+  // (see PlanSlots); the model's cost is measured by a short llama-server
+  // run at start.
   std::uint64_t kv_ram_budget = 0;
   long long ctx_per_slot = 0;
 };
