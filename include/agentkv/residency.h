@@ -38,7 +38,8 @@ const char* PlacementName(Placement p);
 // A key of a request's leading content (its first message, or the head of
 // its prompt), 0 if unknown. Two requests with the same non-zero key start
 // with the same tokens, so a slot that held the first must reuse some of its
-// KV for the second: reusing nothing then proves the KV was gone.
+// KV for the second: reusing nothing then proves the KV was gone (for models
+// whose KV can be cut back to a common prefix; see ReuseChecks in placer.h).
 using PromptKey = std::uint64_t;
 
 // Token counts agentkv may not know (a request cut short reports nothing).
