@@ -307,8 +307,14 @@ Status Placer::Fork(const AgentId& parent, const AgentId& child) {
 void Placer::ResetSlots(const std::string& why, std::optional<SlotId> spare) {
   spdlog::warn("llama-server lost its slots ({}): agents will be restored from disk", why);
   ++metrics_.resets;
-  const int unsaved = SaveAllDirty();
-  if (unsaved > 0) spdlog::warn("{} agents' latest turns could not be saved", unsaved);
+  // A slot that turns idle and dirty while the others are saved is saved
+  // too before anything is forgotten (a few rounds at most: each round's
+  // saves are quick, and requests keep ending).
+  for (int round = 0; round < 3; ++round) {
+    const int unsaved = SaveAllDirty();
+    if (unsaved > 0) spdlog::warn("{} agents' latest turns could not be saved", unsaved);
+    if (pool_.ResetAllIfSaved(spare)) return;
+  }
   pool_.ResetAll(spare);
 }
 

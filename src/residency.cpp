@@ -193,6 +193,15 @@ void Residency::ResetAll(std::optional<SlotId> spare) {
   }
 }
 
+bool Residency::ResetAllIfSaved(std::optional<SlotId> spare) {
+  for (int i = 0; i < slot_count(); ++i) {
+    const SlotView& v = slots_[static_cast<size_t>(i)].view;
+    if (v.phase == SlotPhase::kIdle && v.dirty && (!spare || spare->value != i)) return false;
+  }
+  ResetAll(spare);
+  return true;
+}
+
 std::optional<SlotId> Residency::TryBeginDrop(const AgentId& agent, bool* wait) {
   *wait = InFlight(agent);
   if (*wait) return std::nullopt;

@@ -119,6 +119,10 @@ void SlotPool::ResetAll(std::optional<SlotId> spare) {
   Changing([&] { residency_.ResetAll(spare); });
 }
 
+bool SlotPool::ResetAllIfSaved(std::optional<SlotId> spare) {
+  return Changing([&] { return residency_.ResetAllIfSaved(spare); });
+}
+
 void SlotPool::EndDrop(const AgentId& agent, std::optional<SlotId> slot, bool erased) {
   Changing([&] { residency_.EndDrop(agent, slot, erased); });
 }

@@ -261,5 +261,19 @@ TEST_F(ResidencyTest, DroppingAnAgentWaitsForItsRequestThenFreesItsSlot) {
   EXPECT_TRUE(r.TryAcquire(Id("nobody")));
 }
 
+TEST_F(ResidencyTest, AResetWaitsWhileAnIdleSlotHoldsUnsavedKv) {
+  Residency r = Make(2);
+  Serve(r, Id("a"), 1);  // slot 0, dirty
+  Serve(r, Id("b"), 2);  // slot 1, dirty
+  EXPECT_FALSE(r.ResetAllIfSaved());
+  EXPECT_TRUE(r.View(SlotId{0}).owner) << "nothing forgotten";
+  ASSERT_TRUE(r.TryBeginSave(SlotId{0}));
+  r.EndSave(SlotId{0}, SaveResult::kSaved);
+  EXPECT_FALSE(r.ResetAllIfSaved()) << "b is still unsaved";
+  EXPECT_TRUE(r.ResetAllIfSaved(SlotId{1})) << "unless it is the slot to spare";
+  EXPECT_FALSE(r.View(SlotId{0}).owner);
+  EXPECT_EQ(r.View(SlotId{1}).owner, Id("b"));
+}
+
 }  // namespace
 }  // namespace agentkv

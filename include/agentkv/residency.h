@@ -154,6 +154,9 @@ class Residency {
   // since). Idle and free slots turn Free and stale now, the others when
   // released.
   void ResetAll(std::optional<SlotId> spare = std::nullopt);
+  // As ResetAll, only if no idle slot but `spare` is dirty (its KV would be
+  // forgotten unsaved); returns whether it reset.
+  bool ResetAllIfSaved(std::optional<SlotId> spare = std::nullopt);
 
   // Removing (or replacing) an agent's memory: returns nullopt with *wait
   // = true while it has a request in flight. Otherwise the agent is held

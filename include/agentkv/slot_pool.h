@@ -42,6 +42,7 @@ class SlotPool {
   std::optional<SaveJob> TryBeginSave(SlotId slot);
   void EndSave(SlotId slot, SaveResult result);
   void ResetAll(std::optional<SlotId> spare = std::nullopt);
+  bool ResetAllIfSaved(std::optional<SlotId> spare = std::nullopt);
   void EndDrop(const AgentId& agent, std::optional<SlotId> slot, bool erased);
 
   // Blocks (within limits) until `agent` has nothing in flight, then holds
