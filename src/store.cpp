@@ -544,7 +544,12 @@ void Store::DeleteFiles(const AgentId& agent, const std::string& state_file) {
   // The metadata first: without it the state file is an orphan, never restored.
   fs::remove(dir_ / (Hash(agent) + kMetaSuffix), ec);
   if (!state_file.empty()) fs::remove(dir_ / state_file, ec);
-  SyncDir(dir_);
+  if (Status synced = SyncDir(dir_); !synced.ok()) {
+    // The files are gone from this process's view; a crash now could bring
+    // the metadata back, which names a checked file or fails its check.
+    spdlog::warn("deleted the memory of agent {} but could not fsync the directory: {}",
+                 agent.ForLog(), synced.message());
+  }
   {
     std::lock_guard<std::mutex> lock(mu_);
     removing_.erase(agent);

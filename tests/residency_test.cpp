@@ -87,7 +87,7 @@ TEST_F(ResidencyTest, SerializesRequestsOfOneAgent) {
   std::optional<Plan> first = r.TryAcquire(Id("a"));
   ASSERT_TRUE(first);
   EXPECT_FALSE(r.TryAcquire(Id("a"))) << "while switching";
-  r.CompleteSwitch(*first, {true, true, true});
+  ASSERT_TRUE(r.CompleteSwitch(*first, {true, true, true}).ok());
   EXPECT_FALSE(r.TryAcquire(Id("a"))) << "while busy";
   EXPECT_TRUE(r.TryAcquire(Id("b"))) << "other agents run in parallel";
   r.Release(first->slot, At(1), TurnEnd::Ran(10));
@@ -101,7 +101,7 @@ TEST_F(ResidencyTest, AnAgentBeingSavedOutWaitsUntilTheSaveEnds) {
   ASSERT_TRUE(b);
   EXPECT_FALSE(r.TryAcquire(Id("a"))) << "its file is being written";
   files_.insert(Id("a"));
-  r.CompleteSwitch(*b, {true, false, true});
+  ASSERT_TRUE(r.CompleteSwitch(*b, {true, false, true}).ok());
   r.Release(b->slot, At(2), TurnEnd::Ran(10));
   std::optional<Plan> a = r.TryAcquire(Id("a"));
   ASSERT_TRUE(a);
@@ -130,11 +130,11 @@ TEST_F(ResidencyTest, AStatelessRequestLeavesNoKVForTheNextTenant) {
 TEST_F(ResidencyTest, PrefersAnEmptyFreeSlotToAStaleOne) {
   Residency r = Make(2);
   std::optional<Plan> a = r.TryAcquire(Id("a"));  // slot 0, erased: empty
-  r.CompleteSwitch(*a, {true, true, true});
+  ASSERT_TRUE(r.CompleteSwitch(*a, {true, true, true}).ok());
   r.Release(a->slot, At(1), TurnEnd::Ran(10));
   std::optional<Plan> s = r.TryAcquire(Tenant());  // slot 1, stale
   EXPECT_EQ(s->slot.value, 1);
-  r.CompleteSwitch(*s, {true, true, true});
+  ASSERT_TRUE(r.CompleteSwitch(*s, {true, true, true}).ok());
   r.Release(s->slot, At(2), TurnEnd::Ran(10));  // slot 1 free and stale again
   std::optional<Plan> b = r.TryAcquire(Id("b"));
   EXPECT_EQ(b->slot.value, 1) << "a free slot before evicting a";
@@ -175,7 +175,7 @@ TEST_F(ResidencyTest, ARestoredAgentIsCleanUntilItsNextRequestEnds) {
   Serve(r, Id("a"), 1);
   Serve(r, Id("b"), 2);
   std::optional<Plan> plan = r.TryAcquire(Id("a"));
-  r.CompleteSwitch(*plan, {true, true, false});
+  ASSERT_TRUE(r.CompleteSwitch(*plan, {true, true, false}).ok());
   EXPECT_FALSE(r.View(plan->slot).dirty);
   r.Release(plan->slot, At(3), TurnEnd::Ran(10));
   EXPECT_TRUE(r.View(plan->slot).dirty);
@@ -212,7 +212,7 @@ TEST_F(ResidencyTest, AfterARestartNoSlotIsTrustedToHoldAnAgentsKV) {
   Residency r = Make(2);
   Serve(r, Id("a"), 1);
   std::optional<Plan> busy = r.TryAcquire(Id("b"));
-  r.CompleteSwitch(*busy, {true, true, true});
+  ASSERT_TRUE(r.CompleteSwitch(*busy, {true, true, true}).ok());
   r.ResetAll();
   EXPECT_FALSE(r.SlotOf(Id("a")));
   EXPECT_TRUE(r.View(SlotId{0}).stale);
@@ -233,7 +233,7 @@ TEST_F(ResidencyTest, APinnedAgentIsNeverEvictedAndPinsAreBounded) {
   std::optional<Plan> c = r.TryAcquire(Id("c"));
   ASSERT_TRUE(c);
   EXPECT_EQ(*c->evicted, Id("b")) << "a is older but pinned";
-  r.CompleteSwitch(*c, {true, true, true});
+  ASSERT_TRUE(r.CompleteSwitch(*c, {true, true, true}).ok());
   EXPECT_FALSE(r.TryAcquire(Id("d"))) << "only a's pinned slot is idle";
   r.Unpin(Id("a"));
   EXPECT_EQ(*r.TryAcquire(Id("d"))->evicted, Id("a"));
@@ -242,7 +242,7 @@ TEST_F(ResidencyTest, APinnedAgentIsNeverEvictedAndPinsAreBounded) {
 TEST_F(ResidencyTest, DroppingAnAgentWaitsForItsRequestThenFreesItsSlot) {
   Residency r = Make(1);
   std::optional<Plan> a = r.TryAcquire(Id("a"));
-  r.CompleteSwitch(*a, {true, true, true});
+  ASSERT_TRUE(r.CompleteSwitch(*a, {true, true, true}).ok());
   bool wait = false;
   EXPECT_FALSE(r.TryBeginDrop(Id("a"), &wait));
   EXPECT_TRUE(wait);

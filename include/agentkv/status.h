@@ -27,7 +27,7 @@ enum class ErrorCode {
   kInternal,         // a bug: fail loudly (500)
 };
 
-class Status {
+class [[nodiscard]] Status {
  public:
   Status() = default;
   static Status Ok() { return Status(); }
@@ -47,7 +47,7 @@ class Status {
 
 // Holds either a value or a non-OK Status.
 template <typename T>
-class Result {
+class [[nodiscard]] Result {
  public:
   Result(T value) : value_(std::move(value)) {}          // NOLINT(implicit)
   Result(Status status) : status_(std::move(status)) {}  // NOLINT(implicit)
