@@ -46,6 +46,7 @@ void Placer::Stop() {
     stopping_ = true;
   }
   saves_changed_.notify_all();
+  forks_changed_.notify_all();
   if (saver_.joinable()) saver_.join();
 }
 
@@ -286,6 +287,28 @@ Status Placer::Forget(const AgentId& agent) {
 }
 
 Status Placer::Fork(const AgentId& parent, const AgentId& child) {
+  {
+    std::unique_lock<std::mutex> lock(mu_);
+    const bool free = forks_changed_.wait_for(lock, std::chrono::minutes(2), [&] {
+      return stopping_ || (!forking_.count(parent) && !forking_.count(child));
+    });
+    if (!free || stopping_) return Status::Error(ErrorCode::kBusy, "another fork holds them");
+    forking_.insert(parent);
+    forking_.insert(child);
+  }
+  struct Done {
+    Placer* placer;
+    const AgentId& parent;
+    const AgentId& child;
+    ~Done() {
+      {
+        std::lock_guard<std::mutex> lock(placer->mu_);
+        placer->forking_.erase(parent);
+        placer->forking_.erase(child);
+      }
+      placer->forks_changed_.notify_all();
+    }
+  } done{this, parent, child};
   // Held: no request, save or eviction of the parent until the copy is done.
   Result<std::optional<SaveJob>> held = pool_.BeginHold(parent);
   if (!held.ok()) return held.status();

@@ -8,6 +8,7 @@
 
 #include <deque>
 #include <fstream>
+#include <future>
 #include <mutex>
 
 namespace agentkv {
@@ -374,6 +375,22 @@ TEST_F(PlacerTest, ShutdownSavesLeastRecentlyUsedFirstAndStopsAtItsDeadline) {
     if (c.rfind("save", 0) == 0) saves.push_back(c);
   }
   EXPECT_EQ(saves, (std::vector<std::string>{"save 1", "save 2", "save 0"}));
+}
+
+TEST_F(PlacerTest, TwoForksCrossingEachOtherBothComplete) {
+  Make(2);
+  Turn("a", 100);
+  Turn("b", 80);
+  ASSERT_EQ(placer_->SaveAllDirty(), 0);
+  for (int round = 0; round < 20; ++round) {
+    auto ab = std::async(std::launch::async, [&] { return placer_->Fork(Id("a"), Id("b")); });
+    auto ba = std::async(std::launch::async, [&] { return placer_->Fork(Id("b"), Id("a")); });
+    const Status first = ab.get(), second = ba.get();
+    ASSERT_TRUE(first.ok()) << "round " << round << ": " << first.message();
+    ASSERT_TRUE(second.ok()) << "round " << round << ": " << second.message();
+  }
+  EXPECT_TRUE(store_->HasMemory(Id("a")));
+  EXPECT_TRUE(store_->HasMemory(Id("b")));
 }
 
 }  // namespace

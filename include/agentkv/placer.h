@@ -12,6 +12,7 @@
 #include <optional>
 #include <thread>
 #include <unordered_map>
+#include <unordered_set>
 #include <utility>
 
 #include "agentkv/metrics.h"
@@ -153,6 +154,11 @@ class Placer {
   bool saving_ = false;                        // guarded by mu_
   bool stopping_ = false;                      // guarded by mu_
   std::unordered_map<AgentId, int> refusals_;  // guarded by mu_: restores refused in a row
+  // Guarded by mu_: agents a fork is copying from or into. A fork waits on
+  // forks_changed_ until neither of its agents is in another fork, so that
+  // two forks crossing (a into b, b into a) never hold one agent each.
+  std::unordered_set<AgentId> forking_;
+  std::condition_variable forks_changed_;
   std::thread saver_;
 };
 
