@@ -51,6 +51,10 @@ std::uint64_t ScalarSize(std::uint32_t type) {
   }
 }
 
+bool IsInteger(std::uint32_t type) {
+  return ScalarSize(type) > 0 && type != kF32 && type != kF64 && type != kBool;
+}
+
 // Reads the little-endian metadata section, one piece at a time.
 class Reader {
  public:
@@ -162,16 +166,13 @@ Result<ModelInfo> ReadModelInfo(const std::filesystem::path& path) {
       std::optional<std::string> arch = r.String();
       if (!arch) return malformed;
       info.arch = *arch;
-    } else if (suffix == ".attention.sliding_window" && ScalarSize(*type) > 0 && *type != kF32 &&
-               *type != kF64 && *type != kBool) {
+    } else if (long long* field = suffix == ".attention.sliding_window" ? &info.sliding_window
+                                  : suffix == ".expert_count"           ? &info.expert_count
+                                                                        : nullptr;
+               field && IsInteger(*type)) {
       std::optional<long long> n = r.Integer(*type);
       if (!n) return malformed;
-      info.sliding_window = *n;
-    } else if (suffix == ".expert_count" && ScalarSize(*type) > 0 && *type != kF32 &&
-               *type != kF64 && *type != kBool) {
-      std::optional<long long> n = r.Integer(*type);
-      if (!n) return malformed;
-      info.expert_count = *n;
+      *field = *n;
     } else {
       if (StartsWith(suffix, ".ssm.") || StartsWith(suffix, ".shortconv.") ||
           StartsWith(suffix, ".wkv.")) {

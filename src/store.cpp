@@ -339,8 +339,7 @@ Result<std::string> Store::BeginSave(const AgentId& agent,
         per_token * static_cast<double>(tokens) + static_cast<double>(options_.min_free_bytes);
     if (free_bytes < needed) {
       std::lock_guard<std::mutex> lock(mu_);
-      if (auto it = in_use_.find(agent); it != in_use_.end() && --it->second <= 0)
-        in_use_.erase(it);
+      ReleaseLocked(agent);
       return Status::Error(ErrorCode::kIo,
                            "not enough free disk space in " + dir_.string() + " to save an agent");
     }
@@ -351,9 +350,7 @@ Result<std::string> Store::BeginSave(const AgentId& agent,
 void Store::AbortSave(const AgentId& agent) {
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (auto it = in_use_.find(agent); it != in_use_.end() && --it->second <= 0) {
-      in_use_.erase(it);
-    }
+    ReleaseLocked(agent);
   }
   std::error_code ec;
   const std::string hash = Hash(agent);
@@ -436,7 +433,7 @@ Status Store::Commit(const AgentId& agent, long long tokens, std::uint64_t promp
   CrashPoint("meta-renamed");
   if (old) fs::remove(dir_ / old->state_file, ec);
   std::lock_guard<std::mutex> lock(mu_);
-  if (auto it = in_use_.find(agent); it != in_use_.end() && --it->second <= 0) in_use_.erase(it);
+  ReleaseLocked(agent);
   auto current = index_.find(agent);
   if (current != index_.end())
     total_bytes_ -= static_cast<std::uint64_t>(current->second.info.bytes);
@@ -575,15 +572,24 @@ bool Store::Remove(const AgentId& agent) {
   return e.has_value();
 }
 
-Status Store::CheckFork(const AgentId& parent) {
-  std::optional<Entry> p = Lookup(parent);
-  if (!p) return Status::Error(ErrorCode::kNotFound, "agent " + parent.str() + " has no memory");
-  const std::uint64_t bytes = static_cast<std::uint64_t>(p->info.bytes);
+void Store::ReleaseLocked(const AgentId& agent) {
+  if (auto it = in_use_.find(agent); it != in_use_.end() && --it->second <= 0) in_use_.erase(it);
+}
+
+Status Store::BudgetHoldsTwo(const Entry& parent_entry, const AgentId& parent) const {
+  const std::uint64_t bytes = static_cast<std::uint64_t>(parent_entry.info.bytes);
   if (options_.budget_bytes > 0 && 2 * bytes > options_.budget_bytes) {
     return Status::Error(ErrorCode::kConflict,
                          "the disk budget (" + std::to_string(options_.budget_bytes) +
                              " bytes) cannot hold two copies of " + parent.str() + "'s memory");
   }
+  return Status::Ok();
+}
+
+Status Store::CheckFork(const AgentId& parent) {
+  std::optional<Entry> p = Lookup(parent);
+  if (!p) return Status::Error(ErrorCode::kNotFound, "agent " + parent.str() + " has no memory");
+  if (Status s = BudgetHoldsTwo(*p, parent); !s.ok()) return s;
   Result<RestoreFile> checked = PrepareRestore(parent);  // quarantines a bad parent
   return checked.ok() ? Status::Ok() : checked.status();
 }
@@ -604,12 +610,11 @@ Status Store::Fork(const AgentId& parent, const AgentId& child) {
     const AgentId& agent;
     ~Release() {
       std::lock_guard<std::mutex> lock(store->mu_);
-      if (auto it = store->in_use_.find(agent); it != store->in_use_.end() && --it->second <= 0) {
-        store->in_use_.erase(it);
-      }
+      store->ReleaseLocked(agent);
     }
   } release{this, parent};
-  if (Status s = CheckFork(parent); !s.ok()) return s;
+  // The parent's file is not read twice: the copy must match its checksum.
+  if (Status s = BudgetHoldsTwo(*p, parent); !s.ok()) return s;
   Remove(child);
   Result<std::string> temp = BeginSave(child, p->info.tokens);
   if (!temp.ok()) return temp.status();

@@ -200,6 +200,15 @@ TEST_F(StoreTest, AForkStartsFromACopyOfTheParentsMemory) {
   EXPECT_EQ(s->Fork(Id("nobody"), Id("x")).code(), ErrorCode::kNotFound);
 }
 
+TEST_F(StoreTest, AForkWhoseCopyDoesNotMatchTheParentsChecksumGivesTheChildNothing) {
+  auto s = Open();
+  ASSERT_TRUE(Save(*s, "parent", "shared-kv").ok());
+  std::ofstream(StateOf(*s, "parent"), std::ios::binary) << "Shared-kv";  // same size
+  EXPECT_EQ(s->Fork(Id("parent"), Id("child")).code(), ErrorCode::kIo);
+  EXPECT_FALSE(s->HasMemory(Id("child")));
+  EXPECT_EQ(s->CheckFork(Id("parent")).code(), ErrorCode::kNotFound) << "the check finds it";
+}
+
 TEST_F(StoreTest, ASaveIsRefusedWhenTheDiskIsTooFull) {
   auto s = std::make_unique<Store>(dir_, "fp", StoreOptions{0, ~std::uint64_t{0} >> 2});
   ASSERT_TRUE(s->Open().ok());

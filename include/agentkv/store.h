@@ -116,11 +116,12 @@ class Store {
   void Quarantine(const AgentId& agent, const std::string& reason);
   // Deletes the agent's files. Returns true if it had any.
   bool Remove(const AgentId& agent);
-  // Gives `child` a copy of `parent`'s memory, checked against the parent's
-  // checksum before and after the copy. kNotFound if the parent has none or
-  // its file fails the check (it is then quarantined), kConflict if the
-  // budget cannot hold both copies. Makes room under the budget, sparing the
-  // two. The caller keeps the parent from being saved meanwhile.
+  // Gives `child` a copy of `parent`'s memory; the copy must match the
+  // parent's checksum, else kIo and the child has none. kNotFound if the
+  // parent has none, kConflict if the budget cannot hold both copies. Makes
+  // room under the budget, sparing the two. The caller keeps the parent from
+  // being saved meanwhile, and checks it first with CheckFork: Fork replaces
+  // the child's memory before it finds out that the parent's file is bad.
   Status Fork(const AgentId& parent, const AgentId& child);
   // What Fork checks before it touches the child: kNotFound if the parent
   // has no memory or its file fails its check (then quarantined), kConflict
@@ -163,6 +164,9 @@ class Store {
   void QuarantineFiles(const std::string& hash, const std::string& state_file,
                        const std::string& reason, bool new_event = true);
   void PruneQuarantine();
+  // Under mu_: ends one BeginSave or fork copy of `agent` (see in_use_).
+  void ReleaseLocked(const AgentId& agent);
+  Status BudgetHoldsTwo(const Entry& parent_entry, const AgentId& parent) const;
   std::int64_t Now() const;
 
   const std::filesystem::path dir_;
