@@ -23,6 +23,7 @@ int HttpStatusFor(ErrorCode code) {
     case ErrorCode::kUnsupported:
       return 501;
     case ErrorCode::kBusy:
+    case ErrorCode::kUnavailable:
       return 503;
     case ErrorCode::kUpstreamDown:
     case ErrorCode::kUpstreamError:

@@ -17,10 +17,17 @@ Result<Tenant> Validate(const std::string& id, const std::string& source) {
 
 }  // namespace
 
-Result<Tenant> ResolveTenant(const std::optional<std::string>& path_agent,
+Result<AgentId> ParsePathAgent(const std::string& id) {
+  Result<AgentId> agent = AgentId::Parse(id);
+  if (agent.ok()) return agent;
+  return Status::Error(ErrorCode::kInvalidArgument,
+                       "invalid agent id in the request path: " + agent.status().message());
+}
+
+Result<Tenant> ResolveTenant(const std::optional<AgentId>& path_agent,
                              const std::optional<std::string>& header_agent,
                              const nlohmann::json* body) {
-  if (path_agent) return Validate(*path_agent, "the /agents/{id}/ path");
+  if (path_agent) return Tenant(*path_agent);
   if (header_agent) return Validate(*header_agent, "the X-Agent-Id header");
   if (body && body->is_object()) {
     for (const char* field : {"prompt_cache_key", "user"}) {

@@ -42,14 +42,15 @@ bool IsHopHeader(const std::string& name) {
   return false;
 }
 
-void ReplyError(httplib::Response& res, int http_status, const std::string& message) {
-  res.status = http_status;
-  if (http_status == 503) res.set_header("Retry-After", std::to_string(kRetryAfterSeconds));
-  res.set_content(ErrorJson(http_status, message), "application/json");
+// Every error agentkv answers itself goes through here.
+void ReplyError(httplib::Response& res, const Status& s) {
+  res.status = HttpStatusFor(s.code());
+  if (res.status == 503) res.set_header("Retry-After", std::to_string(kRetryAfterSeconds));
+  res.set_content(ErrorJson(s), "application/json");
 }
 
-void ReplyError(httplib::Response& res, const Status& s) {
-  ReplyError(res, HttpStatusFor(s.code()), s.message());
+Status Error(ErrorCode code, std::string message) {
+  return Status::Error(code, std::move(message));
 }
 
 std::string HeaderValue(const HeaderList& headers, const char* name) {
@@ -173,7 +174,7 @@ ProxyServer::ProxyServer(ProxyOptions options, Upstream& upstream, Placer& place
         } catch (...) {
         }
         spdlog::error("request failed: {}", what);
-        ReplyError(res, 500, what);
+        ReplyError(res, Error(ErrorCode::kInternal, what));
       });
   auto handler = [this](const httplib::Request& req, httplib::Response& res) { Handle(req, res); };
   server_->Get(".*", handler);
@@ -259,7 +260,8 @@ void ProxyServer::Handle(const httplib::Request& req, httplib::Response& res) {
   // two could disagree (/v1/chat/completion%73 is /v1/chat/completions), so
   // none are accepted. No route or agent id needs one.
   if (raw_path.find('%') != std::string::npos) {
-    return ReplyError(res, 400, "percent-encoded request paths are not accepted");
+    return ReplyError(res,
+                      Error(ErrorCode::kInvalidArgument, "percent-encoded request paths are not accepted"));
   }
   route = MatchRoute(req.method, raw_path);
   if (Status s = Authorize(options_.auth, route.kind, req.get_header_value("Authorization"));
@@ -267,78 +269,86 @@ void ProxyServer::Handle(const httplib::Request& req, httplib::Response& res) {
     if (s.code() == ErrorCode::kUnauthorized) res.set_header("WWW-Authenticate", "Bearer");
     return ReplyError(res, s);
   }
+  std::optional<AgentId> path_agent;
   if (route.path_agent) {
-    Result<AgentId> id = AgentId::Parse(*route.path_agent);
-    if (!id.ok())
-      return ReplyError(res, 400,
-                        "invalid agent id in the /agents/{id}/ path: " + id.status().message());
+    Result<AgentId> id = ParsePathAgent(*route.path_agent);
+    if (!id.ok()) return ReplyError(res, id.status());
+    path_agent = id.value();
   }
-  Route(req, res, route, raw_path);
+  if (Status s = Route(req, res, route, path_agent); !s.ok()) {
+    return ReplyError(res, s);
+  }
 }
 
-void ProxyServer::Route(const httplib::Request& req, httplib::Response& res,
-                        const agentkv::Route& route, const std::string& raw_path) {
+Status ProxyServer::Route(const httplib::Request& req, httplib::Response& res,
+                          const agentkv::Route& route, const std::optional<AgentId>& path_agent) {
   switch (route.kind) {
     case RouteKind::kSlotAction:
-      return ReplyError(res, 403,
-                        "slot actions are reserved to agentkv, which manages the "
-                        "slots; use the agent routes instead");
+      return Error(ErrorCode::kForbidden,
+                   "slot actions are reserved to agentkv, which manages the slots; use the "
+                   "agent routes instead");
     case RouteKind::kUnsupported:
-      return ReplyError(res, 501,
-                        route.upstream_path +
-                            " is not supported through agentkv: llama-server would run it "
-                            "on a slot agentkv cannot choose; use /v1/chat/completions");
+      return Error(ErrorCode::kUnsupported,
+                   route.upstream_path +
+                       " is not supported through agentkv: llama-server would run it on a slot "
+                       "agentkv cannot choose; use /v1/chat/completions");
     case RouteKind::kInference:
-      return HandleInference(req, res, UpstreamTarget(req, route), route.path_agent);
+      return HandleInference(req, res, UpstreamTarget(req, route), path_agent);
     case RouteKind::kAdmin: {
-      Result<json> answer = admin_.Handle(req.method, raw_path, req.body);
-      if (!answer.ok()) return ReplyError(res, answer.status());
+      if (route.admin == AdminAction::kNone) {
+        return Error(ErrorCode::kNotFound,
+                     "no admin route " + req.method + " " + route.upstream_path);
+      }
+      Result<json> answer = admin_.Handle(route.admin, path_agent, req.body);
+      if (!answer.ok()) return answer.status();
       res.set_content(answer->dump(), "application/json");
-      return;
+      return Status::Ok();
     }
     case RouteKind::kLiveness:
       res.set_content(R"({"status":"ok"})", "application/json");
-      return;
+      return Status::Ok();
     case RouteKind::kReadiness:
-      if (!hooks_.gauges().upstream_up) return ReplyError(res, 503, "llama-server is not ready");
+      if (!hooks_.gauges().upstream_up) {
+        return Error(ErrorCode::kUnavailable, "llama-server is not ready");
+      }
       res.set_content(R"({"status":"ready"})", "application/json");
-      return;
+      return Status::Ok();
     case RouteKind::kMetrics:
       res.set_content(metrics_.Render(hooks_.gauges()), "text/plain; version=0.0.4; charset=utf-8");
-      return;
+      return Status::Ok();
     case RouteKind::kPassthrough:
       break;
   }
-  Respond(
+  return Respond(
       Start(ForwardOf(req, UpstreamTarget(req, route), req.body, !options_.auth.api_keys.empty()),
             std::nullopt, std::chrono::steady_clock::now()),
       res);
 }
 
-void ProxyServer::HandleInference(const httplib::Request& req, httplib::Response& res,
-                                  const std::string& upstream_target,
-                                  const std::optional<std::string>& path_agent) {
+Status ProxyServer::HandleInference(const httplib::Request& req, httplib::Response& res,
+                                    const std::string& upstream_target,
+                                    const std::optional<AgentId>& path_agent) {
   const auto arrival = std::chrono::steady_clock::now();
   json body = json::parse(req.body, nullptr, false);
-  if (body.is_discarded()) return ReplyError(res, 400, "request body is not valid JSON");
-  if (Status s = CheckInferenceBody(body); !s.ok()) return ReplyError(res, s);
+  if (body.is_discarded()) return Error(ErrorCode::kInvalidArgument, "request body is not valid JSON");
+  if (Status s = CheckInferenceBody(body); !s.ok()) return s;
   std::optional<std::string> header_agent;
   if (req.has_header("X-Agent-Id")) header_agent = req.get_header_value("X-Agent-Id");
   Result<Tenant> tenant = ResolveTenant(path_agent, header_agent, &body);
-  if (!tenant.ok()) return ReplyError(res, tenant.status());
+  if (!tenant.ok()) return tenant.status();
   // Media in a slot cannot be saved, and what cannot be saved must not stay
   // for the agent's next turn either: the slot is erased after this one.
   if (!options_.persist || CarriesMedia(body)) tenant = Tenant{};
 
-  if (!hooks_.wait_upstream()) return ReplyError(res, 503, "llama-server is down");
+  if (!hooks_.wait_upstream()) return Error(ErrorCode::kUnavailable, "llama-server is down");
   Result<Lease> lease = placer_.Place(tenant.value());
-  if (!lease.ok()) return ReplyError(res, lease.status());
+  if (!lease.ok()) return lease.status();
   PinToSlot(body, lease->slot());
   res.set_header("X-Agentkv-Slot", std::to_string(lease->slot().value));
   res.set_header("X-Agentkv-Placement", PlacementName(lease->placement()));
-  Respond(Start(ForwardOf(req, upstream_target, body.dump(), !options_.auth.api_keys.empty()),
-                std::move(lease.value()), arrival, PromptKeyOf(body)),
-          res);
+  return Respond(Start(ForwardOf(req, upstream_target, body.dump(), !options_.auth.api_keys.empty()),
+                       std::move(lease.value()), arrival, PromptKeyOf(body)),
+                 res);
 }
 
 namespace {
@@ -388,10 +398,10 @@ std::shared_ptr<ProxyServer::Exchange> ProxyServer::Start(
   return ex;
 }
 
-void ProxyServer::Respond(std::shared_ptr<Exchange> ex, httplib::Response& res) {
+Status ProxyServer::Respond(std::shared_ptr<Exchange> ex, httplib::Response& res) {
   int status = 0;
   HeaderList headers;
-  if (!ex->pipe.WaitHeaders(&status, &headers)) return ReplyError(res, ex->pipe.final_status());
+  if (!ex->pipe.WaitHeaders(&status, &headers)) return ex->pipe.final_status();
   res.status = status;
   for (const auto& [name, value] : headers) {
     if (!IsHopHeader(name)) res.set_header(name, value);
@@ -414,13 +424,14 @@ void ProxyServer::Respond(std::shared_ptr<Exchange> ex, httplib::Response& res) 
       sink.done();
       return true;
     });
-    return;
+    return Status::Ok();
   }
   std::string body, chunk;
   while (ex->pipe.NextChunk(&chunk)) body += chunk;
   const Status end = ex->pipe.final_status();
-  if (!end.ok()) return ReplyError(res, end);
+  if (!end.ok()) return end;
   res.set_content(body, content_type);
+  return Status::Ok();
 }
 
 }  // namespace agentkv

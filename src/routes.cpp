@@ -1,7 +1,9 @@
 #include "agentkv/routes.h"
 
+#include <algorithm>
 #include <array>
 #include <string_view>
+#include <vector>
 
 namespace agentkv {
 
@@ -31,6 +33,59 @@ constexpr std::array<std::string_view, 10> kUnsupportedPaths = {
 
 constexpr std::string_view kAgentsPrefix = "/agents/";
 
+struct AdminRoute {
+  std::string_view method;
+  std::string_view pattern;  // "{id}" matches one path segment, the agent id
+  AdminAction action;
+};
+
+constexpr std::array<AdminRoute, 8> kAdminRoutes = {{
+    {"GET", "/admin/stats", AdminAction::kStats},
+    {"GET", "/admin/agents", AdminAction::kListAgents},
+    {"GET", "/admin/agents/{id}", AdminAction::kGetAgent},
+    {"DELETE", "/admin/agents/{id}", AdminAction::kDelete},
+    {"POST", "/admin/agents/{id}/warm", AdminAction::kWarm},
+    {"POST", "/admin/agents/{id}/fork", AdminAction::kFork},
+    {"POST", "/admin/agents/{id}/pin", AdminAction::kPin},
+    {"DELETE", "/admin/agents/{id}/pin", AdminAction::kUnpin},
+}};
+
+// Splits "/admin/agents/x/" into {"admin", "agents", "x"}: one trailing
+// slash is ignored, empty segments inside are kept (and match nothing).
+std::vector<std::string_view> Segments(std::string_view path) {
+  std::vector<std::string_view> out;
+  if (!path.empty() && path.back() == '/') path.remove_suffix(1);
+  std::size_t start = path.empty() || path[0] != '/' ? 0 : 1;
+  while (start <= path.size()) {
+    const std::size_t end = std::min(path.find('/', start), path.size());
+    out.push_back(path.substr(start, end - start));
+    start = end + 1;
+  }
+  return out;
+}
+
+// The admin route `path` names, with its {id} segment in `route.path_agent`.
+void MatchAdmin(const std::string& method, const std::string& path, Route& route) {
+  const std::vector<std::string_view> given = Segments(path);
+  for (const AdminRoute& r : kAdminRoutes) {
+    const std::vector<std::string_view> pattern = Segments(r.pattern);
+    if (r.method != method || pattern.size() != given.size()) continue;
+    std::optional<std::string> id;
+    bool match = true;
+    for (std::size_t i = 0; i < pattern.size() && match; ++i) {
+      if (pattern[i] == "{id}") {
+        id = std::string(given[i]);
+      } else {
+        match = pattern[i] == given[i];
+      }
+    }
+    if (!match) continue;
+    route.admin = r.action;
+    route.path_agent = id;
+    return;
+  }
+}
+
 }  // namespace
 
 Route MatchRoute(const std::string& method, const std::string& path) {
@@ -46,6 +101,7 @@ Route MatchRoute(const std::string& method, const std::string& path) {
   const std::string& p = route.upstream_path;
   if (!route.path_agent && p.compare(0, 7, "/admin/") == 0) {
     route.kind = RouteKind::kAdmin;
+    MatchAdmin(method, p, route);
     return route;
   }
   if (!route.path_agent && method == "GET") {

@@ -16,7 +16,7 @@ std::string Resolved(const Result<Tenant>& t) {
 
 TEST(Identity, ThePathPrefixWinsOverEveryOtherSource) {
   json body = {{"prompt_cache_key", "k"}, {"user", "u"}};
-  EXPECT_EQ(Resolved(ResolveTenant("p", "h", &body)), "p");
+  EXPECT_EQ(Resolved(ResolveTenant(AgentId::Parse("p").value(), "h", &body)), "p");
   EXPECT_EQ(Resolved(ResolveTenant(std::nullopt, "h", &body)), "h");
   EXPECT_EQ(Resolved(ResolveTenant(std::nullopt, std::nullopt, &body)), "k");
   body.erase("prompt_cache_key");
@@ -42,6 +42,11 @@ TEST(Identity, AnInvalidIdIsRejectedNamingItsSource) {
 
   json number = {{"prompt_cache_key", 42}};
   EXPECT_FALSE(ResolveTenant(std::nullopt, std::nullopt, &number).ok());
+
+  Result<AgentId> path = ParsePathAgent("a b");
+  ASSERT_FALSE(path.ok());
+  EXPECT_EQ(path.status().code(), ErrorCode::kInvalidArgument);
+  EXPECT_NE(path.status().message().find("path"), std::string::npos);
 }
 
 }  // namespace

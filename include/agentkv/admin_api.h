@@ -1,6 +1,7 @@
 #pragma once
-// The lifecycle API on agents' memory, independent of HTTP: the http front
-// maps routes under /admin/ here and errors to status codes.
+// The lifecycle API on agents' memory, independent of HTTP: the route
+// table (routes.cpp) names the action, the http front validates the agent id
+// and maps errors to status codes.
 //
 //   GET    /admin/agents               list (resident or not, tokens, bytes, last used)
 //   GET    /admin/agents/{id}          one agent
@@ -14,9 +15,11 @@
 // Thread-safe.
 
 #include <nlohmann/json_fwd.hpp>
+#include <optional>
 #include <string>
 
 #include "agentkv/placer.h"
+#include "agentkv/routes.h"
 #include "agentkv/serving_mode.h"
 
 namespace agentkv {
@@ -26,13 +29,22 @@ class AdminApi {
   AdminApi(SlotPool& pool, Placer& placer, Store& store, ServingMode serving = {})
       : pool_(pool), placer_(placer), store_(store), serving_(std::move(serving)) {}
 
-  // `path` starts with /admin/. Returns the JSON answer, or kNotFound,
-  // kInvalidArgument, kBusy... May block on the agent's requests in flight.
-  Result<nlohmann::json> Handle(const std::string& method, const std::string& path,
+  // `agent` is the route's {id}, required by every action but kStats and
+  // kListAgents. Returns the JSON answer, or kNotFound, kInvalidArgument,
+  // kConflict, kBusy... May block on the agent's requests in flight.
+  Result<nlohmann::json> Handle(AdminAction action, const std::optional<AgentId>& agent,
                                 const std::string& body);
 
  private:
+  nlohmann::json Stats() const;
+  nlohmann::json ListAgents() const;
+  Result<nlohmann::json> HandleAgent(AdminAction action, const AgentId& id,
+                                     const std::string& body);
+  Result<nlohmann::json> Warm(const AgentId& id);
+  Result<nlohmann::json> Fork(const AgentId& id, const std::string& body);
   nlohmann::json Describe(const AgentId& agent) const;
+  // Resident or saved.
+  bool Known(const AgentId& agent) const;
 
   SlotPool& pool_;
   Placer& placer_;

@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -30,6 +31,9 @@ class AgentId {
   explicit AgentId(std::string value) : value_(std::move(value)) {}
   std::string value_;
 };
+
+// Whom a request runs for: an agent, or nobody (a stateless request).
+using Tenant = std::optional<AgentId>;
 
 // A llama-server slot index, 0..N-1.
 struct SlotId {

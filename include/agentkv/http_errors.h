@@ -13,7 +13,7 @@ std::string ErrorJson(int http_status, const std::string& message);
 inline std::string ErrorJson(const Status& s) {
   return ErrorJson(HttpStatusFor(s.code()), s.message());
 }
-// Seconds a client should wait before retrying a kBusy answer.
+// Seconds a client should wait before retrying a 503 (kBusy, kUnavailable).
 constexpr int kRetryAfterSeconds = 2;
 
 }  // namespace agentkv

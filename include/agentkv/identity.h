@@ -8,13 +8,18 @@
 #include <optional>
 #include <string>
 
-#include "agentkv/residency.h"
+#include "agentkv/agent_id.h"
 
 namespace agentkv {
 
-// Returns kInvalidArgument, naming the source, if the winning id is invalid
-// or a body field is not a string. `body` may be null (no JSON body).
-Result<Tenant> ResolveTenant(const std::optional<std::string>& path_agent,
+// The id of an /agents/{id}/ prefix or an /admin/agents/{id} route; returns
+// kInvalidArgument naming the path on bad input.
+Result<AgentId> ParsePathAgent(const std::string& id);
+
+// `path_agent` comes validated (see ParsePathAgent). Returns
+// kInvalidArgument, naming the source, if the winning id is invalid or a
+// body field is not a string. `body` may be null (no JSON body).
+Result<Tenant> ResolveTenant(const std::optional<AgentId>& path_agent,
                              const std::optional<std::string>& header_agent,
                              const nlohmann::json* body);
 

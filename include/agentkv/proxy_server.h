@@ -73,18 +73,21 @@ class ProxyServer {
   // Counts a request in flight (ex: null for a handler) in or out.
   void Track(Exchange* ex, bool alive);
   void Handle(const httplib::Request& req, httplib::Response& res);
-  void HandleInference(const httplib::Request& req, httplib::Response& res,
-                       const std::string& upstream_target,
-                       const std::optional<std::string>& path_agent);
-  void Route(const httplib::Request& req, httplib::Response& res, const agentkv::Route& route,
-             const std::string& raw_path);
+  // Handlers write a success to `res` and return an error as a Status,
+  // which Handle() alone turns into an HTTP answer.
+  Status HandleInference(const httplib::Request& req, httplib::Response& res,
+                         const std::string& upstream_target,
+                         const std::optional<AgentId>& path_agent);
+  Status Route(const httplib::Request& req, httplib::Response& res, const agentkv::Route& route,
+               const std::optional<AgentId>& path_agent);
   // Forwards `request` on a worker thread that holds `lease` until the
   // upstream answer is complete; `arrival` starts the TTFT clock.
   std::shared_ptr<Exchange> Start(ForwardRequest request, std::optional<Lease> lease,
                                   std::chrono::steady_clock::time_point arrival,
                                   PromptKey prompt_key = 0);
-  // Writes the exchange's answer to `res`: streamed if it is an event stream.
-  void Respond(std::shared_ptr<Exchange> ex, httplib::Response& res);
+  // Writes the exchange's answer to `res`: streamed if it is an event
+  // stream. Returns the error if the exchange failed before any answer.
+  Status Respond(std::shared_ptr<Exchange> ex, httplib::Response& res);
 
   ProxyOptions options_;
   Upstream& upstream_;

@@ -23,9 +23,6 @@ namespace agentkv {
 using Clock = std::chrono::steady_clock;
 using TimePoint = Clock::time_point;
 
-// Whom a request runs for: an agent, or nobody (a stateless request).
-using Tenant = std::optional<AgentId>;
-
 // How the tenant's KV got into its slot; reported in logs and headers.
 enum class Placement {
   kResident,   // the agent's KV was already in the slot

@@ -18,9 +18,24 @@ enum class RouteKind {
   kPassthrough,  // anything else: forwarded unchanged
 };
 
+// agentkv's lifecycle API on agents' memory (see admin_api.h).
+enum class AdminAction {
+  kNone,        // under /admin/ but no such route: 404
+  kStats,       // GET    /admin/stats
+  kListAgents,  // GET    /admin/agents
+  kGetAgent,    // GET    /admin/agents/{id}
+  kDelete,      // DELETE /admin/agents/{id}
+  kWarm,        // POST   /admin/agents/{id}/warm
+  kFork,        // POST   /admin/agents/{id}/fork
+  kPin,         // POST   /admin/agents/{id}/pin
+  kUnpin,       // DELETE /admin/agents/{id}/pin
+};
+
 struct Route {
   RouteKind kind = RouteKind::kPassthrough;
-  // The id from an /agents/{id}/ prefix, not yet validated.
+  AdminAction admin = AdminAction::kNone;  // with kAdmin
+  // The id from an /agents/{id}/ prefix or an /admin/agents/{id} route, not
+  // yet validated (the http front parses it once, for both).
   std::optional<std::string> path_agent;
   // The path to send upstream: the prefix removed, the rest unchanged.
   std::string upstream_path;
