@@ -34,7 +34,7 @@ void Gauge(std::string& out, const char* name, const char* help, double v) {
 }  // namespace
 
 void Histogram::Observe(double seconds) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   for (size_t i = 0; i < kBounds.size(); ++i) {
     if (seconds <= kBounds[i]) ++counts_[i];
   }
@@ -43,7 +43,7 @@ void Histogram::Observe(double seconds) {
 }
 
 void Histogram::Render(std::string& out, const std::string& name, const std::string& labels) const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   const std::string sep = labels.empty() ? "" : labels + ",";
   for (size_t i = 0; i < kBounds.size(); ++i) {
     Sample(out, name + "_bucket", sep + "le=\"" + Number(kBounds[i]) + "\"",
@@ -55,19 +55,19 @@ void Histogram::Render(std::string& out, const std::string& name, const std::str
 }
 
 void Metrics::CountRequest(const std::string& route, int status) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   ++requests_[{route, status}];
 }
 
 void Metrics::ObserveTtft(const std::string& placement, std::chrono::duration<double> ttft) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   ttft_[placement].Observe(ttft.count());
 }
 
 std::string Metrics::Render(const GaugeSnapshot& g) const {
   std::string out;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     Header(out, "agentkv_requests_total", "counter",
            "HTTP requests answered, by route and status.");
     for (const auto& [key, n] : requests_) {

@@ -42,7 +42,7 @@ Placer::~Placer() { Stop(); }
 
 void Placer::Stop() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     stopping_ = true;
   }
   saves_changed_.notify_all();
@@ -89,7 +89,7 @@ SaveResult Placer::SaveSlot(const SaveJob& job) {
   }
   ++metrics_.saves;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     refusals_.erase(agent);  // refusals count for one file, in a row
   }
   metrics_.save_seconds.Observe(
@@ -139,7 +139,7 @@ void Placer::Restore(const Plan& plan, SwitchOutcome* out) {
         std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
     spdlog::debug("restored agent {} into slot {}: {} tokens, {:.1f} ms", agent.ForLog(),
                   plan.slot.value, r->n_tokens, r->ms);
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     refusals_.erase(agent);
     return;
   }
@@ -151,7 +151,7 @@ void Placer::Restore(const Plan& plan, SwitchOutcome* out) {
   if (!file.ok() || r.status().code() != ErrorCode::kUpstreamError) return;
   int refusals;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     refusals = ++refusals_[agent];
     if (refusals >= kMaxRefusals) refusals_.erase(agent);
   }
@@ -196,16 +196,16 @@ void Placer::Finish(Lease& lease, std::optional<long long> cache_n, long long pr
 void Placer::ScheduleSave(SlotId slot) {
   if (policy_ != SavePolicy::kTurnEnd) return;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     save_queue_.push_back(slot);
   }
   saves_changed_.notify_all();
 }
 
 void Placer::SaverLoop() {
-  std::unique_lock<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   while (true) {
-    saves_changed_.wait(lock, [&] { return stopping_ || !save_queue_.empty(); });
+    saves_changed_.wait(lock, [&]() REQUIRES(mu_) { return stopping_ || !save_queue_.empty(); });
     if (stopping_) return;
     const SlotId slot = save_queue_.front();
     save_queue_.pop_front();
@@ -219,8 +219,9 @@ void Placer::SaverLoop() {
 }
 
 void Placer::DrainSaves() {
-  std::unique_lock<std::mutex> lock(mu_);
-  saves_changed_.wait(lock, [&] { return stopping_ || (save_queue_.empty() && !saving_); });
+  MutexLock lock(mu_);
+  saves_changed_.wait(
+      lock, [&]() REQUIRES(mu_) { return stopping_ || (save_queue_.empty() && !saving_); });
 }
 
 SaveResult Placer::RunSave(const SaveJob& job, bool judge_empty) {
@@ -277,7 +278,7 @@ Status Placer::Forget(const AgentId& agent) {
   Status s = Dropping(agent, &known, nullptr);
   pool_.Unpin(agent);
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     refusals_.erase(agent);
   }
   if (!s.ok()) return s;
@@ -288,8 +289,8 @@ Status Placer::Forget(const AgentId& agent) {
 
 Status Placer::Fork(const AgentId& parent, const AgentId& child) {
   {
-    std::unique_lock<std::mutex> lock(mu_);
-    const bool free = forks_changed_.wait_for(lock, std::chrono::minutes(2), [&] {
+    MutexLock lock(mu_);
+    const bool free = forks_changed_.wait_for(lock, std::chrono::minutes(2), [&]() REQUIRES(mu_) {
       return stopping_ || (!forking_.count(parent) && !forking_.count(child));
     });
     if (!free || stopping_) return Status::Error(ErrorCode::kBusy, "another fork holds them");
@@ -302,7 +303,7 @@ Status Placer::Fork(const AgentId& parent, const AgentId& child) {
     const AgentId& child;
     ~Done() {
       {
-        std::lock_guard<std::mutex> lock(placer->mu_);
+        MutexLock lock(placer->mu_);
         placer->forking_.erase(parent);
         placer->forking_.erase(child);
       }

@@ -222,7 +222,7 @@ void ProxyServer::Stop() {
 
 void ProxyServer::Track(Exchange* ex, bool alive) {
   {
-    std::lock_guard<std::mutex> lock(live_mu_);
+    MutexLock lock(live_mu_);
     if (ex && alive) live_.insert(ex);
     if (ex && !alive) live_.erase(ex);
     active_ += alive ? 1 : -1;
@@ -232,11 +232,13 @@ void ProxyServer::Track(Exchange* ex, bool alive) {
 
 bool ProxyServer::Drain(std::chrono::seconds timeout,
                         std::chrono::steady_clock::time_point deadline) {
-  std::unique_lock<std::mutex> lock(live_mu_);
-  if (live_changed_.wait_for(lock, timeout, [&] { return active_ == 0; })) return true;
+  MutexLock lock(live_mu_);
+  if (live_changed_.wait_for(lock, timeout, [&]() REQUIRES(live_mu_) { return active_ == 0; }))
+    return true;
   spdlog::warn("{} requests still running after {} s: cancelling them", active_, timeout.count());
   for (Exchange* ex : live_) ex->pipe.Abandon();
-  if (live_changed_.wait_until(lock, deadline, [&] { return active_ == 0; })) return true;
+  if (live_changed_.wait_until(lock, deadline, [&]() REQUIRES(live_mu_) { return active_ == 0; }))
+    return true;
   spdlog::warn("{} requests still running at the stop deadline", active_);
   return false;
 }
@@ -260,8 +262,8 @@ void ProxyServer::Handle(const httplib::Request& req, httplib::Response& res) {
   // two could disagree (/v1/chat/completion%73 is /v1/chat/completions), so
   // none are accepted. No route or agent id needs one.
   if (raw_path.find('%') != std::string::npos) {
-    return ReplyError(res,
-                      Error(ErrorCode::kInvalidArgument, "percent-encoded request paths are not accepted"));
+    return ReplyError(
+        res, Error(ErrorCode::kInvalidArgument, "percent-encoded request paths are not accepted"));
   }
   route = MatchRoute(req.method, raw_path);
   if (Status s = Authorize(options_.auth, route.kind, req.get_header_value("Authorization"));
@@ -330,7 +332,8 @@ Status ProxyServer::HandleInference(const httplib::Request& req, httplib::Respon
                                     const std::optional<AgentId>& path_agent) {
   const auto arrival = std::chrono::steady_clock::now();
   json body = json::parse(req.body, nullptr, false);
-  if (body.is_discarded()) return Error(ErrorCode::kInvalidArgument, "request body is not valid JSON");
+  if (body.is_discarded())
+    return Error(ErrorCode::kInvalidArgument, "request body is not valid JSON");
   if (Status s = CheckInferenceBody(body); !s.ok()) return s;
   std::optional<std::string> header_agent;
   if (req.has_header("X-Agent-Id")) header_agent = req.get_header_value("X-Agent-Id");
@@ -346,9 +349,10 @@ Status ProxyServer::HandleInference(const httplib::Request& req, httplib::Respon
   PinToSlot(body, lease->slot());
   res.set_header("X-Agentkv-Slot", std::to_string(lease->slot().value));
   res.set_header("X-Agentkv-Placement", PlacementName(lease->placement()));
-  return Respond(Start(ForwardOf(req, upstream_target, body.dump(), !options_.auth.api_keys.empty()),
-                       std::move(lease.value()), arrival, PromptKeyOf(body)),
-                 res);
+  return Respond(
+      Start(ForwardOf(req, upstream_target, body.dump(), !options_.auth.api_keys.empty()),
+            std::move(lease.value()), arrival, PromptKeyOf(body)),
+      res);
 }
 
 namespace {

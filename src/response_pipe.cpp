@@ -4,7 +4,7 @@ namespace agentkv {
 
 bool ResponsePipe::PutHeaders(int status, HeaderList headers) {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     if (abandoned_) return false;
     has_headers_ = true;
     status_ = status;
@@ -16,7 +16,7 @@ bool ResponsePipe::PutHeaders(int status, HeaderList headers) {
 
 bool ResponsePipe::PutBody(const char* data, size_t size) {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     if (abandoned_) return false;
     chunks_.emplace_back(data, size);
   }
@@ -26,7 +26,7 @@ bool ResponsePipe::PutBody(const char* data, size_t size) {
 
 void ResponsePipe::Finish(Status status) {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     finished_ = true;
     final_ = std::move(status);
   }
@@ -34,8 +34,8 @@ void ResponsePipe::Finish(Status status) {
 }
 
 bool ResponsePipe::WaitHeaders(int* status, HeaderList* headers) {
-  std::unique_lock<std::mutex> lock(mu_);
-  changed_.wait(lock, [&] { return has_headers_ || finished_; });
+  MutexLock lock(mu_);
+  changed_.wait(lock, [&]() REQUIRES(mu_) { return has_headers_ || finished_; });
   if (!has_headers_) return false;
   *status = status_;
   *headers = headers_;
@@ -43,8 +43,8 @@ bool ResponsePipe::WaitHeaders(int* status, HeaderList* headers) {
 }
 
 bool ResponsePipe::NextChunk(std::string* chunk) {
-  std::unique_lock<std::mutex> lock(mu_);
-  changed_.wait(lock, [&] { return !chunks_.empty() || finished_; });
+  MutexLock lock(mu_);
+  changed_.wait(lock, [&]() REQUIRES(mu_) { return !chunks_.empty() || finished_; });
   if (chunks_.empty()) return false;
   *chunk = std::move(chunks_.front());
   chunks_.pop_front();
@@ -52,13 +52,13 @@ bool ResponsePipe::NextChunk(std::string* chunk) {
 }
 
 Status ResponsePipe::final_status() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   return final_;
 }
 
 void ResponsePipe::Abandon() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     abandoned_ = true;
   }
   cancel_.Cancel();

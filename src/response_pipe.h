@@ -6,9 +6,9 @@
 
 #include <condition_variable>
 #include <deque>
-#include <mutex>
 #include <string>
 
+#include "agentkv/mutex.h"
 #include "agentkv/upstream.h"
 
 namespace agentkv {
@@ -34,15 +34,15 @@ class ResponsePipe {
   CancelToken& cancel_token() { return cancel_; }
 
  private:
-  mutable std::mutex mu_;
-  std::condition_variable changed_;
-  bool has_headers_ = false;        // guarded by mu_
-  int status_ = 0;                  // guarded by mu_
-  HeaderList headers_;              // guarded by mu_
-  std::deque<std::string> chunks_;  // guarded by mu_
-  bool finished_ = false;           // guarded by mu_
-  bool abandoned_ = false;          // guarded by mu_
-  Status final_;                    // guarded by mu_
+  mutable Mutex mu_;
+  std::condition_variable_any changed_;
+  bool has_headers_ GUARDED_BY(mu_) = false;
+  int status_ GUARDED_BY(mu_) = 0;
+  HeaderList headers_ GUARDED_BY(mu_);
+  std::deque<std::string> chunks_ GUARDED_BY(mu_);
+  bool finished_ GUARDED_BY(mu_) = false;
+  bool abandoned_ GUARDED_BY(mu_) = false;
+  Status final_ GUARDED_BY(mu_);
   CancelToken cancel_;
 };
 

@@ -27,13 +27,13 @@ void Compress(std::array<std::uint32_t, 8>& h, const unsigned char* block) {
     w[i] = (std::uint32_t{b[0]} << 24) | (std::uint32_t{b[1]} << 16) | (std::uint32_t{b[2]} << 8) |
            std::uint32_t{b[3]};
   }
-  for (int i = 16; i < 64; ++i) {
+  for (size_t i = 16; i < 64; ++i) {
     std::uint32_t s0 = Rotr(w[i - 15], 7) ^ Rotr(w[i - 15], 18) ^ (w[i - 15] >> 3);
     std::uint32_t s1 = Rotr(w[i - 2], 17) ^ Rotr(w[i - 2], 19) ^ (w[i - 2] >> 10);
     w[i] = w[i - 16] + s0 + w[i - 7] + s1;
   }
   std::array<std::uint32_t, 8> v = h;
-  for (int i = 0; i < 64; ++i) {
+  for (size_t i = 0; i < 64; ++i) {
     std::uint32_t s1 = Rotr(v[4], 6) ^ Rotr(v[4], 11) ^ Rotr(v[4], 25);
     std::uint32_t ch = (v[4] & v[5]) ^ (~v[4] & v[6]);
     std::uint32_t t1 = v[7] + s1 + ch + kRound[i] + w[i];
@@ -42,7 +42,7 @@ void Compress(std::array<std::uint32_t, 8>& h, const unsigned char* block) {
     std::uint32_t t2 = s0 + maj;
     v = {t1 + t2, v[0], v[1], v[2], v[3] + t1, v[4], v[5], v[6]};
   }
-  for (int i = 0; i < 8; ++i) h[i] += v[i];
+  for (size_t i = 0; i < 8; ++i) h[i] += v[i];
 }
 
 }  // namespace

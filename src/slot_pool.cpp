@@ -15,18 +15,18 @@ SlotPool::SlotPool(int n_slots, QueueLimits limits, Residency::HasMemoryFn has_m
 template <typename F>
 auto SlotPool::Changing(F f) {
   struct Notify {
-    std::condition_variable& cv;
+    std::condition_variable_any& cv;
     ~Notify() { cv.notify_all(); }
   } notify{changed_};
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   struct DispatchOnExit {  // runs after f, still under the lock
     SlotPool* pool;
-    ~DispatchOnExit() { pool->Dispatch(); }
+    ~DispatchOnExit() { pool->DispatchLocked(); }
   } dispatch{this};
   return f();
 }
 
-void SlotPool::Dispatch() {
+void SlotPool::DispatchLocked() {
   if (shut_down_) return;
   for (auto it = queue_.begin(); it != queue_.end();) {
     if (std::optional<Plan> plan = residency_.TryAcquire(*(*it)->tenant)) {
@@ -40,9 +40,9 @@ void SlotPool::Dispatch() {
 
 Result<Plan> SlotPool::Acquire(const Tenant& tenant) {
   const Status shutting_down = Status::Error(ErrorCode::kBusy, "agentkv is shutting down");
-  std::unique_lock<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   if (shut_down_) return shutting_down;
-  // Every change that frees a slot ends with Dispatch(), so no waiter can
+  // Every change that frees a slot ends with DispatchLocked(), so no waiter can
   // proceed right now: a newcomer that can takes nothing a waiter could use.
   if (std::optional<Plan> plan = residency_.TryAcquire(tenant)) return *plan;
   if (static_cast<int>(queue_.size()) >= limits_.max_waiting) {
@@ -56,7 +56,7 @@ Result<Plan> SlotPool::Acquire(const Tenant& tenant) {
     Waiter* waiter;
     ~Dequeue() { queue.remove(waiter); }
   } dequeue{queue_, &me};
-  changed_.wait_for(lock, limits_.max_wait, [&] { return me.plan || shut_down_; });
+  changed_.wait_for(lock, limits_.max_wait, [&]() REQUIRES(mu_) { return me.plan || shut_down_; });
   if (me.plan) return *me.plan;
   if (shut_down_) return shutting_down;
   return Status::Error(ErrorCode::kBusy, "no slot became free within " +
@@ -64,10 +64,10 @@ Result<Plan> SlotPool::Acquire(const Tenant& tenant) {
 }
 
 Result<std::optional<SlotId>> SlotPool::BeginDrop(const AgentId& agent) {
-  std::unique_lock<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   std::optional<SlotId> slot;
   bool wait = true;
-  changed_.wait_for(lock, limits_.max_wait, [&] {
+  changed_.wait_for(lock, limits_.max_wait, [&]() REQUIRES(mu_) {
     if (shut_down_) return true;
     slot = residency_.TryBeginDrop(agent, &wait);
     return !wait;
@@ -77,10 +77,10 @@ Result<std::optional<SlotId>> SlotPool::BeginDrop(const AgentId& agent) {
 }
 
 Result<std::optional<SaveJob>> SlotPool::BeginHold(const AgentId& agent) {
-  std::unique_lock<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   std::optional<std::optional<SaveJob>> held;
   bool wait = true;
-  changed_.wait_for(lock, limits_.max_wait, [&] {
+  changed_.wait_for(lock, limits_.max_wait, [&]() REQUIRES(mu_) {
     if (shut_down_) return true;
     held = residency_.TryBeginHold(agent, &wait);
     return !wait;
@@ -90,78 +90,78 @@ Result<std::optional<SaveJob>> SlotPool::BeginHold(const AgentId& agent) {
 }
 
 std::optional<SlotId> SlotPool::MarkDirty(const AgentId& agent) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   return residency_.MarkDirty(agent);
 }
 
 void SlotPool::EndHold(const AgentId& agent) {
-  Changing([&] { residency_.EndHold(agent); });
+  Changing([&]() REQUIRES(mu_) { residency_.EndHold(agent); });
 }
 
 Result<Placement> SlotPool::CompleteSwitch(const Plan& plan, const SwitchOutcome& outcome) {
-  return Changing([&] { return residency_.CompleteSwitch(plan, outcome); });
+  return Changing([&]() REQUIRES(mu_) { return residency_.CompleteSwitch(plan, outcome); });
 }
 
 void SlotPool::Release(SlotId slot, const TurnEnd& end) {
-  Changing([&] { residency_.Release(slot, now_(), end); });
+  Changing([&]() REQUIRES(mu_) { residency_.Release(slot, now_(), end); });
 }
 
 std::optional<SaveJob> SlotPool::TryBeginSave(SlotId slot) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   return residency_.TryBeginSave(slot);
 }
 
 void SlotPool::EndSave(SlotId slot, SaveResult result) {
-  Changing([&] { residency_.EndSave(slot, result); });
+  Changing([&]() REQUIRES(mu_) { residency_.EndSave(slot, result); });
 }
 
 void SlotPool::ResetAll(std::optional<SlotId> spare) {
-  Changing([&] { residency_.ResetAll(spare); });
+  Changing([&]() REQUIRES(mu_) { residency_.ResetAll(spare); });
 }
 
 bool SlotPool::ResetAllIfSaved(std::optional<SlotId> spare) {
-  return Changing([&] { return residency_.ResetAllIfSaved(spare); });
+  return Changing([&]() REQUIRES(mu_) { return residency_.ResetAllIfSaved(spare); });
 }
 
 void SlotPool::EndDrop(const AgentId& agent, std::optional<SlotId> slot, bool erased) {
-  Changing([&] { residency_.EndDrop(agent, slot, erased); });
+  Changing([&]() REQUIRES(mu_) { residency_.EndDrop(agent, slot, erased); });
 }
 
 void SlotPool::Shutdown() {
-  Changing([&] { shut_down_ = true; });
+  Changing([&]() REQUIRES(mu_) { shut_down_ = true; });
 }
 
 Status SlotPool::Pin(const AgentId& agent) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   return residency_.Pin(agent);
 }
 
 void SlotPool::Unpin(const AgentId& agent) {
-  Changing([&] { residency_.Unpin(agent); });
+  Changing([&]() REQUIRES(mu_) { residency_.Unpin(agent); });
 }
 
 bool SlotPool::Pinned(const AgentId& agent) const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   return residency_.Pinned(agent);
 }
 
 int SlotPool::waiting() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   return static_cast<int>(queue_.size());
 }
 
 std::vector<SlotId> SlotPool::DirtySlots() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   return residency_.DirtySlots();
 }
 
 SlotView SlotPool::View(SlotId slot) const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   return residency_.View(slot);
 }
 
 std::optional<SlotId> SlotPool::SlotOf(const AgentId& agent) const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   return residency_.SlotOf(agent);
 }
 

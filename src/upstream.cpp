@@ -12,24 +12,24 @@ using nlohmann::json;
 // abort_ runs under mu_, so Detach() cannot return (and the connection it
 // closes cannot be destroyed) while it runs.
 void CancelToken::Cancel() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   cancelled_ = true;
   if (abort_) abort_();
 }
 
 bool CancelToken::cancelled() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   return cancelled_;
 }
 
 void CancelToken::Attach(std::function<void()> abort) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   abort_ = std::move(abort);
   if (cancelled_) abort_();
 }
 
 void CancelToken::Detach() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   abort_ = nullptr;
 }
 

@@ -8,9 +8,10 @@
 #include <atomic>
 #include <chrono>
 #include <map>
-#include <mutex>
 #include <string>
 #include <utility>
+
+#include "agentkv/mutex.h"
 
 namespace agentkv {
 
@@ -24,10 +25,10 @@ class Histogram {
  private:
   static constexpr std::array<double, 14> kBounds = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
                                                      0.25,  0.5,    1,     2.5,  5,     10,   30};
-  mutable std::mutex mu_;
-  std::array<long long, kBounds.size()> counts_{};  // guarded by mu_
-  long long count_ = 0;                             // guarded by mu_
-  double sum_ = 0;                                  // guarded by mu_
+  mutable Mutex mu_;
+  std::array<long long, kBounds.size()> counts_ GUARDED_BY(mu_){};
+  long long count_ GUARDED_BY(mu_) = 0;
+  double sum_ GUARDED_BY(mu_) = 0;
 };
 
 // Gauges read at scrape time, from the parts that own the state.
@@ -65,9 +66,9 @@ class Metrics {
   std::string Render(const GaugeSnapshot& gauges) const;
 
  private:
-  mutable std::mutex mu_;
-  std::map<std::pair<std::string, int>, long long> requests_;  // guarded by mu_
-  std::map<std::string, Histogram> ttft_;                      // guarded by mu_
+  mutable Mutex mu_;
+  std::map<std::pair<std::string, int>, long long> requests_ GUARDED_BY(mu_);
+  std::map<std::string, Histogram> ttft_ GUARDED_BY(mu_);
 };
 
 }  // namespace agentkv

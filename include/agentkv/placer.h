@@ -8,7 +8,6 @@
 #include <condition_variable>
 #include <deque>
 #include <functional>
-#include <mutex>
 #include <optional>
 #include <thread>
 #include <unordered_map>
@@ -16,6 +15,7 @@
 #include <utility>
 
 #include "agentkv/metrics.h"
+#include "agentkv/mutex.h"
 #include "agentkv/slot_actions.h"
 #include "agentkv/slot_pool.h"
 #include "agentkv/store.h"
@@ -148,17 +148,17 @@ class Placer {
   Metrics& metrics_;
   const ReuseChecks checks_;
 
-  mutable std::mutex mu_;
-  std::condition_variable saves_changed_;
-  std::deque<SlotId> save_queue_;              // guarded by mu_
-  bool saving_ = false;                        // guarded by mu_
-  bool stopping_ = false;                      // guarded by mu_
-  std::unordered_map<AgentId, int> refusals_;  // guarded by mu_: restores refused in a row
-  // Guarded by mu_: agents a fork is copying from or into. A fork waits on
-  // forks_changed_ until neither of its agents is in another fork, so that
-  // two forks crossing (a into b, b into a) never hold one agent each.
-  std::unordered_set<AgentId> forking_;
-  std::condition_variable forks_changed_;
+  mutable Mutex mu_;
+  std::condition_variable_any saves_changed_;
+  std::deque<SlotId> save_queue_ GUARDED_BY(mu_);
+  bool saving_ GUARDED_BY(mu_) = false;
+  bool stopping_ GUARDED_BY(mu_) = false;
+  std::unordered_map<AgentId, int> refusals_ GUARDED_BY(mu_);  // restores refused in a row
+  // Agents a fork is copying from or into. A fork waits on forks_changed_
+  // until neither of its agents is in another fork, so that two forks
+  // crossing (a into b, b into a) never hold one agent each.
+  std::unordered_set<AgentId> forking_ GUARDED_BY(mu_);
+  std::condition_variable_any forks_changed_;
   std::thread saver_;
 };
 

@@ -9,7 +9,6 @@
 #include <cstddef>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <set>
 #include <string>
 #include <vector>
@@ -17,6 +16,7 @@
 #include "agentkv/admin_api.h"
 #include "agentkv/auth.h"
 #include "agentkv/metrics.h"
+#include "agentkv/mutex.h"
 #include "agentkv/placer.h"
 #include "agentkv/routes.h"
 #include "agentkv/upstream.h"
@@ -96,10 +96,10 @@ class ProxyServer {
   Metrics& metrics_;
   const Hooks hooks_;
   std::unique_ptr<httplib::Server> server_;
-  std::mutex live_mu_;
-  std::condition_variable live_changed_;
-  std::set<Exchange*> live_;  // guarded by live_mu_
-  int active_ = 0;            // guarded by live_mu_
+  Mutex live_mu_;
+  std::condition_variable_any live_changed_;
+  std::set<Exchange*> live_ GUARDED_BY(live_mu_);
+  int active_ GUARDED_BY(live_mu_) = 0;
 };
 
 }  // namespace agentkv

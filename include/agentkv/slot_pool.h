@@ -11,9 +11,9 @@
 #include <condition_variable>
 #include <functional>
 #include <list>
-#include <mutex>
 #include <vector>
 
+#include "agentkv/mutex.h"
 #include "agentkv/residency.h"
 
 namespace agentkv {
@@ -72,23 +72,23 @@ class SlotPool {
  private:
   struct Waiter {
     const Tenant* tenant;
-    std::optional<Plan> plan;  // set by Dispatch
+    std::optional<Plan> plan;  // set by DispatchLocked
   };
 
   // Runs `f` under the lock, hands out what it freed, then wakes waiters.
   template <typename F>
   auto Changing(F f);
-  // Under mu_: gives plans to queued waiters in arrival order.
-  void Dispatch();
+  // Gives plans to queued waiters in arrival order.
+  void DispatchLocked() REQUIRES(mu_);
 
   const int n_slots_;
   const QueueLimits limits_;
   const NowFn now_;
-  mutable std::mutex mu_;
-  std::condition_variable changed_;
-  Residency residency_;       // guarded by mu_
-  std::list<Waiter*> queue_;  // guarded by mu_; arrival order
-  bool shut_down_ = false;    // guarded by mu_
+  mutable Mutex mu_;
+  std::condition_variable_any changed_;
+  Residency residency_ GUARDED_BY(mu_);
+  std::list<Waiter*> queue_ GUARDED_BY(mu_);  // arrival order
+  bool shut_down_ GUARDED_BY(mu_) = false;
 };
 
 }  // namespace agentkv

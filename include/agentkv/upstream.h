@@ -8,12 +8,12 @@
 #include <chrono>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "agentkv/agent_id.h"
+#include "agentkv/mutex.h"
 #include "agentkv/slot_actions.h"
 #include "agentkv/status.h"
 
@@ -54,9 +54,9 @@ class CancelToken {
   void Detach();
 
  private:
-  mutable std::mutex mu_;
-  bool cancelled_ = false;       // guarded by mu_
-  std::function<void()> abort_;  // guarded by mu_
+  mutable Mutex mu_;
+  bool cancelled_ GUARDED_BY(mu_) = false;
+  std::function<void()> abort_ GUARDED_BY(mu_);
 };
 
 class Upstream : public SlotActions {
