@@ -16,6 +16,7 @@
 #include <thread>
 
 #include "agentkv/upstream.h"
+#include "agentkv/upstream_supervisor.h"
 #include "errno_text.h"
 
 namespace agentkv {
@@ -51,7 +52,30 @@ std::vector<std::string> LlamaProcess::Arguments(const LlamaProcessOptions& o, i
   return args;
 }
 
-Status LlamaProcess::Start(const LlamaProcessOptions& o) {
+LlamaProcess::LlamaProcess(LlamaProcessOptions options) : options_(std::move(options)) {
+  PickPort();
+}
+
+void LlamaProcess::PickPort() {
+  if (port_ == 0) port_ = options_.port > 0 ? options_.port : FindFreePort();
+}
+
+Status LlamaProcess::Start(const LlamaProcessOptions& options) {
+  options_ = options;
+  if (Status s = Spawn(); !s.ok()) return s;
+  UpstreamOptions health;
+  health.base_url = base_url();
+  health.connect_timeout = std::chrono::seconds(2);
+  health.read_timeout = std::chrono::seconds(10);
+  Upstream upstream(health);
+  SteadyWaitClock clock;
+  return AwaitHealthy(
+      this, [&upstream] { return upstream.Health(); }, clock, clock.Now() + options.ready_timeout,
+      nullptr);
+}
+
+Status LlamaProcess::Spawn() {
+  const LlamaProcessOptions& o = options_;
   if (!fs::exists(o.binary)) {
     return Status::Error(ErrorCode::kInvalidArgument,
                          "llama-server not found at " + o.binary.string() +
@@ -60,7 +84,7 @@ Status LlamaProcess::Start(const LlamaProcessOptions& o) {
   if (!fs::exists(o.model)) {
     return Status::Error(ErrorCode::kInvalidArgument, "model not found: " + o.model.string());
   }
-  if (port_ == 0) port_ = o.port > 0 ? o.port : FindFreePort();  // kept across restarts
+  PickPort();
   const std::vector<std::string> args = Arguments(o, port_);
   std::vector<char*> argv;
   argv.reserve(args.size() + 1);
@@ -121,26 +145,7 @@ Status LlamaProcess::Start(const LlamaProcessOptions& o) {
     return Status::Error(ErrorCode::kIo, std::string("fork: ") + ErrnoText(errno));
   }
   spdlog::info("started llama-server (pid {}) on port {}", pid_, port_);
-
-  UpstreamOptions health;
-  health.base_url = base_url();
-  health.connect_timeout = std::chrono::seconds(2);
-  health.read_timeout = std::chrono::seconds(10);
-  Upstream upstream(health);
-  const auto deadline = std::chrono::steady_clock::now() + o.ready_timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    int wstatus = 0;
-    if (::waitpid(pid_, &wstatus, WNOHANG) == pid_) {
-      pid_ = -1;
-      return Status::Error(ErrorCode::kUpstreamDown, "llama-server exited during startup (status " +
-                                                         std::to_string(wstatus) +
-                                                         "); see its log");
-    }
-    if (upstream.Health().ok()) return Status::Ok();
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
-  Stop(std::chrono::seconds(1));
-  return Status::Error(ErrorCode::kUpstreamDown, "llama-server did not become ready");
+  return Status::Ok();
 }
 
 void LlamaProcess::Stop(std::chrono::seconds grace) {

@@ -1,6 +1,7 @@
 #pragma once
 // A llama-server child process that agentkv starts and stops itself.
-// Not thread-safe; owned by the thread that runs `agentkv serve`.
+// Not thread-safe, except pid(): one thread at a time drives it (in
+// `agentkv serve`, the UpstreamSupervisor's).
 
 #include <sys/types.h>
 
@@ -11,6 +12,7 @@
 #include <thread>
 #include <vector>
 
+#include "agentkv/child_process.h"
 #include "agentkv/status.h"
 
 namespace agentkv {
@@ -26,35 +28,46 @@ struct LlamaProcessOptions {
   std::chrono::seconds ready_timeout{300};
 };
 
-class LlamaProcess {
+class LlamaProcess final : public ChildProcess {
  public:
   LlamaProcess() = default;
+  // Picks the port now (options.port, or a free one): base_url() holds
+  // before Spawn().
+  explicit LlamaProcess(LlamaProcessOptions options);
   LlamaProcess(const LlamaProcess&) = delete;
   LlamaProcess& operator=(const LlamaProcess&) = delete;
-  ~LlamaProcess() { Stop(); }
+  ~LlamaProcess() override { Stop(); }
 
   // Starts llama-server and blocks until its /health answers 200. Returns
   // kInvalidArgument if the binary or model is missing, kUpstreamDown if it
   // exits or does not become ready within ready_timeout (it is then killed).
   Status Start(const LlamaProcessOptions& options);
 
+  // ChildProcess: starts llama-server with the options given last, without
+  // waiting for its /health. Returns kInvalidArgument if the binary or model
+  // is missing, kIo if its log file cannot be opened or fork fails.
+  Status Spawn() override;
+
   // SIGTERM, then SIGKILL after `grace`. Idempotent.
-  void Stop(std::chrono::seconds grace = std::chrono::seconds(10));
+  void Stop(std::chrono::seconds grace = std::chrono::seconds(10)) override;
 
   // True (once) if the process has exited on its own; reaps it and stores
-  // its wait status. Start() may then be called again: the port stays.
-  bool Exited(int* wait_status);
+  // its wait status. Spawn() may then be called again: the port stays.
+  bool Exited(int* wait_status) override;
 
   std::string base_url() const { return "http://127.0.0.1:" + std::to_string(port_); }
-  pid_t pid() const { return pid_; }
+  pid_t pid() const override { return pid_; }
 
   // The arguments agentkv passes to llama-server, for logs and tests.
   static std::vector<std::string> Arguments(const LlamaProcessOptions& options, int port);
 
  private:
+  void PickPort();
+
+  LlamaProcessOptions options_;
   std::atomic<pid_t> pid_{-1};  // read by other threads (pid())
-  int port_ = 0;
-  std::thread output_reader_;  // copies llama-server's output into our log
+  int port_ = 0;                // kept across restarts
+  std::thread output_reader_;   // copies llama-server's output into our log
 };
 
 // A TCP port on 127.0.0.1 that was free a moment ago; 0 on failure.
