@@ -10,16 +10,6 @@ namespace agentkv {
 
 namespace {
 
-Status WaitReady(Upstream& upstream, std::chrono::seconds timeout) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  Status s = upstream.Health();
-  while (!s.ok() && std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(200));
-    s = upstream.Health();
-  }
-  return s;
-}
-
 Result<std::string> FingerprintOf(const Upstream::Props& props, const KvSettings& kv) {
   Result<std::string> model = ModelIdentity(props.model_path);
   if (!model.ok()) {
@@ -145,6 +135,7 @@ void LogServing(const ServingMode& s) {
 Result<std::unique_ptr<Daemon>> Daemon::Start(DaemonOptions o) {
   std::unique_ptr<Daemon> d(new Daemon());
   std::optional<ServingMode> serving;
+  std::unique_ptr<LlamaProcess> llama;
   if (o.launch) {
     o.launch->memory_dir = o.memory_dir;
     serving =
@@ -156,11 +147,11 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(DaemonOptions o) {
     o.kv = KvSettings::FromArgs(o.launch->extra_args);
     std::error_code ec;
     std::filesystem::create_directories(o.memory_dir, ec);
-    if (Status s = d->llama_.Start(*o.launch); !s.ok()) return s;
-    o.upstream.base_url = d->llama_.base_url();
+    llama = std::make_unique<LlamaProcess>(*o.launch);
+    o.upstream.base_url = llama->base_url();
   }
   d->upstream_ = std::make_unique<Upstream>(o.upstream);
-  if (Status s = WaitReady(*d->upstream_, o.upstream_ready_timeout); !s.ok()) return s;
+  if (Status s = d->StartSupervisor(o, std::move(llama)); !s.ok()) return s;
   Result<Upstream::Props> props = d->upstream_->GetProps();
   if (!props.ok()) return props.status();
   Result<std::string> fingerprint = FingerprintOf(props.value(), o.kv);
@@ -177,7 +168,6 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(DaemonOptions o) {
   d->pool_ = std::make_unique<SlotPool>(
       props->total_slots, o.queue, [store](const AgentId& a) { return store->HasMemory(a); },
       o.max_pins);
-  d->upstream_up_ = true;
   const ReuseChecks checks{!serving->model.recurrent && serving->model.sliding_window == 0,
                            !serving->model.recurrent};
   d->placer_ = std::make_unique<Placer>(*d->pool_, *d->upstream_, *d->store_, o.save_policy,
@@ -186,9 +176,8 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(DaemonOptions o) {
   d->admin_ = std::make_unique<AdminApi>(*d->pool_, *d->placer_, *d->store_, *serving);
   ProxyServer::Hooks hooks;
   hooks.gauges = [daemon = d.get()] { return daemon->Gauges(); };
-  hooks.wait_upstream = [daemon = d.get(), wait = o.upstream_wait] {
-    return daemon->upstream_up_ ||
-           daemon->WaitUpstream(std::chrono::duration_cast<std::chrono::milliseconds>(wait));
+  hooks.wait_upstream = [supervisor = d->supervisor_.get(), wait = o.upstream_wait] {
+    return supervisor->WaitUp(wait);
   };
   d->server_ = std::make_unique<ProxyServer>(o.proxy, *d->upstream_, *d->placer_, *d->admin_,
                                              d->metrics_, hooks);
@@ -205,82 +194,26 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(DaemonOptions o) {
     return Status::Error(ErrorCode::kIo, "the http front stopped as it started");
   }
   d->options_ = o;
-  d->watch_thread_ = std::thread(
-      [daemon = d.get(), interval = o.health_interval] { daemon->WatchHealth(interval); });
+  d->supervisor_->Watch();
   spdlog::info("agentkv listening on {}:{}, {} slots at {}, memory in {} ({} agents saved)",
                o.proxy.host, d->port_, props->total_slots, o.upstream.base_url,
                o.memory_dir.string(), d->store_->AgentCount());
   return d;
 }
 
-// A llama-server that was down and answers again has lost every slot's KV.
-void Daemon::WatchHealth(std::chrono::milliseconds interval) {
-  bool was_down = false;
-  int restarts_in_a_row = 0;
-  auto last_restart = std::chrono::steady_clock::now();
-  std::unique_lock<std::mutex> lock(mu_);
-  while (!stopping_cv_.wait_for(lock, interval, [&] { return stopping_; })) {
-    lock.unlock();
-    bool up = options_.launch ? Supervise(&restarts_in_a_row) : true;
-    up = up && upstream_->Health().ok();
-    if (!up && !was_down) spdlog::warn("llama-server at {} is down", upstream_->base_url());
-    if (up && was_down) placer_->ResetSlots("llama-server came back after being down");
-    if (up && restarts_in_a_row > 0 &&
-        std::chrono::steady_clock::now() - last_restart > std::chrono::minutes(1)) {
-      restarts_in_a_row = 0;  // healthy for a minute: a fresh budget
-    }
-    if (!up) last_restart = std::chrono::steady_clock::now();
-    SetUpstreamUp(up);
-    was_down = !up;
-    lock.lock();
-  }
-  // A llama-server restarted from this thread gets SIGTERM when the thread
-  // that forked it exits (PR_SET_PDEATHSIG): outlive it.
-  watch_idle_ = true;
-  stopping_cv_.notify_all();
-  stopping_cv_.wait(lock, [&] { return llama_stopped_; });
-}
-
-bool Daemon::Supervise(int* restarts_in_a_row) {
-  int status = 0;
-  if (!llama_.Exited(&status)) return true;
-  spdlog::error("llama-server exited unexpectedly (wait status {})", status);
-  SetUpstreamUp(false);
-  placer_->ResetSlots("llama-server exited");
-  while (*restarts_in_a_row < options_.max_restarts) {
-    const auto backoff = std::chrono::seconds(1 << std::min(*restarts_in_a_row, 5));
-    ++*restarts_in_a_row;
-    {
-      std::unique_lock<std::mutex> lock(mu_);
-      if (stopping_cv_.wait_for(lock, backoff, [&] { return stopping_; })) return false;
-    }
-    spdlog::info("restarting llama-server (attempt {} of {})", *restarts_in_a_row,
-                 options_.max_restarts);
-    ++metrics_.upstream_restarts;
-    if (Status s = llama_.Start(*options_.launch); s.ok())
-      return true;
-    else
-      spdlog::error("llama-server restart failed: {}", s.message());
-  }
-  spdlog::error(
-      "llama-server failed {} times in a row: not restarting it again; requests "
-      "get 503 until agentkv is restarted",
-      options_.max_restarts);
-  return false;
-}
-
-void Daemon::SetUpstreamUp(bool up) {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    upstream_up_ = up;
-  }
-  stopping_cv_.notify_all();
-}
-
-bool Daemon::WaitUpstream(std::chrono::milliseconds timeout) {
-  std::unique_lock<std::mutex> lock(mu_);
-  return stopping_cv_.wait_for(lock, timeout, [&] { return upstream_up_ || stopping_; }) &&
-         upstream_up_;
+Status Daemon::StartSupervisor(const DaemonOptions& o, std::unique_ptr<LlamaProcess> llama) {
+  SupervisorOptions so;
+  so.url = o.upstream.base_url;
+  so.health_interval = o.health_interval;
+  so.max_restarts = o.max_restarts;
+  if (o.launch) so.ready_timeout = o.launch->ready_timeout;
+  SupervisorEvents events;
+  events.lost_kv = [this](const char* why) { placer_->ResetSlots(why); };
+  events.restarting = [this] { ++metrics_.upstream_restarts; };
+  supervisor_ = std::make_unique<UpstreamSupervisor>(
+      so, std::move(llama), [upstream = upstream_.get()] { return upstream->Health(); },
+      std::make_unique<SteadyWaitClock>(), std::move(events));
+  return supervisor_->Start(o.launch ? o.launch->ready_timeout : o.upstream_ready_timeout);
 }
 
 GaugeSnapshot Daemon::Gauges() const {
@@ -297,33 +230,25 @@ GaugeSnapshot Daemon::Gauges() const {
   const QuarantineUsage q = store_->quarantine_usage();
   g.quarantine_files = static_cast<long long>(q.files);
   g.quarantine_bytes = static_cast<long long>(q.bytes);
-  g.upstream_up = upstream_up_;
+  g.upstream_up = supervisor_->IsUp();
   return g;
 }
 
 Daemon::~Daemon() { Stop(); }
 
 int Daemon::Stop() {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (stopped_) return 0;
-    stopped_ = stopping_ = true;
-  }
+  if (stopped_.exchange(true)) return 0;
   using SteadyClock = std::chrono::steady_clock;
   const auto deadline = SteadyClock::now() + options_.stop_timeout;
   auto left = [&] {
     return std::chrono::duration_cast<std::chrono::seconds>(deadline - SteadyClock::now());
   };
-  stopping_cv_.notify_all();
   if (pool_) pool_->Shutdown();  // refuse new placements at once
   // A llama-server that stopped answering (it got the signal too) must not
   // hold the saves below past the deadline.
   if (upstream_) upstream_->LimitSlotActionsTo(deadline);
-  bool watch_idle = true;
-  if (watch_thread_.joinable()) {  // out of its loop: llama_ is ours now
-    std::unique_lock<std::mutex> lock(mu_);
-    watch_idle = stopping_cv_.wait_until(lock, deadline, [&] { return watch_idle_; });
-  }
+  // No restart and no reset of the slots while their agents are saved.
+  if (supervisor_) supervisor_->StopWatching(deadline);
   // Saves need time after the drain: a quarter of the whole at least.
   const auto drain_deadline = deadline - options_.stop_timeout / 4;
   if (server_) {
@@ -337,13 +262,7 @@ int Daemon::Stop() {
   }
   if (server_) server_->Stop();
   if (serve_thread_.joinable()) serve_thread_.join();
-  if (watch_idle) llama_.Stop(std::max(std::chrono::seconds(1), left()));
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    llama_stopped_ = true;
-  }
-  stopping_cv_.notify_all();
-  if (watch_thread_.joinable()) watch_thread_.join();
+  if (supervisor_) supervisor_->Stop(std::max(std::chrono::seconds(1), left()));
   return unsaved;
 }
 }  // namespace agentkv

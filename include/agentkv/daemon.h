@@ -1,21 +1,20 @@
 #pragma once
-// Everything `agentkv serve` runs, wired together: optionally a llama-server
-// child, the upstream client and its health watch, the store, the slot pool,
-// the placer and the http front. Start() returns once the front listens;
-// Stop() may be called from any thread, once.
+// Everything `agentkv serve` runs, wired together: the upstream client, its
+// supervisor (health watch, and optionally a llama-server child), the store,
+// the slot pool, the placer and the http front. Start() returns once the
+// front listens; Stop() may be called from any thread.
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <filesystem>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <thread>
 
 #include "agentkv/llama_process.h"
 #include "agentkv/placer.h"
 #include "agentkv/proxy_server.h"
+#include "agentkv/upstream_supervisor.h"
 
 namespace agentkv {
 
@@ -75,7 +74,7 @@ class Daemon {
   Store& store() { return *store_; }
   Metrics& metrics() { return metrics_; }
   // The llama-server agentkv started, or -1.
-  pid_t llama_pid() const { return llama_.pid(); }
+  pid_t llama_pid() const { return supervisor_->child_pid(); }
   GaugeSnapshot Gauges() const;
   // Graceful stop within stop_timeout: refuse new requests, let those in
   // flight finish within drain_timeout (then cancel them), save dirty
@@ -85,32 +84,21 @@ class Daemon {
 
  private:
   Daemon() = default;
-  void WatchHealth(std::chrono::milliseconds interval);
-  // Restarts our llama-server if it died; true if it runs (again).
-  bool Supervise(int* restarts_in_a_row);
-  void SetUpstreamUp(bool up);
-  // Blocks up to `timeout` until llama-server is up; false if it is not.
-  bool WaitUpstream(std::chrono::milliseconds timeout);
+  // Starts llama-server (ours if `llama` is set) and waits for its health.
+  Status StartSupervisor(const DaemonOptions& o, std::unique_ptr<LlamaProcess> llama);
 
   DaemonOptions options_;
-  LlamaProcess llama_;
   std::unique_ptr<Upstream> upstream_;
+  std::unique_ptr<UpstreamSupervisor> supervisor_;
   std::unique_ptr<Store> store_;
   std::unique_ptr<SlotPool> pool_;
   Metrics metrics_;
-  std::atomic<bool> upstream_up_{false};  // written under mu_ too, for waiters
   std::unique_ptr<Placer> placer_;
   std::unique_ptr<AdminApi> admin_;
   std::unique_ptr<ProxyServer> server_;
   std::thread serve_thread_;
-  std::thread watch_thread_;
   std::atomic<bool> serve_returned_{false};
-  std::mutex mu_;
-  std::condition_variable stopping_cv_;
-  bool stopping_ = false;       // guarded by mu_
-  bool stopped_ = false;        // guarded by mu_
-  bool watch_idle_ = false;     // guarded by mu_: the watch left its loop
-  bool llama_stopped_ = false;  // guarded by mu_
+  std::atomic<bool> stopped_{false};
   int port_ = 0;
 };
 
