@@ -51,6 +51,13 @@ class Supervised {
     ASSERT_TRUE(supervisor_->Start(seconds(60)).ok());
     supervisor_->Watch();
   }
+  // Run(), then the child dies; returns once the watch saw it and waits
+  // before its first restart.
+  void RunUntilItsChildDied() {
+    Run();
+    child_->Die();
+    Step();
+  }
   // Fires the wait the watch is in and returns how long it was, once the
   // watch is done with what followed and waits again.
   std::optional<milliseconds> Step() {
@@ -107,10 +114,8 @@ TEST(UpstreamSupervisor, RestartsAChildThatDiedAndReportsItUpAgain) {
 
 TEST(UpstreamSupervisor, WaitsTwiceAsLongBeforeEachRestartInARow) {
   Supervised s;
-  s.Run();
+  s.RunUntilItsChildDied();
   s.child().CrashOnStart();
-  s.child().Die();
-  s.Step();
   for (const seconds backoff : {seconds(1), seconds(2), seconds(4), seconds(8), seconds(16)}) {
     EXPECT_EQ(s.Step(), backoff);
   }
@@ -120,10 +125,8 @@ TEST(UpstreamSupervisor, WaitsTwiceAsLongBeforeEachRestartInARow) {
 
 TEST(UpstreamSupervisor, GivesUpAfterMaxRestartsInARowAndStaysDown) {
   Supervised s(Options(3));
-  s.Run();
+  s.RunUntilItsChildDied();
   s.child().CrashOnStart();
-  s.child().Die();
-  s.Step();
   for (int i = 0; i < 3; ++i) s.Step();  // the backoffs
   for (int i = 0; i < 3; ++i) {
     EXPECT_EQ(s.Step(), seconds(10)) << "health checks only, no restart";
@@ -135,9 +138,7 @@ TEST(UpstreamSupervisor, GivesUpAfterMaxRestartsInARowAndStaysDown) {
 
 TEST(UpstreamSupervisor, CountsDeathsWithinAMinuteAsRestartsInARow) {
   Supervised s(Options(1));
-  s.Run();
-  s.child().Die();
-  s.Step();
+  s.RunUntilItsChildDied();
   s.Step();  // the backoff, then the restart
   ASSERT_TRUE(s.supervisor().WaitUp(kBound));
   s.Step();  // healthy for 10 s only
@@ -149,9 +150,7 @@ TEST(UpstreamSupervisor, CountsDeathsWithinAMinuteAsRestartsInARow) {
 
 TEST(UpstreamSupervisor, StartsAFreshRestartBudgetAfterAHealthyMinute) {
   Supervised s(Options(1));
-  s.Run();
-  s.child().Die();
-  s.Step();
+  s.RunUntilItsChildDied();
   s.Step();
   ASSERT_TRUE(s.supervisor().WaitUp(kBound));
   for (int i = 0; i < 7; ++i) s.Step();  // 70 s of health checks
@@ -164,9 +163,7 @@ TEST(UpstreamSupervisor, StartsAFreshRestartBudgetAfterAHealthyMinute) {
 
 TEST(UpstreamSupervisor, WaitUpWakesWhenTheChildIsHealthyAgain) {
   Supervised s;
-  s.Run();
-  s.child().Die();
-  s.Step();
+  s.RunUntilItsChildDied();
   ASSERT_EQ(s.clock().NextWait(), seconds(1));
   auto waiter = std::async(std::launch::async, [&] { return s.supervisor().WaitUp(kBound); });
   EXPECT_EQ(waiter.wait_for(milliseconds(0)), std::future_status::timeout);
@@ -209,9 +206,7 @@ TEST(UpstreamSupervisor, StartGivesUpAtItsTimeoutAndStopsTheChild) {
 
 TEST(UpstreamSupervisor, StopDuringABackoffEndsPromptlyWithoutARestart) {
   Supervised s;
-  s.Run();
-  s.child().Die();
-  s.Step();
+  s.RunUntilItsChildDied();
   ASSERT_EQ(s.clock().NextWait(), seconds(1));
   EXPECT_TRUE(s.StopsPromptly());
   EXPECT_EQ(s.child().spawns(), 1);
@@ -220,10 +215,8 @@ TEST(UpstreamSupervisor, StopDuringABackoffEndsPromptlyWithoutARestart) {
 
 TEST(UpstreamSupervisor, StopWhileARestartedChildLoadsEndsPromptlyAndStopsIt) {
   Supervised s;
-  s.Run();
-  s.child().Die();
+  s.RunUntilItsChildDied();
   s.healthy = false;  // the restarted child loads its model
-  s.Step();
   s.Step();
   ASSERT_EQ(s.clock().NextWait(), milliseconds(100)) << "it polls the new child's health";
   ASSERT_TRUE(s.child().running());

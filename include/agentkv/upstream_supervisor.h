@@ -53,10 +53,11 @@ struct SupervisorEvents {
   std::function<void()> restarting;
 };
 
-// Thread-safe. Start() and Watch() are called once, in that order, by the
-// thread that wires agentkv; the child is then driven by the watch thread
-// alone, which also stops it: a child restarted from that thread gets
-// SIGTERM when the thread exits (PR_SET_PDEATHSIG), so the thread outlives it.
+// Thread-safe, except that Start() and Watch() are called once, in that
+// order, by the thread that wires agentkv, before any Stop(). From Watch()
+// on, the child is driven by the watch thread alone, which also stops it: a
+// child restarted from that thread gets SIGTERM when the thread exits
+// (PR_SET_PDEATHSIG), so the thread outlives it.
 class UpstreamSupervisor {
  public:
   // `child` is null when llama-server is not ours: it is then only watched.
@@ -85,9 +86,11 @@ class UpstreamSupervisor {
   // `deadline` passes. A llama-server that runs keeps running: agents are
   // still saved into it.
   void StopWatching(std::chrono::steady_clock::time_point deadline);
-  // StopWatching(), then stops the child (SIGTERM, SIGKILL after `grace`)
-  // and ends the watch thread. Blocks until both are done: the watch's last
-  // health check, then the child's exit, bound the wait. Idempotent.
+  // Ends the watch as StopWatching() does, then stops the child (SIGTERM,
+  // SIGKILL after `grace`) and ends the watch thread. Blocks until both are
+  // done, without a deadline of its own: the watch's step under way (a
+  // health check, or an event handler) and the child's exit bound the wait.
+  // Idempotent.
   void Stop(std::chrono::seconds grace = std::chrono::seconds(10));
 
   // The child's process id, or -1.
