@@ -43,7 +43,9 @@ Status AwaitHealthy(ChildProcess* child, const HealthCheck& health, WaitClock& c
 struct UpstreamSupervisor::WatchState {
   bool was_down = false;
   int restarts_in_a_row = 0;
-  WaitClock::TimePoint last_down;  // when a check last ended with llama-server down
+  // When llama-server last came back from a restart, or a check last found
+  // it down: a healthy minute is counted from there.
+  WaitClock::TimePoint unhealthy_at;
 };
 
 UpstreamSupervisor::UpstreamSupervisor(SupervisorOptions options,
@@ -80,7 +82,7 @@ void UpstreamSupervisor::Watch() {
 
 void UpstreamSupervisor::WatchLoop() {
   WatchState state;
-  state.last_down = clock_->Now();
+  state.unhealthy_at = clock_->Now();
   while (Pause(options_.health_interval)) CheckOnce(&state);
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -104,10 +106,10 @@ void UpstreamSupervisor::CheckOnce(WatchState* state) {
   if (!up && !state->was_down) spdlog::warn("llama-server at {} is down", options_.url);
   if (up && state->was_down) events_.lost_kv("llama-server came back after being down");
   const WaitClock::TimePoint now = clock_->Now();
-  if (up && state->restarts_in_a_row > 0 && now - state->last_down > std::chrono::minutes(1)) {
+  if (up && state->restarts_in_a_row > 0 && now - state->unhealthy_at > std::chrono::minutes(1)) {
     state->restarts_in_a_row = 0;  // healthy for a minute: a fresh budget
   }
-  if (!up) state->last_down = now;
+  if (!up) state->unhealthy_at = now;
   SetUp(up);
   state->was_down = !up;
 }
@@ -126,7 +128,10 @@ bool UpstreamSupervisor::Supervise(WatchState* state) {
     spdlog::info("restarting llama-server (attempt {} of {})", restarts, options_.max_restarts);
     events_.restarting();
     const Status s = StartChild(options_.ready_timeout);
-    if (s.ok()) return true;
+    if (s.ok()) {
+      state->unhealthy_at = clock_->Now();
+      return true;
+    }
     if (Stopping()) return false;
     spdlog::error("llama-server restart failed: {}", s.message());
   }

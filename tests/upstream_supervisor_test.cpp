@@ -148,6 +148,22 @@ TEST(UpstreamSupervisor, CountsDeathsWithinAMinuteAsRestartsInARow) {
   EXPECT_EQ(s.child().spawns(), 2);
 }
 
+// The minute counts from the restart: a child that dies half a minute after
+// each restart is not healthy for a minute, however long the whole run.
+TEST(UpstreamSupervisor, AChildThatDiesHalfAMinuteAfterEachRestartRunsOutOfRestarts) {
+  Supervised s(Options(2));
+  s.RunUntilItsChildDied();
+  for (int round = 0; round < 2; ++round) {
+    s.Step();  // the backoff, then the restart
+    ASSERT_TRUE(s.supervisor().WaitUp(kBound));
+    for (int i = 0; i < 3; ++i) s.Step();  // 30 s of health checks
+    s.child().Die();
+    s.Step();
+  }
+  EXPECT_EQ(s.clock().NextWait(), seconds(10)) << "no backoff: it gave up";
+  EXPECT_EQ(s.child().spawns(), 3);
+}
+
 TEST(UpstreamSupervisor, StartsAFreshRestartBudgetAfterAHealthyMinute) {
   Supervised s(Options(1));
   s.RunUntilItsChildDied();
