@@ -74,7 +74,7 @@ Status UpstreamSupervisor::StartChild(std::chrono::seconds timeout) {
 }
 
 void UpstreamSupervisor::Watch() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   if (stopping_) return;
   watch_idle_ = false;
   watch_ = std::thread([this] { WatchLoop(); });
@@ -85,7 +85,7 @@ void UpstreamSupervisor::WatchLoop() {
   state.unhealthy_at = clock_->Now();
   while (Pause(options_.health_interval)) CheckOnce(&state);
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     watch_idle_ = true;
   }
   watch_idle_cv_.notify_all();
@@ -145,8 +145,8 @@ bool UpstreamSupervisor::Supervise(WatchState* state) {
 void UpstreamSupervisor::StopChildWhenAsked() {
   std::chrono::seconds grace;
   {
-    std::unique_lock<std::mutex> lock(mu_);
-    stop_child_cv_.wait(lock, [&] { return stop_grace_.has_value(); });
+    MutexLock lock(mu_);
+    stop_child_cv_.wait(lock, [&]() REQUIRES(mu_) { return stop_grace_.has_value(); });
     grace = *stop_grace_;
   }
   if (child_) child_->Stop(grace);
@@ -154,31 +154,31 @@ void UpstreamSupervisor::StopChildWhenAsked() {
 
 void UpstreamSupervisor::SetUp(bool up) {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     up_ = up;
   }
   up_cv_.notify_all();
 }
 
 bool UpstreamSupervisor::IsUp() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   return up_;
 }
 
 bool UpstreamSupervisor::Stopping() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   return stopping_;
 }
 
 bool UpstreamSupervisor::WaitUp(std::chrono::milliseconds timeout) {
-  std::unique_lock<std::mutex> lock(mu_);
-  up_cv_.wait_for(lock, timeout, [&] { return up_ || stopping_; });
+  MutexLock lock(mu_);
+  up_cv_.wait_for(lock, timeout, [&]() REQUIRES(mu_) { return up_ || stopping_; });
   return up_;
 }
 
 void UpstreamSupervisor::BeginStop(std::optional<std::chrono::seconds> grace) {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     stopping_ = true;
     if (grace && !stop_grace_) stop_grace_ = grace;
   }
@@ -189,8 +189,8 @@ void UpstreamSupervisor::BeginStop(std::optional<std::chrono::seconds> grace) {
 
 void UpstreamSupervisor::StopWatching(std::chrono::steady_clock::time_point deadline) {
   BeginStop(std::nullopt);
-  std::unique_lock<std::mutex> lock(mu_);
-  watch_idle_cv_.wait_until(lock, deadline, [&] { return watch_idle_; });
+  MutexLock lock(mu_);
+  watch_idle_cv_.wait_until(lock, deadline, [&]() REQUIRES(mu_) { return watch_idle_; });
 }
 
 void UpstreamSupervisor::Stop(std::chrono::seconds grace) {

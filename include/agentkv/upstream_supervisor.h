@@ -9,12 +9,13 @@
 #include <condition_variable>
 #include <functional>
 #include <memory>
-#include <mutex>
+#include <mutex>  // std::once_flag
 #include <optional>
 #include <string>
 #include <thread>
 
 #include "agentkv/child_process.h"
+#include "agentkv/mutex.h"
 #include "agentkv/status.h"
 #include "agentkv/wait_clock.h"
 
@@ -119,14 +120,14 @@ class UpstreamSupervisor {
   std::thread watch_;
   std::once_flag stop_once_;
 
-  mutable std::mutex mu_;
-  std::condition_variable up_cv_;                   // up_ or stopping_ changed
-  std::condition_variable watch_idle_cv_;           // watch_idle_ turned true
-  std::condition_variable stop_child_cv_;           // stop_grace_ was set
-  bool up_ = false;                                 // guarded by mu_
-  bool stopping_ = false;                           // guarded by mu_
-  bool watch_idle_ = true;                          // guarded by mu_: no watch loop runs
-  std::optional<std::chrono::seconds> stop_grace_;  // guarded by mu_
+  mutable Mutex mu_;
+  std::condition_variable_any up_cv_;          // up_ or stopping_ changed
+  std::condition_variable_any watch_idle_cv_;  // watch_idle_ turned true
+  std::condition_variable_any stop_child_cv_;  // stop_grace_ was set
+  bool up_ GUARDED_BY(mu_) = false;
+  bool stopping_ GUARDED_BY(mu_) = false;
+  bool watch_idle_ GUARDED_BY(mu_) = true;  // no watch loop runs
+  std::optional<std::chrono::seconds> stop_grace_ GUARDED_BY(mu_);
 };
 
 }  // namespace agentkv

@@ -5,7 +5,8 @@
 
 #include <chrono>
 #include <condition_variable>
-#include <mutex>
+
+#include "agentkv/mutex.h"
 
 namespace agentkv {
 
@@ -28,22 +29,22 @@ class SteadyWaitClock final : public WaitClock {
  public:
   TimePoint Now() override { return std::chrono::steady_clock::now(); }
   void WaitUntil(TimePoint deadline) override {
-    std::unique_lock<std::mutex> lock(mu_);
-    woken_cv_.wait_until(lock, deadline, [&] { return woken_; });
+    MutexLock lock(mu_);
+    woken_cv_.wait_until(lock, deadline, [&]() REQUIRES(mu_) { return woken_; });
     woken_ = false;
   }
   void Wake() override {
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(mu_);
       woken_ = true;
     }
     woken_cv_.notify_all();
   }
 
  private:
-  std::mutex mu_;
-  std::condition_variable woken_cv_;
-  bool woken_ = false;  // guarded by mu_
+  Mutex mu_;
+  std::condition_variable_any woken_cv_;
+  bool woken_ GUARDED_BY(mu_) = false;
 };
 
 }  // namespace agentkv
