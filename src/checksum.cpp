@@ -1,8 +1,6 @@
 #include "agentkv/checksum.h"
 
 #include <cstring>
-#include <fstream>
-#include <vector>
 
 namespace agentkv {
 
@@ -99,22 +97,19 @@ std::uint64_t Xxh64(const void* data, std::size_t size, std::uint64_t seed) {
   return stream.Digest();
 }
 
-// In 1 MiB reads: memory files run to hundreds of MB, and a byte-at-a-time
-// read made the check before each restore cost more than the restore itself.
-Result<FileDigest> DigestFile(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return Status::Error(ErrorCode::kIo, "cannot read " + path.string());
-  std::vector<char> chunk(std::size_t{1} << 20);
+Result<FileDigest> DigestFile(FileSystem& files, const std::filesystem::path& path) {
   Xxh64Stream stream;
   std::uint64_t size = 0;
-  while (in) {
-    in.read(chunk.data(), static_cast<std::streamsize>(chunk.size()));
-    const auto got = static_cast<std::size_t>(in.gcount());
-    stream.Update(chunk.data(), got);
-    size += got;
-  }
-  if (in.bad()) return Status::Error(ErrorCode::kIo, "read error on " + path.string());
+  Status read = files.Read(path, [&](const char* data, std::size_t n) {
+    stream.Update(data, n);
+    size += n;
+  });
+  if (!read.ok()) return read;
   return FileDigest{size, stream.Digest()};
+}
+
+Result<FileDigest> DigestFile(const std::filesystem::path& path) {
+  return DigestFile(RealFileSystem(), path);
 }
 
 }  // namespace agentkv

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <filesystem>
 
+#include "agentkv/file_system.h"
 #include "agentkv/status.h"
 
 namespace agentkv {
@@ -37,6 +38,8 @@ struct FileDigest {
 };
 
 // Reads the whole file, a chunk at a time. Returns kIo if it cannot be read.
+Result<FileDigest> DigestFile(FileSystem& files, const std::filesystem::path& path);
+// The same on the real file system.
 Result<FileDigest> DigestFile(const std::filesystem::path& path);
 
 }  // namespace agentkv

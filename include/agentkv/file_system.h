@@ -1,0 +1,65 @@
+#pragma once
+// The file operations the memory store does, and nothing more: the seam
+// where tests inject I/O errors (EIO, ENOSPC, a failed fsync) and crashes
+// (tests/fault_file_system.h). RealFileSystem() is the POSIX one.
+//
+// Every call returns kIo on failure, with the operation, the path and the
+// system's reason in the message. None throws. Implementations are
+// thread-safe and block on I/O: call them without holding a lock.
+
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "agentkv/status.h"
+
+namespace agentkv {
+
+// A regular file in a directory listing.
+struct FileEntry {
+  std::string name;        // without the directory
+  std::uint64_t size = 0;  // 0 if it could not be read
+};
+
+class FileSystem {
+ public:
+  using Path = std::filesystem::path;
+  // Receives a file's bytes, one chunk at a time, in order.
+  using ChunkSink = std::function<void(const char* data, std::size_t size)>;
+
+  virtual ~FileSystem() = default;
+
+  // Creates `dir` and its parents; Ok if it exists already.
+  virtual Status CreateDirs(const Path& dir) = 0;
+  // The regular files of `dir` (directories and the like are skipped).
+  virtual Result<std::vector<FileEntry>> ListFiles(const Path& dir) = 0;
+  // kIo also when the file is missing.
+  virtual Result<std::uint64_t> FileSize(const Path& file) = 0;
+  // False if nothing has that name; kIo if that cannot be told.
+  virtual Result<bool> Exists(const Path& path) = 0;
+  // Feeds the whole file to `sink`. A read error after some chunks were fed
+  // returns kIo: what was fed is then not the file.
+  virtual Status Read(const Path& file, const ChunkSink& sink) = 0;
+  // Creates or truncates `file` and writes `data`, without an fsync.
+  virtual Status WriteFile(const Path& file, const std::string& data) = 0;
+  // fsync of a file, and of a directory (which makes renames and removals
+  // in it durable).
+  virtual Status SyncFile(const Path& file) = 0;
+  virtual Status SyncDir(const Path& dir) = 0;
+  // Atomically replaces `to` with `from`.
+  virtual Status Rename(const Path& from, const Path& to) = 0;
+  // Returns true if it removed a file, false if there was none.
+  virtual Result<bool> Remove(const Path& file) = 0;
+  // Copies `from` over `to`, without an fsync.
+  virtual Status CopyFile(const Path& from, const Path& to) = 0;
+  // Bytes an unprivileged process may still write in the file system of `dir`.
+  virtual Result<std::uint64_t> FreeBytes(const Path& dir) = 0;
+};
+
+// The process's real file system. Lives as long as the process.
+FileSystem& RealFileSystem();
+
+}  // namespace agentkv
