@@ -17,6 +17,7 @@
 
 #include "agentkv/agent_id.h"
 #include "agentkv/status.h"
+#include "agentkv/token_count.h"
 
 namespace agentkv {
 
@@ -38,9 +39,6 @@ const char* PlacementName(Placement p);
 // KV for the second: reusing nothing then proves the KV was gone (for models
 // whose KV can be cut back to a common prefix; see ReuseChecks in placer.h).
 using PromptKey = std::uint64_t;
-
-// Token counts agentkv may not know (a request cut short reports nothing).
-using TokenCount = std::optional<long long>;
 
 // What a finished request left in its slot.
 struct TurnEnd {
