@@ -23,7 +23,7 @@ json AdminApi::Describe(const AgentId& agent) const {
     j["dirty"] = v.dirty;
   }
   if (std::optional<MemoryInfo> m = store_.Find(agent)) {
-    j["saved"] = {{"tokens", m->tokens},
+    j["saved"] = {{"tokens", m->tokens ? json(*m->tokens) : json(nullptr)},
                   {"bytes", m->bytes},
                   {"created", m->created},
                   {"updated", m->updated},

@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "agentkv/fingerprint.h"
 #include "agentkv/kv_sizing.h"
 #include "agentkv/model_info.h"
 #include "agentkv/serving_mode.h"

@@ -9,7 +9,6 @@
 
 #include <chrono>
 #include <condition_variable>
-#include <cstdlib>
 #include <filesystem>
 #include <mutex>
 #include <optional>
@@ -24,7 +23,6 @@ namespace agentkv::testing {
 class AgentkvProcess {
  public:
   struct Options {
-    std::string crash_at;    // AGENTKV_TEST_CRASH_AT for the child
     bool own_group = false;  // lead a process group of its own, as a shell job does
   };
 
@@ -50,7 +48,6 @@ class AgentkvProcess {
       ::dup2(out[1], STDERR_FILENO);
       ::close(out[0]);
       ::close(out[1]);  // the output closes when agentkv exits, not its child
-      if (!options.crash_at.empty()) ::setenv("AGENTKV_TEST_CRASH_AT", options.crash_at.c_str(), 1);
       ::execv(AGENTKV_BINARY, argv.data());
       ::_exit(127);
     }

@@ -155,7 +155,8 @@ TEST_F(MemoryTest, ARequestLlamaServerRefusesCostsNoAgentItsMemory) {
     EXPECT_EQ(daemon_->placer().stats().save_failures, 0);
     EXPECT_EQ(Turn("v", "first turn of v, third"), "resident");
     daemon_->Stop();
-    EXPECT_GT(daemon_->store().Find(Id("v"))->tokens, 0) << "saved, at the latest on stop";
+    EXPECT_GT(daemon_->store().Find(Id("v"))->tokens.value_or(0), 0)
+        << "saved, at the latest on stop";
     EXPECT_TRUE(fake_->violations().empty());
   }
 }
@@ -163,7 +164,7 @@ TEST_F(MemoryTest, ARequestLlamaServerRefusesCostsNoAgentItsMemory) {
 TEST_F(MemoryTest, ATurnWithAnImageIsServedStatelessAndLeavesTheAgentsMemoryAlone) {
   EXPECT_EQ(Turn("v", "a text turn"), "cold");
   daemon_->placer().DrainSaves();
-  const long long saved = daemon_->store().Find(Id("v"))->tokens;
+  const TokenCount saved = daemon_->store().Find(Id("v"))->tokens;
   const json image = {{"type", "image_url"}, {"image_url", {{"url", "data:image/png;base64,AA"}}}};
   const json parts = {{{"type", "text"}, {"text", "agent:v|what is this?"}}, image};
   httplib::Result r = Post("/agents/v/v1/chat/completions",
@@ -241,7 +242,7 @@ TEST_F(MemoryTest, ASaveOfAnEmptiedSlotKeepsTheOlderFile) {
   Turn("a", "first turn of a");
   Turn("b");                             // saves a
   Turn("a", "first turn of a, second");  // restores a
-  const long long tokens = daemon_->store().Find(Id("a"))->tokens;
+  const TokenCount tokens = daemon_->store().Find(Id("a"))->tokens;
   fake_->LoseAllKv();  // a restart the health watch did not see
   Turn("b");           // evicting a finds its slot empty
   EXPECT_EQ(daemon_->store().Find(Id("a"))->tokens, tokens) << "the older memory stays";
@@ -255,8 +256,8 @@ TEST_F(MemoryTest, AnEmptySlotNeverReplacesAMemoryEvenWhenItsSizeIsUnknown) {
   });
   Turn("a", "first turn of a");
   Turn("b");  // saves a
-  const long long tokens = daemon_->store().Find(Id("a"))->tokens;
-  ASSERT_GT(tokens, 0);
+  const TokenCount tokens = daemon_->store().Find(Id("a"))->tokens;
+  ASSERT_GT(tokens.value_or(0), 0);
   // A client of a that hangs up mid-stream: no timings, an unknown count.
   fake_->SetStreamChunks(1000000);
   fake_->HoldStreamsAt(2);

@@ -79,7 +79,7 @@ TEST(GracefulStop, ASignalToTheWholeProcessGroupStillSavesTheDirtyAgentWithinThe
          testing::TestModel().string(), "--memory-dir", memory.string(), "--llama-log",
          (dir / "llama.log").string(), "--save-policy", "eviction", "--stop-timeout", "30", "--",
          "--ctx-size", "4096", "--threads", "2"},
-        {"", /*own_group=*/true});
+        {/*own_group=*/true});
     Reply r = testing::PostJson(a.port(), "/agents/dirty/completion",
                                 {{"prompt", Words(90, 100)}, {"n_predict", 4}});
     ASSERT_EQ(r.status, 200);

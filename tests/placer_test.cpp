@@ -127,9 +127,10 @@ class PlacerTest : public ::testing::Test {
     return placed;
   }
   SlotId SlotOf(const char* agent) { return *pool_->SlotOf(Id(agent)); }
-  long long SavedTokens(const char* agent) {
+  // Nothing if the agent has no memory (or its count is unknown).
+  TokenCount SavedTokens(const char* agent) {
     std::optional<MemoryInfo> m = store_->Find(Id(agent));
-    return m ? m->tokens : -1;
+    return m ? m->tokens : std::nullopt;
   }
   // Saves `agent`'s slot now.
   bool Save(const char* agent) { return placer_->SaveIdle(SlotOf(agent)); }

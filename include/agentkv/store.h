@@ -21,33 +21,28 @@
 //
 // Thread-safe. Calls that name an agent must not run concurrently for the
 // same agent (residency guarantees it); they do file I/O without holding the
-// index lock.
+// index lock. All file I/O goes through the FileSystem given (the real one
+// by default), which tests replace to inject errors and crashes.
+//
+// A Store is the pair of its index (store_index.h: what is saved, LRU, the
+// budget, which agents are in use) and its files (store_files.h: names,
+// the save protocol, checks, quarantine); this class decides the order.
 
-#include <condition_variable>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
-#include <mutex>
 #include <optional>
 #include <string>
-#include <unordered_map>
-#include <unordered_set>
 #include <vector>
 
 #include "agentkv/agent_id.h"
-#include "agentkv/fingerprint.h"
+#include "agentkv/file_system.h"
 #include "agentkv/status.h"
+#include "agentkv/store_files.h"
+#include "agentkv/store_index.h"
+#include "agentkv/token_count.h"
 
 namespace agentkv {
-
-struct MemoryInfo {
-  AgentId agent;
-  long long tokens = 0;
-  long long bytes = 0;
-  std::int64_t created = 0;  // unix seconds
-  std::int64_t updated = 0;
-  std::int64_t last_used = 0;
-};
 
 struct StoreOptions {
   std::uint64_t budget_bytes = 0;             // 0: no budget
@@ -56,16 +51,10 @@ struct StoreOptions {
   std::uint64_t quarantine_max_bytes = 1ull << 30;
 };
 
-// What quarantine/ holds now.
-struct QuarantineUsage {
-  std::uint64_t files = 0;
-  std::uint64_t bytes = 0;
-};
-
 // An agent's file, checked and ready for llama-server's restore.
 struct RestoreFile {
   std::string name;  // relative to the memory directory
-  long long tokens = 0;
+  TokenCount tokens;
   std::uint64_t prompt_key = 0;  // of the request that last changed the saved KV
 };
 
@@ -73,10 +62,11 @@ class Store {
  public:
   using WallClock = std::function<std::int64_t()>;  // unix seconds
 
+  // `files` must outlive the store.
   Store(std::filesystem::path dir, std::string fingerprint, StoreOptions options = {},
-        WallClock now = nullptr);
+        WallClock now = nullptr, FileSystem& files = RealFileSystem());
 
-  const std::filesystem::path& dir() const { return dir_; }
+  const std::filesystem::path& dir() const { return files_.dir(); }
 
   // Creates the directory, removes temporaries and orphans a crash left
   // (agentkv's names only), loads every metadata file and quarantines the
@@ -95,11 +85,13 @@ class Store {
 
   // Save, step 1: returns the temporary file name llama-server must write to.
   // Returns kIo if the disk lacks room for about `expected_tokens` (the
-  // agent's saved count if unknown). Waits while the budget removes the
-  // agent's older memory, so that the two never touch the same names.
-  Result<std::string> BeginSave(const AgentId& agent, std::optional<long long> expected_tokens);
+  // agent's saved count if unknown or negative; none if that is unknown
+  // too). Waits while the budget removes the agent's older memory, so that
+  // the two never touch the same names.
+  Result<std::string> BeginSave(const AgentId& agent, TokenCount expected_tokens);
   // Save, step 2: makes the temporary the agent's memory (see the layout),
-  // recording `prompt_key` with it. On failure the old memory stays and the
+  // recording `tokens` (unknown if negative) and `prompt_key` with it. On
+  // failure (a write, fsync or rename failed) the old memory stays and the
   // temporary is removed.
   Status CommitSave(const AgentId& agent, long long tokens, std::uint64_t prompt_key = 0);
   // Save, abandoned: removes the temporary.
@@ -141,53 +133,21 @@ class Store {
   long long bytes_per_1k_tokens() const;
 
  private:
-  struct Entry {
-    MemoryInfo info;
-    std::string state_file;  // H.<generation>.kv
-    long long generation = 0;
-    std::uint64_t checksum = 0;
-    std::string fingerprint;
-    std::uint64_t prompt_key = 0;
-  };
-
-  std::string Hash(const AgentId& agent) const;
-  std::optional<Entry> Lookup(const AgentId& agent) const;
-  Status WriteMeta(const Entry& e);
-  std::optional<Entry> LoadMeta(const std::filesystem::path& meta_path);
   // Commits the temporary of `agent`; with `expected`, only if its checksum
   // matches (a fork's copy).
-  Status Commit(const AgentId& agent, long long tokens, std::uint64_t prompt_key,
+  Status Commit(const AgentId& agent, TokenCount tokens, std::uint64_t prompt_key,
                 std::optional<std::uint64_t> expected);
-  // Deletes the files of an entry already taken out of the index.
+  // Deletes the files of an agent StoreIndex::StartRemoving took out.
   void DeleteFiles(const AgentId& agent, const std::string& state_file);
-  // `new_event`: counts in quarantined() (false: part of an event counted).
-  void QuarantineFiles(const std::string& hash, const std::string& state_file,
-                       const std::string& reason, bool new_event = true);
-  void PruneQuarantine();
-  // Under mu_: ends one BeginSave or fork copy of `agent` (see in_use_).
-  void ReleaseLocked(const AgentId& agent);
-  Status BudgetHoldsTwo(const Entry& parent_entry, const AgentId& parent) const;
-  std::int64_t Now() const;
+  // Ends the agent's save, if one is in flight, and removes its
+  // temporaries: those of generation `fallback` if none was.
+  void EndSave(const AgentId& agent, long long fallback);
+  Status BudgetHoldsTwo(const StoredMemory& parent_memory, const AgentId& parent) const;
 
-  const std::filesystem::path dir_;
-  const std::string fingerprint_;
   const StoreOptions options_;
   const WallClock now_;
-
-  mutable std::mutex mu_;
-  std::unordered_map<AgentId, Entry> index_;  // guarded by mu_
-  std::uint64_t total_bytes_ = 0;             // guarded by mu_
-  double bytes_per_token_ = 0;                // guarded by mu_
-  int quarantined_ = 0;                       // guarded by mu_
-  std::uint64_t quarantine_seq_ = 0;          // guarded by mu_
-  QuarantineUsage quarantine_usage_;          // guarded by mu_
-  // Guarded by mu_: agents whose files a call is writing or reading (a save
-  // from BeginSave to Commit/Abort, a fork's parent): the budget spares them.
-  std::unordered_map<AgentId, int> in_use_;
-  // Guarded by mu_: agents whose files are being deleted, out of the index
-  // already; BeginSave waits on removed_ until they are gone.
-  std::unordered_set<AgentId> removing_;
-  std::condition_variable removed_;
+  StoreIndex index_;
+  StoreFiles files_;
 };
 
 }  // namespace agentkv

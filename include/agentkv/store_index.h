@@ -1,0 +1,115 @@
+#pragma once
+// The store's index of agents' memories, in memory only: what each agent's
+// metadata says, when it was last used, the bytes they hold against the
+// budget, and which agents a call is reading, writing or deleting. It does
+// no file I/O; Store (store.h) pairs it with the files (store_files.h).
+//
+// Thread-safe: one lock, never held while a caller does file I/O.
+//
+// Holds and removals: a save (BeginSave to Commit or Release) and a fork's
+// copy of its parent (Hold to Release) put the agent in use, and the budget
+// spares it. An agent whose files are being deleted is out of the index
+// already and "removing" until DoneRemoving: BeginSave and StartRemoving
+// wait for it, so that a save never writes names a deletion is removing.
+
+#include <condition_variable>
+#include <cstdint>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "agentkv/agent_id.h"
+#include "agentkv/token_count.h"
+
+namespace agentkv {
+
+struct MemoryInfo {
+  AgentId agent;
+  TokenCount tokens;  // unknown if its metadata held a negative count
+  long long bytes = 0;
+  std::int64_t created = 0;  // unix seconds
+  std::int64_t updated = 0;
+  std::int64_t last_used = 0;
+};
+
+// An agent's memory as its metadata describes it.
+struct StoredMemory {
+  MemoryInfo info;
+  std::string state_file;  // H.<generation>.kv
+  long long generation = 0;
+  std::uint64_t checksum = 0;
+  std::string fingerprint;
+  std::uint64_t prompt_key = 0;
+};
+
+class StoreIndex {
+ public:
+  explicit StoreIndex(std::uint64_t budget_bytes) : budget_bytes_(budget_bytes) {}
+
+  // Adds the memories found on disk by Store::Open, and measures the bytes
+  // per token over them.
+  void Load(std::vector<StoredMemory> memories);
+
+  std::optional<StoredMemory> Lookup(const AgentId& agent) const;
+  bool Has(const AgentId& agent) const;
+  std::vector<MemoryInfo> List() const;  // by agent id
+  std::uint64_t TotalBytes() const;
+  std::size_t Count() const;
+  // Bytes per token of the last save (of Load before one), 0 before either.
+  double BytesPerToken() const;
+  void Touch(const AgentId& agent, std::int64_t now);
+
+  // What a save starting now must know.
+  struct SaveStart {
+    long long generation = 0;  // of the memory it replaces, 0 if none
+    TokenCount saved_tokens;
+    double bytes_per_token = 0;
+  };
+  // Waits while the agent is being removed, then puts it in use, writing
+  // generation `generation + 1`.
+  SaveStart BeginSave(const AgentId& agent);
+  // Ends a save: `memory` replaces the agent's entry and counts as the
+  // latest measure of bytes per token. Releases the hold of BeginSave.
+  void CommitSave(StoredMemory memory);
+  // Ends a save without a commit (and, as ever, one hold of the agent).
+  // Returns the generation the save was writing, nullopt if none was.
+  std::optional<long long> AbortSave(const AgentId& agent);
+  // Puts the agent in use if it has a memory, and returns that memory.
+  std::optional<StoredMemory> Hold(const AgentId& agent);
+  // Ends one hold of BeginSave or Hold.
+  void Release(const AgentId& agent);
+
+  // Takes the agent's memory out of the index (Store::Quarantine).
+  std::optional<StoredMemory> Take(const AgentId& agent);
+  // Waits while another removal of the agent runs, then takes its memory
+  // out of the index and marks it removing.
+  std::optional<StoredMemory> StartRemoving(const AgentId& agent);
+  // The agent's files are gone: saves of it may go on.
+  void DoneRemoving(const AgentId& agent);
+
+  // Takes out of the index, and marks removing, the least recently used
+  // memories until the budget holds; `keep` last, agents in use never.
+  std::vector<StoredMemory> ChooseBudgetVictims(const std::vector<AgentId>& keep);
+
+ private:
+  const StoredMemory* FindLocked(const AgentId& agent) const;
+  std::optional<StoredMemory> EraseLocked(const AgentId& agent);
+  void ReleaseLocked(const AgentId& agent);
+
+  const std::uint64_t budget_bytes_;  // 0: no budget
+
+  mutable std::mutex mu_;
+  std::unordered_map<AgentId, StoredMemory> memories_;  // guarded by mu_
+  std::uint64_t total_bytes_ = 0;                       // guarded by mu_
+  double bytes_per_token_ = 0;                          // guarded by mu_
+  std::unordered_map<AgentId, int> in_use_;             // guarded by mu_
+  // Guarded by mu_: the generation each save in flight writes.
+  std::unordered_map<AgentId, long long> saving_;
+  std::unordered_set<AgentId> removing_;  // guarded by mu_
+  std::condition_variable removed_;       // signals removing_ shrank
+};
+
+}  // namespace agentkv
