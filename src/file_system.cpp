@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <fstream>
 #include <system_error>
+#include <utility>
 
 #include "errno_text.h"
 
@@ -24,6 +25,17 @@ Status IoError(const char* op, const fs::path& path, const std::error_code& ec) 
   return IoError(op, path, ec.message());
 }
 
+// Runs `call`, which reports through an error_code, as a Result: kIo naming
+// `op` and `path` if it failed.
+template <typename Call>
+auto Checked(const char* op, const fs::path& path, Call call)
+    -> Result<decltype(call(std::declval<std::error_code&>()))> {
+  std::error_code ec;
+  auto value = call(ec);
+  if (ec) return IoError(op, path, ec);
+  return value;
+}
+
 Status SyncPath(const fs::path& path, int flags) {
   int fd = ::open(path.c_str(), flags | O_CLOEXEC);
   if (fd < 0) return IoError("open", path, ErrnoText(errno));
@@ -37,9 +49,9 @@ Status SyncPath(const fs::path& path, int flags) {
 class PosixFileSystem final : public FileSystem {
  public:
   Status CreateDirs(const Path& dir) override {
-    std::error_code ec;
-    fs::create_directories(dir, ec);
-    return ec ? IoError("create", dir, ec) : Status::Ok();
+    return Checked("create", dir,
+                   [&](std::error_code& ec) { return fs::create_directories(dir, ec); })
+        .status();
   }
 
   Result<std::vector<FileEntry>> ListFiles(const Path& dir) override {
@@ -56,17 +68,13 @@ class PosixFileSystem final : public FileSystem {
   }
 
   Result<std::uint64_t> FileSize(const Path& file) override {
-    std::error_code ec;
-    const std::uintmax_t size = fs::file_size(file, ec);
-    if (ec) return IoError("stat", file, ec);
-    return static_cast<std::uint64_t>(size);
+    return Checked("stat", file, [&](std::error_code& ec) {
+      return static_cast<std::uint64_t>(fs::file_size(file, ec));
+    });
   }
 
   Result<bool> Exists(const Path& path) override {
-    std::error_code ec;
-    const bool exists = fs::exists(path, ec);
-    if (ec) return IoError("stat", path, ec);
-    return exists;
+    return Checked("stat", path, [&](std::error_code& ec) { return fs::exists(path, ec); });
   }
 
   // In 1 MiB reads: memory files run to hundreds of MB, and a byte-at-a-time
@@ -94,22 +102,24 @@ class PosixFileSystem final : public FileSystem {
   Status SyncDir(const Path& dir) override { return SyncPath(dir, O_RDONLY | O_DIRECTORY); }
 
   Status Rename(const Path& from, const Path& to) override {
-    std::error_code ec;
-    fs::rename(from, to, ec);
-    return ec ? IoError("rename", from, ec) : Status::Ok();
+    return Checked("rename", from,
+                   [&](std::error_code& ec) {
+                     fs::rename(from, to, ec);
+                     return true;
+                   })
+        .status();
   }
 
   Result<bool> Remove(const Path& file) override {
-    std::error_code ec;
-    const bool removed = fs::remove(file, ec);
-    if (ec) return IoError("remove", file, ec);
-    return removed;
+    return Checked("remove", file, [&](std::error_code& ec) { return fs::remove(file, ec); });
   }
 
   Status CopyFile(const Path& from, const Path& to) override {
-    std::error_code ec;
-    fs::copy_file(from, to, fs::copy_options::overwrite_existing, ec);
-    return ec ? IoError("copy", from, ec) : Status::Ok();
+    return Checked("copy", from,
+                   [&](std::error_code& ec) {
+                     return fs::copy_file(from, to, fs::copy_options::overwrite_existing, ec);
+                   })
+        .status();
   }
 
   Result<std::uint64_t> FreeBytes(const Path& dir) override {

@@ -49,58 +49,47 @@ Status FaultFileSystem::Check(Op op, const Path& path) {
 }
 
 Status FaultFileSystem::CreateDirs(const Path& dir) {
-  Status s = Check(Op::kCreateDirs, dir);
-  return s.ok() ? real_.CreateDirs(dir) : s;
+  return Pass(Op::kCreateDirs, dir, [&] { return real_.CreateDirs(dir); });
 }
 
 Result<std::vector<FileEntry>> FaultFileSystem::ListFiles(const Path& dir) {
-  if (Status s = Check(Op::kListFiles, dir); !s.ok()) return s;
-  return real_.ListFiles(dir);
+  return Pass(Op::kListFiles, dir, [&] { return real_.ListFiles(dir); });
 }
 
 Result<std::uint64_t> FaultFileSystem::FileSize(const Path& file) {
-  if (Status s = Check(Op::kFileSize, file); !s.ok()) return s;
-  return real_.FileSize(file);
+  return Pass(Op::kFileSize, file, [&] { return real_.FileSize(file); });
 }
 
 Result<bool> FaultFileSystem::Exists(const Path& path) {
-  if (Status s = Check(Op::kExists, path); !s.ok()) return s;
-  return real_.Exists(path);
+  return Pass(Op::kExists, path, [&] { return real_.Exists(path); });
 }
 
 Status FaultFileSystem::Read(const Path& file, const ChunkSink& sink) {
-  Status s = Check(Op::kRead, file);
-  return s.ok() ? real_.Read(file, sink) : s;
+  return Pass(Op::kRead, file, [&] { return real_.Read(file, sink); });
 }
 
 Status FaultFileSystem::WriteFile(const Path& file, const std::string& data) {
-  Status s = Check(Op::kWriteFile, file);
-  return s.ok() ? real_.WriteFile(file, data) : s;
+  return Pass(Op::kWriteFile, file, [&] { return real_.WriteFile(file, data); });
 }
 
 Status FaultFileSystem::SyncFile(const Path& file) {
-  Status s = Check(Op::kSyncFile, file);
-  return s.ok() ? real_.SyncFile(file) : s;
+  return Pass(Op::kSyncFile, file, [&] { return real_.SyncFile(file); });
 }
 
 Status FaultFileSystem::SyncDir(const Path& dir) {
-  Status s = Check(Op::kSyncDir, dir);
-  return s.ok() ? real_.SyncDir(dir) : s;
+  return Pass(Op::kSyncDir, dir, [&] { return real_.SyncDir(dir); });
 }
 
 Status FaultFileSystem::Rename(const Path& from, const Path& to) {
-  Status s = Check(Op::kRename, from);
-  return s.ok() ? real_.Rename(from, to) : s;
+  return Pass(Op::kRename, from, [&] { return real_.Rename(from, to); });
 }
 
 Result<bool> FaultFileSystem::Remove(const Path& file) {
-  if (Status s = Check(Op::kRemove, file); !s.ok()) return s;
-  return real_.Remove(file);
+  return Pass(Op::kRemove, file, [&] { return real_.Remove(file); });
 }
 
 Status FaultFileSystem::CopyFile(const Path& from, const Path& to) {
-  Status s = Check(Op::kCopyFile, from);
-  return s.ok() ? real_.CopyFile(from, to) : s;
+  return Pass(Op::kCopyFile, from, [&] { return real_.CopyFile(from, to); });
 }
 
 Result<std::uint64_t> FaultFileSystem::FreeBytes(const Path& dir) {

@@ -71,6 +71,12 @@ class FaultFileSystem final : public FileSystem {
   };
   // The error this call must fail with, if any; counts it against faults.
   Status Check(Op op, const Path& path);
+  // The real `call`, unless a fault makes this one fail.
+  template <typename Call>
+  auto Pass(Op op, const Path& path, Call call) -> decltype(call()) {
+    if (Status s = Check(op, path); !s.ok()) return s;
+    return call();
+  }
 
   FileSystem& real_ = RealFileSystem();
   mutable std::mutex mu_;

@@ -87,34 +87,6 @@ TEST_F(StoreFaultsTest, AnEioReadingTheFileBeforeARestoreLeavesItInPlaceAndRetur
   EXPECT_EQ(Restored(*s, "a"), "old") << "and it is restored once readable";
 }
 
-TEST_F(StoreFaultsTest, NoSpaceLeftForTheMetadataKeepsTheOldMemory) {
-  auto s = Open();
-  ASSERT_TRUE(Save(*s, "a", "old").ok());
-  faults_.FailOn(Op::kWriteFile, ".meta.tmp", ENOSPC);
-  EXPECT_EQ(Save(*s, "a", "newer").code(), ErrorCode::kIo);
-  ExpectOldMemory(*s);
-  ExpectOldMemory(*Reopen());
-}
-
-TEST_F(StoreFaultsTest, AFailedFsyncOfTheStateFileAbortsTheCommitAndKeepsTheOldMemory) {
-  auto s = Open();
-  ASSERT_TRUE(Save(*s, "a", "old").ok());
-  faults_.FailOn(Op::kSyncFile, ".kv.tmp", EIO);
-  EXPECT_EQ(Save(*s, "a", "newer").code(), ErrorCode::kIo);
-  ExpectOldMemory(*s);
-  ASSERT_TRUE(Save(*s, "a", "newer").ok()) << "the next save goes through";
-  EXPECT_EQ(Restored(*s, "a"), "newer");
-}
-
-TEST_F(StoreFaultsTest, AFailedFsyncOfTheMetadataKeepsTheOldMemory) {
-  auto s = Open();
-  ASSERT_TRUE(Save(*s, "a", "old").ok());
-  faults_.FailOn(Op::kSyncFile, ".meta.tmp", EIO);
-  EXPECT_EQ(Save(*s, "a", "newer").code(), ErrorCode::kIo);
-  ExpectOldMemory(*s);
-  ExpectOldMemory(*Reopen());
-}
-
 TEST_F(StoreFaultsTest, AFailedCopyGivesTheForkedChildNothing) {
   auto s = Open();
   ASSERT_TRUE(Save(*s, "a", "old").ok());
@@ -174,6 +146,8 @@ struct CrashPoint {
   bool expect_new;
 };
 
+void PrintTo(const CrashPoint& p, std::ostream* os) { *os << p.name; }
+
 class StoreCrashTest : public StoreFaultsTest, public ::testing::WithParamInterface<CrashPoint> {};
 
 TEST_P(StoreCrashTest, ACrashAtThisStepOfASaveLeavesTheOldOrTheNewMemoryAndNoLeftovers) {
@@ -205,6 +179,40 @@ INSTANTIATE_TEST_SUITE_P(
                       CrashPoint{"MetaRenamedBeforeTheDirectorySync", Op::kSyncDir, "", true},
                       CrashPoint{"MetaRenamed", Op::kRemove, ".kv", true}),
     [](const ::testing::TestParamInfo<CrashPoint>& p) { return std::string(p.param.name); });
+
+// A step of a commit that fails: the errno it fails with.
+struct FailedStep {
+  const char* name;
+  Op op;
+  const char* suffix;
+  int error;
+};
+
+void PrintTo(const FailedStep& p, std::ostream* os) { *os << p.name; }
+
+class StoreFailedStepTest : public StoreFaultsTest,
+                            public ::testing::WithParamInterface<FailedStep> {};
+
+TEST_P(StoreFailedStepTest, ACommitThatFailsHereKeepsTheOldMemoryAndTheNextSaveGoesThrough) {
+  auto s = Open();
+  ASSERT_TRUE(Save(*s, "a", "old").ok());
+  faults_.FailOn(GetParam().op, GetParam().suffix, GetParam().error);
+  EXPECT_EQ(Save(*s, "a", "newer").code(), ErrorCode::kIo);
+  ExpectOldMemory(*s);
+  ExpectOldMemory(*Reopen());
+  ASSERT_TRUE(Save(*s, "a", "newer").ok());
+  EXPECT_EQ(Restored(*s, "a"), "newer");
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    EveryStep, StoreFailedStepTest,
+    ::testing::Values(FailedStep{"StateFsyncFails", Op::kSyncFile, ".kv.tmp", EIO},
+                      FailedStep{"StateChecksumReadFails", Op::kRead, ".kv.tmp", EIO},
+                      FailedStep{"StateRenameFails", Op::kRename, ".kv.tmp", EIO},
+                      FailedStep{"NoSpaceForTheMetadata", Op::kWriteFile, ".meta.tmp", ENOSPC},
+                      FailedStep{"MetadataFsyncFails", Op::kSyncFile, ".meta.tmp", EIO},
+                      FailedStep{"MetadataRenameFails", Op::kRename, ".meta.tmp", EIO}),
+    [](const ::testing::TestParamInfo<FailedStep>& p) { return std::string(p.param.name); });
 
 // Deleting removes the metadata first: a crash leaves the memory whole or
 // gone, never a metadata file without its state.
