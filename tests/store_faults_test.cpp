@@ -64,13 +64,15 @@ class StoreFaultsTest : public ::testing::Test {
     }
     return names;
   }
-  // The old memory, whole, in the store and on disk.
-  void ExpectOldMemory(Store& s) {
-    EXPECT_EQ(Restored(s, "a"), "old");
-    EXPECT_EQ(s.Find(Id("a"))->tokens, 3);
+  // Agent a's memory holds `kv` (as many tokens as bytes), whole, in the
+  // store and on disk.
+  void ExpectMemory(Store& s, const std::string& kv) {
+    EXPECT_EQ(Restored(s, "a"), kv);
+    EXPECT_EQ(s.Find(Id("a"))->tokens, static_cast<long long>(kv.size()));
     EXPECT_EQ(FilesOf("a").size(), 2u) << "one state file, one metadata file, no leftovers";
     EXPECT_EQ(s.quarantined(), 0);
   }
+  void ExpectOldMemory(Store& s) { ExpectMemory(s, "old"); }
 
   fs::path dir_;
   testing::FaultFileSystem faults_;
@@ -137,16 +139,25 @@ TEST_F(StoreFaultsTest, AnUnknownTokenCountNeverReachesTheFreeSpaceCheckAsANegat
   EXPECT_EQ(s->BeginSave(Id("new"), -5).status().code(), ErrorCode::kIo) << "never below it";
 }
 
-// A crash point of a save: the first operation that does not happen, and
-// whether the new memory rules by then.
-struct CrashPoint {
+// Where a fault strikes: the first call of `op` on a path ending in `suffix`.
+struct Step {
   const char* name;
   Op op;
   const char* suffix;
+};
+
+template <typename Param>
+std::string StepName(const ::testing::TestParamInfo<Param>& p) {
+  return p.param.step.name;
+}
+
+// A crash point of a save, and whether the new memory rules by then.
+struct CrashPoint {
+  Step step;
   bool expect_new;
 };
 
-void PrintTo(const CrashPoint& p, std::ostream* os) { *os << p.name; }
+void PrintTo(const CrashPoint& p, std::ostream* os) { *os << p.step.name; }
 
 class StoreCrashTest : public StoreFaultsTest, public ::testing::WithParamInterface<CrashPoint> {};
 
@@ -154,41 +165,31 @@ TEST_P(StoreCrashTest, ACrashAtThisStepOfASaveLeavesTheOldOrTheNewMemoryAndNoLef
   {
     auto s = Open();
     ASSERT_TRUE(Save(*s, "a", "old").ok());
-    faults_.CrashAt(GetParam().op, GetParam().suffix);
+    faults_.CrashAt(GetParam().step.op, GetParam().step.suffix);
     EXPECT_EQ(Save(*s, "a", "newer").ok(), GetParam().expect_new);
     ASSERT_TRUE(faults_.crashed());
   }
-  auto s = Reopen();
-  if (GetParam().expect_new) {
-    EXPECT_EQ(Restored(*s, "a"), "newer");
-    EXPECT_EQ(s->Find(Id("a"))->tokens, 5);
-    EXPECT_EQ(FilesOf("a").size(), 2u) << "one state file, one metadata file, no leftovers";
-    EXPECT_EQ(s->quarantined(), 0);
-  } else {
-    ExpectOldMemory(*s);
-  }
+  ExpectMemory(*Reopen(), GetParam().expect_new ? "newer" : "old");
 }
 
 // Before the metadata rename the old memory rules; from it on, the new.
 INSTANTIATE_TEST_SUITE_P(
     EveryStep, StoreCrashTest,
-    ::testing::Values(CrashPoint{"BeforeTheStateTempIsSynced", Op::kSyncFile, ".kv.tmp", false},
-                      CrashPoint{"StateTempWritten", Op::kRename, ".kv.tmp", false},
-                      CrashPoint{"StateRenamed", Op::kWriteFile, ".meta.tmp", false},
-                      CrashPoint{"MetaTempWritten", Op::kRename, ".meta.tmp", false},
-                      CrashPoint{"MetaRenamedBeforeTheDirectorySync", Op::kSyncDir, "", true},
-                      CrashPoint{"MetaRenamed", Op::kRemove, ".kv", true}),
-    [](const ::testing::TestParamInfo<CrashPoint>& p) { return std::string(p.param.name); });
+    ::testing::Values(CrashPoint{{"BeforeTheStateTempIsSynced", Op::kSyncFile, ".kv.tmp"}, false},
+                      CrashPoint{{"StateTempWritten", Op::kRename, ".kv.tmp"}, false},
+                      CrashPoint{{"StateRenamed", Op::kWriteFile, ".meta.tmp"}, false},
+                      CrashPoint{{"MetaTempWritten", Op::kRename, ".meta.tmp"}, false},
+                      CrashPoint{{"MetaRenamedBeforeTheDirectorySync", Op::kSyncDir, ""}, true},
+                      CrashPoint{{"MetaRenamed", Op::kRemove, ".kv"}, true}),
+    StepName<CrashPoint>);
 
-// A step of a commit that fails: the errno it fails with.
+// A step of a commit that fails, and the errno it fails with.
 struct FailedStep {
-  const char* name;
-  Op op;
-  const char* suffix;
+  Step step;
   int error;
 };
 
-void PrintTo(const FailedStep& p, std::ostream* os) { *os << p.name; }
+void PrintTo(const FailedStep& p, std::ostream* os) { *os << p.step.name; }
 
 class StoreFailedStepTest : public StoreFaultsTest,
                             public ::testing::WithParamInterface<FailedStep> {};
@@ -196,7 +197,7 @@ class StoreFailedStepTest : public StoreFaultsTest,
 TEST_P(StoreFailedStepTest, ACommitThatFailsHereKeepsTheOldMemoryAndTheNextSaveGoesThrough) {
   auto s = Open();
   ASSERT_TRUE(Save(*s, "a", "old").ok());
-  faults_.FailOn(GetParam().op, GetParam().suffix, GetParam().error);
+  faults_.FailOn(GetParam().step.op, GetParam().step.suffix, GetParam().error);
   EXPECT_EQ(Save(*s, "a", "newer").code(), ErrorCode::kIo);
   ExpectOldMemory(*s);
   ExpectOldMemory(*Reopen());
@@ -206,13 +207,13 @@ TEST_P(StoreFailedStepTest, ACommitThatFailsHereKeepsTheOldMemoryAndTheNextSaveG
 
 INSTANTIATE_TEST_SUITE_P(
     EveryStep, StoreFailedStepTest,
-    ::testing::Values(FailedStep{"StateFsyncFails", Op::kSyncFile, ".kv.tmp", EIO},
-                      FailedStep{"StateChecksumReadFails", Op::kRead, ".kv.tmp", EIO},
-                      FailedStep{"StateRenameFails", Op::kRename, ".kv.tmp", EIO},
-                      FailedStep{"NoSpaceForTheMetadata", Op::kWriteFile, ".meta.tmp", ENOSPC},
-                      FailedStep{"MetadataFsyncFails", Op::kSyncFile, ".meta.tmp", EIO},
-                      FailedStep{"MetadataRenameFails", Op::kRename, ".meta.tmp", EIO}),
-    [](const ::testing::TestParamInfo<FailedStep>& p) { return std::string(p.param.name); });
+    ::testing::Values(FailedStep{{"StateFsyncFails", Op::kSyncFile, ".kv.tmp"}, EIO},
+                      FailedStep{{"StateChecksumReadFails", Op::kRead, ".kv.tmp"}, EIO},
+                      FailedStep{{"StateRenameFails", Op::kRename, ".kv.tmp"}, EIO},
+                      FailedStep{{"NoSpaceForTheMetadata", Op::kWriteFile, ".meta.tmp"}, ENOSPC},
+                      FailedStep{{"MetadataFsyncFails", Op::kSyncFile, ".meta.tmp"}, EIO},
+                      FailedStep{{"MetadataRenameFails", Op::kRename, ".meta.tmp"}, EIO}),
+    StepName<FailedStep>);
 
 // Deleting removes the metadata first: a crash leaves the memory whole or
 // gone, never a metadata file without its state.
