@@ -277,7 +277,7 @@ void StoreFiles::Quarantine(const std::string& hash, const std::string& state_fi
                             const std::string& reason, bool new_event) {
   std::string prefix;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     if (new_event) ++quarantined_;
     // Zero-padded: names sort oldest first.
     prefix = fmt::format("{:012d}-{:06d}.", now_(), ++quarantine_seq_ % 1000000);
@@ -314,17 +314,17 @@ void StoreFiles::PruneQuarantine() {
       usage.bytes -= f.size;
     }
   }
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   quarantine_usage_ = usage;
 }
 
 int StoreFiles::quarantined() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   return quarantined_;
 }
 
 QuarantineUsage StoreFiles::quarantine_usage() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   return quarantine_usage_;
 }
 

@@ -5,7 +5,7 @@
 namespace agentkv {
 
 void StoreIndex::Load(std::vector<StoredMemory> memories) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   std::uint64_t tokens = 0;
   for (StoredMemory& m : memories) {
     tokens += KnownTokens(m.info.tokens).value_or(0);
@@ -24,21 +24,21 @@ const StoredMemory* StoreIndex::FindLocked(const AgentId& agent) const {
 }
 
 std::optional<StoredMemory> StoreIndex::Lookup(const AgentId& agent) const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   const StoredMemory* m = FindLocked(agent);
   if (!m) return std::nullopt;
   return *m;
 }
 
 bool StoreIndex::Has(const AgentId& agent) const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   return FindLocked(agent) != nullptr;
 }
 
 std::vector<MemoryInfo> StoreIndex::List() const {
   std::vector<MemoryInfo> out;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     for (const auto& [agent, m] : memories_) out.push_back(m.info);
   }
   std::sort(out.begin(), out.end(),
@@ -47,29 +47,29 @@ std::vector<MemoryInfo> StoreIndex::List() const {
 }
 
 std::uint64_t StoreIndex::TotalBytes() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   return total_bytes_;
 }
 
 std::size_t StoreIndex::Count() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   return memories_.size();
 }
 
 double StoreIndex::BytesPerToken() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   return bytes_per_token_;
 }
 
 void StoreIndex::Touch(const AgentId& agent, std::int64_t now) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   auto it = memories_.find(agent);
   if (it != memories_.end()) it->second.info.last_used = now;
 }
 
 StoreIndex::SaveStart StoreIndex::BeginSave(const AgentId& agent) {
-  std::unique_lock<std::mutex> lock(mu_);
-  removed_.wait(lock, [&] { return !removing_.count(agent); });
+  MutexLock lock(mu_);
+  removed_.wait(lock, [&]() REQUIRES(mu_) { return !removing_.count(agent); });
   ++in_use_[agent];  // from here the budget spares it
   SaveStart start;
   start.bytes_per_token = bytes_per_token_;
@@ -82,7 +82,7 @@ StoreIndex::SaveStart StoreIndex::BeginSave(const AgentId& agent) {
 }
 
 std::optional<long long> StoreIndex::AbortSave(const AgentId& agent) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   ReleaseLocked(agent);
   auto it = saving_.find(agent);
   if (it == saving_.end()) return std::nullopt;
@@ -94,7 +94,7 @@ std::optional<long long> StoreIndex::AbortSave(const AgentId& agent) {
 void StoreIndex::CommitSave(StoredMemory memory) {
   const AgentId agent = memory.info.agent;
   const auto bytes = static_cast<std::uint64_t>(memory.info.bytes);
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   ReleaseLocked(agent);
   saving_.erase(agent);
   if (const StoredMemory* current = FindLocked(agent)) {
@@ -108,7 +108,7 @@ void StoreIndex::CommitSave(StoredMemory memory) {
 }
 
 std::optional<StoredMemory> StoreIndex::Hold(const AgentId& agent) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   const StoredMemory* m = FindLocked(agent);
   if (!m) return std::nullopt;
   ++in_use_[agent];
@@ -116,7 +116,7 @@ std::optional<StoredMemory> StoreIndex::Hold(const AgentId& agent) {
 }
 
 void StoreIndex::Release(const AgentId& agent) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   ReleaseLocked(agent);
 }
 
@@ -134,20 +134,20 @@ std::optional<StoredMemory> StoreIndex::EraseLocked(const AgentId& agent) {
 }
 
 std::optional<StoredMemory> StoreIndex::Take(const AgentId& agent) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   return EraseLocked(agent);
 }
 
 std::optional<StoredMemory> StoreIndex::StartRemoving(const AgentId& agent) {
-  std::unique_lock<std::mutex> lock(mu_);
-  removed_.wait(lock, [&] { return !removing_.count(agent); });
+  MutexLock lock(mu_);
+  removed_.wait(lock, [&]() REQUIRES(mu_) { return !removing_.count(agent); });
   removing_.insert(agent);
   return EraseLocked(agent);
 }
 
 void StoreIndex::DoneRemoving(const AgentId& agent) {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     removing_.erase(agent);
   }
   removed_.notify_all();
@@ -155,7 +155,7 @@ void StoreIndex::DoneRemoving(const AgentId& agent) {
 
 std::vector<StoredMemory> StoreIndex::ChooseBudgetVictims(const std::vector<AgentId>& keep) {
   if (budget_bytes_ == 0) return {};
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   std::vector<const StoredMemory*> order;
   for (const auto& [agent, m] : memories_) {
     if (!in_use_.count(agent)) order.push_back(&m);  // a save in flight is spared

@@ -10,7 +10,6 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <unordered_set>
@@ -18,6 +17,7 @@
 
 #include "agentkv/checksum.h"
 #include "agentkv/file_system.h"
+#include "agentkv/mutex.h"
 #include "agentkv/status.h"
 #include "agentkv/store_index.h"
 
@@ -107,10 +107,10 @@ class StoreFiles {
   const QuarantineBounds bounds_;
   const WallClock now_;
 
-  mutable std::mutex mu_;
-  int quarantined_ = 0;               // guarded by mu_
-  std::uint64_t quarantine_seq_ = 0;  // guarded by mu_
-  QuarantineUsage quarantine_usage_;  // guarded by mu_
+  mutable Mutex mu_;
+  int quarantined_ GUARDED_BY(mu_) = 0;
+  std::uint64_t quarantine_seq_ GUARDED_BY(mu_) = 0;
+  QuarantineUsage quarantine_usage_ GUARDED_BY(mu_);
 };
 
 }  // namespace agentkv

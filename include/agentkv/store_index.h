@@ -14,7 +14,6 @@
 
 #include <condition_variable>
 #include <cstdint>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <unordered_map>
@@ -22,6 +21,7 @@
 #include <vector>
 
 #include "agentkv/agent_id.h"
+#include "agentkv/mutex.h"
 #include "agentkv/token_count.h"
 
 namespace agentkv {
@@ -95,21 +95,21 @@ class StoreIndex {
   std::vector<StoredMemory> ChooseBudgetVictims(const std::vector<AgentId>& keep);
 
  private:
-  const StoredMemory* FindLocked(const AgentId& agent) const;
-  std::optional<StoredMemory> EraseLocked(const AgentId& agent);
-  void ReleaseLocked(const AgentId& agent);
+  const StoredMemory* FindLocked(const AgentId& agent) const REQUIRES(mu_);
+  std::optional<StoredMemory> EraseLocked(const AgentId& agent) REQUIRES(mu_);
+  void ReleaseLocked(const AgentId& agent) REQUIRES(mu_);
 
   const std::uint64_t budget_bytes_;  // 0: no budget
 
-  mutable std::mutex mu_;
-  std::unordered_map<AgentId, StoredMemory> memories_;  // guarded by mu_
-  std::uint64_t total_bytes_ = 0;                       // guarded by mu_
-  double bytes_per_token_ = 0;                          // guarded by mu_
-  std::unordered_map<AgentId, int> in_use_;             // guarded by mu_
-  // Guarded by mu_: the generation each save in flight writes.
-  std::unordered_map<AgentId, long long> saving_;
-  std::unordered_set<AgentId> removing_;  // guarded by mu_
-  std::condition_variable removed_;       // signals removing_ shrank
+  mutable Mutex mu_;
+  std::unordered_map<AgentId, StoredMemory> memories_ GUARDED_BY(mu_);
+  std::uint64_t total_bytes_ GUARDED_BY(mu_) = 0;
+  double bytes_per_token_ GUARDED_BY(mu_) = 0;
+  std::unordered_map<AgentId, int> in_use_ GUARDED_BY(mu_);
+  // The generation each save in flight writes.
+  std::unordered_map<AgentId, long long> saving_ GUARDED_BY(mu_);
+  std::unordered_set<AgentId> removing_ GUARDED_BY(mu_);
+  std::condition_variable_any removed_;  // signals removing_ shrank
 };
 
 }  // namespace agentkv
