@@ -1,7 +1,7 @@
 #pragma once
 // The file operations the memory store does, and nothing more: the seam
 // where tests inject I/O errors (EIO, ENOSPC, a failed fsync) and crashes
-// (tests/fault_file_system.h). RealFileSystem() is the POSIX one.
+// (tests/store/fault_file_system.h). RealFileSystem() is the POSIX one.
 //
 // Every call returns kIo on failure, with the operation, the path and the
 // system's reason in the message. None throws. Implementations are

@@ -1,7 +1,7 @@
 #pragma once
 // Errors as values. The core never throws; exceptions stop at the HTTP/JSON
 // boundary. Each error carries a code that the http front maps to a status
-// code in exactly one place (src/http_errors.cpp).
+// code in exactly one place (src/http/http_errors.cpp).
 
 #include <optional>
 #include <string>

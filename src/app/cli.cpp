@@ -1,0 +1,319 @@
+#include "app/cli.h"
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <cctype>
+#include <cstdlib>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+#include "app/paths.h"
+
+namespace agentkv {
+
+namespace {
+
+std::string EnvName(const std::string& long_name) {
+  std::string env = "AGENTKV_";
+  for (char c : long_name) env += c == '-' ? '_' : static_cast<char>(std::toupper(c));
+  return env;
+}
+
+// "--name=value" for each option whose AGENTKV_<NAME> is set and which the
+// command line does not give.
+std::vector<std::string> EnvironmentArgs(const CLI::App& serve,
+                                         const std::vector<std::string>& args) {
+  std::vector<std::string> out;
+  const auto end = std::find(args.begin(), args.end(), "--");
+  for (const CLI::Option* opt : serve.get_options()) {
+    if (opt->get_lnames().empty() || opt->get_lnames()[0] == "help") continue;
+    const std::string name = opt->get_lnames()[0];
+    const bool given = std::any_of(args.begin(), end, [&](const std::string& a) {
+      if (a == "--" + name || a.rfind("--" + name + "=", 0) == 0) return true;
+      for (const std::string& s : opt->get_snames()) {
+        if (a == "-" + s) return true;
+      }
+      return false;
+    });
+    // NOLINTNEXTLINE(concurrency-mt-unsafe): parsing runs before any thread starts
+    const char* value = std::getenv(EnvName(name).c_str());
+    if (given || !value || !*value) continue;
+    if (opt->get_expected_max() == 0) {  // a flag
+      const std::string v = value;
+      if (v == "1" || v == "true" || v == "yes" || v == "on") out.push_back("--" + name);
+    } else {
+      out.push_back("--" + name + "=" + value);
+    }
+  }
+  return out;
+}
+
+// CLI11 reads --config only before the subcommand, and before the
+// environment; users write it anywhere, or as AGENTKV_CONFIG.
+std::vector<std::string> ConfigFirst(std::vector<std::string> args) {
+  const auto end = std::find(args.begin(), args.end(), "--");
+  for (auto it = args.begin(); it != end; ++it) {
+    if (*it == "--config" && it + 1 != end) {
+      std::vector<std::string> moved(it, it + 2);
+      args.erase(it, it + 2);
+      args.insert(args.begin(), moved.begin(), moved.end());
+      break;
+    }
+    if (it->rfind("--config=", 0) == 0) {
+      std::string moved = *it;
+      args.erase(it);
+      args.insert(args.begin(), moved);
+      break;
+    }
+  }
+  const bool given = !args.empty() && args[0].rfind("--config", 0) == 0;
+  const char* env = std::getenv("AGENTKV_CONFIG");  // NOLINT(concurrency-mt-unsafe): idem
+  if (!given && env && *env) args.insert(args.begin(), std::string("--config=") + env);
+  return args;
+}
+
+std::vector<std::string> SplitKeys(const std::string& text, char sep) {
+  std::vector<std::string> keys;
+  std::istringstream in(text);
+  for (std::string key; std::getline(in, key, sep);) {
+    key.erase(0, key.find_first_not_of(" \t\r"));
+    key.erase(key.find_last_not_of(" \t\r") + 1);
+    if (!key.empty() && key[0] != '#') keys.push_back(key);
+  }
+  return keys;
+}
+
+Result<std::string> ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return Status::Error(ErrorCode::kInvalidArgument, "cannot read " + path);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+// Keys are never logged: errors name the file or variable, not the content.
+Status LoadKeys(const std::string& api_file, const std::string& admin_file,
+                const std::string& upstream_file, DaemonOptions& o) {
+  if (!api_file.empty()) {
+    Result<std::string> text = ReadFile(api_file);
+    if (!text.ok()) return text.status();
+    o.proxy.auth.api_keys = SplitKeys(text.value(), '\n');
+    if (o.proxy.auth.api_keys.empty()) {
+      return Status::Error(ErrorCode::kInvalidArgument, api_file + " holds no key");
+    }
+  } else if (const char* env = std::getenv("AGENTKV_API_KEYS")) {  // NOLINT(concurrency-mt-unsafe)
+    o.proxy.auth.api_keys = SplitKeys(env, ',');
+  }
+  auto single = [](const std::string& file, const char* env, std::string* key) {
+    if (!file.empty()) {
+      Result<std::string> text = ReadFile(file);
+      if (!text.ok()) return text.status();
+      std::vector<std::string> keys = SplitKeys(text.value(), '\n');
+      if (keys.size() != 1) {
+        return Status::Error(ErrorCode::kInvalidArgument, file + " must hold exactly one key");
+      }
+      *key = keys[0];
+    } else if (const char* v = env ? std::getenv(env) : nullptr) {  // NOLINT(concurrency-mt-unsafe)
+      *key = v;
+    }
+    return Status::Ok();
+  };
+  if (Status s = single(admin_file, "AGENTKV_ADMIN_KEY", &o.proxy.auth.admin_key); !s.ok())
+    return s;
+  return single(upstream_file, nullptr, &o.upstream.api_key);
+}
+
+}  // namespace
+
+int ParseCommandLine(int argc, const char* const* argv, CliSettings* out) {
+  CLI::App app{"agentkv: durable per-agent KV memory for llama-server", "agentkv"};
+  app.require_subcommand(1);
+  CLI::App* serve = app.add_subcommand(
+      "serve", "Serve an OpenAI-compatible API that keeps each agent's KV cache");
+
+  DaemonOptions& o = out->daemon;
+  o.memory_dir = DefaultMemoryDir();
+  std::string upstream;
+  LlamaProcessOptions launch;
+  launch.binary = DefaultLlamaServer();
+  long long upstream_timeout_s = o.upstream.read_timeout.count();
+  long long queue_timeout_ms = o.queue.max_wait.count();
+  std::string& log_level = out->log_level;
+
+  serve->add_option("--host", o.proxy.host, "Address to listen on")->capture_default_str();
+  serve->add_option("--port", o.proxy.port, "Port to listen on (0: any)")->capture_default_str();
+  serve->add_option("--upstream", upstream,
+                    "URL of a running llama-server to front (it must use "
+                    "--slot-save-path = --memory-dir); default: start one");
+  serve->add_option("--model,-m", launch.model,
+                    "GGUF model for the llama-server agentkv starts (default: the demo "
+                    "model written by scripts/setup.sh)");
+  serve->add_option("--llama-server", launch.binary, "llama-server binary to start")
+      ->capture_default_str();
+  serve->add_option("--slots", launch.slots, "Slots (llama-server -np) when starting it")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 256));
+  serve
+      ->add_option("--kv-ram-budget", o.kv_ram_budget,
+                   "Bytes of RAM for the slots' KV: the slot count (or, with --slots, the "
+                   "context per slot) follows from the model's measured cost")
+      ->check(CLI::NonNegativeNumber);
+  serve
+      ->add_option("--ctx-per-slot", o.ctx_per_slot,
+                   "With --kv-ram-budget: each slot's context; as many slots as fit")
+      ->check(CLI::NonNegativeNumber);
+  serve->add_option("--memory-dir", o.memory_dir, "Directory of saved agent KV files")
+      ->capture_default_str();
+  serve->add_option("--max-body-bytes", o.proxy.max_body_bytes, "Largest request body")
+      ->capture_default_str();
+  serve
+      ->add_option("--max-queue", o.queue.max_waiting,
+                   "Requests that may wait for a slot; more get 503")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  serve->add_option("--queue-timeout-ms", queue_timeout_ms, "Longest wait for a slot before 503")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  serve
+      ->add_option("--upstream-timeout", upstream_timeout_s,
+                   "Seconds to wait for llama-server to answer")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  std::string save_policy = "turn-end";
+  serve
+      ->add_option("--save-policy", save_policy,
+                   "When resident agents are saved: turn-end (after every turn, off the "
+                   "request path) or eviction (only when their slot is needed)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"turn-end", "eviction"}));
+  serve
+      ->add_option("--disk-budget-bytes", o.store.budget_bytes,
+                   "Most bytes of saved memory; least recently used agents' files go "
+                   "first (0: no budget)")
+      ->capture_default_str();
+  serve
+      ->add_option("--min-free-bytes", o.store.min_free_bytes,
+                   "Skip a save that would leave less free disk than this")
+      ->capture_default_str();
+  serve->add_option("--max-pins", o.max_pins, "Agents that may be pinned at once (< slots)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  long long upstream_wait_s = o.upstream_wait.count();
+  serve
+      ->add_option("--upstream-wait", upstream_wait_s,
+                   "Seconds a request waits for a llama-server that is down, then 503")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  serve
+      ->add_option("--max-restarts", o.max_restarts,
+                   "Restarts of a crashed llama-server in a row before giving up")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  long long drain_s = o.drain_timeout.count();
+  serve
+      ->add_option("--drain-timeout", drain_s,
+                   "Seconds requests in flight may take to finish on SIGTERM")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  long long stop_s = o.stop_timeout.count();
+  serve
+      ->add_option("--stop-timeout", stop_s,
+                   "Seconds a stop may take in all (drain, saves, llama-server); keep it "
+                   "below the service manager's own limit")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  serve
+      ->add_option("--quarantine-max-files", o.store.quarantine_max_files,
+                   "Files kept in the memory directory's quarantine/, oldest deleted first")
+      ->capture_default_str();
+  serve
+      ->add_option("--quarantine-max-bytes", o.store.quarantine_max_bytes,
+                   "Bytes kept in quarantine/, oldest deleted first")
+      ->capture_default_str();
+  serve
+      ->add_option("--cache-type-k", o.kv.cache_type_k,
+                   "With --upstream: the K cache type llama-server runs with (part of "
+                   "every file's fingerprint)")
+      ->capture_default_str();
+  serve
+      ->add_option("--cache-type-v", o.kv.cache_type_v,
+                   "With --upstream: the V cache type llama-server runs with")
+      ->capture_default_str();
+  serve->add_flag("--swa-full", o.kv.swa_full,
+                  "With --upstream: llama-server runs with --swa-full");
+  serve->add_option("--llama-log", launch.log_file,
+                    "File for the started llama-server's output (default: stderr)");
+  serve->add_option("--log-level", log_level, "trace, debug, info, warn, error")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));
+  serve
+      ->add_option("--log-format", out->log_format,
+                   "text, or json (one object a line, for journald)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"text", "json"}));
+  std::string api_key_file, admin_key_file, upstream_key_file;
+  serve
+      ->add_option("--api-key-file", api_key_file,
+                   "File of API keys, one a line: clients must send one as a Bearer token "
+                   "(also AGENTKV_API_KEYS, comma-separated)")
+      ->check(CLI::ExistingFile);
+  serve
+      ->add_option("--admin-key-file", admin_key_file,
+                   "File holding the key for /admin/ (also AGENTKV_ADMIN_KEY)")
+      ->check(CLI::ExistingFile);
+  serve
+      ->add_option("--upstream-key-file", upstream_key_file,
+                   "File holding llama-server's own --api-key, if it has one")
+      ->check(CLI::ExistingFile);
+  serve->add_flag("--metrics-need-key", o.proxy.auth.metrics_need_key,
+                  "Require an API key for /metrics");
+  serve->add_flag("--health-needs-key", o.proxy.auth.health_needs_key,
+                  "Require an API key for /healthz and /readyz");
+  serve->add_option("llama_args", launch.extra_args,
+                    "Arguments after -- go to the llama-server agentkv starts");
+  serve->footer(
+      "Every option can also be set as AGENTKV_<NAME> (AGENTKV_PORT for --port) or in a TOML\n"
+      "file given with --config (AGENTKV_CONFIG), keys under [serve]; flags win over the\n"
+      "environment, which wins over the file. See configs/agentkv.toml.\n\n"
+      "Example: agentkv serve --model m.gguf --slots 4 -- --ctx-size 16384 --threads 8");
+
+  app.set_config("--config", "", "TOML config file: the long option names as keys under [serve]");
+
+  // Flags > environment > file: CLI11 applies a config file before the
+  // environment, so environment values are passed as if they were flags,
+  // for the options the real flags leave unset.
+  std::vector<std::string> args = ConfigFirst({argv + 1, argv + argc});
+  std::vector<std::string> env_args = EnvironmentArgs(*serve, args);
+  const auto sep = std::find(args.begin(), args.end(), "--");
+  args.insert(sep, env_args.begin(), env_args.end());
+  std::reverse(args.begin(), args.end());  // CLI11 takes them last first
+  try {
+    app.parse(args);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+
+  Status keys = LoadKeys(api_key_file, admin_key_file, upstream_key_file, o);
+  if (!keys.ok()) {
+    std::cerr << keys.message() << "\n";
+    return 2;
+  }
+  o.upstream.read_timeout = std::chrono::seconds(upstream_timeout_s);
+  o.queue.max_wait = std::chrono::milliseconds(queue_timeout_ms);
+  o.drain_timeout = std::chrono::seconds(drain_s);
+  o.stop_timeout = std::chrono::seconds(stop_s);
+  o.upstream_wait = std::chrono::seconds(upstream_wait_s);
+  o.save_policy = save_policy == "eviction" ? SavePolicy::kEviction : SavePolicy::kTurnEnd;
+  if (upstream.empty()) {
+    if (launch.model.empty()) launch.model = DefaultModel();
+    o.launch = launch;
+  } else {
+    o.upstream.base_url = upstream;
+    if (o.kv_ram_budget > 0) {
+      std::cerr << "--kv-ram-budget sizes a llama-server agentkv starts: not with --upstream\n";
+      return 2;
+    }
+  }
+  return -1;
+}
+
+}  // namespace agentkv

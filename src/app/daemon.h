@@ -1,0 +1,105 @@
+#pragma once
+// Everything `agentkv serve` runs, wired together: the upstream client, its
+// supervisor (health watch, and optionally a llama-server child), the store,
+// the slot pool, the placer and the http front. Start() returns once the
+// front listens; Stop() may be called from any thread.
+
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <thread>
+
+#include "core/placer.h"
+#include "http/proxy_server.h"
+#include "upstream/llama_process.h"
+#include "upstream/upstream_supervisor.h"
+
+namespace agentkv {
+
+// KV settings llama-server does not report, part of every file's fingerprint.
+// Read from the arguments when agentkv starts llama-server.
+struct KvSettings {
+  std::string cache_type_k = "f16";
+  std::string cache_type_v = "f16";
+  bool swa_full = false;
+  static KvSettings FromArgs(const std::vector<std::string>& llama_args);
+};
+
+struct DaemonOptions {
+  ProxyOptions proxy;
+  UpstreamOptions upstream;  // base_url is ignored when `launch` is set
+  QueueLimits queue;
+  std::filesystem::path memory_dir;
+  StoreOptions store;
+  SavePolicy save_policy = SavePolicy::kTurnEnd;
+  int max_pins = 1;
+  KvSettings kv;  // when fronting an external llama-server
+  // Start llama-server as a child (its memory_dir is set from ours).
+  std::optional<LlamaProcessOptions> launch;
+  // How long to wait for an external upstream's /health.
+  std::chrono::seconds upstream_ready_timeout{60};
+  // How often to check llama-server's health (to notice restarts).
+  std::chrono::milliseconds health_interval{1000};
+  // On Stop(): how long requests in flight may take to finish.
+  std::chrono::seconds drain_timeout{30};
+  // On Stop(): how long the whole stop may take (drain, saves, llama-server);
+  // below systemd's TimeoutStopSec (90 s in our unit).
+  std::chrono::seconds stop_timeout{60};
+  // While llama-server is down, how long a request waits for it (then 503).
+  std::chrono::seconds upstream_wait{60};
+  // A llama-server we started that dies is restarted, with a backoff, at
+  // most this many times in a row without a healthy minute in between.
+  int max_restarts = 5;
+  // With `launch`: RAM for the slots' KV (0: none). With ctx_per_slot > 0
+  // the slot count follows from it, else the context of launch->slots slots
+  // (see PlanSlots); the model's cost is measured by a short llama-server
+  // run at start.
+  std::uint64_t kv_ram_budget = 0;
+  long long ctx_per_slot = 0;
+};
+
+class Daemon {
+ public:
+  // Returns kInvalidArgument/kIo/kUpstream* with a message a user can act on.
+  static Result<std::unique_ptr<Daemon>> Start(DaemonOptions options);
+  ~Daemon();
+
+  int port() const { return port_; }
+  int slot_count() const { return pool_->slot_count(); }
+  const std::string& upstream_url() const { return upstream_->base_url(); }
+  SlotPool& pool() { return *pool_; }
+  Placer& placer() { return *placer_; }
+  Store& store() { return *store_; }
+  Metrics& metrics() { return metrics_; }
+  // The llama-server agentkv started, or -1.
+  pid_t llama_pid() const { return supervisor_->child_pid(); }
+  GaugeSnapshot Gauges() const;
+  // Graceful stop within stop_timeout: refuse new requests, let those in
+  // flight finish within drain_timeout (then cancel them), save dirty
+  // resident agents least recently used first, stop llama-server if ours.
+  // Returns how many dirty agents were left unsaved. Idempotent.
+  int Stop();
+
+ private:
+  Daemon() = default;
+  // Starts llama-server (ours if `llama` is set) and waits for its health.
+  Status StartSupervisor(const DaemonOptions& o, std::unique_ptr<LlamaProcess> llama);
+
+  DaemonOptions options_;
+  std::unique_ptr<Upstream> upstream_;
+  std::unique_ptr<UpstreamSupervisor> supervisor_;
+  std::unique_ptr<Store> store_;
+  std::unique_ptr<SlotPool> pool_;
+  Metrics metrics_;
+  std::unique_ptr<Placer> placer_;
+  std::unique_ptr<AdminApi> admin_;
+  std::unique_ptr<ProxyServer> server_;
+  std::thread serve_thread_;
+  std::atomic<bool> serve_returned_{false};
+  std::atomic<bool> stopped_{false};
+  int port_ = 0;
+};
+
+}  // namespace agentkv

@@ -1,0 +1,88 @@
+// agentkv: durable per-agent KV memory in front of llama-server.
+#include <signal.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <csignal>
+#include <ctime>
+#include <iostream>
+#include <thread>
+
+#include "app/cli.h"
+#include "app/daemon.h"
+#include "app/logging.h"
+
+namespace {
+
+// Blocks until one of `set` arrives. Signals are blocked in every thread
+// (the mask is inherited), so only this sigwait sees them.
+int WaitForSignal(const sigset_t& set) {
+  int sig = 0;
+  sigwait(&set, &sig);
+  return sig;
+}
+
+// As WaitForSignal, but returns 0 once `timeout` has passed.
+int WaitForSignal(const sigset_t& set, std::chrono::seconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (true) {
+    const auto left = deadline - std::chrono::steady_clock::now();
+    if (left <= std::chrono::steady_clock::duration::zero()) return 0;
+    const auto s = std::chrono::duration_cast<std::chrono::seconds>(left);
+    const timespec ts{static_cast<time_t>(s.count()),
+                      static_cast<long>(std::chrono::nanoseconds(left - s).count())};
+    const int sig = sigtimedwait(&set, nullptr, &ts);
+    if (sig > 0) return sig;
+    if (errno != EINTR && errno != EAGAIN) return 0;
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace agentkv;
+  CliSettings cli;
+  if (int code = ParseCommandLine(argc, argv, &cli); code >= 0) return code;
+  ConfigureLogging(cli.log_level, cli.log_format);
+  const DaemonOptions& o = cli.daemon;
+
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGUSR1);  // the stop below has finished
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  std::signal(SIGPIPE, SIG_IGN);
+
+  Result<std::unique_ptr<Daemon>> daemon = Daemon::Start(o);
+  if (!daemon.ok()) {
+    spdlog::error("{}", daemon.status().message());
+    return 1;
+  }
+  int sig = 0;
+  while ((sig = WaitForSignal(signals)) == SIGUSR1) {
+  }
+  spdlog::info("received signal {}, shutting down within {} s (again to exit at once)", sig,
+               o.stop_timeout.count());
+  int unsaved = 0;
+  std::thread stopper([&] {
+    unsaved = daemon.value()->Stop();
+    ::kill(::getpid(), SIGUSR1);
+  });
+  // The stop bounds each step; this bounds what no step could (a handler
+  // stuck in a call that started before the stop).
+  const int next = WaitForSignal(signals, o.stop_timeout + std::chrono::seconds(5));
+  if (next == 0) {
+    spdlog::error("the stop took longer than --stop-timeout: exiting now");
+    std::_Exit(1);  // llama-server follows: it dies with its parent
+  }
+  if (next != SIGUSR1) {
+    spdlog::warn("second signal: exiting without waiting for requests in flight");
+    std::_Exit(130);
+  }
+  stopper.join();
+  spdlog::info("stopped{}", unsaved > 0 ? " with unsaved agents" : "");
+  return unsaved > 0 ? 1 : 0;
+}

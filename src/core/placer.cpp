@@ -1,0 +1,345 @@
+#include "core/placer.h"
+
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+
+namespace agentkv {
+
+namespace {
+// A restore or resident slot this large that reuses nothing was not trusted.
+constexpr long long kMinTokensToJudge = 16;
+}  // namespace
+
+Lease& Lease::operator=(Lease&& other) noexcept {
+  if (this != &other) {
+    Release(TurnEnd{});
+    pool_ = std::exchange(other.pool_, nullptr);
+    slot_ = other.slot_;
+    tenant_ = std::move(other.tenant_);
+    placement_ = other.placement_;
+    restored_tokens_ = other.restored_tokens_;
+  }
+  return *this;
+}
+
+void Lease::Release(const TurnEnd& end) {
+  if (pool_) std::exchange(pool_, nullptr)->Release(slot_, end);
+}
+
+Placer::Placer(SlotPool& pool, SlotActions& upstream, Store& store, SavePolicy policy,
+               Metrics& metrics, ReuseChecks checks)
+    : pool_(pool),
+      upstream_(upstream),
+      store_(store),
+      policy_(policy),
+      metrics_(metrics),
+      checks_(checks) {
+  saver_ = std::thread([this] { SaverLoop(); });
+}
+
+Placer::~Placer() { Stop(); }
+
+void Placer::Stop() {
+  {
+    MutexLock lock(mu_);
+    stopping_ = true;
+  }
+  saves_changed_.notify_all();
+  forks_changed_.notify_all();
+  if (saver_.joinable()) saver_.join();
+}
+
+PlacerStats Placer::stats() const {
+  return PlacerStats{metrics_.restores,  metrics_.saves,     metrics_.save_failures,
+                     metrics_.evictions, metrics_.fallbacks, metrics_.resets};
+}
+
+Result<Lease> Placer::Place(const Tenant& tenant) {
+  Result<Plan> plan = pool_.Acquire(tenant);
+  if (!plan.ok()) return plan.status();
+  // Most recent first, so that the budget a save below may enforce spares
+  // the file about to be restored.
+  if (tenant) store_.Touch(*tenant);
+  Status erase_error;
+  const SwitchOutcome outcome = Run(plan.value(), &erase_error);
+  Result<Placement> placed = pool_.CompleteSwitch(plan.value(), outcome);
+  if (!placed.ok()) return erase_error.ok() ? placed.status() : erase_error;
+  return Lease(&pool_, plan->slot, tenant, placed.value(), outcome.restored_tokens);
+}
+
+// Writes the KV of the job's slot to a new generation of its agent's file.
+SaveResult Placer::SaveSlot(const SaveJob& job) {
+  const AgentId& agent = job.agent;
+  const auto started = std::chrono::steady_clock::now();
+  Result<std::string> temp = store_.BeginSave(agent, job.tokens);
+  Result<SlotActionResult> r = temp.ok() ? upstream_.SaveSlot(job.slot, temp.value())
+                                         : Result<SlotActionResult>(temp.status());
+  Status s = r.ok() ? Status::Ok() : r.status();
+  const bool empty = s.ok() && r->n_tokens == 0;
+  if (empty) s = Status::Error(ErrorCode::kUpstreamError, "llama-server's slot was empty");
+  // Never replace a memory with an empty one: the older file stays.
+  if (temp.ok() && !s.ok()) store_.AbortSave(agent);
+  if (s.ok()) s = store_.CommitSave(agent, r->n_tokens, job.prompt_key);  // aborts itself
+  if (!s.ok()) {
+    ++metrics_.save_failures;
+    spdlog::warn("could not save agent {} from slot {}: {}", agent.ForLog(), job.slot.value,
+                 s.message());
+    return empty ? SaveResult::kEmpty : SaveResult::kFailed;
+  }
+  ++metrics_.saves;
+  {
+    MutexLock lock(mu_);
+    refusals_.erase(agent);  // refusals count for one file, in a row
+  }
+  metrics_.save_seconds.Observe(
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+  spdlog::debug("saved agent {} from slot {}: {} tokens, {} bytes, {:.1f} ms", agent.ForLog(),
+                job.slot.value, r->n_tokens, r->n_bytes, r->ms);
+  for (const AgentId& gone : store_.EnforceBudget({agent})) {
+    spdlog::info("agent {} lost its saved memory to the disk budget", gone.ForLog());
+  }
+  return SaveResult::kSaved;
+}
+
+SwitchOutcome Placer::Run(const Plan& plan, Status* erase_error) {
+  SwitchOutcome out;
+  if (plan.evicted) ++metrics_.evictions;
+  if (plan.save_evicted) {
+    const SaveResult saved =
+        SaveSlot(SaveJob{plan.slot, *plan.evicted, plan.evicted_tokens, plan.evicted_prompt_key});
+    out.saved = saved == SaveResult::kSaved;
+    if (saved == SaveResult::kEmpty && plan.evicted_tokens.value_or(0) >= kMinTokensToJudge) {
+      // This slot is refilled below: only the others are forgotten.
+      ResetSlots("a save found slot " + std::to_string(plan.slot.value) + " empty", plan.slot);
+    }
+  }
+  if (plan.restore) Restore(plan, &out);
+  if (plan.erase || (plan.restore && !out.restored)) {
+    Status s = upstream_.EraseSlot(plan.slot);
+    out.erased = s.ok();
+    if (!s.ok()) spdlog::error("could not erase slot {}: {}", plan.slot.value, s.message());
+    *erase_error = s;
+  }
+  return out;
+}
+
+void Placer::Restore(const Plan& plan, SwitchOutcome* out) {
+  const AgentId& agent = *plan.tenant;
+  Result<RestoreFile> file = store_.PrepareRestore(agent);
+  const auto started = std::chrono::steady_clock::now();
+  Result<SlotActionResult> r = file.ok() ? upstream_.RestoreSlot(plan.slot, file->name)
+                                         : Result<SlotActionResult>(file.status());
+  out->restored = r.ok();
+  if (out->restored) {
+    out->restored_tokens = r->n_tokens;
+    out->restored_prompt_key = file->prompt_key;
+    ++metrics_.restores;
+    metrics_.restore_seconds.Observe(
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+    spdlog::debug("restored agent {} into slot {}: {} tokens, {:.1f} ms", agent.ForLog(),
+                  plan.slot.value, r->n_tokens, r->ms);
+    MutexLock lock(mu_);
+    refusals_.erase(agent);
+    return;
+  }
+  ++metrics_.fallbacks;
+  spdlog::warn("agent {}: no restore, prefilling instead: {}", agent.ForLog(),
+               r.status().message());
+  // Down, timed out or dropped: says nothing of the file. A refusal may be
+  // passing (no room in the KV cache); one repeated is the file's.
+  if (!file.ok() || r.status().code() != ErrorCode::kUpstreamError) return;
+  int refusals;
+  {
+    MutexLock lock(mu_);
+    refusals = ++refusals_[agent];
+    if (refusals >= kMaxRefusals) refusals_.erase(agent);
+  }
+  if (refusals >= kMaxRefusals) {
+    store_.Quarantine(agent, "llama-server refused it " + std::to_string(refusals) +
+                                 " times in a row: " + r.status().message());
+  }
+}
+
+void Placer::Finish(Lease& lease, std::optional<long long> cache_n, long long prompt_n,
+                    const TurnEnd& end) {
+  if (cache_n) metrics_.tokens_reused += *cache_n;
+  metrics_.tokens_prefilled += prompt_n;
+  const SlotView before = pool_.View(lease.slot());
+  // Evidence the slot's KV was gone: it held at least kMinTokensToJudge
+  // tokens of a request with the same leading content, and none was reused.
+  // A client cannot produce it: a different prompt has a different key.
+  const bool kv_was_gone = lease.tenant() && end.kv_changed && cache_n && *cache_n == 0 &&
+                           before.prompt_key != 0 && before.prompt_key == end.prompt_key &&
+                           before.tokens.value_or(0) >= kMinTokensToJudge;
+  // A restore that no request has used yet (a warm-up, a refused request)
+  // is judged as a restore on the request that first uses it.
+  const bool restored = lease.placement() == Placement::kRestored || before.restored_unused;
+  bool reset = false;
+  if (kv_was_gone && restored && checks_.after_restore) {
+    // Upstream bugs have made restores report success and reuse nothing.
+    ++metrics_.fallbacks;
+    store_.Quarantine(*lease.tenant(), "restored " + std::to_string(*before.tokens) +
+                                           " tokens but the request reused none");
+  } else if (kv_was_gone && !restored && checks_.resident) {
+    reset = true;
+  }
+  const SlotId slot = lease.slot();
+  const bool agent = lease.tenant().has_value();
+  const std::string who = agent ? lease.tenant()->ForLog() : "";
+  lease.Release(end);
+  // This slot's KV was just computed anew: only the others are forgotten.
+  if (reset) ResetSlots("agent " + who + "'s resident KV was gone", slot);
+  if (agent && end.kv_changed) ScheduleSave(slot);
+}
+
+void Placer::ScheduleSave(SlotId slot) {
+  if (policy_ != SavePolicy::kTurnEnd) return;
+  {
+    MutexLock lock(mu_);
+    save_queue_.push_back(slot);
+  }
+  saves_changed_.notify_all();
+}
+
+void Placer::SaverLoop() {
+  MutexLock lock(mu_);
+  while (true) {
+    saves_changed_.wait(lock, [&]() REQUIRES(mu_) { return stopping_ || !save_queue_.empty(); });
+    if (stopping_) return;
+    const SlotId slot = save_queue_.front();
+    save_queue_.pop_front();
+    saving_ = true;
+    lock.unlock();
+    SaveIdle(slot);
+    lock.lock();
+    saving_ = false;
+    saves_changed_.notify_all();
+  }
+}
+
+void Placer::DrainSaves() {
+  MutexLock lock(mu_);
+  saves_changed_.wait(
+      lock, [&]() REQUIRES(mu_) { return stopping_ || (save_queue_.empty() && !saving_); });
+}
+
+SaveResult Placer::RunSave(const SaveJob& job, bool judge_empty) {
+  const SaveResult result = SaveSlot(job);
+  pool_.EndSave(job.slot, result);
+  // Only KV agentkv knew to be there is evidence: a count that is unknown
+  // (a request cut short) or small may really be an empty slot.
+  if (judge_empty && result == SaveResult::kEmpty && job.tokens.value_or(0) >= kMinTokensToJudge) {
+    ResetSlots("a save found slot " + std::to_string(job.slot.value) + " empty");
+  }
+  return result;
+}
+
+bool Placer::SaveIdle(SlotId slot) {
+  std::optional<SaveJob> job = pool_.TryBeginSave(slot);
+  if (!job) return true;  // busy again, or clean: nothing to do
+  return RunSave(*job, true) == SaveResult::kSaved;
+}
+
+int Placer::SaveAllDirty(std::chrono::steady_clock::time_point deadline) {
+  int unsaved = 0;
+  for (SlotId slot : pool_.DirtySlots()) {
+    if (std::chrono::steady_clock::now() >= deadline) {
+      ++unsaved;
+      continue;
+    }
+    // An empty slot loses nothing: there was no KV to save.
+    std::optional<SaveJob> job = pool_.TryBeginSave(slot);
+    if (job && RunSave(*job, false) == SaveResult::kFailed) ++unsaved;
+  }
+  return unsaved;
+}
+
+// Holds `agent` (its requests wait), erases its slot if resident, runs
+// `then` and releases it: nothing of the agent can be restored meanwhile.
+Status Placer::Dropping(const AgentId& agent, bool* had_memory,
+                        const std::function<Status()>& then) {
+  Result<std::optional<SlotId>> slot = pool_.BeginDrop(agent);
+  if (!slot.ok()) return slot.status();
+  bool erased = false;
+  if (slot.value()) {
+    Status s = upstream_.EraseSlot(*slot.value());
+    erased = s.ok();
+    if (!s.ok()) spdlog::warn("dropping {}: slot not erased: {}", agent.ForLog(), s.message());
+  }
+  *had_memory = store_.Remove(agent) || slot.value().has_value();
+  Status s = then ? then() : Status::Ok();
+  pool_.EndDrop(agent, slot.value(), erased);
+  return s;
+}
+
+Status Placer::Forget(const AgentId& agent) {
+  bool known = false;
+  Status s = Dropping(agent, &known, nullptr);
+  pool_.Unpin(agent);
+  {
+    MutexLock lock(mu_);
+    refusals_.erase(agent);
+  }
+  if (!s.ok()) return s;
+  if (!known) return Status::Error(ErrorCode::kNotFound, "agentkv has no memory of " + agent.str());
+  spdlog::info("forgot agent {}", agent.ForLog());
+  return Status::Ok();
+}
+
+Status Placer::Fork(const AgentId& parent, const AgentId& child) {
+  {
+    MutexLock lock(mu_);
+    const bool free = forks_changed_.wait_for(lock, std::chrono::minutes(2), [&]() REQUIRES(mu_) {
+      return stopping_ || (!forking_.count(parent) && !forking_.count(child));
+    });
+    if (!free || stopping_) return Status::Error(ErrorCode::kBusy, "another fork holds them");
+    forking_.insert(parent);
+    forking_.insert(child);
+  }
+  struct Done {
+    Placer* placer;
+    const AgentId& parent;
+    const AgentId& child;
+    ~Done() {
+      {
+        MutexLock lock(placer->mu_);
+        placer->forking_.erase(parent);
+        placer->forking_.erase(child);
+      }
+      placer->forks_changed_.notify_all();
+    }
+  } done{this, parent, child};
+  // Held: no request, save or eviction of the parent until the copy is done.
+  Result<std::optional<SaveJob>> held = pool_.BeginHold(parent);
+  if (!held.ok()) return held.status();
+  Status s;
+  if (held.value() && RunSave(*held.value(), false) != SaveResult::kSaved) {
+    s = Status::Error(ErrorCode::kIo, "could not save " + parent.str() + " before forking");
+  } else if (s = store_.CheckFork(parent); s.ok()) {  // before the child loses anything
+    bool replaced = false;
+    s = Dropping(child, &replaced, [&] { return store_.Fork(parent, child); });
+  }
+  pool_.EndHold(parent);
+  // A parent file that failed its check is gone: its slot is the memory now.
+  if (!store_.HasMemory(parent)) {
+    if (std::optional<SlotId> slot = pool_.MarkDirty(parent)) ScheduleSave(*slot);
+  }
+  return s;
+}
+
+void Placer::ResetSlots(const std::string& why, std::optional<SlotId> spare) {
+  spdlog::warn("llama-server lost its slots ({}): agents will be restored from disk", why);
+  ++metrics_.resets;
+  // A slot that turns idle and dirty while the others are saved is saved
+  // too before anything is forgotten (a few rounds at most: each round's
+  // saves are quick, and requests keep ending).
+  for (int round = 0; round < 3; ++round) {
+    const int unsaved = SaveAllDirty();
+    if (unsaved > 0) spdlog::warn("{} agents' latest turns could not be saved", unsaved);
+    if (pool_.ResetAllIfSaved(spare)) return;
+  }
+  pool_.ResetAll(spare);
+}
+
+}  // namespace agentkv

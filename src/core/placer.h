@@ -1,0 +1,165 @@
+#pragma once
+// Gets a tenant's KV into a slot and agents' KV onto disk. Asks the SlotPool
+// for a plan, runs its upstream steps (save the evicted agent, check and
+// restore the arriving agent's file, or erase) without holding any lock, and
+// reports the outcome back. Also runs turn-end saves on a background thread,
+// and the memory operations of the lifecycle API. Thread-safe.
+
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <optional>
+#include <thread>
+#include <unordered_map>
+#include <unordered_set>
+#include <utility>
+
+#include "agentkv/mutex.h"
+#include "agentkv/slot_actions.h"
+#include "core/metrics.h"
+#include "core/slot_pool.h"
+#include "store/store.h"
+
+namespace agentkv {
+
+// When resident agents' KV is written to disk.
+enum class SavePolicy {
+  kTurnEnd,   // after every turn, off the request path: evictions only restore
+  kEviction,  // only when the slot is needed: fewer writes, less durable
+};
+
+// One request's hold on a slot; released when destroyed. Move-only.
+class Lease {
+ public:
+  Lease(SlotPool* pool, SlotId slot, Tenant tenant, Placement placement, long long restored_tokens)
+      : pool_(pool),
+        slot_(slot),
+        tenant_(std::move(tenant)),
+        placement_(placement),
+        restored_tokens_(restored_tokens) {}
+  Lease(Lease&& other) noexcept { *this = std::move(other); }
+  Lease& operator=(Lease&& other) noexcept;
+  Lease(const Lease&) = delete;
+  Lease& operator=(const Lease&) = delete;
+  // Not finished: the KV may have changed, by how much is unknown.
+  ~Lease() { Release(TurnEnd{}); }
+
+  void Release(const TurnEnd& end);
+  SlotId slot() const { return slot_; }
+  const Tenant& tenant() const { return tenant_; }
+  Placement placement() const { return placement_; }
+  long long restored_tokens() const { return restored_tokens_; }
+
+ private:
+  SlotPool* pool_ = nullptr;
+  SlotId slot_;
+  Tenant tenant_;
+  Placement placement_ = Placement::kCold;
+  long long restored_tokens_ = 0;
+};
+
+// When a request that reuses none of a slot holding its prompt's start is
+// evidence that the slot's KV was lost. Not for recurrent and hybrid models,
+// whose state cannot be cut back (llama-server recomputes everything for a
+// prompt that diverges anywhere from it), nor after a restore for sliding-
+// window models, whose slot file keeps only the window of those layers.
+struct ReuseChecks {
+  bool after_restore = true;  // else: a restore is never judged by its reuse
+  bool resident = true;       // else: a resident slot is never judged so
+};
+
+// A copy of the placement counters (see Metrics).
+struct PlacerStats {
+  long long restores = 0, saves = 0, save_failures = 0, evictions = 0;
+  long long fallbacks = 0;  // restores not done or not trusted: normal prefill
+  long long resets = 0;     // times llama-server was found to have lost the slots
+};
+
+class Placer {
+ public:
+  Placer(SlotPool& pool, SlotActions& upstream, Store& store, SavePolicy policy, Metrics& metrics,
+         ReuseChecks checks = {});
+  ~Placer();
+
+  // Blocks until `tenant` holds a slot with its KV in place (restored, or
+  // erased for a cold start). Returns kBusy past the queue bounds, and
+  // kUpstream* if llama-server left the slot in a state the tenant must not
+  // use. A failed or untrusted restore is not an error: the request falls
+  // back to a normal prefill. Only a file proven bad is quarantined: a
+  // restore that failed in transport, timed out or was refused leaves it in
+  // place (a file refused kMaxRefusals times in a row is quarantined).
+  Result<Lease> Place(const Tenant& tenant);
+
+  // The response on `lease` is complete: `cache_n` and `prompt_n` are what
+  // llama-server reported reusing and computing (nullopt/0 if unknown), `end`
+  // what the request left in the slot. A slot that held KV for the same
+  // prompt key and reused none of it is evidence: a restored file is
+  // quarantined, a resident slot means llama-server lost its slots.
+  // Releases the lease and schedules the save.
+  void Finish(Lease& lease, std::optional<long long> cache_n, long long prompt_n,
+              const TurnEnd& end);
+
+  // Saves the agent idle in `slot` if its KV is newer than its file.
+  // Returns false if a save was needed and failed (an empty slot counts as
+  // failed: nothing was saved). A save that finds a slot empty whose KV
+  // agentkv knew to be there concludes llama-server lost its slots.
+  bool SaveIdle(SlotId slot);
+  // Saves every dirty idle agent, least recently used first, until
+  // `deadline` (graceful shutdown). Returns how many were left unsaved (a
+  // slot found empty held nothing to save and is not counted).
+  int SaveAllDirty(std::chrono::steady_clock::time_point deadline =
+                       std::chrono::steady_clock::time_point::max());
+
+  // Lifecycle: erases the agent's slot if resident and deletes its files.
+  // Returns kNotFound if agentkv knew nothing of it.
+  Status Forget(const AgentId& agent);
+  // Gives `child` a copy of `parent`'s memory (saving the parent first).
+  Status Fork(const AgentId& parent, const AgentId& child);
+
+  // llama-server lost every slot's KV (it restarted): saves the dirty idle
+  // agents first wherever llama-server still answers (a slot found empty
+  // keeps its agent's older file), then forgets what every slot but `spare`
+  // (one whose KV was computed since) holds.
+  void ResetSlots(const std::string& why, std::optional<SlotId> spare = std::nullopt);
+
+  // Restores llama-server refused of a file in a row before it is quarantined.
+  static constexpr int kMaxRefusals = 3;
+
+  PlacerStats stats() const;
+  // Blocks until no turn-end save is queued or running (tests, shutdown).
+  void DrainSaves();
+  void Stop();
+
+ private:
+  SwitchOutcome Run(const Plan& plan, Status* erase_error);
+  void Restore(const Plan& plan, SwitchOutcome* out);
+  Status Dropping(const AgentId& agent, bool* had_memory, const std::function<Status()>& then);
+  SaveResult SaveSlot(const SaveJob& job);
+  // Runs `job` (its slot is Saving) and ends it; judges an empty slot if asked.
+  SaveResult RunSave(const SaveJob& job, bool judge_empty);
+  // Queues a save of `slot` under the turn-end policy.
+  void ScheduleSave(SlotId slot);
+  void SaverLoop();
+
+  SlotPool& pool_;
+  SlotActions& upstream_;
+  Store& store_;
+  const SavePolicy policy_;
+  Metrics& metrics_;
+  const ReuseChecks checks_;
+
+  mutable Mutex mu_;
+  std::condition_variable_any saves_changed_;
+  std::deque<SlotId> save_queue_ GUARDED_BY(mu_);
+  bool saving_ GUARDED_BY(mu_) = false;
+  bool stopping_ GUARDED_BY(mu_) = false;
+  std::unordered_map<AgentId, int> refusals_ GUARDED_BY(mu_);  // restores refused in a row
+  // Agents a fork is copying from or into. A fork waits on forks_changed_
+  // until neither of its agents is in another fork, so that two forks
+  // crossing (a into b, b into a) never hold one agent each.
+  std::unordered_set<AgentId> forking_ GUARDED_BY(mu_);
+  std::condition_variable_any forks_changed_;
+  std::thread saver_;
+};
+
+}  // namespace agentkv

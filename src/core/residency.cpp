@@ -1,0 +1,259 @@
+#include "core/residency.h"
+
+#include <algorithm>
+
+namespace agentkv {
+
+const char* PlacementName(Placement p) {
+  switch (p) {
+    case Placement::kResident:
+      return "resident";
+    case Placement::kRestored:
+      return "restored";
+    case Placement::kCold:
+      return "cold";
+    case Placement::kStateless:
+      return "stateless";
+  }
+  return "unknown";
+}
+
+Residency::Residency(int n_slots, HasMemoryFn has_memory, int max_pins)
+    : slots_(static_cast<size_t>(n_slots)),
+      has_memory_(std::move(has_memory)),
+      max_pins_(std::clamp(max_pins, 0, std::max(0, n_slots - 1))) {
+  for (Slot& s : slots_) s.view.stale = true;
+}
+
+bool Residency::InFlight(const AgentId& agent) const {
+  if (held_.count(agent)) return true;
+  for (const Slot& s : slots_) {
+    const SlotPhase p = s.view.phase;
+    const bool active =
+        p == SlotPhase::kBusy || p == SlotPhase::kSwitching || p == SlotPhase::kSaving;
+    if (active && (s.view.owner == agent || s.evicting == agent)) return true;
+  }
+  return false;
+}
+
+// A free slot first (an empty one before a stale one), else the least
+// recently used idle slot whose agent is not pinned. If that slot is being
+// saved, nothing: waiting for the save keeps the order strictly LRU.
+std::optional<int> Residency::ChooseSlot() const {
+  std::optional<int> free, lru;
+  for (int i = 0; i < slot_count(); ++i) {
+    const SlotView& v = slots_[static_cast<size_t>(i)].view;
+    if (v.phase == SlotPhase::kFree) {
+      const bool better = !free || (!v.stale && slots_[static_cast<size_t>(*free)].view.stale);
+      if (better) free = i;
+      continue;
+    }
+    const bool candidate = (v.phase == SlotPhase::kIdle || v.phase == SlotPhase::kSaving) &&
+                           !Pinned(*v.owner) && !held_.count(*v.owner);
+    if (candidate && (!lru || v.last_used < slots_[static_cast<size_t>(*lru)].view.last_used)) {
+      lru = i;
+    }
+  }
+  if (free) return free;
+  if (lru && slots_[static_cast<size_t>(*lru)].view.phase == SlotPhase::kIdle) return lru;
+  return std::nullopt;
+}
+
+std::optional<Plan> Residency::TryAcquire(const Tenant& tenant) {
+  if (tenant) {
+    if (InFlight(*tenant)) return std::nullopt;
+    if (std::optional<SlotId> own = SlotOf(*tenant)) {
+      At(*own).view.phase = SlotPhase::kSwitching;
+      Plan plan;
+      plan.slot = *own;
+      plan.tenant = tenant;
+      plan.resident = true;
+      return plan;
+    }
+  }
+  std::optional<int> chosen = ChooseSlot();
+  if (!chosen) return std::nullopt;
+  Slot& slot = slots_[static_cast<size_t>(*chosen)];
+
+  Plan plan;
+  plan.slot = SlotId{*chosen};
+  plan.tenant = tenant;
+  bool holds_foreign_kv = slot.view.stale;
+  if (slot.view.phase == SlotPhase::kIdle) {
+    plan.evicted = slot.view.owner;
+    plan.save_evicted = slot.view.dirty;
+    plan.evicted_tokens = slot.view.tokens;
+    plan.evicted_prompt_key = slot.view.prompt_key;
+    slot.evicting = slot.view.owner;
+    holds_foreign_kv = true;
+  }
+  plan.restore = tenant && has_memory_(*tenant);
+  plan.erase = !plan.restore && holds_foreign_kv;
+
+  slot.view.phase = SlotPhase::kSwitching;
+  slot.view.owner = tenant;
+  slot.view.dirty = false;
+  slot.view.stale = false;
+  slot.view.tokens = 0;
+  slot.view.prompt_key = 0;
+  slot.view.restored_unused = false;
+  return plan;
+}
+
+Result<Placement> Residency::CompleteSwitch(const Plan& plan, const SwitchOutcome& outcome) {
+  Slot& slot = At(plan.slot);
+  slot.evicting.reset();
+  const bool must_erase = plan.erase || (plan.restore && !outcome.restored);
+  if (must_erase && !outcome.erased) {
+    slot.view = SlotView{};
+    slot.view.stale = true;
+    return Status::Error(ErrorCode::kUpstreamError,
+                         "could not clear llama-server slot " + std::to_string(plan.slot.value));
+  }
+  slot.view.phase = SlotPhase::kBusy;
+  if (plan.restore && outcome.restored) {
+    slot.view.tokens = outcome.restored_tokens;
+    slot.view.prompt_key = outcome.restored_prompt_key;
+    slot.view.restored_unused = true;
+  }
+  if (!plan.tenant) return Placement::kStateless;
+  if (plan.resident) return Placement::kResident;
+  return plan.restore && outcome.restored ? Placement::kRestored : Placement::kCold;
+}
+
+void Residency::Release(SlotId slot_id, TimePoint now, const TurnEnd& end) {
+  SlotView& v = At(slot_id).view;
+  v.last_used = now;
+  if (v.owner && !v.lost) {
+    v.phase = SlotPhase::kIdle;
+    if (end.kv_changed) {
+      v.dirty = true;
+      v.tokens = end.kv_tokens;
+      v.prompt_key = end.prompt_key;
+      v.restored_unused = false;
+    }
+  } else {
+    v = SlotView{};
+    v.stale = true;
+    v.last_used = now;
+  }
+}
+
+std::optional<SaveJob> Residency::TryBeginSave(SlotId slot_id) {
+  SlotView& v = At(slot_id).view;
+  if (v.phase != SlotPhase::kIdle || !v.dirty || held_.count(*v.owner)) return std::nullopt;
+  v.phase = SlotPhase::kSaving;
+  return SaveJob{slot_id, *v.owner, v.tokens, v.prompt_key};
+}
+
+void Residency::EndSave(SlotId slot_id, SaveResult result) {
+  SlotView& v = At(slot_id).view;
+  if (v.lost || result == SaveResult::kEmpty) {
+    const TimePoint used = v.last_used;
+    v = SlotView{};
+    v.stale = true;
+    v.last_used = used;
+    return;
+  }
+  v.phase = SlotPhase::kIdle;
+  v.dirty = result != SaveResult::kSaved;
+}
+
+std::optional<SlotId> Residency::MarkDirty(const AgentId& agent) {
+  std::optional<SlotId> slot = SlotOf(agent);
+  if (!slot || At(*slot).view.phase != SlotPhase::kIdle) return std::nullopt;
+  At(*slot).view.dirty = true;
+  return slot;
+}
+
+std::vector<SlotId> Residency::DirtySlots() const {
+  std::vector<SlotId> out;
+  for (int i = 0; i < slot_count(); ++i) {
+    const SlotView& v = slots_[static_cast<size_t>(i)].view;
+    if (v.phase == SlotPhase::kIdle && v.dirty) out.push_back(SlotId{i});
+  }
+  std::stable_sort(out.begin(), out.end(), [&](SlotId a, SlotId b) {
+    return slots_[static_cast<size_t>(a.value)].view.last_used <
+           slots_[static_cast<size_t>(b.value)].view.last_used;
+  });
+  return out;
+}
+
+void Residency::ResetAll(std::optional<SlotId> spare) {
+  for (Slot& s : slots_) {
+    if (spare && &s == &At(*spare)) continue;
+    if (s.view.phase == SlotPhase::kFree || s.view.phase == SlotPhase::kIdle) {
+      const TimePoint used = s.view.last_used;
+      s.view = SlotView{};
+      s.view.stale = true;
+      s.view.last_used = used;
+    } else {
+      s.view.lost = true;
+    }
+  }
+}
+
+bool Residency::ResetAllIfSaved(std::optional<SlotId> spare) {
+  for (int i = 0; i < slot_count(); ++i) {
+    const SlotView& v = slots_[static_cast<size_t>(i)].view;
+    if (v.phase == SlotPhase::kIdle && v.dirty && (!spare || spare->value != i)) return false;
+  }
+  ResetAll(spare);
+  return true;
+}
+
+std::optional<SlotId> Residency::TryBeginDrop(const AgentId& agent, bool* wait) {
+  *wait = InFlight(agent);
+  if (*wait) return std::nullopt;
+  held_.insert(agent);
+  std::optional<SlotId> slot = SlotOf(agent);
+  if (slot) At(*slot).view.phase = SlotPhase::kSwitching;
+  return slot;
+}
+
+void Residency::EndDrop(const AgentId& agent, std::optional<SlotId> slot_id, bool erased) {
+  held_.erase(agent);
+  if (!slot_id) return;
+  SlotView& v = At(*slot_id).view;
+  const TimePoint used = v.last_used;
+  v = SlotView{};
+  v.stale = !erased;
+  v.last_used = used;
+}
+
+std::optional<std::optional<SaveJob>> Residency::TryBeginHold(const AgentId& agent, bool* wait) {
+  *wait = InFlight(agent);
+  if (*wait) return std::nullopt;
+  std::optional<SaveJob> job;
+  if (std::optional<SlotId> slot = SlotOf(agent)) job = TryBeginSave(*slot);
+  held_.insert(agent);
+  return job;
+}
+
+void Residency::EndHold(const AgentId& agent) { held_.erase(agent); }
+
+Status Residency::Pin(const AgentId& agent) {
+  if (pinned_.count(agent)) return Status::Ok();
+  if (static_cast<int>(pinned_.size()) >= max_pins_) {
+    return Status::Error(ErrorCode::kConflict,
+                         "at most " + std::to_string(max_pins_) + " agents may be pinned at once");
+  }
+  pinned_.insert(agent);
+  return Status::Ok();
+}
+
+void Residency::Unpin(const AgentId& agent) { pinned_.erase(agent); }
+
+bool Residency::Pinned(const AgentId& agent) const { return pinned_.count(agent) > 0; }
+
+SlotView Residency::View(SlotId slot) const { return slots_[static_cast<size_t>(slot.value)].view; }
+
+std::optional<SlotId> Residency::SlotOf(const AgentId& agent) const {
+  for (int i = 0; i < slot_count(); ++i) {
+    const SlotView& v = slots_[static_cast<size_t>(i)].view;
+    if (v.phase != SlotPhase::kFree && v.owner == agent) return SlotId{i};
+  }
+  return std::nullopt;
+}
+
+}  // namespace agentkv

@@ -1,0 +1,168 @@
+#include "core/slot_pool.h"
+
+#include <string>
+#include <utility>
+
+namespace agentkv {
+
+SlotPool::SlotPool(int n_slots, QueueLimits limits, Residency::HasMemoryFn has_memory, int max_pins,
+                   NowFn now)
+    : n_slots_(n_slots),
+      limits_(limits),
+      now_(std::move(now)),
+      residency_(n_slots, std::move(has_memory), max_pins) {}
+
+template <typename F>
+auto SlotPool::Changing(F f) {
+  struct Notify {
+    std::condition_variable_any& cv;
+    ~Notify() { cv.notify_all(); }
+  } notify{changed_};
+  MutexLock lock(mu_);
+  struct DispatchOnExit {  // runs after f, still under the lock
+    SlotPool* pool;
+    ~DispatchOnExit() { pool->DispatchLocked(); }
+  } dispatch{this};
+  return f();
+}
+
+void SlotPool::DispatchLocked() {
+  if (shut_down_) return;
+  for (auto it = queue_.begin(); it != queue_.end();) {
+    if (std::optional<Plan> plan = residency_.TryAcquire(*(*it)->tenant)) {
+      (*it)->plan = std::move(plan);
+      it = queue_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+Result<Plan> SlotPool::Acquire(const Tenant& tenant) {
+  const Status shutting_down = Status::Error(ErrorCode::kBusy, "agentkv is shutting down");
+  MutexLock lock(mu_);
+  if (shut_down_) return shutting_down;
+  // Every change that frees a slot ends with DispatchLocked(), so no waiter can
+  // proceed right now: a newcomer that can takes nothing a waiter could use.
+  if (std::optional<Plan> plan = residency_.TryAcquire(tenant)) return *plan;
+  if (static_cast<int>(queue_.size()) >= limits_.max_waiting) {
+    return Status::Error(ErrorCode::kBusy, "all " + std::to_string(n_slots_) +
+                                               " slots are busy and the wait queue is full");
+  }
+  Waiter me{&tenant, std::nullopt};
+  queue_.push_back(&me);
+  struct Dequeue {  // on every way out, under the lock (declared after it)
+    std::list<Waiter*>& queue;
+    Waiter* waiter;
+    ~Dequeue() { queue.remove(waiter); }
+  } dequeue{queue_, &me};
+  changed_.wait_for(lock, limits_.max_wait, [&]() REQUIRES(mu_) { return me.plan || shut_down_; });
+  if (me.plan) return *me.plan;
+  if (shut_down_) return shutting_down;
+  return Status::Error(ErrorCode::kBusy, "no slot became free within " +
+                                             std::to_string(limits_.max_wait.count()) + " ms");
+}
+
+Result<std::optional<SlotId>> SlotPool::BeginDrop(const AgentId& agent) {
+  MutexLock lock(mu_);
+  std::optional<SlotId> slot;
+  bool wait = true;
+  changed_.wait_for(lock, limits_.max_wait, [&]() REQUIRES(mu_) {
+    if (shut_down_) return true;
+    slot = residency_.TryBeginDrop(agent, &wait);
+    return !wait;
+  });
+  if (wait) return Status::Error(ErrorCode::kBusy, "agent " + agent.str() + " stayed busy");
+  return slot;
+}
+
+Result<std::optional<SaveJob>> SlotPool::BeginHold(const AgentId& agent) {
+  MutexLock lock(mu_);
+  std::optional<std::optional<SaveJob>> held;
+  bool wait = true;
+  changed_.wait_for(lock, limits_.max_wait, [&]() REQUIRES(mu_) {
+    if (shut_down_) return true;
+    held = residency_.TryBeginHold(agent, &wait);
+    return !wait;
+  });
+  if (wait) return Status::Error(ErrorCode::kBusy, "agent " + agent.str() + " stayed busy");
+  return *held;
+}
+
+std::optional<SlotId> SlotPool::MarkDirty(const AgentId& agent) {
+  MutexLock lock(mu_);
+  return residency_.MarkDirty(agent);
+}
+
+void SlotPool::EndHold(const AgentId& agent) {
+  Changing([&]() REQUIRES(mu_) { residency_.EndHold(agent); });
+}
+
+Result<Placement> SlotPool::CompleteSwitch(const Plan& plan, const SwitchOutcome& outcome) {
+  return Changing([&]() REQUIRES(mu_) { return residency_.CompleteSwitch(plan, outcome); });
+}
+
+void SlotPool::Release(SlotId slot, const TurnEnd& end) {
+  Changing([&]() REQUIRES(mu_) { residency_.Release(slot, now_(), end); });
+}
+
+std::optional<SaveJob> SlotPool::TryBeginSave(SlotId slot) {
+  MutexLock lock(mu_);
+  return residency_.TryBeginSave(slot);
+}
+
+void SlotPool::EndSave(SlotId slot, SaveResult result) {
+  Changing([&]() REQUIRES(mu_) { residency_.EndSave(slot, result); });
+}
+
+void SlotPool::ResetAll(std::optional<SlotId> spare) {
+  Changing([&]() REQUIRES(mu_) { residency_.ResetAll(spare); });
+}
+
+bool SlotPool::ResetAllIfSaved(std::optional<SlotId> spare) {
+  return Changing([&]() REQUIRES(mu_) { return residency_.ResetAllIfSaved(spare); });
+}
+
+void SlotPool::EndDrop(const AgentId& agent, std::optional<SlotId> slot, bool erased) {
+  Changing([&]() REQUIRES(mu_) { residency_.EndDrop(agent, slot, erased); });
+}
+
+void SlotPool::Shutdown() {
+  Changing([&]() REQUIRES(mu_) { shut_down_ = true; });
+}
+
+Status SlotPool::Pin(const AgentId& agent) {
+  MutexLock lock(mu_);
+  return residency_.Pin(agent);
+}
+
+void SlotPool::Unpin(const AgentId& agent) {
+  Changing([&]() REQUIRES(mu_) { residency_.Unpin(agent); });
+}
+
+bool SlotPool::Pinned(const AgentId& agent) const {
+  MutexLock lock(mu_);
+  return residency_.Pinned(agent);
+}
+
+int SlotPool::waiting() const {
+  MutexLock lock(mu_);
+  return static_cast<int>(queue_.size());
+}
+
+std::vector<SlotId> SlotPool::DirtySlots() const {
+  MutexLock lock(mu_);
+  return residency_.DirtySlots();
+}
+
+SlotView SlotPool::View(SlotId slot) const {
+  MutexLock lock(mu_);
+  return residency_.View(slot);
+}
+
+std::optional<SlotId> SlotPool::SlotOf(const AgentId& agent) const {
+  MutexLock lock(mu_);
+  return residency_.SlotOf(agent);
+}
+
+}  // namespace agentkv

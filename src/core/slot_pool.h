@@ -1,0 +1,94 @@
+#pragma once
+// Thread-safe front of Residency: blocks a request until its tenant may
+// proceed, within bounds (queue length and wait time). Waiting requests are
+// served first come, first served as slots free up; a waiter whose own agent
+// is still busy does not hold up those behind it, and a newcomer proceeds at
+// once only with a slot that no waiter can use.
+// Never held across network I/O: callers run the returned Plan upstream
+// without the lock. Safe for concurrent use from any number of threads.
+
+#include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <list>
+#include <vector>
+
+#include "agentkv/mutex.h"
+#include "core/residency.h"
+
+namespace agentkv {
+
+struct QueueLimits {
+  int max_waiting = 64;                        // requests waiting for a slot
+  std::chrono::milliseconds max_wait{120000};  // per request
+};
+
+class SlotPool {
+ public:
+  using NowFn = std::function<TimePoint()>;
+
+  // See Residency for `has_memory` and `max_pins`.
+  SlotPool(int n_slots, QueueLimits limits, Residency::HasMemoryFn has_memory, int max_pins = 0,
+           NowFn now = &Clock::now);
+
+  // Blocks until `tenant` may proceed and returns its plan. Returns kBusy if
+  // the wait queue is full, the wait exceeds limits.max_wait, or the pool is
+  // shutting down.
+  Result<Plan> Acquire(const Tenant& tenant);
+
+  // See Residency. Each wakes waiters.
+  Result<Placement> CompleteSwitch(const Plan& plan, const SwitchOutcome& outcome);
+  void Release(SlotId slot, const TurnEnd& end);
+  std::optional<SaveJob> TryBeginSave(SlotId slot);
+  void EndSave(SlotId slot, SaveResult result);
+  void ResetAll(std::optional<SlotId> spare = std::nullopt);
+  bool ResetAllIfSaved(std::optional<SlotId> spare = std::nullopt);
+  void EndDrop(const AgentId& agent, std::optional<SlotId> slot, bool erased);
+
+  // Blocks (within limits) until `agent` has nothing in flight, then holds
+  // it until EndDrop and returns its slot if it is resident. kBusy on
+  // timeout or shutdown.
+  Result<std::optional<SlotId>> BeginDrop(const AgentId& agent);
+  // Blocks (within limits) until `agent` has nothing in flight, then holds
+  // it until EndHold; see Residency::TryBeginHold. kBusy on timeout or
+  // shutdown.
+  Result<std::optional<SaveJob>> BeginHold(const AgentId& agent);
+  void EndHold(const AgentId& agent);
+  std::optional<SlotId> MarkDirty(const AgentId& agent);
+
+  // Fails every waiting and future Acquire with kBusy. Irreversible.
+  void Shutdown();
+
+  Status Pin(const AgentId& agent);
+  void Unpin(const AgentId& agent);
+  bool Pinned(const AgentId& agent) const;
+
+  int slot_count() const { return n_slots_; }
+  int waiting() const;
+  std::vector<SlotId> DirtySlots() const;
+  SlotView View(SlotId slot) const;
+  std::optional<SlotId> SlotOf(const AgentId& agent) const;
+
+ private:
+  struct Waiter {
+    const Tenant* tenant;
+    std::optional<Plan> plan;  // set by DispatchLocked
+  };
+
+  // Runs `f` under the lock, hands out what it freed, then wakes waiters.
+  template <typename F>
+  auto Changing(F f);
+  // Gives plans to queued waiters in arrival order.
+  void DispatchLocked() REQUIRES(mu_);
+
+  const int n_slots_;
+  const QueueLimits limits_;
+  const NowFn now_;
+  mutable Mutex mu_;
+  std::condition_variable_any changed_;
+  Residency residency_ GUARDED_BY(mu_);
+  std::list<Waiter*> queue_ GUARDED_BY(mu_);  // arrival order
+  bool shut_down_ GUARDED_BY(mu_) = false;
+};
+
+}  // namespace agentkv

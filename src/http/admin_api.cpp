@@ -1,0 +1,147 @@
+#include "http/admin_api.h"
+
+#include <nlohmann/json.hpp>
+#include <set>
+
+namespace agentkv {
+
+using nlohmann::json;
+
+namespace {
+
+Status NotFound(const std::string& what) { return Status::Error(ErrorCode::kNotFound, what); }
+
+}  // namespace
+
+json AdminApi::Describe(const AgentId& agent) const {
+  json j = {{"id", agent.str()}, {"resident", false}, {"pinned", pool_.Pinned(agent)}};
+  if (std::optional<SlotId> slot = pool_.SlotOf(agent)) {
+    const SlotView v = pool_.View(*slot);
+    j["resident"] = true;
+    j["slot"] = slot->value;
+    j["resident_tokens"] = v.tokens ? json(*v.tokens) : json(nullptr);
+    j["dirty"] = v.dirty;
+  }
+  if (std::optional<MemoryInfo> m = store_.Find(agent)) {
+    j["saved"] = {{"tokens", m->tokens ? json(*m->tokens) : json(nullptr)},
+                  {"bytes", m->bytes},
+                  {"created", m->created},
+                  {"updated", m->updated},
+                  {"last_used", m->last_used}};
+  } else {
+    j["saved"] = nullptr;
+  }
+  return j;
+}
+
+Result<json> AdminApi::Handle(AdminAction action, const std::optional<AgentId>& agent,
+                              const std::string& body) {
+  switch (action) {
+    case AdminAction::kStats:
+      return Stats();
+    case AdminAction::kListAgents:
+      return ListAgents();
+    case AdminAction::kNone:
+      break;
+    default:
+      if (!agent) break;  // the route table gives every other action an id
+      return HandleAgent(action, *agent, body);
+  }
+  return Status::Error(ErrorCode::kInternal, "admin action without its route");
+}
+
+json AdminApi::Stats() const {
+  const PlacerStats s = placer_.stats();
+  return json{{"restores", s.restores},
+              {"saves", s.saves},
+              {"save_failures", s.save_failures},
+              {"evictions", s.evictions},
+              {"fallbacks", s.fallbacks},
+              {"resets", s.resets},
+              {"quarantined", store_.quarantined()},
+              {"quarantine_files", store_.quarantine_usage().files},
+              {"quarantine_bytes", store_.quarantine_usage().bytes},
+              {"bytes_on_disk", store_.TotalBytes()},
+              {"agents_on_disk", store_.AgentCount()},
+              {"persistence", serving_.persist},
+              {"stateless_because", serving_.why_stateless},
+              {"model",
+               {{"arch", serving_.model.arch},
+                {"sliding_window", serving_.model.sliding_window},
+                {"swa_full", serving_.swa_full},
+                {"swa_full_added_by_agentkv", serving_.swa_full_added},
+                {"recurrent", serving_.model.recurrent},
+                {"experts", serving_.model.expert_count},
+                {"bytes_per_1k_tokens_on_disk", store_.bytes_per_1k_tokens()},
+                {"kv_bytes_per_1k_tokens_in_ram",
+                 static_cast<long long>(serving_.kv_bytes_per_token * 1000)},
+                {"kv_bytes_per_slot_in_ram", static_cast<long long>(serving_.kv_bytes_per_slot)}}}};
+}
+
+json AdminApi::ListAgents() const {
+  std::set<AgentId> agents;
+  for (const MemoryInfo& m : store_.List()) agents.insert(m.agent);
+  for (int i = 0; i < pool_.slot_count(); ++i) {
+    const SlotView v = pool_.View(SlotId{i});
+    if (v.owner && v.phase != SlotPhase::kFree) agents.insert(*v.owner);
+  }
+  json list = json::array();
+  for (const AgentId& a : agents) list.push_back(Describe(a));
+  return json{{"agents", list}};
+}
+
+bool AdminApi::Known(const AgentId& agent) const {
+  return pool_.SlotOf(agent) || store_.HasMemory(agent);
+}
+
+Result<json> AdminApi::HandleAgent(AdminAction action, const AgentId& id, const std::string& body) {
+  switch (action) {
+    case AdminAction::kGetAgent:
+      if (!Known(id)) return NotFound("no agent " + id.str());
+      return Describe(id);
+    case AdminAction::kDelete: {
+      if (Status s = placer_.Forget(id); !s.ok()) return s;
+      return json{{"id", id.str()}, {"deleted", true}};
+    }
+    case AdminAction::kWarm:
+      return Warm(id);
+    case AdminAction::kFork:
+      return Fork(id, body);
+    case AdminAction::kPin:
+      if (!Known(id)) return NotFound("no agent " + id.str() + " to pin");
+      if (Status s = pool_.Pin(id); !s.ok()) return s;
+      return Describe(id);
+    case AdminAction::kUnpin:
+      pool_.Unpin(id);
+      return Describe(id);
+    default:
+      return Status::Error(ErrorCode::kInternal, "not an action on one agent");
+  }
+}
+
+Result<json> AdminApi::Warm(const AgentId& id) {
+  if (!Known(id)) return NotFound("no memory of agent " + id.str());
+  Result<Lease> lease = placer_.Place(id);
+  if (!lease.ok()) return lease.status();
+  const Placement placement = lease->placement();
+  lease->Release(TurnEnd::Unchanged());  // nothing ran: the KV is what was placed
+  json j = Describe(id);
+  j["placement"] = PlacementName(placement);
+  return j;
+}
+
+Result<json> AdminApi::Fork(const AgentId& id, const std::string& body) {
+  const json b = json::parse(body, nullptr, false);
+  if (!b.is_object() || !b.contains("into") || !b["into"].is_string()) {
+    return Status::Error(ErrorCode::kInvalidArgument, "fork needs a body {\"into\": \"<id>\"}");
+  }
+  Result<AgentId> child = AgentId::Parse(b["into"].get<std::string>());
+  if (!child.ok()) return child.status();
+  if (child.value() == id) {
+    return Status::Error(ErrorCode::kInvalidArgument, "an agent cannot fork into itself");
+  }
+  if (Status s = placer_.Fork(id, child.value()); !s.ok()) return s;
+  return Describe(child.value());
+}
+
+}  // namespace agentkv

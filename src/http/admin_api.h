@@ -1,0 +1,55 @@
+#pragma once
+// The lifecycle API on agents' memory, independent of HTTP: the route
+// table (routes.cpp) names the action, the http front validates the agent id
+// and maps errors to status codes.
+//
+//   GET    /admin/agents               list (resident or not, tokens, bytes, last used)
+//   GET    /admin/agents/{id}          one agent
+//   DELETE /admin/agents/{id}          slot erased, files removed: the memory is gone
+//   POST   /admin/agents/{id}/warm     restore it now, ahead of its next request
+//   POST   /admin/agents/{id}/fork     body {"into": "<new id>"}: the new agent
+//                                      starts from a copy of this one's memory
+//   POST   /admin/agents/{id}/pin      never evicted while pinned (bounded count)
+//   DELETE /admin/agents/{id}/pin
+//   GET    /admin/stats                counters, and how the model is served
+// Thread-safe.
+
+#include <nlohmann/json_fwd.hpp>
+#include <optional>
+#include <string>
+
+#include "app/serving_mode.h"
+#include "core/placer.h"
+#include "http/routes.h"
+
+namespace agentkv {
+
+class AdminApi {
+ public:
+  AdminApi(SlotPool& pool, Placer& placer, Store& store, ServingMode serving = {})
+      : pool_(pool), placer_(placer), store_(store), serving_(std::move(serving)) {}
+
+  // `agent` is the route's {id}, required by every action but kStats and
+  // kListAgents. Returns the JSON answer, or kNotFound, kInvalidArgument,
+  // kConflict, kBusy... May block on the agent's requests in flight.
+  Result<nlohmann::json> Handle(AdminAction action, const std::optional<AgentId>& agent,
+                                const std::string& body);
+
+ private:
+  nlohmann::json Stats() const;
+  nlohmann::json ListAgents() const;
+  Result<nlohmann::json> HandleAgent(AdminAction action, const AgentId& id,
+                                     const std::string& body);
+  Result<nlohmann::json> Warm(const AgentId& id);
+  Result<nlohmann::json> Fork(const AgentId& id, const std::string& body);
+  nlohmann::json Describe(const AgentId& agent) const;
+  // Resident or saved.
+  bool Known(const AgentId& agent) const;
+
+  SlotPool& pool_;
+  Placer& placer_;
+  Store& store_;
+  const ServingMode serving_;
+};
+
+}  // namespace agentkv

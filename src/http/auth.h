@@ -1,0 +1,24 @@
+#pragma once
+// Who may use which route, given the configured keys. Pure functions,
+// thread-safe; keys are compared in constant time and never put in a message.
+
+#include <string>
+#include <vector>
+
+#include "agentkv/status.h"
+#include "http/routes.h"
+
+namespace agentkv {
+
+struct AuthPolicy {
+  std::vector<std::string> api_keys;  // empty: no authentication
+  std::string admin_key;              // empty: /admin/ open only without api_keys
+  bool metrics_need_key = false;
+  bool health_needs_key = false;
+};
+
+// `authorization` is the request's Authorization header ("Bearer <key>").
+// Returns OK, kUnauthorized (no or wrong key) or kForbidden (admin API off).
+Status Authorize(const AuthPolicy& policy, RouteKind kind, const std::string& authorization);
+
+}  // namespace agentkv

@@ -1,0 +1,441 @@
+#include "http/proxy_server.h"
+
+#include <httplib.h>
+#include <spdlog/spdlog.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <cctype>
+#include <chrono>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "http/auth.h"
+#include "http/http_errors.h"
+#include "http/identity.h"
+#include "http/llama_fields.h"
+#include "http/response_pipe.h"
+#include "http/routes.h"
+
+namespace agentkv {
+
+using nlohmann::json;
+
+namespace {
+
+bool EqualsIgnoreCase(const std::string& a, const char* b) {
+  const std::string_view bv(b);
+  return a.size() == bv.size() && std::equal(a.begin(), a.end(), bv.begin(), [](char x, char y) {
+           return std::tolower(static_cast<unsigned char>(x)) ==
+                  std::tolower(static_cast<unsigned char>(y));
+         });
+}
+
+// Connection-level headers, httplib's own pseudo headers, and those agentkv
+// sets or consumes itself: never copied from one side to the other.
+bool IsHopHeader(const std::string& name) {
+  for (const char* h : {"Host", "Connection", "Keep-Alive", "Transfer-Encoding", "Content-Length",
+                        "Content-Type", "Accept-Encoding", "Content-Encoding", "X-Agent-Id",
+                        "REMOTE_ADDR", "REMOTE_PORT", "LOCAL_ADDR", "LOCAL_PORT"}) {
+    if (EqualsIgnoreCase(name, h)) return true;
+  }
+  return false;
+}
+
+// Every error agentkv answers itself goes through here.
+void ReplyError(httplib::Response& res, const Status& s) {
+  res.status = HttpStatusFor(s.code());
+  if (res.status == 503) res.set_header("Retry-After", std::to_string(kRetryAfterSeconds));
+  res.set_content(ErrorJson(s), "application/json");
+}
+
+Status Error(ErrorCode code, std::string message) {
+  return Status::Error(code, std::move(message));
+}
+
+std::string HeaderValue(const HeaderList& headers, const char* name) {
+  for (const auto& [k, v] : headers) {
+    if (EqualsIgnoreCase(k, name)) return v;
+  }
+  return "";
+}
+
+// The raw request target with the /agents/{id} prefix removed.
+std::string UpstreamTarget(const httplib::Request& req, const Route& route) {
+  const std::size_t q = req.target.find('?');
+  return route.upstream_path + (q == std::string::npos ? "" : req.target.substr(q));
+}
+
+// `strip_auth`: agentkv checked the client's key itself; it is not llama-server's.
+ForwardRequest ForwardOf(const httplib::Request& req, std::string target, std::string body,
+                         bool strip_auth) {
+  ForwardRequest f;
+  f.method = req.method;
+  f.path = std::move(target);
+  f.body = std::move(body);
+  f.content_type = req.get_header_value("Content-Type");
+  for (const auto& [name, value] : req.headers) {
+    if (IsHopHeader(name) || (strip_auth && EqualsIgnoreCase(name, "Authorization"))) continue;
+    f.headers.emplace_back(name, value);
+  }
+  return f;
+}
+
+}  // namespace
+
+// One request in flight to llama-server: a worker thread reads the upstream
+// response into the pipe; the client's response is written from the pipe.
+// Destroying it abandons the exchange and joins the worker.
+// Lives until the client's response is written (its last reference is the
+// response's content provider): Drain() waits for that, not just upstream.
+struct ProxyServer::Exchange {
+  explicit Exchange(ProxyServer* server) : owner(server) { owner->Track(this, true); }
+  ~Exchange() {
+    pipe.Abandon();
+    if (worker.joinable()) worker.join();
+    owner->Track(this, false);
+  }
+
+  ProxyServer* const owner;
+  ResponsePipe pipe;
+  std::thread worker;
+
+  // Streams the upstream answer into `pipe` and logs one line per request.
+  // `*status` is llama-server's HTTP status, 0 if none arrived.
+  static Status Forward(Upstream& upstream, const ForwardRequest& request,
+                        const std::optional<Lease>& lease, ResponsePipe& pipe,
+                        std::optional<Timings>* timings, int* status_out,
+                        std::optional<std::chrono::steady_clock::time_point>* first_byte) {
+    const auto start = std::chrono::steady_clock::now();
+    TimingsScanner scanner;
+    int& status = *status_out;
+    ResponseSink sink{[&](int s, const HeaderList& headers) {
+                        status = s;
+                        return pipe.PutHeaders(s, headers);
+                      },
+                      [&](const char* data, size_t size) {
+                        if (!*first_byte) *first_byte = std::chrono::steady_clock::now();
+                        scanner.Feed(data, size);
+                        return pipe.PutBody(data, size);
+                      }};
+    Status result = upstream.Forward(request, sink, &pipe.cancel_token());
+    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                        std::chrono::steady_clock::now() - start)
+                        .count();
+    if (!lease) {
+      spdlog::debug("{} {} status={} ms={}", request.method, request.path, status, ms);
+      return result;
+    }
+    const std::optional<Timings> t = scanner.Finish();
+    *timings = t;
+    spdlog::info("{} {} agent={} slot={} placement={} status={} cache_n={} prompt_n={} ms={}{}",
+                 request.method, request.path, lease->tenant() ? lease->tenant()->ForLog() : "-",
+                 lease->slot().value, PlacementName(lease->placement()), status,
+                 t ? t->cache_n : -1, t ? t->prompt_n : -1, ms,
+                 result.ok() ? "" : " (" + result.message() + ")");
+    return result;
+  }
+};
+
+ProxyServer::ProxyServer(ProxyOptions options, Upstream& upstream, Placer& placer, AdminApi& admin,
+                         Metrics& metrics, Hooks hooks)
+    : options_(std::move(options)),
+      upstream_(upstream),
+      placer_(placer),
+      admin_(admin),
+      metrics_(metrics),
+      hooks_(std::move(hooks)),
+      server_(std::make_unique<httplib::Server>()) {
+  const int threads = options_.threads > 0 ? options_.threads : 32;
+  server_->new_task_queue = [threads] {
+    return new httplib::ThreadPool(static_cast<size_t>(threads));
+  };
+  server_->set_payload_max_length(options_.max_body_bytes);
+  server_->set_error_handler(
+      httplib::Server::HandlerWithResponse([](const httplib::Request&, httplib::Response& res) {
+        // Only answers httplib made itself (no route, body too large, bad
+        // request line) lack a Content-Type; forwarded answers pass untouched.
+        if (!res.body.empty() || res.has_header("Content-Type")) {
+          return httplib::Server::HandlerResponse::Unhandled;
+        }
+        const std::string message =
+            res.status == 413 ? "request body exceeds the configured limit"
+                              : "request rejected (HTTP " + std::to_string(res.status) + ")";
+        res.set_content(ErrorJson(res.status, message), "application/json");
+        return httplib::Server::HandlerResponse::Handled;
+      }));
+  server_->set_exception_handler(
+      [](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
+        std::string what = "internal error";
+        try {
+          if (ep) std::rethrow_exception(ep);
+        } catch (const std::exception& e) {
+          what = e.what();
+        } catch (...) {
+        }
+        spdlog::error("request failed: {}", what);
+        ReplyError(res, Error(ErrorCode::kInternal, what));
+      });
+  auto handler = [this](const httplib::Request& req, httplib::Response& res) { Handle(req, res); };
+  server_->Get(".*", handler);
+  server_->Post(".*", handler);
+  server_->Put(".*", handler);
+  server_->Patch(".*", handler);
+  server_->Delete(".*", handler);
+  server_->Options(".*", handler);
+}
+
+ProxyServer::~ProxyServer() { Stop(); }
+
+Result<int> ProxyServer::Bind() {
+  // httplib listens with a backlog of 5: a burst of agents connecting at once
+  // would see SYNs dropped and retried a second later. Widen it after bind.
+  int listen_fd = -1;
+  server_->set_socket_options([&listen_fd](int fd) {
+    int yes = 1;
+    ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+    listen_fd = fd;
+  });
+  Result<int> port = BindPort();
+  if (port.ok() && listen_fd >= 0) ::listen(listen_fd, SOMAXCONN);
+  return port;
+}
+
+Result<int> ProxyServer::BindPort() {
+  if (options_.port == 0) {
+    const int port = server_->bind_to_any_port(options_.host);
+    if (port > 0) return port;
+  } else if (server_->bind_to_port(options_.host, options_.port)) {
+    return options_.port;
+  }
+  return Status::Error(ErrorCode::kIo,
+                       "cannot listen on " + options_.host + ":" + std::to_string(options_.port));
+}
+
+void ProxyServer::Serve() { server_->listen_after_bind(); }
+
+bool ProxyServer::running() const { return server_->is_running(); }
+
+void ProxyServer::Stop() {
+  if (server_) server_->stop();
+}
+
+void ProxyServer::Track(Exchange* ex, bool alive) {
+  {
+    MutexLock lock(live_mu_);
+    if (ex && alive) live_.insert(ex);
+    if (ex && !alive) live_.erase(ex);
+    active_ += alive ? 1 : -1;
+  }
+  live_changed_.notify_all();
+}
+
+bool ProxyServer::Drain(std::chrono::seconds timeout,
+                        std::chrono::steady_clock::time_point deadline) {
+  MutexLock lock(live_mu_);
+  if (live_changed_.wait_for(lock, timeout, [&]() REQUIRES(live_mu_) { return active_ == 0; }))
+    return true;
+  spdlog::warn("{} requests still running after {} s: cancelling them", active_, timeout.count());
+  for (Exchange* ex : live_) ex->pipe.Abandon();
+  if (live_changed_.wait_until(lock, deadline, [&]() REQUIRES(live_mu_) { return active_ == 0; }))
+    return true;
+  spdlog::warn("{} requests still running at the stop deadline", active_);
+  return false;
+}
+
+void ProxyServer::Handle(const httplib::Request& req, httplib::Response& res) {
+  // Counted while the handler runs (placement included); its exchange, if
+  // any, is counted from inside it until the response is written.
+  Track(nullptr, true);
+  agentkv::Route route;
+  struct Done {
+    ProxyServer* server;
+    const agentkv::Route& route;
+    const httplib::Response& res;
+    ~Done() {
+      server->metrics_.CountRequest(RouteLabel(route), res.status);
+      server->Track(nullptr, false);
+    }
+  } done{this, route, res};
+  const std::string raw_path = req.target.substr(0, req.target.find('?'));
+  // Routing reads the path as llama-server will decode it; with escapes the
+  // two could disagree (/v1/chat/completion%73 is /v1/chat/completions), so
+  // none are accepted. No route or agent id needs one.
+  if (raw_path.find('%') != std::string::npos) {
+    return ReplyError(
+        res, Error(ErrorCode::kInvalidArgument, "percent-encoded request paths are not accepted"));
+  }
+  route = MatchRoute(req.method, raw_path);
+  if (Status s = Authorize(options_.auth, route.kind, req.get_header_value("Authorization"));
+      !s.ok()) {
+    if (s.code() == ErrorCode::kUnauthorized) res.set_header("WWW-Authenticate", "Bearer");
+    return ReplyError(res, s);
+  }
+  std::optional<AgentId> path_agent;
+  if (route.path_agent) {
+    Result<AgentId> id = ParsePathAgent(*route.path_agent);
+    if (!id.ok()) return ReplyError(res, id.status());
+    path_agent = id.value();
+  }
+  if (Status s = Route(req, res, route, path_agent); !s.ok()) {
+    return ReplyError(res, s);
+  }
+}
+
+Status ProxyServer::Route(const httplib::Request& req, httplib::Response& res,
+                          const agentkv::Route& route, const std::optional<AgentId>& path_agent) {
+  switch (route.kind) {
+    case RouteKind::kSlotAction:
+      return Error(ErrorCode::kForbidden,
+                   "slot actions are reserved to agentkv, which manages the slots; use the "
+                   "agent routes instead");
+    case RouteKind::kUnsupported:
+      return Error(ErrorCode::kUnsupported,
+                   route.upstream_path +
+                       " is not supported through agentkv: llama-server would run it on a slot "
+                       "agentkv cannot choose; use /v1/chat/completions");
+    case RouteKind::kInference:
+      return HandleInference(req, res, UpstreamTarget(req, route), path_agent);
+    case RouteKind::kAdmin: {
+      if (route.admin == AdminAction::kNone) {
+        return Error(ErrorCode::kNotFound,
+                     "no admin route " + req.method + " " + route.upstream_path);
+      }
+      Result<json> answer = admin_.Handle(route.admin, path_agent, req.body);
+      if (!answer.ok()) return answer.status();
+      res.set_content(answer->dump(), "application/json");
+      return Status::Ok();
+    }
+    case RouteKind::kLiveness:
+      res.set_content(R"({"status":"ok"})", "application/json");
+      return Status::Ok();
+    case RouteKind::kReadiness:
+      if (!hooks_.gauges().upstream_up) {
+        return Error(ErrorCode::kUnavailable, "llama-server is not ready");
+      }
+      res.set_content(R"({"status":"ready"})", "application/json");
+      return Status::Ok();
+    case RouteKind::kMetrics:
+      res.set_content(metrics_.Render(hooks_.gauges()), "text/plain; version=0.0.4; charset=utf-8");
+      return Status::Ok();
+    case RouteKind::kPassthrough:
+      break;
+  }
+  return Respond(
+      Start(ForwardOf(req, UpstreamTarget(req, route), req.body, !options_.auth.api_keys.empty()),
+            std::nullopt, std::chrono::steady_clock::now()),
+      res);
+}
+
+Status ProxyServer::HandleInference(const httplib::Request& req, httplib::Response& res,
+                                    const std::string& upstream_target,
+                                    const std::optional<AgentId>& path_agent) {
+  const auto arrival = std::chrono::steady_clock::now();
+  json body = json::parse(req.body, nullptr, false);
+  if (body.is_discarded())
+    return Error(ErrorCode::kInvalidArgument, "request body is not valid JSON");
+  if (Status s = CheckInferenceBody(body); !s.ok()) return s;
+  std::optional<std::string> header_agent;
+  if (req.has_header("X-Agent-Id")) header_agent = req.get_header_value("X-Agent-Id");
+  Result<Tenant> tenant = ResolveTenant(path_agent, header_agent, &body);
+  if (!tenant.ok()) return tenant.status();
+  // Media in a slot cannot be saved, and what cannot be saved must not stay
+  // for the agent's next turn either: the slot is erased after this one.
+  if (!options_.persist || CarriesMedia(body)) tenant = Tenant{};
+
+  if (!hooks_.wait_upstream()) return Error(ErrorCode::kUnavailable, "llama-server is down");
+  Result<Lease> lease = placer_.Place(tenant.value());
+  if (!lease.ok()) return lease.status();
+  PinToSlot(body, lease->slot());
+  res.set_header("X-Agentkv-Slot", std::to_string(lease->slot().value));
+  res.set_header("X-Agentkv-Placement", PlacementName(lease->placement()));
+  return Respond(
+      Start(ForwardOf(req, upstream_target, body.dump(), !options_.auth.api_keys.empty()),
+            std::move(lease.value()), arrival, PromptKeyOf(body)),
+      res);
+}
+
+namespace {
+
+// What the request left in its slot. llama-server checks a request before
+// it runs it: a 4xx means the slot's KV was not touched. A 5xx may come
+// from a failed decode after the slot was trimmed, and any other end
+// without timings (the client left, the connection dropped) may have
+// changed the KV by an unknown amount.
+TurnEnd TurnEndOf(int status, const Status& result, const std::optional<Timings>& t,
+                  PromptKey key) {
+  if (status >= 400 && status < 500) return TurnEnd::Unchanged();
+  if (!t || !result.ok()) return TurnEnd{true, std::nullopt, key};
+  return TurnEnd::Ran(t->cache_n + t->prompt_n + t->predicted_n, key);
+}
+
+}  // namespace
+
+std::shared_ptr<ProxyServer::Exchange> ProxyServer::Start(
+    ForwardRequest request, std::optional<Lease> lease,
+    std::chrono::steady_clock::time_point arrival, PromptKey prompt_key) {
+  auto ex = std::make_shared<Exchange>(this);
+  Exchange* raw = ex.get();  // outlives the worker: ~Exchange joins it
+  ex->worker = std::thread([this, raw, arrival, prompt_key, request = std::move(request),
+                            lease = std::move(lease)]() mutable {
+    Status result;
+    std::optional<Timings> timings;
+    int status = 0;
+    try {
+      std::optional<std::chrono::steady_clock::time_point> first_byte;
+      result =
+          Exchange::Forward(upstream_, request, lease, raw->pipe, &timings, &status, &first_byte);
+      if (lease && first_byte) {
+        metrics_.ObserveTtft(PlacementName(lease->placement()), *first_byte - arrival);
+      }
+    } catch (const std::exception& e) {
+      spdlog::error("{} {} failed: {}", request.method, request.path, e.what());
+      result = Status::Error(ErrorCode::kInternal, e.what());
+    }
+    if (lease) {  // before the client sees the end
+      placer_.Finish(*lease, timings ? std::optional<long long>(timings->cache_n) : std::nullopt,
+                     timings ? timings->prompt_n : 0,
+                     TurnEndOf(status, result, timings, prompt_key));
+    }
+    raw->pipe.Finish(std::move(result));
+  });
+  return ex;
+}
+
+Status ProxyServer::Respond(std::shared_ptr<Exchange> ex, httplib::Response& res) {
+  int status = 0;
+  HeaderList headers;
+  if (!ex->pipe.WaitHeaders(&status, &headers)) return ex->pipe.final_status();
+  res.status = status;
+  for (const auto& [name, value] : headers) {
+    if (!IsHopHeader(name)) res.set_header(name, value);
+  }
+  const std::string content_type = HeaderValue(headers, "Content-Type");
+  if (content_type.rfind("text/event-stream", 0) == 0) {
+    res.set_chunked_content_provider(content_type, [ex](size_t, httplib::DataSink& sink) {
+      std::string chunk;
+      while (ex->pipe.NextChunk(&chunk)) {
+        if (!sink.write(chunk.data(), chunk.size())) {
+          ex->pipe.Abandon();  // the client left: cancel upstream
+          return false;
+        }
+      }
+      const Status end = ex->pipe.final_status();
+      if (!end.ok()) {
+        const std::string event = "data: " + ErrorJson(end) + "\n\n";
+        sink.write(event.data(), event.size());
+      }
+      sink.done();
+      return true;
+    });
+    return Status::Ok();
+  }
+  std::string body, chunk;
+  while (ex->pipe.NextChunk(&chunk)) body += chunk;
+  const Status end = ex->pipe.final_status();
+  if (!end.ok()) return end;
+  res.set_content(body, content_type);
+  return Status::Ok();
+}
+
+}  // namespace agentkv

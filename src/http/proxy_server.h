@@ -1,0 +1,105 @@
+#pragma once
+// The http front: the only code that knows HTTP on the client side. Resolves
+// the agent, asks the Placer for a slot, forwards the request to llama-server
+// pinned to that slot and streams the answer back chunk by chunk.
+// Bind() and Serve() are called once; Stop() may be called from any thread.
+
+#include <chrono>
+#include <condition_variable>
+#include <cstddef>
+#include <functional>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "agentkv/mutex.h"
+#include "core/metrics.h"
+#include "core/placer.h"
+#include "http/admin_api.h"
+#include "http/auth.h"
+#include "http/routes.h"
+#include "upstream/upstream.h"
+
+namespace httplib {
+class Server;
+struct Request;
+struct Response;
+}  // namespace httplib
+
+namespace agentkv {
+
+struct ProxyOptions {
+  std::string host = "127.0.0.1";
+  int port = 8090;  // 0: any free port
+  std::size_t max_body_bytes = 16u << 20;
+  AuthPolicy auth;  // API keys and the admin key
+  // Connections served at once. Every waiting or streaming request holds
+  // one; the Daemon sizes it as slots + queue + a margin when left at 0.
+  int threads = 0;
+  // False: agentkv cannot keep this model's KV (see ServingMode); every
+  // request is served stateless, whatever agent it names.
+  bool persist = true;
+};
+
+class ProxyServer {
+ public:
+  struct Hooks {
+    std::function<GaugeSnapshot()> gauges;  // for /metrics and /readyz
+    // Blocks while llama-server is down, within bounds; false: still down.
+    std::function<bool()> wait_upstream;
+  };
+  ProxyServer(ProxyOptions options, Upstream& upstream, Placer& placer, AdminApi& admin,
+              Metrics& metrics, Hooks hooks);
+  ~ProxyServer();
+
+  // Returns the bound port, or kIo if the address cannot be bound.
+  Result<int> Bind();
+  // Serves until Stop(). Blocks.
+  void Serve();
+  // True once Serve() accepts connections; Stop() before that is lost.
+  bool running() const;
+  // Waits up to `timeout` for requests in flight to finish, then cancels
+  // the rest (their upstream connections are closed) and waits for them
+  // until `deadline`. Returns false if some were still running then. Call
+  // before Stop(): httplib cuts streams still being written when it stops.
+  bool Drain(std::chrono::seconds timeout, std::chrono::steady_clock::time_point deadline);
+  // Stops accepting connections.
+  void Stop();
+
+ private:
+  struct Exchange;
+  Result<int> BindPort();
+  // Counts a request in flight (ex: null for a handler) in or out.
+  void Track(Exchange* ex, bool alive);
+  void Handle(const httplib::Request& req, httplib::Response& res);
+  // Handlers write a success to `res` and return an error as a Status,
+  // which Handle() alone turns into an HTTP answer.
+  Status HandleInference(const httplib::Request& req, httplib::Response& res,
+                         const std::string& upstream_target,
+                         const std::optional<AgentId>& path_agent);
+  Status Route(const httplib::Request& req, httplib::Response& res, const agentkv::Route& route,
+               const std::optional<AgentId>& path_agent);
+  // Forwards `request` on a worker thread that holds `lease` until the
+  // upstream answer is complete; `arrival` starts the TTFT clock.
+  std::shared_ptr<Exchange> Start(ForwardRequest request, std::optional<Lease> lease,
+                                  std::chrono::steady_clock::time_point arrival,
+                                  PromptKey prompt_key = 0);
+  // Writes the exchange's answer to `res`: streamed if it is an event
+  // stream. Returns the error if the exchange failed before any answer.
+  Status Respond(std::shared_ptr<Exchange> ex, httplib::Response& res);
+
+  ProxyOptions options_;
+  Upstream& upstream_;
+  Placer& placer_;
+  AdminApi& admin_;
+  Metrics& metrics_;
+  const Hooks hooks_;
+  std::unique_ptr<httplib::Server> server_;
+  Mutex live_mu_;
+  std::condition_variable_any live_changed_;
+  std::set<Exchange*> live_ GUARDED_BY(live_mu_);
+  int active_ GUARDED_BY(live_mu_) = 0;
+};
+
+}  // namespace agentkv

@@ -1,0 +1,116 @@
+#pragma once
+// The memory directory's files, as store.h lays them out: their names, the
+// atomic save protocol, metadata, checksums, quarantine. Knows nothing of
+// the index; Store (store.h) decides which agent's files to touch when.
+//
+// Thread-safe for different agents; calls for one agent must not overlap
+// (Store and residency see to it). Every call does file I/O through the
+// FileSystem it was given, and none holds a lock while doing it.
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <optional>
+#include <string>
+#include <unordered_set>
+#include <vector>
+
+#include "agentkv/file_system.h"
+#include "agentkv/mutex.h"
+#include "agentkv/status.h"
+#include "store/checksum.h"
+#include "store/store_index.h"
+
+namespace agentkv {
+
+// What quarantine/ holds now.
+struct QuarantineUsage {
+  std::uint64_t files = 0;
+  std::uint64_t bytes = 0;
+};
+
+struct QuarantineBounds {
+  std::uint64_t max_files = 64;
+  std::uint64_t max_bytes = 1ull << 30;
+};
+
+class StoreFiles {
+ public:
+  using WallClock = std::function<std::int64_t()>;  // unix seconds
+
+  StoreFiles(FileSystem& files, std::filesystem::path dir, std::string fingerprint,
+             QuarantineBounds bounds, WallClock now);
+
+  const std::filesystem::path& dir() const { return dir_; }
+  const std::string& fingerprint() const { return fingerprint_; }
+  // The name of every file of `agent` starts with it.
+  static std::string Hash(const AgentId& agent);
+  // H.<generation>.kv
+  static std::string StateName(const std::string& hash, long long generation);
+  // The temporary a save of that generation writes: H.<generation>.kv.tmp
+  static std::string SaveTempName(const std::string& hash, long long generation);
+
+  // Creates the directory and quarantine/, removes the temporaries a crash
+  // left, loads every metadata file (quarantining the bad ones) and removes
+  // the state files no metadata points to. kIo if the directory cannot be
+  // created or listed; one bad entry never stops it.
+  Result<std::vector<StoredMemory>> Recover();
+
+  // The save protocol from a complete temporary (see store.h): checks it
+  // (fsync; with `expected`, its checksum), renames it to e->state_file,
+  // writes the metadata, removes `old_state_file`. Fills e->info.bytes and
+  // e->checksum. On failure the old memory rules; temporaries are left for
+  // RemoveTemporaries.
+  Status CommitSave(StoredMemory* e, const std::string& old_state_file,
+                    std::optional<std::uint64_t> expected);
+  // Removes what a save of `generation` may have left: its temporaries.
+  void RemoveTemporaries(const std::string& hash, long long generation);
+  // Checks a memory's state file before a restore: kNotFound with the
+  // reason if it is proven bad, kIo if it cannot be read now.
+  Status Check(const StoredMemory& e);
+  // Copies a state file to a save's temporary (a fork).
+  Status Copy(const std::string& state_file, const std::string& temp);
+  // Deletes an agent's files; the metadata first.
+  void Delete(const AgentId& agent, const std::string& state_file);
+  // Bytes free in the directory's file system, nullopt if unknown.
+  std::optional<std::uint64_t> FreeBytes();
+
+  // Moves an agent's files to quarantine/ with the reason. `new_event`:
+  // counts in quarantined() (false: part of an event counted).
+  void Quarantine(const std::string& hash, const std::string& state_file, const std::string& reason,
+                  bool new_event = true);
+  // Deletes the oldest files of quarantine/ past its bounds.
+  void PruneQuarantine();
+  int quarantined() const;
+  QuarantineUsage quarantine_usage() const;
+
+ private:
+  struct Listing {
+    std::vector<std::string> metas, states;
+  };
+  Result<Listing> ListAndRemoveTemporaries();
+  std::optional<StoredMemory> LoadMeta(const std::string& meta_name);
+  // Removes `states` no metadata points to; keeps aside those whose
+  // metadata could not be loaded (`unloaded` hashes).
+  void RemoveOrphans(const std::vector<std::string>& states,
+                     const std::vector<StoredMemory>& loaded,
+                     const std::unordered_set<std::string>& unloaded);
+  Result<FileDigest> CheckTemp(const std::filesystem::path& temp,
+                               std::optional<std::uint64_t> expected);
+  Status WriteMeta(const StoredMemory& e);
+  static void LogIfFailed(const Status& s);
+  void RemoveQuietly(const std::filesystem::path& file);
+
+  FileSystem& files_;
+  const std::filesystem::path dir_;
+  const std::string fingerprint_;
+  const QuarantineBounds bounds_;
+  const WallClock now_;
+
+  mutable Mutex mu_;
+  int quarantined_ GUARDED_BY(mu_) = 0;
+  std::uint64_t quarantine_seq_ GUARDED_BY(mu_) = 0;
+  QuarantineUsage quarantine_usage_ GUARDED_BY(mu_);
+};
+
+}  // namespace agentkv

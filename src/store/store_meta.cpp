@@ -1,0 +1,79 @@
+#include "store/store_meta.h"
+
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <type_traits>
+
+#include "store/sha256.h"
+
+namespace agentkv {
+
+using nlohmann::json;
+
+namespace {
+
+// A field of the metadata: absent gives `fallback`, a wrong type nullopt.
+template <typename T>
+std::optional<T> Field(const json& j, const char* key, T fallback) {
+  auto it = j.find(key);
+  if (it == j.end()) return fallback;
+  if constexpr (std::is_same_v<T, std::string>) {
+    if (!it->is_string()) return std::nullopt;
+  } else if constexpr (std::is_unsigned_v<T>) {
+    if (!it->is_number_unsigned()) return std::nullopt;
+  } else {
+    if (!it->is_number_integer()) return std::nullopt;
+  }
+  return it->get<T>();
+}
+
+}  // namespace
+
+std::string EncodeMeta(const StoredMemory& e) {
+  // -1 for a count not known: what earlier versions wrote and read.
+  const long long tokens = e.info.tokens.value_or(-1);
+  const json j = {{"agent", e.info.agent.str()},
+                  {"fingerprint", e.fingerprint},
+                  {"state_file", e.state_file},
+                  {"generation", e.generation},
+                  {"tokens", tokens},
+                  {"bytes", e.info.bytes},
+                  {"checksum", e.checksum},
+                  {"created", e.info.created},
+                  {"updated", e.info.updated},
+                  {"prompt_key", e.prompt_key}};
+  return j.dump(1) + '\n';
+}
+
+std::variant<StoredMemory, std::string> DecodeMeta(const std::string& text,
+                                                   const std::string& hash) {
+  const json j = json::parse(text, nullptr, false);
+  const std::optional<std::string> agent =
+      j.is_object() ? Field<std::string>(j, "agent", "") : std::nullopt;
+  const std::optional<std::string> state =
+      j.is_object() ? Field<std::string>(j, "state_file", "") : std::nullopt;
+  Result<AgentId> id = AgentId::Parse(agent.value_or(""));
+  if (!agent || !state || agent->empty() || state->empty()) return "unreadable metadata";
+  if (!id.ok() || Sha256Hex(id->str()) != hash) return "metadata names another agent";
+  const auto tokens = Field<long long>(j, "tokens", 0);
+  const auto bytes = Field<long long>(j, "bytes", 0);
+  const auto created = Field<std::int64_t>(j, "created", 0);
+  const auto updated = Field<std::int64_t>(j, "updated", 0);
+  const auto generation = Field<long long>(j, "generation", 0);
+  const auto checksum = Field<std::uint64_t>(j, "checksum", 0);
+  const auto fingerprint = Field<std::string>(j, "fingerprint", "");
+  const auto prompt_key = Field<std::uint64_t>(j, "prompt_key", 0);
+  if (!tokens || !bytes || !created || !updated || !generation || !checksum || !fingerprint ||
+      !prompt_key) {
+    return "metadata has a field of the wrong type";
+  }
+  const TokenCount known = *tokens >= 0 ? TokenCount(*tokens) : std::nullopt;
+  return StoredMemory{MemoryInfo{id.value(), known, *bytes, *created, *updated, *updated},
+                      *state,
+                      *generation,
+                      *checksum,
+                      *fingerprint,
+                      *prompt_key};
+}
+
+}  // namespace agentkv

@@ -1,0 +1,124 @@
+#include "app/cli.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+namespace agentkv {
+namespace {
+
+namespace fs = std::filesystem;
+
+class CliTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / ("agentkv-cli-" + std::to_string(::getpid()));
+    fs::create_directories(dir_);
+    for (const char* v : {"AGENTKV_PORT", "AGENTKV_CONFIG", "AGENTKV_API_KEYS", "AGENTKV_ADMIN_KEY",
+                          "AGENTKV_SWA_FULL", "AGENTKV_SLOTS"}) {
+      ::unsetenv(v);
+    }
+  }
+  void TearDown() override {
+    SetUp();
+    fs::remove_all(dir_);
+  }
+  fs::path Write(const std::string& name, const std::string& text) {
+    std::ofstream(dir_ / name) << text;
+    return dir_ / name;
+  }
+  int Parse(std::vector<std::string> args, CliSettings* out) {
+    args.insert(args.begin(), "agentkv");
+    std::vector<const char*> argv;
+    for (const std::string& a : args) argv.push_back(a.c_str());
+    return ParseCommandLine(static_cast<int>(argv.size()), argv.data(), out);
+  }
+  fs::path dir_;
+};
+
+TEST_F(CliTest, FlagsBeatTheEnvironmentWhichBeatsTheConfigFileWhichBeatsDefaults) {
+  const fs::path config = Write("a.toml", "[serve]\nport = 9001\nslots = 3\nmax-queue = 7\n");
+  CliSettings defaults, file, env, flag;
+  ASSERT_EQ(Parse({"serve"}, &defaults), -1);
+  EXPECT_EQ(defaults.daemon.proxy.port, 8090);
+  ASSERT_EQ(Parse({"serve", "--config", config.string()}, &file), -1);
+  EXPECT_EQ(file.daemon.proxy.port, 9001);
+  EXPECT_EQ(file.daemon.launch->slots, 3);
+  ::setenv("AGENTKV_PORT", "9002", 1);
+  ASSERT_EQ(Parse({"serve", "--config", config.string()}, &env), -1);
+  EXPECT_EQ(env.daemon.proxy.port, 9002);
+  EXPECT_EQ(env.daemon.queue.max_waiting, 7) << "the file still fills the rest";
+  ASSERT_EQ(Parse({"serve", "--config", config.string(), "--port", "9003"}, &flag), -1);
+  EXPECT_EQ(flag.daemon.proxy.port, 9003);
+}
+
+TEST_F(CliTest, TheConfigFileCanComeFromTheEnvironmentAndFlagsFromBooleans) {
+  ::setenv("AGENTKV_CONFIG", Write("b.toml", "[serve]\nport = 9100\n").c_str(), 1);
+  ::setenv("AGENTKV_SWA_FULL", "true", 1);
+  CliSettings s;
+  ASSERT_EQ(Parse({"serve", "--upstream", "http://127.0.0.1:1"}, &s), -1);
+  EXPECT_EQ(s.daemon.proxy.port, 9100);
+  EXPECT_TRUE(s.daemon.kv.swa_full);
+  EXPECT_FALSE(s.daemon.launch) << "fronting an upstream: nothing to start";
+  EXPECT_EQ(s.daemon.upstream.base_url, "http://127.0.0.1:1");
+}
+
+TEST_F(CliTest, ArgumentsAfterTheSeparatorGoToLlamaServer) {
+  CliSettings s;
+  ASSERT_EQ(Parse({"serve", "--slots", "4", "--", "--ctx-size", "8192", "-ctk", "q8_0"}, &s), -1);
+  ASSERT_TRUE(s.daemon.launch);
+  EXPECT_EQ(s.daemon.launch->slots, 4);
+  EXPECT_EQ(s.daemon.launch->extra_args,
+            (std::vector<std::string>{"--ctx-size", "8192", "-ctk", "q8_0"}));
+}
+
+TEST_F(CliTest, KeysComeFromFilesOrTheEnvironment) {
+  CliSettings files;
+  ASSERT_EQ(Parse({"serve", "--api-key-file", Write("keys", "# rotation\nk1\n k2 \n").string(),
+                   "--admin-key-file", Write("admin", "adm\n").string()},
+                  &files),
+            -1);
+  EXPECT_EQ(files.daemon.proxy.auth.api_keys, (std::vector<std::string>{"k1", "k2"}));
+  EXPECT_EQ(files.daemon.proxy.auth.admin_key, "adm");
+  ::setenv("AGENTKV_API_KEYS", "e1,e2", 1);
+  ::setenv("AGENTKV_ADMIN_KEY", "eadm", 1);
+  CliSettings env;
+  ASSERT_EQ(Parse({"serve"}, &env), -1);
+  EXPECT_EQ(env.daemon.proxy.auth.api_keys, (std::vector<std::string>{"e1", "e2"}));
+  EXPECT_EQ(env.daemon.proxy.auth.admin_key, "eadm");
+}
+
+TEST_F(CliTest, InvalidValuesAreRefusedWithAnExitCode) {
+  CliSettings s;
+  EXPECT_GT(Parse({"serve", "--port", "abc"}, &s), 0);
+  EXPECT_GT(Parse({"serve", "--slots", "0"}, &s), 0);
+  EXPECT_GT(Parse({"serve", "--save-policy", "sometimes"}, &s), 0);
+  EXPECT_GT(Parse({"serve", "--config", (dir_ / "missing.toml").string()}, &s), 0);
+  EXPECT_GT(Parse({"serve", "--admin-key-file", Write("two", "a\nb\n").string()}, &s), 0);
+  EXPECT_GT(Parse({"serve", "--unknown"}, &s), 0);
+  EXPECT_GT(Parse({}, &s), 0) << "a subcommand is required";
+  EXPECT_EQ(Parse({"serve", "--help"}, &s), 0);
+}
+
+TEST_F(CliTest, TheExampleConfigFileParses) {
+  CliSettings s;
+  ASSERT_EQ(Parse({"serve", "--config", AGENTKV_EXAMPLE_CONFIG}, &s), -1);
+  EXPECT_EQ(s.daemon.proxy.host, "127.0.0.1");
+}
+
+TEST_F(CliTest, AKvRamBudgetSizesOnlyALlamaServerAgentkvStarts) {
+  CliSettings s;
+  ASSERT_EQ(Parse({"serve", "--kv-ram-budget", "4000000000", "--ctx-per-slot", "8192"}, &s), -1);
+  EXPECT_EQ(s.daemon.kv_ram_budget, 4000000000u);
+  EXPECT_EQ(s.daemon.ctx_per_slot, 8192);
+  CliSettings upstream;
+  EXPECT_EQ(
+      Parse({"serve", "--upstream", "http://127.0.0.1:8080", "--kv-ram-budget", "1"}, &upstream),
+      2);
+}
+
+}  // namespace
+}  // namespace agentkv

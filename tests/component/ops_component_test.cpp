@@ -1,0 +1,135 @@
+// The operations surface against the fake llama-server: health, readiness,
+// Prometheus metrics (checked by promtool), API keys.
+#include <gtest/gtest.h>
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
+
+#include <cstdio>
+#include <sstream>
+#include <thread>
+
+#include "component/fake_daemon_fixture.h"
+
+namespace agentkv {
+namespace {
+
+using nlohmann::json;
+using testing::Chat;
+using OpsTest = testing::FakeDaemonTest;
+
+using testing::Eventually;
+
+// Runs `promtool check metrics` on `text`; returns its exit code and output.
+std::pair<int, std::string> Promtool(const std::string& text) {
+  const std::string path = ::testing::TempDir() + "agentkv-metrics.txt";
+  FILE* f = std::fopen(path.c_str(), "w");
+  std::fwrite(text.data(), 1, text.size(), f);
+  std::fclose(f);
+  FILE* p = ::popen(("promtool check metrics < " + path + " 2>&1").c_str(), "r");
+  std::string out;
+  char buf[512];
+  while (std::fgets(buf, sizeof buf, p)) out += buf;
+  const int status = ::pclose(p);
+  return {WEXITSTATUS(status), out};
+}
+
+TEST_F(OpsTest, LivenessAnswersAndReadinessFollowsLlamaServer) {
+  httplib::Client c = Client();
+  EXPECT_EQ(c.Get("/healthz")->status, 200);
+  EXPECT_EQ(c.Get("/readyz")->status, 200);
+  EXPECT_EQ(c.Get("/health")->status, 200) << "llama-server's own, passed through";
+  fake_->SetHealthy(false);
+  ASSERT_TRUE(Eventually([&] { return c.Get("/readyz")->status == 503; }));
+  EXPECT_EQ(c.Get("/healthz")->status, 200);
+  EXPECT_EQ(c.Get("/health")->status, 503);
+  fake_->SetHealthy(true);
+  EXPECT_TRUE(Eventually([&] { return c.Get("/readyz")->status == 200; }));
+}
+
+TEST_F(OpsTest, MetricsPassPromtoolAndCountWhatHappened) {
+  Start(1);
+  Turn("a", "a conversation long enough");
+  Turn("b");
+  daemon_->placer().DrainSaves();
+  Turn("a", "a conversation long enough, again");
+  Post("/v1/chat/completions", json{{"user", "bad id!"}});
+  httplib::Result m = Client().Get("/metrics");
+  ASSERT_TRUE(m);
+  EXPECT_EQ(m->status, 200);
+  EXPECT_EQ(m->get_header_value("Content-Type"), "text/plain; version=0.0.4; charset=utf-8");
+  const auto [code, lint] = Promtool(m->body);
+  EXPECT_EQ(code, 0) << lint << "\n" << m->body;
+  EXPECT_NE(m->body.find("agentkv_restores_total 1\n"), std::string::npos) << m->body;
+  EXPECT_NE(m->body.find("agentkv_evictions_total 2\n"), std::string::npos);
+  EXPECT_NE(
+      m->body.find("agentkv_requests_total{route=\"/v1/chat/completions\",status=\"400\"} 1\n"),
+      std::string::npos);
+  EXPECT_NE(m->body.find("agentkv_ttft_seconds_count{placement=\"restored\"} 1\n"),
+            std::string::npos);
+  EXPECT_NE(m->body.find("agentkv_ttft_seconds_count{placement=\"cold\"} 2\n"), std::string::npos);
+  EXPECT_NE(m->body.find("agentkv_resident_slots 1\n"), std::string::npos);
+  EXPECT_NE(m->body.find("agentkv_agents_on_disk 2\n"), std::string::npos);
+  EXPECT_EQ(m->body.find("agent=\""), std::string::npos) << "no per-agent labels";
+}
+
+TEST_F(OpsTest, ApiKeysGuardEveryRouteAndNeverReachLlamaServerOrTheLog) {
+  // spdlog's sink list may only change while no daemon thread logs.
+  daemon_.reset();
+  std::ostringstream log;
+  auto sink = std::make_shared<spdlog::sinks::ostream_sink_mt>(log);
+  spdlog::default_logger()->sinks().push_back(sink);
+  Start(2, [](DaemonOptions& o) {
+    o.proxy.auth.api_keys = {"old-key-123", "new-key-456"};
+    o.proxy.auth.admin_key = "admin-key-789";
+  });
+  auto post = [&](const std::string& key) {
+    httplib::Headers h;
+    if (!key.empty()) h.emplace("Authorization", "Bearer " + key);
+    return Post("/agents/a/v1/chat/completions", Chat("a", "hi"), h);
+  };
+  httplib::Result none = post("");
+  EXPECT_EQ(none->status, 401);
+  EXPECT_EQ(none->get_header_value("WWW-Authenticate"), "Bearer");
+  EXPECT_EQ(json::parse(none->body)["error"]["code"], 401);
+  EXPECT_EQ(post("wrong")->status, 401);
+  EXPECT_EQ(post("old-key-123")->status, 200) << "either key works during a rotation";
+  EXPECT_EQ(post("new-key-456")->status, 200);
+  EXPECT_EQ(fake_->last_authorization(), "") << "agentkv's key is not llama-server's";
+
+  httplib::Client c = Client();
+  EXPECT_EQ(c.Get("/admin/agents")->status, 401);
+  c.set_bearer_token_auth("new-key-456");
+  EXPECT_EQ(c.Get("/admin/agents")->status, 401) << "an API key is not the admin key";
+  EXPECT_EQ(c.Get("/v1/models")->status, 200);
+  c.set_bearer_token_auth("admin-key-789");
+  EXPECT_EQ(c.Get("/admin/agents")->status, 200);
+  httplib::Client anonymous = Client();
+  EXPECT_EQ(anonymous.Get("/healthz")->status, 200) << "health is public by default";
+  EXPECT_EQ(anonymous.Get("/metrics")->status, 200) << "metrics are public by default";
+  EXPECT_EQ(anonymous.Get("/v1/models")->status, 401);
+
+  daemon_.reset();
+  spdlog::default_logger()->sinks().pop_back();
+  for (const char* key : {"old-key-123", "new-key-456", "admin-key-789"}) {
+    EXPECT_EQ(log.str().find(key), std::string::npos) << key << " was logged";
+  }
+  EXPECT_NE(log.str().find("agent=a"), std::string::npos) << "the log did capture requests";
+}
+
+TEST_F(OpsTest, WithAPIKeysButNoAdminKeyTheAdminApiIsOff) {
+  Start(2, [](DaemonOptions& o) {
+    o.proxy.auth.api_keys = {"k"};
+    o.proxy.auth.metrics_need_key = true;
+    o.proxy.auth.health_needs_key = true;
+  });
+  httplib::Client c = Client();
+  EXPECT_EQ(c.Get("/healthz")->status, 401);
+  EXPECT_EQ(c.Get("/metrics")->status, 401);
+  c.set_bearer_token_auth("k");
+  EXPECT_EQ(c.Get("/admin/agents")->status, 403);
+  EXPECT_EQ(c.Get("/metrics")->status, 200);
+  EXPECT_EQ(c.Get("/readyz")->status, 200);
+}
+
+}  // namespace
+}  // namespace agentkv

@@ -1,0 +1,398 @@
+// Placer against an in-memory llama-server (FakeSlots) and a real Store in a
+// temporary directory: placement, fallbacks, quarantine and resets, without
+// sockets. Saves run only when a test asks (eviction policy) unless noted.
+#include "core/placer.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <deque>
+#include <fstream>
+#include <future>
+#include <mutex>
+
+namespace agentkv {
+namespace {
+
+namespace fs = std::filesystem;
+
+AgentId Id(const char* s) { return AgentId::Parse(s).value(); }
+
+constexpr PromptKey kKey = 42, kOtherKey = 43;
+
+// Slots hold a token count; a saved file holds that count as text.
+// Errors queued per action are returned by the next calls, in order.
+class FakeSlots : public SlotActions {
+ public:
+  FakeSlots(fs::path dir, int slots) : dir_(std::move(dir)), tokens_(static_cast<size_t>(slots)) {}
+
+  Result<SlotActionResult> SaveSlot(SlotId slot, const std::string& filename) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    calls_.push_back("save " + std::to_string(slot.value));
+    const long long n = tokens_.at(static_cast<size_t>(slot.value));
+    std::ofstream(dir_ / filename) << "tokens=" << n;
+    return SlotActionResult{n, 10, 1};
+  }
+  Result<SlotActionResult> RestoreSlot(SlotId slot, const std::string& filename) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    calls_.push_back("restore " + std::to_string(slot.value));
+    long long& kv = tokens_.at(static_cast<size_t>(slot.value));
+    if (Status s = Next(restore_errors_); !s.ok()) {
+      kv = 0;  // as llama-server does on a failed restore
+      return s;
+    }
+    std::ifstream in(dir_ / filename);
+    std::string text;
+    in >> text;
+    kv = std::stoll(text.substr(7));
+    return SlotActionResult{kv, 10, 1};
+  }
+  Status EraseSlot(SlotId slot) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    calls_.push_back("erase " + std::to_string(slot.value));
+    tokens_.at(static_cast<size_t>(slot.value)) = 0;
+    return Status::Ok();
+  }
+
+  // A request ran on `slot`: its KV now holds `n` tokens.
+  void Fill(SlotId slot, long long n) {
+    std::lock_guard<std::mutex> lock(mu_);
+    tokens_.at(static_cast<size_t>(slot.value)) = n;
+  }
+  long long TokensIn(SlotId slot) {
+    std::lock_guard<std::mutex> lock(mu_);
+    return tokens_.at(static_cast<size_t>(slot.value));
+  }
+  void FailRestores(Status s) {
+    std::lock_guard<std::mutex> lock(mu_);
+    restore_errors_.push_back(std::move(s));
+  }
+  std::vector<std::string> calls() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return calls_;
+  }
+
+ private:
+  static Status Next(std::deque<Status>& q) {
+    if (q.empty()) return Status::Ok();
+    Status s = q.front();
+    q.pop_front();
+    return s;
+  }
+
+  const fs::path dir_;
+  std::mutex mu_;
+  std::vector<long long> tokens_;
+  std::deque<Status> restore_errors_;
+  std::vector<std::string> calls_;
+};
+
+class PlacerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() /
+           ("agentkv-placer-" + std::to_string(::getpid()) + "-" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir_);
+  }
+  void TearDown() override {
+    placer_.reset();
+    fs::remove_all(dir_);
+  }
+
+  void Make(int slots, StoreOptions store_options = {}, ReuseChecks checks = {}) {
+    store_options.min_free_bytes = 0;
+    store_ = std::make_unique<Store>(dir_, "fp", store_options);
+    ASSERT_TRUE(store_->Open().ok());
+    fake_ = std::make_unique<FakeSlots>(dir_, slots);
+    Store* store = store_.get();
+    pool_ = std::make_unique<SlotPool>(
+        slots, QueueLimits{8, std::chrono::milliseconds(5000)},
+        [store](const AgentId& a) { return store->HasMemory(a); }, 1,
+        [this] { return TimePoint{} + std::chrono::seconds(++clock_); });
+    placer_ =
+        std::make_unique<Placer>(*pool_, *fake_, *store_, SavePolicy::kEviction, metrics_, checks);
+  }
+
+  // One turn of `agent` that leaves `tokens` in its slot; returns how it was placed.
+  Placement Turn(const char* agent, long long tokens, PromptKey key = kKey,
+                 std::optional<long long> cache_n = std::nullopt) {
+    Result<Lease> lease = placer_->Place(Id(agent));
+    EXPECT_TRUE(lease.ok()) << lease.status().message();
+    if (!lease.ok()) return Placement::kStateless;
+    const Placement placed = lease->placement();
+    const long long reused = cache_n.value_or(fake_->TokensIn(lease->slot()));
+    fake_->Fill(lease->slot(), tokens);
+    placer_->Finish(lease.value(), reused, tokens - reused, TurnEnd::Ran(tokens, key));
+    return placed;
+  }
+  SlotId SlotOf(const char* agent) { return *pool_->SlotOf(Id(agent)); }
+  // Nothing if the agent has no memory (or its count is unknown).
+  TokenCount SavedTokens(const char* agent) {
+    std::optional<MemoryInfo> m = store_->Find(Id(agent));
+    return m ? m->tokens : std::nullopt;
+  }
+  // Saves `agent`'s slot now.
+  bool Save(const char* agent) { return placer_->SaveIdle(SlotOf(agent)); }
+
+  fs::path dir_;
+  long long clock_ = 0;
+  Metrics metrics_;
+  std::unique_ptr<Store> store_;
+  std::unique_ptr<FakeSlots> fake_;
+  std::unique_ptr<SlotPool> pool_;
+  std::unique_ptr<Placer> placer_;
+};
+
+const Status kDown = Status::Error(ErrorCode::kUpstreamDown, "connection refused");
+const Status kTimeout = Status::Error(ErrorCode::kUpstreamTimeout, "no answer in 600 s");
+const Status kRefused = Status::Error(ErrorCode::kUpstreamError, "no space in the KV cache");
+
+TEST_F(PlacerTest, ARestoreThatFailsInTransportOrTimesOutLeavesTheFileInPlace) {
+  Make(1);
+  Turn("a", 100);
+  ASSERT_TRUE(Save("a"));
+  for (const Status& fault : {kDown, kTimeout}) {
+    SCOPED_TRACE(fault.message());
+    Turn("b", 50);  // evicts a
+    fake_->FailRestores(fault);
+    EXPECT_EQ(Turn("a", 120), Placement::kCold) << "prefilled for this request";
+    EXPECT_EQ(store_->quarantined(), 0);
+    ASSERT_TRUE(store_->HasMemory(Id("a"))) << "the file stays";
+  }
+  Turn("b", 50);
+  EXPECT_EQ(Turn("a", 130), Placement::kRestored);
+  EXPECT_EQ(metrics_.fallbacks, 2);
+}
+
+TEST_F(PlacerTest, ARefusedRestoreKeepsTheFileUntilItIsRefusedThreeTimesInARow) {
+  Make(1);
+  Turn("a", 100);
+  ASSERT_TRUE(Save("a"));
+  Turn("b", 50);
+  fake_->FailRestores(kRefused);
+  EXPECT_EQ(Turn("a", 100), Placement::kCold);
+  EXPECT_TRUE(store_->HasMemory(Id("a"))) << "once proves nothing";
+  Turn("b", 50);
+  EXPECT_EQ(Turn("a", 100), Placement::kRestored) << "and a success clears the count";
+
+  // The same file refused again and again: a's requests are refused too,
+  // so nothing new of a is saved in between.
+  Turn("b", 50);
+  for (int i = 1; i <= Placer::kMaxRefusals; ++i) {
+    fake_->FailRestores(kRefused);
+    Result<Lease> lease = placer_->Place(Id("a"));
+    ASSERT_TRUE(lease.ok());
+    EXPECT_EQ(lease->placement(), Placement::kCold);
+    placer_->Finish(lease.value(), std::nullopt, 0, TurnEnd::Unchanged());
+    EXPECT_EQ(store_->HasMemory(Id("a")), i < Placer::kMaxRefusals) << "refusal " << i;
+    Turn("b", 50);
+  }
+  EXPECT_EQ(store_->quarantined(), 1);
+}
+
+TEST_F(PlacerTest, RefusalsOfAFileTheAgentHasSinceReplacedDoNotAddUp) {
+  Make(1);
+  Turn("a", 100);
+  ASSERT_TRUE(Save("a"));
+  Turn("b", 50);
+  for (int i = 0; i < Placer::kMaxRefusals + 1; ++i) {
+    fake_->FailRestores(kRefused);
+    EXPECT_EQ(Turn("a", 100 + i), Placement::kCold);  // then saved anew on eviction
+    Turn("b", 50);
+  }
+  EXPECT_TRUE(store_->HasMemory(Id("a")));
+  EXPECT_EQ(store_->quarantined(), 0);
+}
+
+TEST_F(PlacerTest, ARequestLlamaServerRefusedLeavesTheSlotAsItWas) {
+  Make(2);
+  Turn("a", 100);
+  ASSERT_TRUE(Save("a"));
+  Result<Lease> lease = placer_->Place(Id("a"));
+  ASSERT_TRUE(lease.ok());
+  placer_->Finish(lease.value(), std::nullopt, 0, TurnEnd::Unchanged());
+  const SlotView v = pool_->View(SlotOf("a"));
+  EXPECT_FALSE(v.dirty) << "nothing to save";
+  EXPECT_EQ(v.tokens, 100);
+  EXPECT_EQ(v.prompt_key, kKey);
+
+  Result<Lease> fresh = placer_->Place(Id("new"));  // erased, then refused
+  ASSERT_TRUE(fresh.ok());
+  placer_->Finish(fresh.value(), std::nullopt, 0, TurnEnd::Unchanged());
+  EXPECT_FALSE(pool_->View(SlotOf("new")).dirty);
+  EXPECT_EQ(placer_->SaveAllDirty(), 0);
+  EXPECT_EQ(metrics_.resets, 0);
+  EXPECT_EQ(metrics_.save_failures, 0);
+}
+
+TEST_F(PlacerTest, AnEmptySlotOfUnknownSizeKeepsTheOlderFileAndResetsNothing) {
+  Make(2);
+  Turn("a", 100);
+  ASSERT_TRUE(Save("a"));
+  Turn("b", 80);  // dirty, in slot 1
+  // A request of a cut short: its KV changed by an unknown amount; here to nothing.
+  Result<Lease> lease = placer_->Place(Id("a"));
+  ASSERT_TRUE(lease.ok());
+  fake_->Fill(lease->slot(), 0);
+  placer_->Finish(lease.value(), std::nullopt, 0, TurnEnd{});
+  EXPECT_FALSE(Save("a"));
+  EXPECT_EQ(SavedTokens("a"), 100) << "never replaced by an empty one";
+  EXPECT_EQ(metrics_.resets, 0) << "an unknown count is no evidence";
+  EXPECT_FALSE(pool_->SlotOf(Id("a"))) << "its file is its memory now";
+  EXPECT_TRUE(pool_->View(SlotId{1}).dirty) << "b is untouched";
+  EXPECT_EQ(Turn("a", 110), Placement::kRestored);
+}
+
+TEST_F(PlacerTest, AnEmptySlotOfKnownSizeSavesTheOtherDirtyAgentsThenResets) {
+  Make(2);
+  Turn("a", 100);  // slot 0
+  Turn("b", 80);   // slot 1, dirty
+  ASSERT_TRUE(Save("a"));
+  Turn("a", 120);             // dirty again, 120 tokens known
+  fake_->Fill(SlotId{0}, 0);  // llama-server lost slot 0 only
+  EXPECT_FALSE(Save("a"));
+  EXPECT_EQ(metrics_.resets, 1);
+  EXPECT_EQ(SavedTokens("a"), 100) << "the older file stays";
+  EXPECT_EQ(SavedTokens("b"), 80) << "saved before the slots were forgotten";
+  EXPECT_FALSE(pool_->SlotOf(Id("b")));
+  EXPECT_EQ(Turn("b", 90), Placement::kRestored);
+}
+
+TEST_F(PlacerTest, AResidentRequestOfAnotherPromptThatReusesNothingResetsNothing) {
+  Make(2);
+  Turn("a", 100);
+  Turn("b", 80);
+  // A token-array prompt that starts differently: llama-server reuses nothing.
+  EXPECT_EQ(Turn("a", 30, kOtherKey, 0), Placement::kResident);
+  EXPECT_EQ(metrics_.resets, 0);
+  EXPECT_TRUE(pool_->SlotOf(Id("b"))) << "b is still resident";
+  EXPECT_EQ(placer_->SaveAllDirty(), 0) << "and both still save";
+  EXPECT_EQ(SavedTokens("a"), 30);
+  EXPECT_EQ(SavedTokens("b"), 80);
+}
+
+TEST_F(PlacerTest, AResidentRequestOfTheSamePromptThatReusesNothingSavesTheOthersThenResets) {
+  Make(2);
+  Turn("a", 100);
+  Turn("b", 80);              // dirty
+  fake_->Fill(SlotId{0}, 0);  // a's KV is gone
+  EXPECT_EQ(Turn("a", 110, kKey, 0), Placement::kResident);
+  EXPECT_EQ(metrics_.resets, 1);
+  EXPECT_EQ(SavedTokens("b"), 80) << "saved before its slot was forgotten";
+  EXPECT_FALSE(pool_->SlotOf(Id("b")));
+  EXPECT_TRUE(pool_->SlotOf(Id("a"))) << "a's KV was just computed: kept";
+  EXPECT_EQ(Turn("a", 120), Placement::kResident);
+}
+
+TEST_F(PlacerTest, ARestoreThatReusesNothingIsQuarantinedOnlyForTheSamePrompt) {
+  Make(1);
+  Turn("a", 100);
+  ASSERT_TRUE(Save("a"));
+  Turn("b", 50);
+  EXPECT_EQ(Turn("a", 40, kOtherKey, 0), Placement::kRestored);
+  EXPECT_TRUE(store_->HasMemory(Id("a"))) << "another prompt may reuse nothing";
+  ASSERT_TRUE(Save("a"));
+  Turn("b", 50);
+  EXPECT_EQ(Turn("a", 60, kOtherKey, 0), Placement::kRestored);
+  EXPECT_FALSE(store_->HasMemory(Id("a"))) << "the same prompt must have reused some";
+  EXPECT_EQ(store_->quarantined(), 1);
+}
+
+TEST_F(PlacerTest, AWarmedRestoreIsJudgedAsARestoreByTheRequestThatFirstUsesIt) {
+  Make(1);
+  Turn("a", 100);
+  ASSERT_TRUE(Save("a"));
+  Turn("b", 50);
+  Result<Lease> warm = placer_->Place(Id("a"));  // the admin API's warm
+  ASSERT_TRUE(warm.ok());
+  EXPECT_EQ(warm->placement(), Placement::kRestored);
+  warm->Release(TurnEnd::Unchanged());
+  fake_->Fill(SlotId{0}, 0);  // a hollow restore
+  EXPECT_EQ(Turn("a", 110, kKey, 0), Placement::kResident);
+  EXPECT_EQ(metrics_.resets, 0) << "not taken for llama-server losing every slot";
+  EXPECT_EQ(store_->quarantined(), 1) << "but for the untrusted restore it was";
+}
+
+TEST_F(PlacerTest, ForARecurrentModelReusingNothingIsNoEvidenceAtAll) {
+  Make(2, {}, ReuseChecks{false, false});
+  Turn("a", 100);
+  ASSERT_TRUE(Save("a"));
+  Turn("b", 50);
+  Turn("c", 50);  // a is out
+  // A prompt that diverges after its start: the state cannot be cut back.
+  EXPECT_EQ(Turn("a", 60, kKey, 0), Placement::kRestored);
+  EXPECT_TRUE(store_->HasMemory(Id("a")));
+  EXPECT_EQ(Turn("a", 70, kKey, 0), Placement::kResident);
+  EXPECT_EQ(metrics_.resets, 0);
+  EXPECT_EQ(store_->quarantined(), 0);
+}
+
+TEST_F(PlacerTest, AForkChecksTheParentsFileAndLeavesTheChildEmptyIfItIsBad) {
+  Make(2);
+  Turn("p", 100);
+  ASSERT_TRUE(Save("p"));
+  for (const auto& e : fs::directory_iterator(dir_)) {
+    if (e.path().extension() == ".kv") std::ofstream(e.path()) << "tokens=999";
+  }
+  Status s = placer_->Fork(Id("p"), Id("c"));
+  EXPECT_EQ(s.code(), ErrorCode::kNotFound) << s.message();
+  EXPECT_FALSE(store_->HasMemory(Id("c")));
+  EXPECT_EQ(store_->quarantined(), 1);
+}
+
+TEST_F(PlacerTest, AForkSavesADirtyParentFirstAndCopiesItsLatestMemory) {
+  Make(2);
+  Turn("p", 100);
+  ASSERT_TRUE(Save("p"));
+  Turn("p", 150);  // dirty
+  ASSERT_TRUE(placer_->Fork(Id("p"), Id("c")).ok());
+  EXPECT_EQ(SavedTokens("c"), 150);
+  EXPECT_FALSE(pool_->View(SlotOf("p")).dirty);
+  EXPECT_EQ(Turn("p", 160), Placement::kResident) << "the parent was only held";
+}
+
+TEST_F(PlacerTest, AForkTheBudgetCannotHoldIsRefused) {
+  Make(2, StoreOptions{15, 0});  // one file of 10 bytes fits, two do not
+  Turn("p", 100);                // saved as "tokens=100": 10 bytes
+  ASSERT_TRUE(Save("p"));
+  Status s = placer_->Fork(Id("p"), Id("c"));
+  EXPECT_EQ(s.code(), ErrorCode::kConflict) << s.message();
+  EXPECT_FALSE(store_->HasMemory(Id("c")));
+  EXPECT_TRUE(store_->HasMemory(Id("p")));
+}
+
+TEST_F(PlacerTest, ShutdownSavesLeastRecentlyUsedFirstAndStopsAtItsDeadline) {
+  Make(3);
+  Turn("a", 100);
+  Turn("b", 100);
+  Turn("c", 100);
+  Turn("a", 110);  // now the most recent
+  EXPECT_EQ(placer_->SaveAllDirty(std::chrono::steady_clock::now()), 3) << "past the deadline";
+  EXPECT_TRUE(fake_->calls().back().rfind("save", 0) != 0);
+  EXPECT_EQ(placer_->SaveAllDirty(), 0);
+  std::vector<std::string> saves;
+  for (const std::string& c : fake_->calls()) {
+    if (c.rfind("save", 0) == 0) saves.push_back(c);
+  }
+  EXPECT_EQ(saves, (std::vector<std::string>{"save 1", "save 2", "save 0"}));
+}
+
+TEST_F(PlacerTest, TwoForksCrossingEachOtherBothComplete) {
+  Make(2);
+  Turn("a", 100);
+  Turn("b", 80);
+  ASSERT_EQ(placer_->SaveAllDirty(), 0);
+  for (int round = 0; round < 20; ++round) {
+    auto ab = std::async(std::launch::async, [&] { return placer_->Fork(Id("a"), Id("b")); });
+    auto ba = std::async(std::launch::async, [&] { return placer_->Fork(Id("b"), Id("a")); });
+    const Status first = ab.get(), second = ba.get();
+    ASSERT_TRUE(first.ok()) << "round " << round << ": " << first.message();
+    ASSERT_TRUE(second.ok()) << "round " << round << ": " << second.message();
+  }
+  EXPECT_TRUE(store_->HasMemory(Id("a")));
+  EXPECT_TRUE(store_->HasMemory(Id("b")));
+}
+
+}  // namespace
+}  // namespace agentkv

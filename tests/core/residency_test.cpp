@@ -1,0 +1,279 @@
+#include "core/residency.h"
+
+#include <gtest/gtest.h>
+
+#include <set>
+
+namespace agentkv {
+namespace {
+
+AgentId Id(const char* s) { return AgentId::Parse(s).value(); }
+
+// Residency with a stand-in for the store's index: a save that succeeds
+// gives the evicted agent a file.
+class ResidencyTest : public ::testing::Test {
+ protected:
+  Residency Make(int slots, int max_pins = 0) {
+    return Residency(
+        slots, [this](const AgentId& a) { return files_.count(a) > 0; }, max_pins);
+  }
+  TimePoint At(int seconds) { return TimePoint{} + std::chrono::seconds(seconds); }
+
+  // Runs a plan as if every upstream step succeeded and the request finished.
+  Placement Serve(Residency& r, const Tenant& t, int at, long long tokens = 100) {
+    std::optional<Plan> plan = r.TryAcquire(t);
+    EXPECT_TRUE(plan.has_value());
+    if (plan->save_evicted) files_.insert(*plan->evicted);
+    Result<Placement> placed = r.CompleteSwitch(*plan, {true, true, true, 50});
+    EXPECT_TRUE(placed.ok());
+    r.Release(plan->slot, At(at), TurnEnd::Ran(tokens));
+    return placed.value();
+  }
+
+  std::set<AgentId> files_;
+};
+
+TEST_F(ResidencyTest, ErasesAFreshSlotBeforeANewAgentUsesIt) {
+  Residency r = Make(2);
+  std::optional<Plan> plan = r.TryAcquire(Id("a"));
+  ASSERT_TRUE(plan);
+  EXPECT_EQ(plan->slot.value, 0);
+  EXPECT_TRUE(plan->erase);
+  EXPECT_FALSE(plan->restore);
+  EXPECT_FALSE(plan->evicted);
+}
+
+TEST_F(ResidencyTest, AReturningResidentAgentNeedsNoUpstreamStep) {
+  Residency r = Make(2);
+  EXPECT_EQ(Serve(r, Id("a"), 1), Placement::kCold);
+  std::optional<Plan> plan = r.TryAcquire(Id("a"));
+  ASSERT_TRUE(plan);
+  EXPECT_TRUE(plan->resident);
+  EXPECT_FALSE(plan->save_evicted || plan->restore || plan->erase);
+  EXPECT_EQ(r.CompleteSwitch(*plan, {}).value(), Placement::kResident);
+}
+
+TEST_F(ResidencyTest, EvictsLeastRecentlyUsedIdleSlotWhenAllAreTaken) {
+  Residency r = Make(2);
+  Serve(r, Id("a"), 1);      // slot 0
+  Serve(r, Id("b"), 2, 77);  // slot 1
+  Serve(r, Id("a"), 3);      // a is now the most recent
+  std::optional<Plan> plan = r.TryAcquire(Id("c"));
+  ASSERT_TRUE(plan);
+  EXPECT_EQ(plan->slot.value, 1);
+  ASSERT_TRUE(plan->evicted);
+  EXPECT_EQ(*plan->evicted, Id("b"));
+  EXPECT_TRUE(plan->save_evicted);
+  EXPECT_EQ(plan->evicted_tokens, 77);
+  EXPECT_TRUE(plan->erase) << "c must not see b's KV";
+  EXPECT_FALSE(plan->restore);
+}
+
+TEST_F(ResidencyTest, RestoresAnEvictedAgentFromItsFileWhenItReturns) {
+  Residency r = Make(1);
+  Serve(r, Id("a"), 1);
+  EXPECT_EQ(Serve(r, Id("b"), 2), Placement::kCold);  // evicts and saves a
+  std::optional<Plan> plan = r.TryAcquire(Id("a"));
+  ASSERT_TRUE(plan);
+  EXPECT_TRUE(plan->restore);
+  EXPECT_FALSE(plan->erase) << "a restore replaces the slot's KV";
+  EXPECT_EQ(*plan->evicted, Id("b"));
+  EXPECT_EQ(r.CompleteSwitch(*plan, {true, true, false, 42}).value(), Placement::kRestored);
+  EXPECT_EQ(r.View(plan->slot).tokens, 42);
+}
+
+TEST_F(ResidencyTest, SerializesRequestsOfOneAgent) {
+  Residency r = Make(2);
+  std::optional<Plan> first = r.TryAcquire(Id("a"));
+  ASSERT_TRUE(first);
+  EXPECT_FALSE(r.TryAcquire(Id("a"))) << "while switching";
+  ASSERT_TRUE(r.CompleteSwitch(*first, {true, true, true}).ok());
+  EXPECT_FALSE(r.TryAcquire(Id("a"))) << "while busy";
+  EXPECT_TRUE(r.TryAcquire(Id("b"))) << "other agents run in parallel";
+  r.Release(first->slot, At(1), TurnEnd::Ran(10));
+  EXPECT_TRUE(r.TryAcquire(Id("a")));
+}
+
+TEST_F(ResidencyTest, AnAgentBeingSavedOutWaitsUntilTheSaveEnds) {
+  Residency r = Make(1);
+  Serve(r, Id("a"), 1);
+  std::optional<Plan> b = r.TryAcquire(Id("b"));
+  ASSERT_TRUE(b);
+  EXPECT_FALSE(r.TryAcquire(Id("a"))) << "its file is being written";
+  files_.insert(Id("a"));
+  ASSERT_TRUE(r.CompleteSwitch(*b, {true, false, true}).ok());
+  r.Release(b->slot, At(2), TurnEnd::Ran(10));
+  std::optional<Plan> a = r.TryAcquire(Id("a"));
+  ASSERT_TRUE(a);
+  EXPECT_TRUE(a->restore);
+}
+
+TEST_F(ResidencyTest, WaitsWhenEverySlotIsBusy) {
+  Residency r = Make(2);
+  ASSERT_TRUE(r.TryAcquire(Id("a")));
+  ASSERT_TRUE(r.TryAcquire(Id("b")));
+  EXPECT_FALSE(r.TryAcquire(Id("c")));
+  EXPECT_FALSE(r.TryAcquire(Tenant()));
+}
+
+TEST_F(ResidencyTest, AStatelessRequestLeavesNoKVForTheNextTenant) {
+  Residency r = Make(1);
+  EXPECT_EQ(Serve(r, Tenant(), 1), Placement::kStateless);
+  EXPECT_EQ(r.View(SlotId{0}).phase, SlotPhase::kFree);
+  EXPECT_TRUE(r.View(SlotId{0}).stale);
+  std::optional<Plan> plan = r.TryAcquire(Id("a"));
+  ASSERT_TRUE(plan);
+  EXPECT_TRUE(plan->erase);
+  EXPECT_FALSE(plan->evicted);
+}
+
+TEST_F(ResidencyTest, PrefersAnEmptyFreeSlotToAStaleOne) {
+  Residency r = Make(2);
+  std::optional<Plan> a = r.TryAcquire(Id("a"));  // slot 0, erased: empty
+  ASSERT_TRUE(r.CompleteSwitch(*a, {true, true, true}).ok());
+  r.Release(a->slot, At(1), TurnEnd::Ran(10));
+  std::optional<Plan> s = r.TryAcquire(Tenant());  // slot 1, stale
+  EXPECT_EQ(s->slot.value, 1);
+  ASSERT_TRUE(r.CompleteSwitch(*s, {true, true, true}).ok());
+  r.Release(s->slot, At(2), TurnEnd::Ran(10));  // slot 1 free and stale again
+  std::optional<Plan> b = r.TryAcquire(Id("b"));
+  EXPECT_EQ(b->slot.value, 1) << "a free slot before evicting a";
+  EXPECT_FALSE(b->evicted);
+  EXPECT_TRUE(b->erase);
+}
+
+TEST_F(ResidencyTest, AFailedRestoreFallsBackToAnErasedSlot) {
+  Residency r = Make(1);
+  Serve(r, Id("a"), 1);
+  Serve(r, Id("b"), 2);
+  std::optional<Plan> plan = r.TryAcquire(Id("a"));
+  ASSERT_TRUE(plan->restore);
+  Result<Placement> placed = r.CompleteSwitch(*plan, {true, false, true});
+  ASSERT_TRUE(placed.ok());
+  EXPECT_EQ(placed.value(), Placement::kCold);
+  EXPECT_EQ(r.View(plan->slot).tokens, 0);
+}
+
+TEST_F(ResidencyTest, ASlotThatCouldNotBeErasedIsNeverHandedOut) {
+  Residency r = Make(1);
+  Serve(r, Id("a"), 1);
+  std::optional<Plan> plan = r.TryAcquire(Id("b"));
+  ASSERT_TRUE(plan->erase);
+  Result<Placement> placed = r.CompleteSwitch(*plan, {true, false, false});
+  EXPECT_FALSE(placed.ok());
+  EXPECT_EQ(placed.status().code(), ErrorCode::kUpstreamError);
+  EXPECT_EQ(r.View(SlotId{0}).phase, SlotPhase::kFree);
+  EXPECT_TRUE(r.View(SlotId{0}).stale);
+  EXPECT_FALSE(r.SlotOf(Id("a"))) << "a's KV may be gone: not resident";
+  std::optional<Plan> retry = r.TryAcquire(Id("b"));
+  ASSERT_TRUE(retry);
+  EXPECT_TRUE(retry->erase);
+}
+
+TEST_F(ResidencyTest, ARestoredAgentIsCleanUntilItsNextRequestEnds) {
+  Residency r = Make(1);
+  Serve(r, Id("a"), 1);
+  Serve(r, Id("b"), 2);
+  std::optional<Plan> plan = r.TryAcquire(Id("a"));
+  ASSERT_TRUE(r.CompleteSwitch(*plan, {true, true, false}).ok());
+  EXPECT_FALSE(r.View(plan->slot).dirty);
+  r.Release(plan->slot, At(3), TurnEnd::Ran(10));
+  EXPECT_TRUE(r.View(plan->slot).dirty);
+}
+
+TEST_F(ResidencyTest, ATurnEndSaveMakesTheSlotCleanSoEvictionSkipsTheSave) {
+  Residency r = Make(1);
+  Serve(r, Id("a"), 1, 300);
+  std::optional<SaveJob> job = r.TryBeginSave(SlotId{0});
+  ASSERT_TRUE(job);
+  EXPECT_EQ(job->agent, Id("a"));
+  EXPECT_EQ(job->tokens, 300);
+  EXPECT_FALSE(r.TryAcquire(Id("a"))) << "its file is being written";
+  EXPECT_FALSE(r.TryAcquire(Id("b"))) << "the saving slot is not evictable";
+  EXPECT_FALSE(r.TryBeginSave(SlotId{0})) << "one save at a time";
+  r.EndSave(SlotId{0}, SaveResult::kSaved);
+  EXPECT_FALSE(r.TryBeginSave(SlotId{0})) << "clean: nothing to save";
+  std::optional<Plan> b = r.TryAcquire(Id("b"));
+  ASSERT_TRUE(b);
+  EXPECT_EQ(*b->evicted, Id("a"));
+  EXPECT_FALSE(b->save_evicted);
+}
+
+TEST_F(ResidencyTest, AFailedTurnEndSaveLeavesTheSlotDirty) {
+  Residency r = Make(1);
+  Serve(r, Id("a"), 1);
+  ASSERT_TRUE(r.TryBeginSave(SlotId{0}));
+  r.EndSave(SlotId{0}, SaveResult::kFailed);
+  EXPECT_EQ(r.DirtySlots().size(), 1u);
+  EXPECT_TRUE(r.TryAcquire(Id("b"))->save_evicted);
+}
+
+TEST_F(ResidencyTest, AfterARestartNoSlotIsTrustedToHoldAnAgentsKV) {
+  Residency r = Make(2);
+  Serve(r, Id("a"), 1);
+  std::optional<Plan> busy = r.TryAcquire(Id("b"));
+  ASSERT_TRUE(r.CompleteSwitch(*busy, {true, true, true}).ok());
+  r.ResetAll();
+  EXPECT_FALSE(r.SlotOf(Id("a")));
+  EXPECT_TRUE(r.View(SlotId{0}).stale);
+  EXPECT_TRUE(r.View(busy->slot).lost);
+  r.Release(busy->slot, At(2), TurnEnd::Ran(10));
+  EXPECT_FALSE(r.SlotOf(Id("b"))) << "its KV went with the old llama-server";
+  std::optional<Plan> a = r.TryAcquire(Id("a"));
+  EXPECT_FALSE(a->resident);
+  EXPECT_TRUE(a->erase);
+}
+
+TEST_F(ResidencyTest, APinnedAgentIsNeverEvictedAndPinsAreBounded) {
+  Residency r = Make(2, 1);
+  Serve(r, Id("a"), 1);
+  Serve(r, Id("b"), 2);
+  ASSERT_TRUE(r.Pin(Id("a")).ok());
+  EXPECT_EQ(r.Pin(Id("b")).code(), ErrorCode::kConflict);
+  std::optional<Plan> c = r.TryAcquire(Id("c"));
+  ASSERT_TRUE(c);
+  EXPECT_EQ(*c->evicted, Id("b")) << "a is older but pinned";
+  ASSERT_TRUE(r.CompleteSwitch(*c, {true, true, true}).ok());
+  EXPECT_FALSE(r.TryAcquire(Id("d"))) << "only a's pinned slot is idle";
+  r.Unpin(Id("a"));
+  EXPECT_EQ(*r.TryAcquire(Id("d"))->evicted, Id("a"));
+}
+
+TEST_F(ResidencyTest, DroppingAnAgentWaitsForItsRequestThenFreesItsSlot) {
+  Residency r = Make(1);
+  std::optional<Plan> a = r.TryAcquire(Id("a"));
+  ASSERT_TRUE(r.CompleteSwitch(*a, {true, true, true}).ok());
+  bool wait = false;
+  EXPECT_FALSE(r.TryBeginDrop(Id("a"), &wait));
+  EXPECT_TRUE(wait);
+  r.Release(a->slot, At(1), TurnEnd::Ran(10));
+  std::optional<SlotId> slot = r.TryBeginDrop(Id("a"), &wait);
+  EXPECT_FALSE(wait);
+  ASSERT_TRUE(slot);
+  EXPECT_FALSE(r.TryAcquire(Id("a"))) << "held while its memory goes";
+  r.EndDrop(Id("a"), slot, true);
+  EXPECT_FALSE(r.SlotOf(Id("a")));
+  EXPECT_FALSE(r.View(*slot).stale);
+  EXPECT_FALSE(r.TryBeginDrop(Id("nobody"), &wait));
+  EXPECT_FALSE(wait);
+  EXPECT_FALSE(r.TryAcquire(Id("nobody"))) << "held even though not resident";
+  r.EndDrop(Id("nobody"), std::nullopt, false);
+  EXPECT_TRUE(r.TryAcquire(Id("nobody")));
+}
+
+TEST_F(ResidencyTest, AResetWaitsWhileAnIdleSlotHoldsUnsavedKv) {
+  Residency r = Make(2);
+  Serve(r, Id("a"), 1);  // slot 0, dirty
+  Serve(r, Id("b"), 2);  // slot 1, dirty
+  EXPECT_FALSE(r.ResetAllIfSaved());
+  EXPECT_TRUE(r.View(SlotId{0}).owner) << "nothing forgotten";
+  ASSERT_TRUE(r.TryBeginSave(SlotId{0}));
+  r.EndSave(SlotId{0}, SaveResult::kSaved);
+  EXPECT_FALSE(r.ResetAllIfSaved()) << "b is still unsaved";
+  EXPECT_TRUE(r.ResetAllIfSaved(SlotId{1})) << "unless it is the slot to spare";
+  EXPECT_FALSE(r.View(SlotId{0}).owner);
+  EXPECT_EQ(r.View(SlotId{1}).owner, Id("b"));
+}
+
+}  // namespace
+}  // namespace agentkv

@@ -1,0 +1,50 @@
+#include "http/auth.h"
+
+#include <gtest/gtest.h>
+
+namespace agentkv {
+namespace {
+
+AuthPolicy Keys() {
+  AuthPolicy p;
+  p.api_keys = {"k1", "k2"};
+  p.admin_key = "adm";
+  return p;
+}
+
+TEST(Auth, WithoutKeysEverythingIsOpen) {
+  for (RouteKind k :
+       {RouteKind::kInference, RouteKind::kPassthrough, RouteKind::kAdmin, RouteKind::kMetrics}) {
+    EXPECT_TRUE(Authorize(AuthPolicy{}, k, "").ok());
+  }
+}
+
+TEST(Auth, EveryConfiguredKeyWorksAndNothingElse) {
+  EXPECT_TRUE(Authorize(Keys(), RouteKind::kInference, "Bearer k1").ok());
+  EXPECT_TRUE(Authorize(Keys(), RouteKind::kInference, "Bearer k2").ok());
+  for (const char* bad : {"", "Bearer", "Bearer ", "Bearer k", "Bearer k12", "k1", "Basic k1"}) {
+    EXPECT_EQ(Authorize(Keys(), RouteKind::kPassthrough, bad).code(), ErrorCode::kUnauthorized)
+        << bad;
+  }
+}
+
+TEST(Auth, TheAdminApiTakesOnlyTheAdminKeyAndIsOffWithoutOne) {
+  EXPECT_TRUE(Authorize(Keys(), RouteKind::kAdmin, "Bearer adm").ok());
+  EXPECT_EQ(Authorize(Keys(), RouteKind::kAdmin, "Bearer k1").code(), ErrorCode::kUnauthorized);
+  AuthPolicy no_admin = Keys();
+  no_admin.admin_key.clear();
+  EXPECT_EQ(Authorize(no_admin, RouteKind::kAdmin, "Bearer k1").code(), ErrorCode::kForbidden);
+}
+
+TEST(Auth, HealthAndMetricsArePublicUnlessConfigured) {
+  AuthPolicy p = Keys();
+  EXPECT_TRUE(Authorize(p, RouteKind::kLiveness, "").ok());
+  EXPECT_TRUE(Authorize(p, RouteKind::kMetrics, "").ok());
+  p.health_needs_key = p.metrics_need_key = true;
+  EXPECT_FALSE(Authorize(p, RouteKind::kReadiness, "").ok());
+  EXPECT_FALSE(Authorize(p, RouteKind::kMetrics, "").ok());
+  EXPECT_TRUE(Authorize(p, RouteKind::kMetrics, "Bearer k2").ok());
+}
+
+}  // namespace
+}  // namespace agentkv

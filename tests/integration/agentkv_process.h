@@ -1,0 +1,114 @@
+#pragma once
+// `agentkv serve` as a child process, so that tests can signal or kill it.
+// Its output is collected; construction returns once it listens.
+
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <filesystem>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "upstream/llama_process.h"
+
+namespace agentkv::testing {
+
+class AgentkvProcess {
+ public:
+  struct Options {
+    bool own_group = false;  // lead a process group of its own, as a shell job does
+  };
+
+  // `agentkv serve --upstream URL --memory-dir DIR` on a free port.
+  AgentkvProcess(const std::string& upstream, const std::filesystem::path& memory)
+      : AgentkvProcess({"--upstream", upstream, "--memory-dir", memory.string()}, Options{}) {}
+
+  // `agentkv serve --port P --log-level debug` followed by `args`.
+  AgentkvProcess(const std::vector<std::string>& args, const Options& options) {
+    port_ = FindFreePort();
+    std::vector<std::string> argv_s = {AGENTKV_BINARY,        "serve",       "--port",
+                                       std::to_string(port_), "--log-level", "debug"};
+    argv_s.insert(argv_s.end(), args.begin(), args.end());
+    std::vector<char*> argv;
+    for (std::string& a : argv_s) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    int out[2];
+    EXPECT_EQ(::pipe(out), 0);
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      if (options.own_group) ::setpgid(0, 0);
+      ::dup2(out[1], STDOUT_FILENO);
+      ::dup2(out[1], STDERR_FILENO);
+      ::close(out[0]);
+      ::close(out[1]);  // the output closes when agentkv exits, not its child
+      ::execv(AGENTKV_BINARY, argv.data());
+      ::_exit(127);
+    }
+    ::close(out[1]);
+    reader_ = std::thread([this, fd = out[0]] {
+      char buf[4096];
+      for (ssize_t n; (n = ::read(fd, buf, sizeof buf)) > 0;) {
+        std::lock_guard<std::mutex> lock(mu_);
+        log_.append(buf, static_cast<size_t>(n));
+        changed_.notify_all();
+      }
+      ::close(fd);
+      std::lock_guard<std::mutex> lock(mu_);
+      eof_ = true;
+      changed_.notify_all();
+    });
+    std::unique_lock<std::mutex> lock(mu_);
+    changed_.wait(lock,
+                  [&] { return eof_ || log_.find("agentkv listening") != std::string::npos; });
+    EXPECT_FALSE(eof_) << log_;
+  }
+  ~AgentkvProcess() {
+    if (pid_ > 0) {
+      ::kill(pid_, SIGKILL);
+      Wait();
+    }
+    if (reader_.joinable()) reader_.join();
+  }
+
+  int port() const { return port_; }
+  pid_t pid() const { return pid_; }
+  std::string log() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return log_;
+  }
+  // Blocks until the process exits (its output closes) and returns its status.
+  int Wait() { return *WaitFor(std::chrono::hours(24)); }
+  // As Wait(), but gives up after `timeout` (nullopt: still running).
+  std::optional<int> WaitFor(std::chrono::seconds timeout) {
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      if (!changed_.wait_for(lock, timeout, [&] { return eof_; })) return std::nullopt;
+    }
+    int status = 0;
+    ::waitpid(pid_, &status, 0);
+    pid_ = -1;
+    return status;
+  }
+  int Terminate() {
+    ::kill(pid_, SIGTERM);
+    return Wait();
+  }
+
+ private:
+  int port_ = 0;
+  pid_t pid_ = -1;
+  std::thread reader_;
+  std::mutex mu_;
+  std::condition_variable changed_;
+  std::string log_;
+  bool eof_ = false;
+};
+
+}  // namespace agentkv::testing
