@@ -24,6 +24,22 @@ struct FileEntry {
   std::uint64_t size = 0;  // 0 if it could not be read
 };
 
+// What tells that a file's bytes are the ones seen before without reading
+// them: writing to a file changes its size or modification time, replacing
+// it changes the inode, and either changes its status-change time.
+struct FileStamp {
+  std::uint64_t device = 0;
+  std::uint64_t inode = 0;
+  std::uint64_t size = 0;
+  std::int64_t mtime_ns = 0;
+  std::int64_t ctime_ns = 0;
+  bool operator==(const FileStamp& o) const {
+    return device == o.device && inode == o.inode && size == o.size && mtime_ns == o.mtime_ns &&
+           ctime_ns == o.ctime_ns;
+  }
+  bool operator!=(const FileStamp& o) const { return !(*this == o); }
+};
+
 class FileSystem {
  public:
   using Path = std::filesystem::path;
@@ -38,6 +54,8 @@ class FileSystem {
   virtual Result<std::vector<FileEntry>> ListFiles(const Path& dir) = 0;
   // kIo also when the file is missing.
   virtual Result<std::uint64_t> FileSize(const Path& file) = 0;
+  // kIo also when the file is missing.
+  virtual Result<FileStamp> Stamp(const Path& file) = 0;
   // False if nothing has that name; kIo if that cannot be told.
   virtual Result<bool> Exists(const Path& path) = 0;
   // Feeds the whole file to `sink`. A read error after some chunks were fed

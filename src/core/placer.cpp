@@ -9,6 +9,12 @@ namespace agentkv {
 namespace {
 // A restore or resident slot this large that reuses nothing was not trusted.
 constexpr long long kMinTokensToJudge = 16;
+
+using Steady = std::chrono::steady_clock;
+
+double MsSince(Steady::time_point start) {
+  return std::chrono::duration<double, std::milli>(Steady::now() - start).count();
+}
 }  // namespace
 
 Lease& Lease::operator=(Lease&& other) noexcept {
@@ -56,31 +62,47 @@ PlacerStats Placer::stats() const {
 }
 
 Result<Lease> Placer::Place(const Tenant& tenant) {
+  const auto arrival = Steady::now();
   Result<Plan> plan = pool_.Acquire(tenant);
   if (!plan.ok()) return plan.status();
+  StepTimes steps;
+  steps.wait = MsSince(arrival);
   // Most recent first, so that the budget a save below may enforce spares
   // the file about to be restored.
   if (tenant) store_.Touch(*tenant);
   Status erase_error;
-  const SwitchOutcome outcome = Run(plan.value(), &erase_error);
+  const SwitchOutcome outcome = Run(plan.value(), &erase_error, &steps);
   Result<Placement> placed = pool_.CompleteSwitch(plan.value(), outcome);
   if (!placed.ok()) return erase_error.ok() ? placed.status() : erase_error;
+  spdlog::debug(
+      "placed agent {} in slot {} ({}) in {:.1f} ms: wait {:.1f}, save {:.1f}, commit {:.1f}, "
+      "check {:.1f}, restore {:.1f}, erase {:.1f}",
+      tenant ? tenant->ForLog() : "-", plan->slot.value, PlacementName(placed.value()),
+      MsSince(arrival), steps.wait, steps.save, steps.commit, steps.check, steps.restore,
+      steps.erase);
   return Lease(&pool_, plan->slot, tenant, placed.value(), outcome.restored_tokens);
 }
 
 // Writes the KV of the job's slot to a new generation of its agent's file.
-SaveResult Placer::SaveSlot(const SaveJob& job) {
+SaveResult Placer::SaveSlot(const SaveJob& job, StepTimes* steps) {
   const AgentId& agent = job.agent;
-  const auto started = std::chrono::steady_clock::now();
+  const auto started = Steady::now();
   Result<std::string> temp = store_.BeginSave(agent, job.tokens);
   Result<SlotActionResult> r = temp.ok() ? upstream_.SaveSlot(job.slot, temp.value())
                                          : Result<SlotActionResult>(temp.status());
+  const double save_ms = MsSince(started);
+  const auto commit_started = Steady::now();
   Status s = r.ok() ? Status::Ok() : r.status();
   const bool empty = s.ok() && r->n_tokens == 0;
   if (empty) s = Status::Error(ErrorCode::kUpstreamError, "llama-server's slot was empty");
   // Never replace a memory with an empty one: the older file stays.
   if (temp.ok() && !s.ok()) store_.AbortSave(agent);
   if (s.ok()) s = store_.CommitSave(agent, r->n_tokens, job.prompt_key);  // aborts itself
+  const double commit_ms = MsSince(commit_started);
+  if (steps) {
+    steps->save = save_ms;
+    steps->commit = commit_ms;
+  }
   if (!s.ok()) {
     ++metrics_.save_failures;
     spdlog::warn("could not save agent {} from slot {}: {}", agent.ForLog(), job.slot.value,
@@ -92,31 +114,35 @@ SaveResult Placer::SaveSlot(const SaveJob& job) {
     MutexLock lock(mu_);
     refusals_.erase(agent);  // refusals count for one file, in a row
   }
-  metrics_.save_seconds.Observe(
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
-  spdlog::debug("saved agent {} from slot {}: {} tokens, {} bytes, {:.1f} ms", agent.ForLog(),
-                job.slot.value, r->n_tokens, r->n_bytes, r->ms);
+  metrics_.save_seconds.Observe(std::chrono::duration<double>(Steady::now() - started).count());
+  spdlog::debug(
+      "saved agent {} from slot {}: {} tokens, {} bytes, {:.1f} ms (llama-server {:.1f}, "
+      "commit {:.1f})",
+      agent.ForLog(), job.slot.value, r->n_tokens, r->n_bytes, save_ms + commit_ms, save_ms,
+      commit_ms);
   for (const AgentId& gone : store_.EnforceBudget({agent})) {
     spdlog::info("agent {} lost its saved memory to the disk budget", gone.ForLog());
   }
   return SaveResult::kSaved;
 }
 
-SwitchOutcome Placer::Run(const Plan& plan, Status* erase_error) {
+SwitchOutcome Placer::Run(const Plan& plan, Status* erase_error, StepTimes* steps) {
   SwitchOutcome out;
   if (plan.evicted) ++metrics_.evictions;
   if (plan.save_evicted) {
-    const SaveResult saved =
-        SaveSlot(SaveJob{plan.slot, *plan.evicted, plan.evicted_tokens, plan.evicted_prompt_key});
+    const SaveResult saved = SaveSlot(
+        SaveJob{plan.slot, *plan.evicted, plan.evicted_tokens, plan.evicted_prompt_key}, steps);
     out.saved = saved == SaveResult::kSaved;
     if (saved == SaveResult::kEmpty && plan.evicted_tokens.value_or(0) >= kMinTokensToJudge) {
       // This slot is refilled below: only the others are forgotten.
       ResetSlots("a save found slot " + std::to_string(plan.slot.value) + " empty", plan.slot);
     }
   }
-  if (plan.restore) Restore(plan, &out);
+  if (plan.restore) Restore(plan, &out, steps);
   if (plan.erase || (plan.restore && !out.restored)) {
+    const auto started = Steady::now();
     Status s = upstream_.EraseSlot(plan.slot);
+    steps->erase = MsSince(started);
     out.erased = s.ok();
     if (!s.ok()) spdlog::error("could not erase slot {}: {}", plan.slot.value, s.message());
     *erase_error = s;
@@ -124,19 +150,22 @@ SwitchOutcome Placer::Run(const Plan& plan, Status* erase_error) {
   return out;
 }
 
-void Placer::Restore(const Plan& plan, SwitchOutcome* out) {
+void Placer::Restore(const Plan& plan, SwitchOutcome* out, StepTimes* steps) {
   const AgentId& agent = *plan.tenant;
+  const auto checked = Steady::now();
   Result<RestoreFile> file = store_.PrepareRestore(agent);
-  const auto started = std::chrono::steady_clock::now();
+  steps->check = MsSince(checked);
+  const auto started = Steady::now();
   Result<SlotActionResult> r = file.ok() ? upstream_.RestoreSlot(plan.slot, file->name)
                                          : Result<SlotActionResult>(file.status());
+  steps->restore = MsSince(started);
   out->restored = r.ok();
   if (out->restored) {
     out->restored_tokens = r->n_tokens;
     out->restored_prompt_key = file->prompt_key;
     ++metrics_.restores;
     metrics_.restore_seconds.Observe(
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+        std::chrono::duration<double>(Steady::now() - started).count());
     spdlog::debug("restored agent {} into slot {}: {} tokens, {:.1f} ms", agent.ForLog(),
                   plan.slot.value, r->n_tokens, r->ms);
     MutexLock lock(mu_);

@@ -1,6 +1,7 @@
 #include "agentkv/file_system.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
 
@@ -71,6 +72,18 @@ class PosixFileSystem final : public FileSystem {
     return Checked("stat", file, [&](std::error_code& ec) {
       return static_cast<std::uint64_t>(fs::file_size(file, ec));
     });
+  }
+
+  Result<FileStamp> Stamp(const Path& file) override {
+    struct stat st {};
+    if (::stat(file.c_str(), &st) != 0) return IoError("stat", file, ErrnoText(errno));
+    FileStamp stamp;
+    stamp.device = static_cast<std::uint64_t>(st.st_dev);
+    stamp.inode = static_cast<std::uint64_t>(st.st_ino);
+    stamp.size = static_cast<std::uint64_t>(st.st_size);
+    stamp.mtime_ns = static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
+    stamp.ctime_ns = static_cast<std::int64_t>(st.st_ctim.tv_sec) * 1000000000 + st.st_ctim.tv_nsec;
+    return stamp;
   }
 
   Result<bool> Exists(const Path& path) override {

@@ -96,7 +96,9 @@ Status Store::Commit(const AgentId& agent, TokenCount tokens, std::uint64_t prom
                  old ? old->generation + 1 : 1,
                  0,
                  files_.fingerprint(),
-                 prompt_key};
+                 prompt_key,
+                 std::nullopt,
+                 now};
   e.state_file = StoreFiles::StateName(StoreFiles::Hash(agent), e.generation);
   Status s = files_.CommitSave(&e, old ? old->state_file : "", expected);
   if (!s.ok()) {
@@ -110,7 +112,9 @@ Status Store::Commit(const AgentId& agent, TokenCount tokens, std::uint64_t prom
 Result<RestoreFile> Store::PrepareRestore(const AgentId& agent) {
   std::optional<StoredMemory> e = index_.Lookup(agent);
   if (!e) return Status::Error(ErrorCode::kNotFound, "no memory for agent " + agent.str());
-  Status checked = files_.Check(*e);
+  const std::int64_t now = now_();
+  std::optional<FileStamp> verified;
+  Status checked = files_.Check(*e, now, &verified);
   if (checked.code() == ErrorCode::kIo) {
     return Status::Error(ErrorCode::kIo, "cannot read the memory of agent " + agent.str() +
                                              " now: " + checked.message());
@@ -120,6 +124,7 @@ Result<RestoreFile> Store::PrepareRestore(const AgentId& agent) {
     return Status::Error(ErrorCode::kNotFound, "memory of agent " + agent.str() +
                                                    " failed its check (" + checked.message() + ")");
   }
+  if (verified) index_.SetVerified(agent, e->generation, *verified, now);
   return RestoreFile{e->state_file, e->info.tokens, e->prompt_key};
 }
 

@@ -206,6 +206,10 @@ Status StoreFiles::CommitSave(StoredMemory* e, const std::string& old_state_file
     RemoveQuietly(dir_ / e->state_file);  // the old metadata still rules
     return s;
   }
+  // After the rename, which changed its status-change time.
+  if (Result<FileStamp> stamp = files_.Stamp(dir_ / e->state_file); stamp.ok()) {
+    e->verified = stamp.value();
+  }
   // From here the new metadata rules: never delete what it points to.
   if (Status synced = files_.SyncDir(dir_); !synced.ok()) {
     spdlog::warn("saved agent {} but could not fsync the directory: {}", e->info.agent.ForLog(),
@@ -229,11 +233,25 @@ void StoreFiles::RemoveTemporaries(const std::string& hash, long long generation
   RemoveQuietly(dir_ / (hash + kMetaSuffix + kTempSuffix));
 }
 
-Status StoreFiles::Check(const StoredMemory& e) {
-  std::string why;
+Status StoreFiles::Check(const StoredMemory& e, std::int64_t now,
+                         std::optional<FileStamp>* verified) {
   if (e.fingerprint != fingerprint_) {
-    why = "saved with another model or settings";
-  } else if (Result<FileDigest> d = DigestFile(files_, dir_ / e.state_file); !d.ok()) {
+    return Status::Error(ErrorCode::kNotFound, "saved with another model or settings");
+  }
+  // Taken before the read: a change during it shows at the next check.
+  const Result<FileStamp> stamp = files_.Stamp(dir_ / e.state_file);
+  if (stamp.ok() && e.verified && *e.verified == stamp.value() &&
+      now - e.verified_at < kTrustVerifiedSeconds) {
+    return Status::Ok();
+  }
+  Status s = CheckDigest(e);
+  if (s.ok() && stamp.ok()) *verified = stamp.value();
+  return s;
+}
+
+Status StoreFiles::CheckDigest(const StoredMemory& e) {
+  std::string why;
+  if (Result<FileDigest> d = DigestFile(files_, dir_ / e.state_file); !d.ok()) {
     Result<bool> exists = files_.Exists(dir_ / e.state_file);
     if (!exists.ok() || exists.value()) {
       // Proves nothing about the file: try again next time.

@@ -58,16 +58,24 @@ class StoreFiles {
 
   // The save protocol from a complete temporary (see store.h): checks it
   // (fsync; with `expected`, its checksum), renames it to e->state_file,
-  // writes the metadata, removes `old_state_file`. Fills e->info.bytes and
-  // e->checksum. On failure the old memory rules; temporaries are left for
+  // writes the metadata, removes `old_state_file`. Fills e->info.bytes,
+  // e->checksum and e->verified. On failure the old memory rules; temporaries are left for
   // RemoveTemporaries.
   Status CommitSave(StoredMemory* e, const std::string& old_state_file,
                     std::optional<std::uint64_t> expected);
   // Removes what a save of `generation` may have left: its temporaries.
   void RemoveTemporaries(const std::string& hash, long long generation);
   // Checks a memory's state file before a restore: kNotFound with the
-  // reason if it is proven bad, kIo if it cannot be read now.
-  Status Check(const StoredMemory& e);
+  // reason if it is proven bad, kIo if it cannot be read now. A file whose
+  // checksum matched less than kTrustVerified ago (e.verified_at, against
+  // `now`) and whose stamp has not changed since is not read again; a file
+  // read in full that matches sets `*verified` to the stamp it had.
+  Status Check(const StoredMemory& e, std::int64_t now, std::optional<FileStamp>* verified);
+  // Long enough for agents that return within minutes, short enough that a
+  // file is read from the disk again (not the page cache that saw it written)
+  // before it is trusted much longer.
+  static constexpr std::int64_t kTrustVerifiedSeconds = 600;
+
   // Copies a state file to a save's temporary (a fork).
   Status Copy(const std::string& state_file, const std::string& temp);
   // Deletes an agent's files; the metadata first.
@@ -85,6 +93,9 @@ class StoreFiles {
   QuarantineUsage quarantine_usage() const;
 
  private:
+  // Reads the whole state file: size and checksum as in its metadata.
+  Status CheckDigest(const StoredMemory& e);
+
   struct Listing {
     std::vector<std::string> metas, states;
   };

@@ -67,6 +67,15 @@ void StoreIndex::Touch(const AgentId& agent, std::int64_t now) {
   if (it != memories_.end()) it->second.info.last_used = now;
 }
 
+void StoreIndex::SetVerified(const AgentId& agent, long long generation, const FileStamp& stamp,
+                             std::int64_t at) {
+  MutexLock lock(mu_);
+  auto it = memories_.find(agent);
+  if (it == memories_.end() || it->second.generation != generation) return;
+  it->second.verified = stamp;
+  it->second.verified_at = at;
+}
+
 StoreIndex::SaveStart StoreIndex::BeginSave(const AgentId& agent) {
   MutexLock lock(mu_);
   removed_.wait(lock, [&]() REQUIRES(mu_) { return !removing_.count(agent); });

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "agentkv/agent_id.h"
+#include "agentkv/file_system.h"
 #include "agentkv/mutex.h"
 #include "agentkv/token_count.h"
 
@@ -43,6 +44,10 @@ struct StoredMemory {
   std::uint64_t checksum = 0;
   std::string fingerprint;
   std::uint64_t prompt_key = 0;
+  // The state file's stamp when its checksum last matched, and when (unix
+  // seconds); not kept on disk. See StoreFiles::Check.
+  std::optional<FileStamp> verified;
+  std::int64_t verified_at = 0;
 };
 
 class StoreIndex {
@@ -61,6 +66,10 @@ class StoreIndex {
   // Bytes per token of the last save (of Load before one), 0 before either.
   double BytesPerToken() const;
   void Touch(const AgentId& agent, std::int64_t now);
+  // Records that generation `generation` of the agent's state file matched
+  // its checksum at `at`, with `stamp`; nothing if another generation rules.
+  void SetVerified(const AgentId& agent, long long generation, const FileStamp& stamp,
+                   std::int64_t at);
 
   // What a save starting now must know.
   struct SaveStart {

@@ -68,12 +68,15 @@ std::variant<StoredMemory, std::string> DecodeMeta(const std::string& text,
     return "metadata has a field of the wrong type";
   }
   const TokenCount known = *tokens >= 0 ? TokenCount(*tokens) : std::nullopt;
+  // Not verified: a file found on disk is read in full before its restore.
   return StoredMemory{MemoryInfo{id.value(), known, *bytes, *created, *updated, *updated},
                       *state,
                       *generation,
                       *checksum,
                       *fingerprint,
-                      *prompt_key};
+                      *prompt_key,
+                      std::nullopt,
+                      0};
 }
 
 }  // namespace agentkv

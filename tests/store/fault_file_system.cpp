@@ -60,6 +60,10 @@ Result<std::uint64_t> FaultFileSystem::FileSize(const Path& file) {
   return Pass(Op::kFileSize, file, [&] { return real_.FileSize(file); });
 }
 
+Result<FileStamp> FaultFileSystem::Stamp(const Path& file) {
+  return Pass(Op::kStamp, file, [&] { return real_.Stamp(file); });
+}
+
 Result<bool> FaultFileSystem::Exists(const Path& path) {
   return Pass(Op::kExists, path, [&] { return real_.Exists(path); });
 }

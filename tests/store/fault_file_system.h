@@ -28,6 +28,7 @@ class FaultFileSystem final : public FileSystem {
     kCreateDirs,
     kListFiles,
     kFileSize,
+    kStamp,
     kExists,
     kRead,
     kWriteFile,
@@ -52,6 +53,7 @@ class FaultFileSystem final : public FileSystem {
   Status CreateDirs(const Path& dir) override;
   Result<std::vector<FileEntry>> ListFiles(const Path& dir) override;
   Result<std::uint64_t> FileSize(const Path& file) override;
+  Result<FileStamp> Stamp(const Path& file) override;
   Result<bool> Exists(const Path& path) override;
   Status Read(const Path& file, const ChunkSink& sink) override;
   Status WriteFile(const Path& file, const std::string& data) override;

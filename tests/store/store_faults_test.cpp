@@ -11,6 +11,7 @@
 #include "store/fault_file_system.h"
 #include "store/sha256.h"
 #include "store/store.h"
+#include "store/store_files.h"
 
 namespace agentkv {
 namespace {
@@ -35,7 +36,8 @@ class StoreFaultsTest : public ::testing::Test {
   // A store over `files`: the fault-injecting one unless told otherwise.
   std::unique_ptr<Store> Open(FileSystem* files = nullptr, StoreOptions o = {}) {
     o.min_free_bytes = min_free_;
-    auto s = std::make_unique<Store>(dir_, "fp", o, nullptr, files ? *files : faults_);
+    auto s = std::make_unique<Store>(
+        dir_, "fp", o, [this] { return now_; }, files ? *files : faults_);
     EXPECT_TRUE(s->Open().ok());
     return s;
   }
@@ -77,16 +79,56 @@ class StoreFaultsTest : public ::testing::Test {
   fs::path dir_;
   testing::FaultFileSystem faults_;
   std::uint64_t min_free_ = 0;
+  std::int64_t now_ = 1'000'000;  // unix seconds, moved by the tests
 };
 
 TEST_F(StoreFaultsTest, AnEioReadingTheFileBeforeARestoreLeavesItInPlaceAndReturnsIo) {
-  auto s = Open();
-  ASSERT_TRUE(Save(*s, "a", "old").ok());
+  ASSERT_TRUE(Save(*Open(), "a", "old").ok());
+  auto s = Open();  // a file found at start is read in full before its restore
   faults_.FailOn(Op::kRead, ".kv", EIO);
   EXPECT_EQ(s->PrepareRestore(Id("a")).status().code(), ErrorCode::kIo);
   EXPECT_TRUE(s->HasMemory(Id("a")));
   EXPECT_EQ(s->quarantined(), 0);
   EXPECT_EQ(Restored(*s, "a"), "old") << "and it is restored once readable";
+}
+
+// The file the store wrote and checksummed itself, unchanged since, is not
+// read again before a restore (the read would be of the page cache that
+// just saw it written); after kTrustVerifiedSeconds it is.
+TEST_F(StoreFaultsTest, AFileTheStoreSavedAndNobodyTouchedIsNotReadAgainForAWhile) {
+  auto s = Open();
+  ASSERT_TRUE(Save(*s, "a", "old").ok());
+  faults_.FailOn(Op::kRead, ".kv", EIO, 1000);
+  EXPECT_EQ(Restored(*s, "a"), "old");
+  now_ += StoreFiles::kTrustVerifiedSeconds - 1;
+  EXPECT_EQ(Restored(*s, "a"), "old");
+  now_ += 1;
+  EXPECT_EQ(s->PrepareRestore(Id("a")).status().code(), ErrorCode::kIo) << "read again";
+}
+
+// Any change to the file since its checksum matched (replaced: a new inode;
+// written in place: a new modification time) sends it through a full check.
+TEST_F(StoreFaultsTest, AFileReplacedOrWrittenSinceItsSaveIsCheckedInFull) {
+  auto s = Open();
+  ASSERT_TRUE(Save(*s, "a", "old").ok());
+  ASSERT_TRUE(Save(*s, "b", "old").ok());
+  const fs::path a = dir_ / s->PrepareRestore(Id("a"))->name;
+  const fs::path b = dir_ / s->PrepareRestore(Id("b"))->name;
+  std::ofstream(dir_ / "replacement", std::ios::binary) << "odd";
+  fs::rename(dir_ / "replacement", a);
+  {
+    std::fstream io(b, std::ios::in | std::ios::out | std::ios::binary);
+    io.put('X');
+  }
+  // The kernel stamps writes with a clock of a few ms: a write in the same
+  // tick as the save would keep its time, one a moment later does not.
+  fs::last_write_time(b, fs::last_write_time(b) + std::chrono::seconds(1));
+  for (const char* agent : {"a", "b"}) {
+    SCOPED_TRACE(agent);
+    EXPECT_EQ(s->PrepareRestore(Id(agent)).status().code(), ErrorCode::kNotFound);
+    EXPECT_FALSE(s->HasMemory(Id(agent)));
+  }
+  EXPECT_EQ(s->quarantined(), 2);
 }
 
 TEST_F(StoreFaultsTest, AFailedCopyGivesTheForkedChildNothing) {
