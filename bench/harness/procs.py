@@ -95,9 +95,9 @@ def llama_server(tools, args, log_path, port=None):
     return Server("llama-server", argv, port, log_path, "/health")
 
 
-def agentkv(tools, upstream, memory_dir, log_path):
-    """agentkv fronting an already running llama-server."""
+def agentkv(tools, upstream, memory_dir, log_path, args=()):
+    """agentkv fronting an already running llama-server, with extra `args`."""
     port = free_port()
     argv = [tools.agentkv, "serve", "--port", str(port), "--upstream", upstream.url,
-            "--memory-dir", memory_dir]
+            "--memory-dir", memory_dir] + list(args)
     return Server("agentkv", argv, port, log_path, "/readyz")

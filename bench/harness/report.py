@@ -99,6 +99,25 @@ def markdown(result):
                         n(o["agentkv_back_to_back"]["p50_ms"], 1),
                         n(o["agentkv_back_to_back"]["p99_ms"], 1),
                         n(o["agentkv_back_to_back"]["stream_tok_s"], 1)]]), ""]
+    if "back_to_back" in s:
+        out += ["## 6. Back to back: agents round-robin over 2 slots", "",
+                "Every turn evicts one agent and brings another back; each resends its "
+                "own prompt and asks for one streamed token. TTFT p50 (p95) in ms. "
+                "*floor*: slot restore + the turn, straight to llama-server. *manager*: a "
+                "minimal synchronous manager (save, erase, restore, turn; no fsync, no "
+                "checksum). *steps*: agentkv's placement, p50 ms, from its debug log.", "",
+                table(["context", "think s", "turns", "agentkv", "floor", "manager",
+                       "agentkv / floor", "manager / floor", "steps: wait, save, commit, "
+                       "check, restore"],
+                      [[n(r["context_tokens"]), r["think_s"], r["turns"],
+                        f"{n(r['agentkv_p50_ms'], 1)} ({n(r['agentkv_p95_ms'], 1)})",
+                        f"{n(r['floor_p50_ms'], 1)} ({n(r['floor_p95_ms'], 1)})",
+                        f"{n(r['manager_p50_ms'], 1)} ({n(r['manager_p95_ms'], 1)})",
+                        f"{r['agentkv_over_floor']}x", f"{r['manager_over_floor']}x",
+                        ", ".join(n(r["steps_p50_ms"][k], 1) for k in
+                                  ("wait", "save", "commit", "check", "restore"))
+                        if r["steps_p50_ms"] else "–"]
+                       for r in s["back_to_back"]]), ""]
     return "\n".join(out)
 
 

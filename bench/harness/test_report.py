@@ -3,7 +3,10 @@ cd bench && python3 -m unittest discover -s harness -t . (ctest: bench_harness)"
 import unittest
 import xml.etree.ElementTree as ET
 
-from harness import report, sweep, workload
+import os
+import tempfile
+
+from harness import backtoback, report, sweep, workload
 
 
 class Percentiles(unittest.TestCase):
@@ -67,3 +70,39 @@ class SweepOutputs(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class BackToBack(unittest.TestCase):
+    # The line src/core/placer.cpp logs for each placement, at debug level.
+    LINE = ("[2026-11-29 05:30:00.000] [debug] placed agent b2b-1 in slot 0 (restored) "
+            "in 20.5 ms: wait 1.0, save 2.0, commit 3.0, check 0.0, restore 14.0, erase 0.0\n")
+
+    def test_reads_the_steps_of_returning_placements_from_the_log(self):
+        with tempfile.NamedTemporaryFile("w", delete=False) as f:
+            f.write(self.LINE)
+            f.write(self.LINE.replace("(restored)", "(cold)"))
+            f.write(self.LINE.replace("b2b-1", "someone-else"))
+        try:
+            rows = backtoback.steps_from_log(f.name, ["b2b-1"])
+        finally:
+            os.unlink(f.name)
+        self.assertEqual(rows, [{"total": 20.5, "wait": 1.0, "save": 2.0, "commit": 3.0,
+                                 "check": 0.0, "restore": 14.0, "erase": 0.0}])
+
+    def test_compares_each_serving_with_the_floor(self):
+        def turns(ms):
+            return [{"ttft_ms": v, "prompt_n": 1, "cache_n": 999, "placement": "restored"}
+                    for v in ms]
+        row = {"size": 1024, "think_s": 0, "agents": 3, "agentkv": turns([110, 130]),
+               "floor": turns([100, 100]), "manager": turns([150, 250]), "steps": []}
+        s = backtoback.summary([row], report.pct)[0]
+        self.assertEqual(s["agentkv_p50_ms"], 120)
+        self.assertEqual(s["agentkv_over_floor"], 1.2)
+        self.assertEqual(s["manager_over_floor"], 2.0)
+        self.assertEqual(s["context_tokens"], 1000)
+        self.assertIsNone(s["steps_p50_ms"])
+        self.assertIn("| 1,000 | 0 | 2 | 120.0 (129.0)", report.markdown(
+            {"meta": {"profile": "t", "machine": "m", "model": "x", "llama_server_version": "v",
+                      "threads": 2, "llama_build": {}, "command": "c", "date": "d",
+                      "duration_s": 1},
+             "summary": {"back_to_back": [s]}}))
