@@ -6,12 +6,12 @@
 //   int count_ GUARDED_BY(mu_);
 //   void BumpLocked() REQUIRES(mu_);
 //
-// Waiting uses std::condition_variable_any on the MutexLock itself, with the
-// condition tested in a loop in the caller (a predicate lambda would be
-// checked on its own, without the lock):
+// Waiting uses std::condition_variable_any on the MutexLock itself. A
+// predicate lambda is checked on its own, so it says that it runs under the
+// lock (clang cannot check that the wait calls it so):
 //
 //   MutexLock lock(mu_);
-//   while (!ready_) changed_.wait(lock);
+//   changed_.wait(lock, [&]() REQUIRES(mu_) { return ready_; });
 //
 // With other compilers the annotations compile to nothing.
 
@@ -26,13 +26,9 @@
 #define CAPABILITY(x) AGENTKV_TSA(capability(x))
 #define SCOPED_CAPABILITY AGENTKV_TSA(scoped_lockable)
 #define GUARDED_BY(x) AGENTKV_TSA(guarded_by(x))
-#define PT_GUARDED_BY(x) AGENTKV_TSA(pt_guarded_by(x))
 #define REQUIRES(...) AGENTKV_TSA(requires_capability(__VA_ARGS__))
-#define EXCLUDES(...) AGENTKV_TSA(locks_excluded(__VA_ARGS__))
 #define ACQUIRE(...) AGENTKV_TSA(acquire_capability(__VA_ARGS__))
 #define RELEASE(...) AGENTKV_TSA(release_capability(__VA_ARGS__))
-#define ACQUIRED_BEFORE(...) AGENTKV_TSA(acquired_before(__VA_ARGS__))
-#define NO_THREAD_SAFETY_ANALYSIS AGENTKV_TSA(no_thread_safety_analysis)
 
 namespace agentkv {
 
