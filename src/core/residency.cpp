@@ -93,6 +93,7 @@ std::optional<Plan> Residency::TryAcquire(const Tenant& tenant) {
   slot.view.phase = SlotPhase::kSwitching;
   slot.view.owner = tenant;
   slot.view.dirty = false;
+  slot.view.kv_is_file = false;
   slot.view.stale = false;
   slot.view.tokens = 0;
   slot.view.prompt_key = 0;
@@ -115,6 +116,7 @@ Result<Placement> Residency::CompleteSwitch(const Plan& plan, const SwitchOutcom
     slot.view.tokens = outcome.restored_tokens;
     slot.view.prompt_key = outcome.restored_prompt_key;
     slot.view.restored_unused = true;
+    slot.view.kv_is_file = true;
   }
   if (!plan.tenant) return Placement::kStateless;
   if (plan.resident) return Placement::kResident;
@@ -127,7 +129,10 @@ void Residency::Release(SlotId slot_id, TimePoint now, const TurnEnd& end) {
   if (v.owner && !v.lost) {
     v.phase = SlotPhase::kIdle;
     if (end.kv_changed) {
-      v.dirty = true;
+      if (!(v.kv_is_file && end.added_nothing)) {
+        v.dirty = true;
+        v.kv_is_file = false;
+      }
       v.tokens = end.kv_tokens;
       v.prompt_key = end.prompt_key;
       v.restored_unused = false;
@@ -157,12 +162,14 @@ void Residency::EndSave(SlotId slot_id, SaveResult result) {
   }
   v.phase = SlotPhase::kIdle;
   v.dirty = result != SaveResult::kSaved;
+  v.kv_is_file = result == SaveResult::kSaved;
 }
 
 std::optional<SlotId> Residency::MarkDirty(const AgentId& agent) {
   std::optional<SlotId> slot = SlotOf(agent);
   if (!slot || At(*slot).view.phase != SlotPhase::kIdle) return std::nullopt;
   At(*slot).view.dirty = true;
+  At(*slot).view.kv_is_file = false;
   return slot;
 }
 

@@ -48,6 +48,11 @@ struct TurnEnd {
   bool kv_changed = true;
   TokenCount kv_tokens;  // what the KV holds now, if llama-server said
   PromptKey prompt_key = 0;
+  // llama-server said it computed at most one prompt token and generated at
+  // most one. It recomputes the last prompt token of every request for its
+  // logits, so such a turn (an agent resending what it sent before) left
+  // nothing in the KV that its file lacks, beyond that one token.
+  bool added_nothing = false;
 
   static TurnEnd Ran(long long tokens, PromptKey key = 0) { return {true, tokens, key}; }
   static TurnEnd Unchanged() { return {false, std::nullopt, 0}; }
@@ -97,6 +102,7 @@ struct SlotView {
   SlotPhase phase = SlotPhase::kFree;
   Tenant owner;                  // Idle/Busy/Switching/Saving: whose KV it holds
   bool dirty = false;            // Idle: KV newer than the agent's file
+  bool kv_is_file = false;       // the KV is what the agent's file holds (restored, or saved since)
   bool stale = false;            // Free: holds KV that must be erased before reuse
   bool lost = false;             // Busy/Switching/Saving: llama-server restarted since
   TokenCount tokens = 0;         // tokens the KV holds, as last reported
@@ -130,8 +136,10 @@ class Residency {
   Result<Placement> CompleteSwitch(const Plan& plan, const SwitchOutcome& outcome);
 
   // The request on `slot` ended (whatever its outcome), as `end` says. An
-  // agent's slot turns Idle, used at `now`, and dirty if its KV changed; a
-  // stateless slot, or one llama-server lost meanwhile, turns Free and stale.
+  // agent's slot turns Idle, used at `now`, and dirty if its KV changed,
+  // unless the KV was its file's and the turn added nothing to it (no save
+  // would write anything the file lacks); a stateless slot, or one
+  // llama-server lost meanwhile, turns Free and stale.
   void Release(SlotId slot, TimePoint now, const TurnEnd& end);
 
   // Turn-end and shutdown saves: if `slot` is Idle and dirty and its agent

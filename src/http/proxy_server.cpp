@@ -366,7 +366,9 @@ TurnEnd TurnEndOf(int status, const Status& result, const std::optional<Timings>
                   PromptKey key) {
   if (status >= 400 && status < 500) return TurnEnd::Unchanged();
   if (!t || !result.ok()) return TurnEnd{true, std::nullopt, key};
-  return TurnEnd::Ran(t->cache_n + t->prompt_n + t->predicted_n, key);
+  TurnEnd end = TurnEnd::Ran(t->cache_n + t->prompt_n + t->predicted_n, key);
+  end.added_nothing = t->prompt_n <= 1 && t->predicted_n <= 1;
+  return end;
 }
 
 }  // namespace

@@ -199,6 +199,60 @@ TEST_F(ResidencyTest, ATurnEndSaveMakesTheSlotCleanSoEvictionSkipsTheSave) {
   EXPECT_FALSE(b->save_evicted);
 }
 
+// A turn that computed at most the one prompt token llama-server always
+// recomputes, and generated at most one, added nothing the file lacks.
+TurnEnd AddedNothing(long long tokens) {
+  TurnEnd end = TurnEnd::Ran(tokens);
+  end.added_nothing = true;
+  return end;
+}
+
+TEST_F(ResidencyTest, ATurnThatAddsNothingToARestoredOrSavedKvLeavesItClean) {
+  Residency r = Make(1);
+  files_.insert(Id("a"));
+  std::optional<Plan> restored = r.TryAcquire(Id("a"));
+  ASSERT_TRUE(restored && restored->restore);
+  ASSERT_EQ(r.CompleteSwitch(*restored, {false, true, false, 300}).value(), Placement::kRestored);
+  r.Release(SlotId{0}, At(1), AddedNothing(301));
+  EXPECT_FALSE(r.View(SlotId{0}).dirty) << "the file already holds it";
+  EXPECT_FALSE(r.TryBeginSave(SlotId{0}));
+
+  std::optional<Plan> again = r.TryAcquire(Id("a"));  // resident, still the file's KV
+  ASSERT_TRUE(r.CompleteSwitch(*again, {}).ok());
+  r.Release(SlotId{0}, At(2), TurnEnd::Ran(340));  // a turn with new tokens
+  EXPECT_TRUE(r.View(SlotId{0}).dirty);
+  again = r.TryAcquire(Id("a"));
+  ASSERT_TRUE(r.CompleteSwitch(*again, {}).ok());
+  r.Release(SlotId{0}, At(3), AddedNothing(341));
+  EXPECT_TRUE(r.View(SlotId{0}).dirty) << "its new tokens are still unsaved";
+
+  ASSERT_TRUE(r.TryBeginSave(SlotId{0}));
+  r.EndSave(SlotId{0}, SaveResult::kSaved);
+  again = r.TryAcquire(Id("a"));
+  ASSERT_TRUE(r.CompleteSwitch(*again, {}).ok());
+  r.Release(SlotId{0}, At(4), AddedNothing(341));
+  EXPECT_FALSE(r.View(SlotId{0}).dirty) << "saved since";
+  std::optional<Plan> b = r.TryAcquire(Id("b"));
+  ASSERT_TRUE(b);
+  EXPECT_FALSE(b->save_evicted);
+}
+
+TEST_F(ResidencyTest, ATurnThatAddsNothingToAColdOrRequarantinedSlotStillNeedsASave) {
+  Residency r = Make(1);
+  std::optional<Plan> cold = r.TryAcquire(Id("a"));  // no file: erased, then prefilled
+  ASSERT_TRUE(r.CompleteSwitch(*cold, {false, false, true}).ok());
+  r.Release(SlotId{0}, At(1), AddedNothing(1));
+  EXPECT_TRUE(r.View(SlotId{0}).dirty) << "no file holds even that token";
+
+  ASSERT_TRUE(r.TryBeginSave(SlotId{0}));
+  r.EndSave(SlotId{0}, SaveResult::kSaved);
+  ASSERT_TRUE(r.MarkDirty(Id("a")));  // its file was quarantined
+  std::optional<Plan> again = r.TryAcquire(Id("a"));
+  ASSERT_TRUE(r.CompleteSwitch(*again, {}).ok());
+  r.Release(SlotId{0}, At(2), AddedNothing(1));
+  EXPECT_TRUE(r.View(SlotId{0}).dirty) << "the file it matched is gone";
+}
+
 TEST_F(ResidencyTest, AFailedTurnEndSaveLeavesTheSlotDirty) {
   Residency r = Make(1);
   Serve(r, Id("a"), 1);

@@ -178,6 +178,33 @@ TEST_F(RealLlamaTest, AConversationRestoredBetweenTurnsGeneratesTheSameTokens) {
   }
 }
 
+// An agent that resends what it sent before (n_predict 1, as a client
+// probing or retrying does) computes only the one prompt token llama-server
+// always recomputes: no turn-end save is written for it, and a restore of
+// the file it already had still gives the same tokens as a fresh prefill.
+TEST_F(RealLlamaTest, AnAgentResendingItsPromptIsNotSavedAgainAndGetsTheSameTokens) {
+  const json body = {
+      {"prompt", Words(8, 300)}, {"n_predict", 1}, {"temperature", 0}, {"return_tokens", true}};
+  const Reply fresh = Send("fresh", "/completion", body);
+  Send("again", "/completion", body);
+  daemon_->placer().DrainSaves();
+  const long long saves = daemon_->placer().stats().saves;
+  for (int turn = 1; turn <= 3; ++turn) {
+    SCOPED_TRACE("turn " + std::to_string(turn));
+    Send("filler-a", "/completion", {{"prompt", Words(70 + turn, 40)}, {"n_predict", 1}});
+    Send("filler-b", "/completion", {{"prompt", Words(80 + turn, 40)}, {"n_predict", 1}});
+    daemon_->placer().DrainSaves();
+    const long long saves_before = daemon_->placer().stats().saves;
+    const Reply r = Send("again", "/completion", body);
+    EXPECT_EQ(r.placement, "restored");
+    EXPECT_EQ(r.body["timings"]["prompt_n"], 1) << r.body.dump();
+    EXPECT_EQ(r.body["tokens"], fresh.body["tokens"]);
+    daemon_->placer().DrainSaves();
+    EXPECT_EQ(daemon_->placer().stats().saves, saves_before) << "the file already held it";
+  }
+  EXPECT_GT(daemon_->placer().stats().saves, saves) << "the fillers were saved";
+}
+
 // (c) 8 agents at once through 2 slots.
 TEST_F(RealLlamaTest, EightParallelAgentsAllCompleteEachOnItsOwnKV) {
   constexpr int kAgents = 8;
