@@ -42,15 +42,14 @@ def order(agents, rounds):
     return [a for _ in range(rounds) for a in agents]
 
 
-def through_agentkv(kv, agents, convs, think_s, progress):
-    progress("first turns (cold prefills)")
-    for a in agents:
-        client.chat(kv.url, f"/agents/{a}/v1/chat/completions", convs[a], 1)
+def through_agentkv(kv, agents, convs, think_s, warm_up):
+    """Returning turns through agentkv; `warm_up` rounds first are not counted."""
     turns = []
-    for a in order(agents, ROUNDS):
+    for k, a in enumerate(order(agents, warm_up + ROUNDS)):
         time.sleep(think_s)
         t = client.chat(kv.url, f"/agents/{a}/v1/chat/completions", convs[a], 1)
-        turns.append(client.figures(t))
+        if k >= warm_up * len(agents):
+            turns.append(client.figures(t))
     return turns
 
 
@@ -61,7 +60,7 @@ def latest_file(memory_dir, agent):
     return files[-1]
 
 
-def floor(llama, memory_dir, agents, convs, think_s):
+def floor(llama, agents, convs, think_s):
     turns = []
     for k, a in enumerate(order(agents, ROUNDS)):
         time.sleep(think_s)
@@ -96,54 +95,85 @@ def manager(llama, agents, convs, think_s):
     return turns
 
 
-def steps_from_log(log_path, agents):
-    """The returning turns' placements, step by step, from agentkv's debug log."""
+def steps_from_log(log_path, agents, skip):
+    """The returning turns' placements, step by step, from agentkv's debug log,
+    without the first `skip` of them."""
     rows = []
     with open(log_path, errors="replace") as f:
         for line in f:
             m = STEP.search(line)
             if m and m.group(1) in agents and m.group(2) != "cold":
                 rows.append(dict(zip(STEPS, (float(v) for v in m.groups()[2:]))))
-    return rows
+    return rows[skip:]
 
 
-def one(tools, p, size, think_s, work, progress):
-    tag = f"{size}-{str(think_s).replace('.', '_')}"
-    wd = os.path.join(work, f"b2b-{tag}")
-    memory = os.path.join(wd, "memory")
-    os.makedirs(memory)
-    llama = procs.llama_server(
-        tools, ["--parallel", "2", "--ctx-size", str(2 * p["slot_ctx"]), "--slot-save-path",
-                memory, "--cache-ram", "0", "--no-cache-idle-slots"],
-        os.path.join(wd, "llama-server.log"))
-    log = os.path.join(wd, "agentkv.log")
-    kv = procs.agentkv(tools, llama, memory, log, ["--log-level", "debug"])
-    agents = [f"b2b-{tag}-{i}" for i in range(p["b2b_agents"])]
-    try:
-        llama.start()
-        wpt = client.words_per_token(llama.url)
-        convs = {a: messages(size, wpt, i) for i, a in enumerate(agents)}
+class Size:
+    """Every serving of one context size on one llama-server (--cache-ram 0, so
+    it keeps nothing itself). The agents' first turns (cold prefills, the
+    slow part) go through agentkv once; then, for each think time, the
+    servings run in the order agentkv, floor, manager, floor, agentkv, so
+    that a machine getting slower or faster during the run favours none.
+    agentkv is restarted for its second block (the floor and the manager
+    moved the slots behind its back): one warm-up round there is not
+    counted, as it re-reads each file agentkv finds at start."""
+
+    def __init__(self, tools, p, size, work, progress):
+        self.tools, self.p, self.size, self.progress = tools, p, size, progress
+        self.wd = os.path.join(work, f"b2b-{size}")
+        self.memory = os.path.join(self.wd, "memory")
+        os.makedirs(self.memory)
+        self.llama = procs.llama_server(
+            tools, ["--parallel", "2", "--ctx-size", str(2 * p["slot_ctx"]), "--slot-save-path",
+                    self.memory, "--cache-ram", "0", "--no-cache-idle-slots"],
+            os.path.join(self.wd, "llama-server.log"))
+        self.agents = [f"b2b-{size}-{i}" for i in range(p["b2b_agents"])]
+        self.blocks = 0
+
+    def agentkv_block(self, think_s, first):
+        self.blocks += 1
+        log = os.path.join(self.wd, f"agentkv-{self.blocks}.log")
+        kv = procs.agentkv(self.tools, self.llama, self.memory, log, ["--log-level", "debug"])
         kv.start()
         try:
-            progress(f"{size} tokens, think {think_s} s: agentkv")
-            through = through_agentkv(kv, agents, convs, think_s, progress)
+            if first:
+                self.progress(f"{self.size} tokens: first turns (cold prefills)")
+                for a in self.agents:
+                    client.chat(kv.url, f"/agents/{a}/v1/chat/completions", self.convs[a], 1)
+            self.progress(f"{self.size} tokens, think {think_s} s: agentkv")
+            warm_up = 0 if first else 1
+            turns = through_agentkv(kv, self.agents, self.convs, think_s, warm_up)
         finally:
             kv.stop()
-        for a in agents:
-            shutil.copyfile(latest_file(memory, a), os.path.join(memory, f"b2b-{a}.bin"))
-        progress(f"{size} tokens, think {think_s} s: floor")
-        flo = floor(llama, memory, agents, convs, think_s)
-        progress(f"{size} tokens, think {think_s} s: minimal manager")
-        man = manager(llama, agents, convs, think_s)
-    finally:
-        llama.stop()
-    return {"size": size, "think_s": think_s, "agents": len(agents), "agentkv": through,
-            "floor": flo, "manager": man, "steps": steps_from_log(log, agents)}
+        return turns, steps_from_log(log, self.agents, warm_up * len(self.agents))
+
+    def run(self, thinks):
+        rows = []
+        try:
+            self.llama.start()
+            wpt = client.words_per_token(self.llama.url)
+            self.convs = {a: messages(self.size, wpt, i) for i, a in enumerate(self.agents)}
+            for think_s in thinks:
+                through, steps = self.agentkv_block(think_s, first=not rows)
+                if not rows:
+                    for a in self.agents:
+                        shutil.copyfile(latest_file(self.memory, a),
+                                        os.path.join(self.memory, f"b2b-{a}.bin"))
+                self.progress(f"{self.size} tokens, think {think_s} s: floor, manager")
+                flo = floor(self.llama, self.agents, self.convs, think_s)
+                man = manager(self.llama, self.agents, self.convs, think_s)
+                flo += floor(self.llama, self.agents, self.convs, think_s)
+                more, more_steps = self.agentkv_block(think_s, first=False)
+                rows.append({"size": self.size, "think_s": think_s, "agents": len(self.agents),
+                             "agentkv": through + more, "floor": flo, "manager": man,
+                             "steps": steps + more_steps})
+        finally:
+            self.llama.stop()
+        return rows
 
 
 def run(tools, p, work, progress):
-    return [one(tools, p, size, think, work, progress)
-            for size in p["b2b_sizes"] for think in p["b2b_think_s"]]
+    return [row for size in p["b2b_sizes"]
+            for row in Size(tools, p, size, work, progress).run(p["b2b_think_s"])]
 
 
 def summary(rows, pct):

@@ -79,11 +79,12 @@ class BackToBack(unittest.TestCase):
 
     def test_reads_the_steps_of_returning_placements_from_the_log(self):
         with tempfile.NamedTemporaryFile("w", delete=False) as f:
+            f.write(self.LINE.replace("check 0.0", "check 9.0"))  # a warm-up turn, skipped
             f.write(self.LINE)
             f.write(self.LINE.replace("(restored)", "(cold)"))
             f.write(self.LINE.replace("b2b-1", "someone-else"))
         try:
-            rows = backtoback.steps_from_log(f.name, ["b2b-1"])
+            rows = backtoback.steps_from_log(f.name, ["b2b-1"], skip=1)
         finally:
             os.unlink(f.name)
         self.assertEqual(rows, [{"total": 20.5, "wait": 1.0, "save": 2.0, "commit": 3.0,
