@@ -18,6 +18,13 @@ class AgentId {
 
   // Returns kInvalidArgument with a message naming the rule on bad input.
   static Result<AgentId> Parse(std::string_view text);
+  // Memory agentkv keeps for itself (prefix snapshots): "~" + `name`, where
+  // `name` follows the client rule. No client can name one: Parse refuses
+  // the "~". Throws std::invalid_argument on a bad name (a bug).
+  static AgentId Internal(std::string_view name);
+  // What a metadata file may hold: a client id or an internal one.
+  static Result<AgentId> ParseStored(std::string_view text);
+  bool internal() const { return !value_.empty() && value_[0] == '~'; }
 
   const std::string& str() const { return value_; }
   // For logs: at most 16 characters, so long ids (which may carry user

@@ -197,6 +197,11 @@ int ParseCommandLine(int argc, const char* const* argv, CliSettings* out) {
   serve->add_option("--max-pins", o.max_pins, "Agents that may be pinned at once (< slots)")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
+  serve
+      ->add_option("--prefix-min-tokens", o.prefix_min_tokens,
+                   "New agents start from a saved snapshot of a prompt prefix at least this "
+                   "long that two agents of one API key sent (0: never)")
+      ->capture_default_str();
   long long upstream_wait_s = o.upstream_wait.count();
   serve
       ->add_option("--upstream-wait", upstream_wait_s,

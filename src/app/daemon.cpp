@@ -174,12 +174,21 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(DaemonOptions o) {
   d->placer_ = std::make_unique<Placer>(*d->pool_, *d->upstream_, *d->store_, o.save_policy,
                                         d->metrics_, checks);
   if (o.proxy.threads <= 0) o.proxy.threads = props->total_slots + o.queue.max_waiting + 16;
-  d->admin_ = std::make_unique<AdminApi>(*d->pool_, *d->placer_, *d->store_, *serving);
+  d->admin_ = std::make_unique<AdminApi>(*d->pool_, *d->placer_, *d->store_, d->metrics_, *serving);
   ProxyServer::Hooks hooks;
   hooks.gauges = [daemon = d.get()] { return daemon->Gauges(); };
   hooks.wait_upstream = [supervisor = d->supervisor_.get(), wait = o.upstream_wait] {
     return supervisor->WaitUp(wait);
   };
+  // A snapshot is restored under prompts that go on differently: the KV
+  // must be cut back to the shared part, which recurrent and sliding-window
+  // caches cannot do.
+  if (o.prefix_min_tokens > 0 && serving->persist && checks.after_restore) {
+    d->prefixes_ = std::make_unique<Prefixes>(o.prefix_min_tokens);
+    d->prefix_path_ = std::make_unique<PrefixPath>(*d->upstream_, *d->pool_, *d->placer_,
+                                                   *d->store_, *d->prefixes_);
+    hooks.prefixes = d->prefix_path_.get();
+  }
   d->server_ = std::make_unique<ProxyServer>(o.proxy, *d->upstream_, *d->placer_, *d->admin_,
                                              d->metrics_, hooks);
   Result<int> port = d->server_->Bind();

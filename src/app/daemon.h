@@ -58,6 +58,10 @@ struct DaemonOptions {
   // run at start.
   std::uint64_t kv_ram_budget = 0;
   long long ctx_per_slot = 0;
+  // New agents start from a snapshot of a prompt prefix at least this many
+  // tokens long that two agents of one API key sent (see core/prefixes.h);
+  // 0: never. Only for models whose KV can be cut back to a prefix.
+  std::size_t prefix_min_tokens = 256;
 };
 
 class Daemon {
@@ -95,6 +99,8 @@ class Daemon {
   Metrics metrics_;
   std::unique_ptr<Placer> placer_;
   std::unique_ptr<AdminApi> admin_;
+  std::unique_ptr<Prefixes> prefixes_;
+  std::unique_ptr<PrefixPath> prefix_path_;
   std::unique_ptr<ProxyServer> server_;
   std::thread serve_thread_;
   std::atomic<bool> serve_returned_{false};

@@ -1,5 +1,7 @@
 #include "agentkv/agent_id.h"
 
+#include <stdexcept>
+
 namespace agentkv {
 
 namespace {
@@ -20,6 +22,23 @@ Result<AgentId> AgentId::Parse(std::string_view text) {
     }
   }
   return AgentId(std::string(text));
+}
+
+AgentId AgentId::Internal(std::string_view name) {
+  Result<AgentId> id = Parse(name);
+  if (!id.ok() || name.size() + 1 > kMaxLength) {
+    throw std::invalid_argument("bad internal agent id: " + std::string(name));
+  }
+  return AgentId("~" + std::string(name));
+}
+
+Result<AgentId> AgentId::ParseStored(std::string_view text) {
+  if (!text.empty() && text[0] == '~') {
+    Result<AgentId> name = Parse(text.substr(1));
+    if (!name.ok()) return name.status();
+    return AgentId(std::string(text));
+  }
+  return Parse(text);
 }
 
 }  // namespace agentkv

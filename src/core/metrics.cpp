@@ -99,6 +99,12 @@ std::string Metrics::Render(const GaugeSnapshot& g) const {
           tokens_reused);
   Counter(out, "agentkv_tokens_prefilled_total", "Prompt tokens computed (prompt_n).",
           tokens_prefilled);
+  Counter(out, "agentkv_prefix_hits_total",
+          "New agents started from a prefix snapshot instead of an empty slot.", prefix_hits);
+  Counter(out, "agentkv_prefix_tokens_reused_total",
+          "Prompt tokens of those agents' first requests served from the snapshot (cache_n).",
+          prefix_tokens_reused);
+  Counter(out, "agentkv_prefix_snapshots_total", "Prefix snapshots written.", prefix_snapshots);
   Header(out, "agentkv_restore_duration_seconds", "histogram", "llama-server restore calls.");
   restore_seconds.Render(out, "agentkv_restore_duration_seconds", "");
   Header(out, "agentkv_save_duration_seconds", "histogram",

@@ -55,11 +55,14 @@ class Metrics {
   std::atomic<long long> tokens_reused{0};
   std::atomic<long long> tokens_prefilled{0};
   std::atomic<long long> upstream_restarts{0};
+  std::atomic<long long> prefix_hits{0};           // new agents started from a snapshot
+  std::atomic<long long> prefix_tokens_reused{0};  // cache_n of those requests
+  std::atomic<long long> prefix_snapshots{0};      // snapshots written
   Histogram restore_seconds;
   Histogram save_seconds;
 
   // `route` is a fixed route name, never a raw path; `placement` one of
-  // resident, restored, cold, stateless.
+  // resident, restored, prefix, cold, stateless.
   void CountRequest(const std::string& route, int status);
   void ObserveTtft(const std::string& placement, std::chrono::duration<double> ttft);
 

@@ -61,10 +61,16 @@ PlacerStats Placer::stats() const {
                      metrics_.evictions, metrics_.fallbacks, metrics_.resets};
 }
 
-Result<Lease> Placer::Place(const Tenant& tenant) {
+Result<Lease> Placer::Place(const Tenant& tenant, const std::optional<AgentId>& start_from) {
   const auto arrival = Steady::now();
   Result<Plan> plan = pool_.Acquire(tenant);
   if (!plan.ok()) return plan.status();
+  if (start_from && !plan->resident && !plan->restore && store_.HasMemory(*start_from)) {
+    plan->restore = true;
+    plan->erase = false;  // the restore replaces whatever the slot held
+    plan->restore_from = start_from;
+    store_.Touch(*start_from);
+  }
   StepTimes steps;
   steps.wait = MsSince(arrival);
   // Most recent first, so that the budget a save below may enforce spares
@@ -81,6 +87,17 @@ Result<Lease> Placer::Place(const Tenant& tenant) {
       MsSince(arrival), steps.wait, steps.save, steps.commit, steps.check, steps.restore,
       steps.erase);
   return Lease(&pool_, plan->slot, tenant, placed.value(), outcome.restored_tokens);
+}
+
+bool Placer::SaveSnapshot(const Lease& lease, const AgentId& snapshot, long long tokens,
+                          PromptKey prompt_key) {
+  if (SaveSlot(SaveJob{lease.slot(), snapshot, tokens, prompt_key}) != SaveResult::kSaved) {
+    return false;
+  }
+  ++metrics_.prefix_snapshots;
+  spdlog::info("saved prefix snapshot {} of {} tokens from slot {}", snapshot.str(), tokens,
+               lease.slot().value);
+  return true;
 }
 
 // Writes the KV of the job's slot to a new generation of its agent's file.
@@ -151,7 +168,7 @@ SwitchOutcome Placer::Run(const Plan& plan, Status* erase_error, StepTimes* step
 }
 
 void Placer::Restore(const Plan& plan, SwitchOutcome* out, StepTimes* steps) {
-  const AgentId& agent = *plan.tenant;
+  const AgentId& agent = plan.restore_from ? *plan.restore_from : *plan.tenant;
   const auto checked = Steady::now();
   Result<RestoreFile> file = store_.PrepareRestore(agent);
   steps->check = MsSince(checked);
@@ -194,6 +211,10 @@ void Placer::Finish(Lease& lease, std::optional<long long> cache_n, long long pr
                     const TurnEnd& end) {
   if (cache_n) metrics_.tokens_reused += *cache_n;
   metrics_.tokens_prefilled += prompt_n;
+  if (lease.placement() == Placement::kPrefix) {
+    ++metrics_.prefix_hits;
+    if (cache_n) metrics_.prefix_tokens_reused += *cache_n;
+  }
   const SlotView before = pool_.View(lease.slot());
   // Evidence the slot's KV was gone: it held at least kMinTokensToJudge
   // tokens of a request with the same leading content, and none was reused.

@@ -88,7 +88,15 @@ class Placer {
   // back to a normal prefill. Only a file proven bad is quarantined: a
   // restore that failed in transport, timed out or was refused leaves it in
   // place (a file refused kMaxRefusals times in a row is quarantined).
-  Result<Lease> Place(const Tenant& tenant);
+  // A tenant with no file of its own starts from `start_from`'s (a prefix
+  // snapshot) if that one has a file: placement kPrefix.
+  Result<Lease> Place(const Tenant& tenant, const std::optional<AgentId>& start_from = {});
+
+  // Writes the KV of `lease`'s slot (which the caller has just filled with
+  // exactly `tokens` tokens of a shared prefix) to the prefix snapshot
+  // `snapshot`. False if it could not; the lease's agent is not affected.
+  bool SaveSnapshot(const Lease& lease, const AgentId& snapshot, long long tokens,
+                    PromptKey prompt_key);
 
   // The response on `lease` is complete: `cache_n` and `prompt_n` are what
   // llama-server reported reusing and computing (nullopt/0 if unknown), `end`

@@ -10,6 +10,8 @@ const char* PlacementName(Placement p) {
       return "resident";
     case Placement::kRestored:
       return "restored";
+    case Placement::kPrefix:
+      return "prefix";
     case Placement::kCold:
       return "cold";
     case Placement::kStateless:
@@ -112,15 +114,19 @@ Result<Placement> Residency::CompleteSwitch(const Plan& plan, const SwitchOutcom
                          "could not clear llama-server slot " + std::to_string(plan.slot.value));
   }
   slot.view.phase = SlotPhase::kBusy;
-  if (plan.restore && outcome.restored) {
+  const bool restored = plan.restore && outcome.restored;
+  if (restored) {
     slot.view.tokens = outcome.restored_tokens;
-    slot.view.prompt_key = outcome.restored_prompt_key;
-    slot.view.restored_unused = true;
-    slot.view.kv_is_file = true;
+    // A snapshot's KV is not the agent's file, and what it reuses is not
+    // judged (no key): snapshots are shared by prompts that differ after them.
+    slot.view.prompt_key = plan.restore_from ? 0 : outcome.restored_prompt_key;
+    slot.view.restored_unused = !plan.restore_from;
+    slot.view.kv_is_file = !plan.restore_from;
   }
   if (!plan.tenant) return Placement::kStateless;
   if (plan.resident) return Placement::kResident;
-  return plan.restore && outcome.restored ? Placement::kRestored : Placement::kCold;
+  if (!restored) return Placement::kCold;
+  return plan.restore_from ? Placement::kPrefix : Placement::kRestored;
 }
 
 void Residency::Release(SlotId slot_id, TimePoint now, const TurnEnd& end) {

@@ -28,6 +28,7 @@ using TimePoint = Clock::time_point;
 enum class Placement {
   kResident,   // the agent's KV was already in the slot
   kRestored,   // restored from the agent's file
+  kPrefix,     // a new agent, from a snapshot of a prefix it shares
   kCold,       // the agent has no usable file: a normal prefill
   kStateless,  // no agent: the slot is wiped after the request
 };
@@ -68,7 +69,9 @@ struct Plan {
   TokenCount evicted_tokens;       // how many tokens its KV holds
   PromptKey evicted_prompt_key = 0;
   bool restore = false;  // restore the tenant's file into the slot
-  bool erase = false;    // wipe the slot (KV the tenant must not see)
+  // ...or, for a tenant with no file, this prefix snapshot's (set by Placer).
+  std::optional<AgentId> restore_from;
+  bool erase = false;  // wipe the slot (KV the tenant must not see)
 };
 
 // What running a plan achieved. A failed restore must be followed by an

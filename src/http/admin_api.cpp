@@ -3,6 +3,8 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "core/prefixes.h"
+
 namespace agentkv {
 
 using nlohmann::json;
@@ -41,6 +43,11 @@ Result<json> AdminApi::Handle(AdminAction action, const std::optional<AgentId>& 
       return Stats();
     case AdminAction::kListAgents:
       return ListAgents();
+    case AdminAction::kListPrefixes:
+      return ListPrefixes();
+    case AdminAction::kDeletePrefix:
+      if (!agent) break;
+      return DeletePrefix(*agent);
     case AdminAction::kNone:
       break;
     default:
@@ -58,6 +65,9 @@ json AdminApi::Stats() const {
               {"evictions", s.evictions},
               {"fallbacks", s.fallbacks},
               {"resets", s.resets},
+              {"prefix_hits", metrics_.prefix_hits.load()},
+              {"prefix_tokens_reused", metrics_.prefix_tokens_reused.load()},
+              {"prefix_snapshots_written", metrics_.prefix_snapshots.load()},
               {"quarantined", store_.quarantined()},
               {"quarantine_files", store_.quarantine_usage().files},
               {"quarantine_bytes", store_.quarantine_usage().bytes},
@@ -80,7 +90,9 @@ json AdminApi::Stats() const {
 
 json AdminApi::ListAgents() const {
   std::set<AgentId> agents;
-  for (const MemoryInfo& m : store_.List()) agents.insert(m.agent);
+  for (const MemoryInfo& m : store_.List()) {
+    if (!m.agent.internal()) agents.insert(m.agent);
+  }
   for (int i = 0; i < pool_.slot_count(); ++i) {
     const SlotView v = pool_.View(SlotId{i});
     if (v.owner && v.phase != SlotPhase::kFree) agents.insert(*v.owner);
@@ -88,6 +100,31 @@ json AdminApi::ListAgents() const {
   json list = json::array();
   for (const AgentId& a : agents) list.push_back(Describe(a));
   return json{{"agents", list}};
+}
+
+// A snapshot is listed by its internal id without the "~", which no client
+// id can start with; DELETE takes it back the same way.
+json AdminApi::ListPrefixes() const {
+  json list = json::array();
+  for (const MemoryInfo& m : store_.List()) {
+    std::optional<SnapshotKey> key = Prefixes::Parse(m.agent);
+    if (!key) continue;
+    list.push_back({{"id", m.agent.str().substr(1)},
+                    {"scope", key->scope},
+                    {"tokens", key->length},
+                    {"bytes", m.bytes},
+                    {"created", m.created},
+                    {"last_used", m.last_used}});
+  }
+  return json{{"prefixes", list}};
+}
+
+Result<json> AdminApi::DeletePrefix(const AgentId& listed) {
+  const Status none = NotFound("no prefix " + listed.str());
+  if (listed.str().size() >= AgentId::kMaxLength) return none;
+  const AgentId id = AgentId::Internal(listed.str());
+  if (!Prefixes::Parse(id) || !store_.Remove(id)) return none;
+  return json{{"id", listed.str()}, {"deleted", true}};
 }
 
 bool AdminApi::Known(const AgentId& agent) const {

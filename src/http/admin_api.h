@@ -11,6 +11,8 @@
 //                                      starts from a copy of this one's memory
 //   POST   /admin/agents/{id}/pin      never evicted while pinned (bounded count)
 //   DELETE /admin/agents/{id}/pin
+//   GET    /admin/prefixes             prefix snapshots (scope, tokens, bytes, last used)
+//   DELETE /admin/prefixes/{id}        one snapshot's files removed
 //   GET    /admin/stats                counters, and how the model is served
 // Thread-safe.
 
@@ -26,8 +28,12 @@ namespace agentkv {
 
 class AdminApi {
  public:
-  AdminApi(SlotPool& pool, Placer& placer, Store& store, ServingMode serving = {})
-      : pool_(pool), placer_(placer), store_(store), serving_(std::move(serving)) {}
+  AdminApi(SlotPool& pool, Placer& placer, Store& store, Metrics& metrics, ServingMode serving = {})
+      : pool_(pool),
+        placer_(placer),
+        store_(store),
+        metrics_(metrics),
+        serving_(std::move(serving)) {}
 
   // `agent` is the route's {id}, required by every action but kStats and
   // kListAgents. Returns the JSON answer, or kNotFound, kInvalidArgument,
@@ -38,6 +44,8 @@ class AdminApi {
  private:
   nlohmann::json Stats() const;
   nlohmann::json ListAgents() const;
+  nlohmann::json ListPrefixes() const;
+  Result<nlohmann::json> DeletePrefix(const AgentId& listed);
   Result<nlohmann::json> HandleAgent(AdminAction action, const AgentId& id,
                                      const std::string& body);
   Result<nlohmann::json> Warm(const AgentId& id);
@@ -49,6 +57,7 @@ class AdminApi {
   SlotPool& pool_;
   Placer& placer_;
   Store& store_;
+  Metrics& metrics_;
   const ServingMode serving_;
 };
 

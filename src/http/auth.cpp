@@ -15,6 +15,11 @@ bool SameSecret(const std::string& given, const std::string& expected) {
 
 }  // namespace
 
+std::string ApiKeyOf(const AuthPolicy& policy, const std::string& authorization) {
+  if (policy.api_keys.empty() || authorization.rfind("Bearer ", 0) != 0) return "";
+  return authorization.substr(7);
+}
+
 Status Authorize(const AuthPolicy& policy, RouteKind kind, const std::string& authorization) {
   const bool open_route = (kind == RouteKind::kLiveness || kind == RouteKind::kReadiness)
                               ? !policy.health_needs_key

@@ -21,4 +21,7 @@ struct AuthPolicy {
 // Returns OK, kUnauthorized (no or wrong key) or kForbidden (admin API off).
 Status Authorize(const AuthPolicy& policy, RouteKind kind, const std::string& authorization);
 
+// The API key an authorized request used: "" when agentkv has no keys.
+std::string ApiKeyOf(const AuthPolicy& policy, const std::string& authorization);
+
 }  // namespace agentkv

@@ -344,14 +344,24 @@ Status ProxyServer::HandleInference(const httplib::Request& req, httplib::Respon
   if (!options_.persist || CarriesMedia(body)) tenant = Tenant{};
 
   if (!hooks_.wait_upstream()) return Error(ErrorCode::kUnavailable, "llama-server is down");
-  Result<Lease> lease = placer_.Place(tenant.value());
+  const PromptKey prompt_key = PromptKeyOf(body);
+  Tokens tokens;
+  PrefixChoice prefix;
+  if (tenant.value() && hooks_.prefixes) {
+    prefix = hooks_.prefixes->Prepare(
+        *tenant.value(),
+        Prefixes::ScopeOf(ApiKeyOf(options_.auth, req.get_header_value("Authorization"))), body,
+        &tokens);
+  }
+  Result<Lease> lease = placer_.Place(tenant.value(), prefix.start_from);
   if (!lease.ok()) return lease.status();
+  if (hooks_.prefixes) hooks_.prefixes->Build(lease.value(), prefix, tokens, prompt_key);
   PinToSlot(body, lease->slot());
   res.set_header("X-Agentkv-Slot", std::to_string(lease->slot().value));
   res.set_header("X-Agentkv-Placement", PlacementName(lease->placement()));
   return Respond(
       Start(ForwardOf(req, upstream_target, body.dump(), !options_.auth.api_keys.empty()),
-            std::move(lease.value()), arrival, PromptKeyOf(body)),
+            std::move(lease.value()), arrival, prompt_key),
       res);
 }
 

@@ -18,6 +18,7 @@
 #include "core/placer.h"
 #include "http/admin_api.h"
 #include "http/auth.h"
+#include "http/prefix_path.h"
 #include "http/routes.h"
 #include "upstream/upstream.h"
 
@@ -48,6 +49,8 @@ class ProxyServer {
     std::function<GaugeSnapshot()> gauges;  // for /metrics and /readyz
     // Blocks while llama-server is down, within bounds; false: still down.
     std::function<bool()> wait_upstream;
+    // New agents start from prefix snapshots; null: they start empty.
+    PrefixPath* prefixes = nullptr;
   };
   ProxyServer(ProxyOptions options, Upstream& upstream, Placer& placer, AdminApi& admin,
               Metrics& metrics, Hooks hooks);

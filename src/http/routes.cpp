@@ -39,7 +39,7 @@ struct AdminRoute {
   AdminAction action;
 };
 
-constexpr std::array<AdminRoute, 8> kAdminRoutes = {{
+constexpr std::array<AdminRoute, 10> kAdminRoutes = {{
     {"GET", "/admin/stats", AdminAction::kStats},
     {"GET", "/admin/agents", AdminAction::kListAgents},
     {"GET", "/admin/agents/{id}", AdminAction::kGetAgent},
@@ -48,6 +48,8 @@ constexpr std::array<AdminRoute, 8> kAdminRoutes = {{
     {"POST", "/admin/agents/{id}/fork", AdminAction::kFork},
     {"POST", "/admin/agents/{id}/pin", AdminAction::kPin},
     {"DELETE", "/admin/agents/{id}/pin", AdminAction::kUnpin},
+    {"GET", "/admin/prefixes", AdminAction::kListPrefixes},
+    {"DELETE", "/admin/prefixes/{id}", AdminAction::kDeletePrefix},
 }};
 
 // Splits "/admin/agents/x/" into {"admin", "agents", "x"}: one trailing

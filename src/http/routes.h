@@ -20,15 +20,17 @@ enum class RouteKind {
 
 // agentkv's lifecycle API on agents' memory (see admin_api.h).
 enum class AdminAction {
-  kNone,        // under /admin/ but no such route: 404
-  kStats,       // GET    /admin/stats
-  kListAgents,  // GET    /admin/agents
-  kGetAgent,    // GET    /admin/agents/{id}
-  kDelete,      // DELETE /admin/agents/{id}
-  kWarm,        // POST   /admin/agents/{id}/warm
-  kFork,        // POST   /admin/agents/{id}/fork
-  kPin,         // POST   /admin/agents/{id}/pin
-  kUnpin,       // DELETE /admin/agents/{id}/pin
+  kNone,          // under /admin/ but no such route: 404
+  kStats,         // GET    /admin/stats
+  kListAgents,    // GET    /admin/agents
+  kGetAgent,      // GET    /admin/agents/{id}
+  kDelete,        // DELETE /admin/agents/{id}
+  kWarm,          // POST   /admin/agents/{id}/warm
+  kFork,          // POST   /admin/agents/{id}/fork
+  kPin,           // POST   /admin/agents/{id}/pin
+  kUnpin,         // DELETE /admin/agents/{id}/pin
+  kListPrefixes,  // GET  /admin/prefixes
+  kDeletePrefix,  // DELETE /admin/prefixes/{id} (the id as listed)
 };
 
 struct Route {

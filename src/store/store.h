@@ -77,9 +77,9 @@ class Store {
 
   bool HasMemory(const AgentId& agent) const;
   std::optional<MemoryInfo> Find(const AgentId& agent) const;
-  std::vector<MemoryInfo> List() const;
+  std::vector<MemoryInfo> List() const;  // agents' and internal memories (prefix snapshots)
   std::uint64_t TotalBytes() const;
-  std::size_t AgentCount() const;
+  std::size_t AgentCount() const;  // agents only
   // Marks the memory as used now (for the budget's LRU order).
   void Touch(const AgentId& agent);
 

@@ -52,7 +52,7 @@ std::variant<StoredMemory, std::string> DecodeMeta(const std::string& text,
       j.is_object() ? Field<std::string>(j, "agent", "") : std::nullopt;
   const std::optional<std::string> state =
       j.is_object() ? Field<std::string>(j, "state_file", "") : std::nullopt;
-  Result<AgentId> id = AgentId::Parse(agent.value_or(""));
+  Result<AgentId> id = AgentId::ParseStored(agent.value_or(""));
   if (!agent || !state || agent->empty() || state->empty()) return "unreadable metadata";
   if (!id.ok() || Sha256Hex(id->str()) != hash) return "metadata names another agent";
   const auto tokens = Field<long long>(j, "tokens", 0);

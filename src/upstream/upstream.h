@@ -92,9 +92,12 @@ class Upstream : public SlotActions {
   // failures, kInternal("cancelled") if the sink or `cancel` stopped it.
   Status Forward(const ForwardRequest& request, const ResponseSink& sink, CancelToken* cancel);
 
- private:
+  // POSTs `body` (JSON) to `path` and returns llama-server's answer, which
+  // must be a 200; kUpstreamError with its message otherwise, and transport
+  // errors as the slot actions.
   Result<std::string> PostJson(const std::string& path, const std::string& body);
 
+ private:
   UpstreamOptions options_;
   std::atomic<std::chrono::steady_clock::time_point::rep> action_deadline_{0};  // 0: none
 };

@@ -1,0 +1,49 @@
+#pragma once
+// The proxy's side of prefix snapshots (see core/prefixes.h): tokenizes a
+// new agent's request as llama-server will, asks Prefixes where the agent
+// starts, and before the request runs, builds a new snapshot on the agent's
+// slot by prefilling exactly the shared tokens and saving them. Nothing here
+// fails a request: when a step does not work, the agent starts cold.
+// Thread-safe; blocks on llama-server (call without locks).
+
+#include <nlohmann/json_fwd.hpp>
+#include <string>
+
+#include "core/placer.h"
+#include "core/prefixes.h"
+#include "store/store.h"
+#include "upstream/upstream.h"
+
+namespace agentkv {
+
+class PrefixPath {
+ public:
+  PrefixPath(Upstream& upstream, SlotPool& pool, Placer& placer, Store& store, Prefixes& prefixes)
+      : upstream_(upstream), pool_(pool), placer_(placer), store_(store), prefixes_(prefixes) {}
+
+  // For `agent` and its request `body` (chat messages or a completion
+  // prompt): if the agent has no memory, its prompt's token ids in
+  // `*tokens`, and where it starts. An empty choice if it has memory, or
+  // the prompt cannot be tokenized here (other kinds of request, or
+  // llama-server refused).
+  PrefixChoice Prepare(const AgentId& agent, const std::string& scope, const nlohmann::json& body,
+                       Tokens* tokens);
+
+  // Builds `choice.build`, if any, on `lease`'s slot if the agent was placed
+  // cold or from a snapshot: the request's first choice.build_tokens tokens
+  // are prefilled and saved as a snapshot. The slot then holds just them,
+  // and the request reuses them.
+  void Build(const Lease& lease, const PrefixChoice& choice, const Tokens& tokens,
+             PromptKey prompt_key);
+
+ private:
+  Result<Tokens> Tokenize(const nlohmann::json& body);
+
+  Upstream& upstream_;
+  SlotPool& pool_;
+  Placer& placer_;
+  Store& store_;
+  Prefixes& prefixes_;
+};
+
+}  // namespace agentkv

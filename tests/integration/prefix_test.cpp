@@ -1,0 +1,153 @@
+// Prefix snapshots against a real llama-server on the test model: new
+// agents that share a long system prompt start from one saved snapshot of
+// it, answer as an agent with no memory would, and never reuse tokens of
+// another API key or another agent's private turns.
+#include <gtest/gtest.h>
+#include <httplib.h>
+
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "integration/real_daemon_fixture.h"
+
+namespace agentkv {
+namespace {
+
+using nlohmann::json;
+using testing::Reply;
+using testing::Words;
+
+class PrefixTest : public testing::RealDaemonTest {
+ protected:
+  void StartWithKeys() {
+    StartDaemon([](DaemonOptions& o) {
+      o.proxy.auth.api_keys = {"key-a", "key-b"};
+      o.proxy.auth.admin_key = "admin";
+    });
+  }
+
+  // A chat turn of `agent` (or a stateless one if `agent` is empty).
+  Reply Chat(const std::string& agent, const json& messages, const std::string& key = "") {
+    httplib::Client c("127.0.0.1", daemon_->port());
+    c.set_read_timeout(std::chrono::seconds(300));
+    httplib::Headers headers;
+    if (!key.empty()) headers.emplace("Authorization", "Bearer " + key);
+    const std::string path =
+        agent.empty() ? "/v1/chat/completions" : "/agents/" + agent + "/v1/chat/completions";
+    const json body = {{"messages", messages}, {"max_tokens", 12}, {"temperature", 0}};
+    httplib::Result res = c.Post(path, headers, body.dump(), "application/json");
+    Reply r;
+    if (!res) {
+      ADD_FAILURE() << path << ": " << httplib::to_string(res.error());
+      return r;
+    }
+    r.status = res->status;
+    r.body = json::parse(res->body, nullptr, false);
+    r.placement = res->get_header_value("X-Agentkv-Placement");
+    EXPECT_EQ(r.status, 200) << agent << ": " << res->body;
+    return r;
+  }
+
+  json AdminGet(const std::string& path, const std::string& key = "") {
+    httplib::Client c("127.0.0.1", daemon_->port());
+    httplib::Headers headers;
+    if (!key.empty()) headers.emplace("Authorization", "Bearer " + key);
+    httplib::Result r = c.Get(path, headers);
+    return r ? json::parse(r->body, nullptr, false) : json();
+  }
+
+  static json Messages(const std::string& system, unsigned question) {
+    return json::array({{{"role", "system"}, {"content", system}},
+                        {{"role", "user"}, {"content", Words(question, 30)}}});
+  }
+
+  const std::string system_ = Words(21, 400);  // several hundred tokens
+};
+
+TEST_F(PrefixTest, NewAgentsStartFromTheSharedPrefixAndAnswerAsAnAgentWithNoMemory) {
+  StartDaemon();
+  EXPECT_EQ(Chat("first", Messages(system_, 1)).cache_n(), 0);
+  // The second agent sharing it builds the snapshot, then its request reuses it.
+  const Reply second = Chat("second", Messages(system_, 2));
+  EXPECT_EQ(second.placement, "cold");
+  const json prefixes = Admin(daemon_->port(), "/admin/prefixes")["prefixes"];
+  ASSERT_EQ(prefixes.size(), 1u) << prefixes.dump();
+  const long long shared = prefixes[0]["tokens"].get<long long>();
+  EXPECT_GE(shared, 256);
+  EXPECT_EQ(second.cache_n(), shared);
+
+  for (unsigned i = 3; i <= 5; ++i) {
+    SCOPED_TRACE("agent " + std::to_string(i));
+    const json messages = Messages(system_, i);
+    const Reply warm = Chat("agent-" + std::to_string(i), messages);
+    EXPECT_EQ(warm.placement, "prefix");
+    EXPECT_EQ(warm.cache_n(), shared);
+    const Reply cold = Chat("", messages);  // stateless: an erased slot
+    EXPECT_EQ(cold.cache_n(), 0);
+    EXPECT_EQ(warm.content(), cold.content());
+  }
+  const json stats = Admin(daemon_->port(), "/admin/stats");
+  EXPECT_EQ(stats["prefix_hits"], 3);
+  EXPECT_EQ(stats["prefix_snapshots_written"], 1);
+  EXPECT_EQ(stats["prefix_tokens_reused"], 3 * shared);
+  EXPECT_EQ(stats["agents_on_disk"], 5) << "a snapshot is not an agent";
+  for (const json& a : Admin(daemon_->port(), "/admin/agents")["agents"]) {
+    EXPECT_NE(a["id"].get<std::string>().rfind("prefix.", 0), 0u) << a.dump();
+  }
+
+  // Snapshots are memory files: they survive a restart of agentkv.
+  daemon_->placer().DrainSaves();
+  StartDaemon();
+  EXPECT_EQ(Chat("after-restart", Messages(system_, 9)).placement, "prefix");
+
+  // And they can be deleted.
+  httplib::Client c("127.0.0.1", daemon_->port());
+  const std::string id = prefixes[0]["id"];
+  ASSERT_EQ(c.Delete("/admin/prefixes/" + id)->status, 200);
+  EXPECT_EQ(c.Delete("/admin/prefixes/" + id)->status, 404);
+  EXPECT_EQ(Chat("after-delete", Messages(system_, 10)).placement, "cold");
+}
+
+TEST_F(PrefixTest, NoSnapshotIsSharedAcrossApiKeys) {
+  StartWithKeys();
+  Chat("a1", Messages(system_, 1), "key-a");
+  Chat("a2", Messages(system_, 2), "key-a");  // builds key A's snapshot
+  EXPECT_EQ(Chat("a3", Messages(system_, 3), "key-a").placement, "prefix");
+  // The same prompts under key B: nothing of key A's is reused.
+  const Reply b1 = Chat("b1", Messages(system_, 1), "key-b");
+  EXPECT_EQ(b1.placement, "cold");
+  EXPECT_EQ(b1.cache_n(), 0);
+  EXPECT_EQ(Chat("b2", Messages(system_, 2), "key-b").placement, "cold");  // builds B's
+  EXPECT_EQ(Chat("b3", Messages(system_, 3), "key-b").placement, "prefix");
+  const json prefixes = AdminGet("/admin/prefixes", "admin")["prefixes"];
+  ASSERT_EQ(prefixes.size(), 2u) << prefixes.dump();
+  EXPECT_NE(prefixes[0]["scope"], prefixes[1]["scope"]);
+  EXPECT_EQ(AdminGet("/admin/stats", "admin")["prefix_hits"], 2);
+}
+
+TEST_F(PrefixTest, ASnapshotHoldsNoTokenOfAnotherAgentsPrivateTurns) {
+  StartDaemon();
+  // Two agents share the system prompt and one long private first question.
+  const std::string secret = Words(77, 200);
+  auto with_secret = [&](unsigned q) {
+    json m = Messages(system_, q);
+    m[1]["content"] = secret;
+    m.push_back({{"role", "assistant"}, {"content", "ok"}});
+    m.push_back({{"role", "user"}, {"content", Words(q, 20)}});
+    return m;
+  };
+  Chat("owner", with_secret(1));
+  Chat("other", Messages(system_, 2));  // shares only the system prompt with owner
+  const json prefixes = Admin(daemon_->port(), "/admin/prefixes")["prefixes"];
+  ASSERT_EQ(prefixes.size(), 1u);
+  const long long shared = prefixes[0]["tokens"].get<long long>();
+  // A third agent that sends the owner's private question too reuses only
+  // the shared part: the snapshot never held the owner's question.
+  const Reply third = Chat("third", with_secret(3));
+  EXPECT_EQ(third.placement, "prefix");
+  EXPECT_LE(third.cache_n(), shared);
+  EXPECT_GT(third.prompt_n(), 200);
+}
+
+}  // namespace
+}  // namespace agentkv
