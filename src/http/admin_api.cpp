@@ -127,6 +127,22 @@ Result<json> AdminApi::DeletePrefix(const AgentId& listed) {
   return json{{"id", listed.str()}, {"deleted", true}};
 }
 
+void AdminApi::Claim(const AgentId& agent, const std::string& scope) { store_.Claim(agent, scope); }
+
+Status AdminApi::Spawn(const AgentId& child, const AgentId& parent, const std::string& scope) {
+  if (Known(child)) return Status::Ok();
+  if (!Known(parent)) return NotFound("no agent " + parent.str() + " to start from");
+  // Memory saved before agentkv recorded scopes has none: only a daemon
+  // without keys may share it.
+  const std::string of_parent = store_.ScopeOf(parent).value_or("");
+  if (of_parent != scope && !(of_parent.empty() && scope == Prefixes::ScopeOf(""))) {
+    return Status::Error(ErrorCode::kForbidden,
+                         "agent " + parent.str() + " belongs to another API key");
+  }
+  if (child == parent) return Status::Ok();
+  return placer_.Fork(parent, child);
+}
+
 bool AdminApi::Known(const AgentId& agent) const {
   return pool_.SlotOf(agent) || store_.HasMemory(agent);
 }

@@ -41,6 +41,15 @@ class AdminApi {
   Result<nlohmann::json> Handle(AdminAction action, const std::optional<AgentId>& agent,
                                 const std::string& body);
 
+  // The inference path: `agent`'s requests come with the API key of `scope`
+  // (see Prefixes::ScopeOf). Recorded with its memory.
+  void Claim(const AgentId& agent, const std::string& scope);
+  // Starts new agent `child` from a copy of `parent`'s memory, for a request
+  // under `scope`. Nothing if `child` exists already (resident or saved).
+  // kNotFound if agentkv knows no `parent`, kForbidden if the parent's
+  // requests came with another API key; else as Fork.
+  Status Spawn(const AgentId& child, const AgentId& parent, const std::string& scope);
+
  private:
   nlohmann::json Stats() const;
   nlohmann::json ListAgents() const;

@@ -327,6 +327,18 @@ Status ProxyServer::Route(const httplib::Request& req, httplib::Response& res,
       res);
 }
 
+// A new agent that starts from a copy of another's memory (a planner's
+// sub-agent): X-Agentkv-Parent names the other, under the same API key.
+Status ProxyServer::SpawnFrom(const std::string& parent_id, const AgentId& child,
+                              const std::string& scope) {
+  Result<AgentId> parent = AgentId::Parse(parent_id);
+  if (!parent.ok()) {
+    return Error(ErrorCode::kInvalidArgument,
+                 std::string(kParentHeader) + ": " + parent.status().message());
+  }
+  return admin_.Spawn(child, parent.value(), scope);
+}
+
 Status ProxyServer::HandleInference(const httplib::Request& req, httplib::Response& res,
                                     const std::string& upstream_target,
                                     const std::optional<AgentId>& path_agent) {
@@ -339,19 +351,29 @@ Status ProxyServer::HandleInference(const httplib::Request& req, httplib::Respon
   if (req.has_header("X-Agent-Id")) header_agent = req.get_header_value("X-Agent-Id");
   Result<Tenant> tenant = ResolveTenant(path_agent, header_agent, &body);
   if (!tenant.ok()) return tenant.status();
+  if (!tenant.value() && req.has_header(kParentHeader)) {
+    return Error(ErrorCode::kInvalidArgument,
+                 std::string(kParentHeader) + " needs an agent id for the new agent");
+  }
   // Media in a slot cannot be saved, and what cannot be saved must not stay
   // for the agent's next turn either: the slot is erased after this one.
   if (!options_.persist || CarriesMedia(body)) tenant = Tenant{};
 
   if (!hooks_.wait_upstream()) return Error(ErrorCode::kUnavailable, "llama-server is down");
   const PromptKey prompt_key = PromptKeyOf(body);
+  const std::string scope =
+      Prefixes::ScopeOf(ApiKeyOf(options_.auth, req.get_header_value("Authorization")));
+  if (tenant.value()) admin_.Claim(*tenant.value(), scope);
+  if (tenant.value() && req.has_header(kParentHeader)) {
+    if (Status s = SpawnFrom(req.get_header_value(kParentHeader), *tenant.value(), scope);
+        !s.ok()) {
+      return s;
+    }
+  }
   Tokens tokens;
   PrefixChoice prefix;
   if (tenant.value() && hooks_.prefixes) {
-    prefix = hooks_.prefixes->Prepare(
-        *tenant.value(),
-        Prefixes::ScopeOf(ApiKeyOf(options_.auth, req.get_header_value("Authorization"))), body,
-        &tokens);
+    prefix = hooks_.prefixes->Prepare(*tenant.value(), scope, body, &tokens);
   }
   Result<Lease> lease = placer_.Place(tenant.value(), prefix.start_from);
   if (!lease.ok()) return lease.status();

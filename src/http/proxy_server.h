@@ -43,6 +43,9 @@ struct ProxyOptions {
   bool persist = true;
 };
 
+// Names the agent whose memory a new agent starts from (see README).
+inline constexpr char kParentHeader[] = "X-Agentkv-Parent";
+
 class ProxyServer {
  public:
   struct Hooks {
@@ -81,6 +84,7 @@ class ProxyServer {
   Status HandleInference(const httplib::Request& req, httplib::Response& res,
                          const std::string& upstream_target,
                          const std::optional<AgentId>& path_agent);
+  Status SpawnFrom(const std::string& parent_id, const AgentId& child, const std::string& scope);
   Status Route(const httplib::Request& req, httplib::Response& res, const agentkv::Route& route,
                const std::optional<AgentId>& path_agent);
   // Forwards `request` on a worker thread that holds `lease` until the

@@ -88,11 +88,26 @@ void Store::AbortSave(const AgentId& agent) {
 
 Status Store::CommitSave(const AgentId& agent, long long tokens, std::uint64_t prompt_key) {
   const TokenCount known = tokens >= 0 ? TokenCount(tokens) : std::nullopt;
-  return Commit(agent, known, prompt_key, std::nullopt);
+  return Commit(agent, known, prompt_key, std::nullopt, ScopeOf(agent).value_or(""));
+}
+
+void Store::Claim(const AgentId& agent, const std::string& scope) {
+  MutexLock lock(claims_mu_);
+  claims_[agent] = scope;
+}
+
+std::optional<std::string> Store::ScopeOf(const AgentId& agent) const {
+  if (std::optional<StoredMemory> m = index_.Lookup(agent); m && !m->scope.empty()) {
+    return m->scope;
+  }
+  MutexLock lock(claims_mu_);
+  auto it = claims_.find(agent);
+  if (it == claims_.end()) return std::nullopt;
+  return it->second;
 }
 
 Status Store::Commit(const AgentId& agent, TokenCount tokens, std::uint64_t prompt_key,
-                     std::optional<std::uint64_t> expected) {
+                     std::optional<std::uint64_t> expected, const std::string& scope) {
   const std::optional<StoredMemory> old = index_.Lookup(agent);
   const std::int64_t now = now_();
   StoredMemory e{MemoryInfo{agent, tokens, 0, old ? old->info.created : now, now, now},
@@ -102,7 +117,8 @@ Status Store::Commit(const AgentId& agent, TokenCount tokens, std::uint64_t prom
                  files_.fingerprint(),
                  prompt_key,
                  std::nullopt,
-                 now};
+                 now,
+                 scope};
   e.state_file = StoreFiles::StateName(StoreFiles::Hash(agent), e.generation);
   Status s = files_.CommitSave(&e, old ? old->state_file : "", expected);
   if (!s.ok()) {
@@ -110,6 +126,8 @@ Status Store::Commit(const AgentId& agent, TokenCount tokens, std::uint64_t prom
     return s;
   }
   index_.CommitSave(std::move(e));
+  MutexLock lock(claims_mu_);
+  claims_.erase(agent);  // the memory holds it now
   return Status::Ok();
 }
 
@@ -149,6 +167,10 @@ bool Store::Remove(const AgentId& agent) {
   // The temporary a save would write next, if none is in flight.
   EndSave(agent, (e ? e->generation : 0) + 1);
   DeleteFiles(agent, e ? e->state_file : "");
+  {
+    MutexLock lock(claims_mu_);
+    claims_.erase(agent);
+  }
   return e.has_value();
 }
 
@@ -187,7 +209,7 @@ Status Store::Fork(const AgentId& parent, const AgentId& child) {
     AbortSave(child);
     return s;
   }
-  Status s = Commit(child, p->info.tokens, p->prompt_key, p->checksum);
+  Status s = Commit(child, p->info.tokens, p->prompt_key, p->checksum, p->scope);
   if (!s.ok()) return s;
   for (const AgentId& gone : EnforceBudget({parent, child})) {
     spdlog::info("agent {} lost its saved memory to the disk budget", gone.ForLog());

@@ -33,10 +33,12 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "agentkv/agent_id.h"
 #include "agentkv/file_system.h"
+#include "agentkv/mutex.h"
 #include "agentkv/status.h"
 #include "agentkv/token_count.h"
 #include "store/store_files.h"
@@ -80,6 +82,12 @@ class Store {
   std::vector<MemoryInfo> List() const;  // agents' and internal memories (prefix snapshots)
   std::uint64_t TotalBytes() const;
   std::size_t AgentCount() const;  // agents only
+  // The scope (API key) whose requests `agent` runs for, recorded with its
+  // next save unless its memory already has one. Kept in memory until then
+  // (or until the agent is removed).
+  void Claim(const AgentId& agent, const std::string& scope);
+  // The scope of the agent's memory, else its claim; nullopt if neither.
+  std::optional<std::string> ScopeOf(const AgentId& agent) const;
   // Marks the memory as used now (for the budget's LRU order).
   void Touch(const AgentId& agent);
 
@@ -136,7 +144,7 @@ class Store {
   // Commits the temporary of `agent`; with `expected`, only if its checksum
   // matches (a fork's copy).
   Status Commit(const AgentId& agent, TokenCount tokens, std::uint64_t prompt_key,
-                std::optional<std::uint64_t> expected);
+                std::optional<std::uint64_t> expected, const std::string& scope);
   // Deletes the files of an agent StoreIndex::StartRemoving took out.
   void DeleteFiles(const AgentId& agent, const std::string& state_file);
   // Ends the agent's save, if one is in flight, and removes its
@@ -148,6 +156,8 @@ class Store {
   const WallClock now_;
   StoreIndex index_;
   StoreFiles files_;
+  mutable Mutex claims_mu_;
+  std::unordered_map<AgentId, std::string> claims_ GUARDED_BY(claims_mu_);
 };
 
 }  // namespace agentkv

@@ -48,6 +48,9 @@ struct StoredMemory {
   // seconds); not kept on disk. See StoreFiles::Check.
   std::optional<FileStamp> verified;
   std::int64_t verified_at = 0;
+  // Of the API key whose requests made it (see Prefixes::ScopeOf); "" if
+  // unknown (saved before agentkv recorded it).
+  std::string scope;
 };
 
 class StoreIndex {

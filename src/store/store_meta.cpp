@@ -41,7 +41,8 @@ std::string EncodeMeta(const StoredMemory& e) {
                   {"checksum", e.checksum},
                   {"created", e.info.created},
                   {"updated", e.info.updated},
-                  {"prompt_key", e.prompt_key}};
+                  {"prompt_key", e.prompt_key},
+                  {"scope", e.scope}};
   return j.dump(1) + '\n';
 }
 
@@ -63,8 +64,9 @@ std::variant<StoredMemory, std::string> DecodeMeta(const std::string& text,
   const auto checksum = Field<std::uint64_t>(j, "checksum", 0);
   const auto fingerprint = Field<std::string>(j, "fingerprint", "");
   const auto prompt_key = Field<std::uint64_t>(j, "prompt_key", 0);
+  const auto scope = Field<std::string>(j, "scope", "");
   if (!tokens || !bytes || !created || !updated || !generation || !checksum || !fingerprint ||
-      !prompt_key) {
+      !prompt_key || !scope) {
     return "metadata has a field of the wrong type";
   }
   const TokenCount known = *tokens >= 0 ? TokenCount(*tokens) : std::nullopt;
@@ -76,7 +78,8 @@ std::variant<StoredMemory, std::string> DecodeMeta(const std::string& text,
                       *fingerprint,
                       *prompt_key,
                       std::nullopt,
-                      0};
+                      0,
+                      *scope};
 }
 
 }  // namespace agentkv

@@ -26,12 +26,20 @@ class PrefixTest : public testing::RealDaemonTest {
     });
   }
 
-  // A chat turn of `agent` (or a stateless one if `agent` is empty).
+  // A chat turn of `agent` (or a stateless one if `agent` is empty), which
+  // must succeed.
   Reply Chat(const std::string& agent, const json& messages, const std::string& key = "") {
+    Reply r = Send(agent, messages, key);
+    EXPECT_EQ(r.status, 200) << agent << ": " << r.body.dump();
+    return r;
+  }
+  Reply Send(const std::string& agent, const json& messages, const std::string& key,
+             const std::string& parent = "") {
     httplib::Client c("127.0.0.1", daemon_->port());
     c.set_read_timeout(std::chrono::seconds(300));
     httplib::Headers headers;
     if (!key.empty()) headers.emplace("Authorization", "Bearer " + key);
+    if (!parent.empty()) headers.emplace("X-Agentkv-Parent", parent);
     const std::string path =
         agent.empty() ? "/v1/chat/completions" : "/agents/" + agent + "/v1/chat/completions";
     const json body = {{"messages", messages}, {"max_tokens", 12}, {"temperature", 0}};
@@ -44,7 +52,6 @@ class PrefixTest : public testing::RealDaemonTest {
     r.status = res->status;
     r.body = json::parse(res->body, nullptr, false);
     r.placement = res->get_header_value("X-Agentkv-Placement");
-    EXPECT_EQ(r.status, 200) << agent << ": " << res->body;
     return r;
   }
 
@@ -147,6 +154,35 @@ TEST_F(PrefixTest, ASnapshotHoldsNoTokenOfAnotherAgentsPrivateTurns) {
   EXPECT_EQ(third.placement, "prefix");
   EXPECT_LE(third.cache_n(), shared);
   EXPECT_GT(third.prompt_n(), 200);
+}
+
+// A planner's sub-agent starts from a copy of the planner's memory, named in
+// X-Agentkv-Parent, only under the planner's own API key.
+TEST_F(PrefixTest, ASubAgentStartsWarmFromItsParentUnderTheSameKeyOnly) {
+  StartWithKeys();
+  json planner = Messages(Words(5, 300), 1);
+  const Reply plan = Chat("planner", planner, "key-a");
+  daemon_->placer().DrainSaves();
+  planner.push_back({{"role", "assistant"}, {"content", plan.content()}});
+  planner.push_back({{"role", "user"}, {"content", "Now write the tests."}});
+
+  const Reply sub = Send("sub-1", planner, "key-a", "planner");
+  ASSERT_EQ(sub.status, 200) << sub.body.dump();
+  EXPECT_EQ(sub.placement, "restored");
+  EXPECT_GE(sub.cache_n(), plan.prompt_tokens());
+  // The planner keeps its own memory; the sub-agent has its own from now on.
+  EXPECT_EQ(Send("sub-1", planner, "key-a", "planner").placement, "resident");
+
+  const Reply foreign = Send("sub-2", planner, "key-b", "planner");
+  EXPECT_EQ(foreign.status, 403);
+  EXPECT_EQ(foreign.body["error"]["message"], "agent planner belongs to another API key");
+  EXPECT_EQ(Send("sub-3", planner, "key-a", "nobody").status, 404);
+  EXPECT_EQ(Send("sub-4", planner, "key-a", "not an id").status, 400);
+  const Reply anonymous = Send("", planner, "key-a", "planner");
+  EXPECT_EQ(anonymous.status, 400);
+  EXPECT_TRUE(anonymous.body["error"]["message"].is_string());
+  const json agents = AdminGet("/admin/agents", "admin")["agents"];
+  EXPECT_EQ(agents.size(), 2u) << "planner and sub-1 only: " << agents.dump();
 }
 
 }  // namespace
