@@ -61,7 +61,7 @@ struct DaemonOptions {
   // New agents start from a snapshot of a prompt prefix at least this many
   // tokens long that two agents of one API key sent (see core/prefixes.h);
   // 0: never. Only for models whose KV can be cut back to a prefix.
-  std::size_t prefix_min_tokens = 256;
+  std::size_t prefix_min_tokens = 128;
 };
 
 class Daemon {

@@ -68,10 +68,27 @@ PrefixChoice PrefixPath::Prepare(const AgentId& agent, const std::string& scope,
   return prefixes_.Choose(scope, agent, *tokens, snapshots);
 }
 
+bool PrefixPath::BeginBuild(const AgentId& snapshot) {
+  MutexLock lock(mu_);
+  if (store_.HasMemory(snapshot)) return false;
+  return building_.insert(snapshot).second;
+}
+
+void PrefixPath::EndBuild(const AgentId& snapshot) {
+  MutexLock lock(mu_);
+  building_.erase(snapshot);
+}
+
 void PrefixPath::Build(const Lease& lease, const PrefixChoice& choice, const Tokens& tokens,
                        PromptKey prompt_key) {
   const Placement placed = lease.placement();
   if (!choice.build || (placed != Placement::kCold && placed != Placement::kPrefix)) return;
+  if (!BeginBuild(*choice.build)) return;
+  struct End {
+    PrefixPath* path;
+    const AgentId& id;
+    ~End() { path->EndBuild(id); }
+  } end{this, *choice.build};
   const auto length = static_cast<std::ptrdiff_t>(choice.build_tokens);
   // One token generated and never decoded: the slot holds the prompt alone.
   const json prefill = {{"prompt", Tokens(tokens.begin(), tokens.begin() + length)},

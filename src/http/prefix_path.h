@@ -8,7 +8,9 @@
 
 #include <nlohmann/json_fwd.hpp>
 #include <string>
+#include <unordered_set>
 
+#include "agentkv/mutex.h"
 #include "core/placer.h"
 #include "core/prefixes.h"
 #include "store/store.h"
@@ -38,12 +40,18 @@ class PrefixPath {
 
  private:
   Result<Tokens> Tokenize(const nlohmann::json& body);
+  // Claims the right to build `snapshot`: false if it exists or another
+  // request is building it (agents arriving together all want it).
+  bool BeginBuild(const AgentId& snapshot);
+  void EndBuild(const AgentId& snapshot);
 
   Upstream& upstream_;
   SlotPool& pool_;
   Placer& placer_;
   Store& store_;
   Prefixes& prefixes_;
+  Mutex mu_;
+  std::unordered_set<AgentId> building_ GUARDED_BY(mu_);
 };
 
 }  // namespace agentkv

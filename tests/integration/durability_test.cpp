@@ -25,6 +25,10 @@
 namespace agentkv {
 namespace {
 
+// These agents share their prompts' start: with prefix snapshots, one whose
+// memory is gone would start from one (see PrefixTest) instead of cold.
+void NoPrefixes(DaemonOptions& o) { o.prefix_min_tokens = 0; }
+
 using nlohmann::json;
 using testing::Reply;
 using testing::Words;
@@ -83,7 +87,7 @@ TEST_F(DurabilityTest, DamagedMemoryFallsBackToAPrefillWithTheSameAnswer) {
     io.seekp(static_cast<std::streamoff>(fs::file_size(f) / 2));
     io.put(static_cast<char>(c ^ 0x20));
   }
-  StartDaemon();
+  StartDaemon(NoPrefixes);  // the fallback is a plain prefill
   const std::string next = prompt + " " + Words(5, 30);
   const Reply control = Turn(daemon_->port(), "control", next);
   for (const char* agent : {"truncated", "flipped"}) {
@@ -106,7 +110,7 @@ TEST_F(DurabilityTest, MemoryFromAnotherModelIsNotRestored) {
   daemon_.reset();
   llama_.Stop();
   StartLlama(testing::OtherTestModel());
-  StartDaemon();
+  StartDaemon(NoPrefixes);  // the fallback is a plain prefill
   const std::string next = prompt + " " + Words(7, 30);
   const Reply control = Turn(daemon_->port(), "control", next);
   Reply r = Turn(daemon_->port(), "switcher", next);

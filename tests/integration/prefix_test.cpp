@@ -133,7 +133,10 @@ TEST_F(PrefixTest, NoSnapshotIsSharedAcrossApiKeys) {
 }
 
 TEST_F(PrefixTest, ASnapshotHoldsNoTokenOfAnotherAgentsPrivateTurns) {
-  StartDaemon();
+  // Past 256 tokens: the owner's question that the third agent repeats
+  // (224 tokens) is no snapshot of its own, so all it reuses is what it
+  // started from.
+  StartDaemon([](DaemonOptions& o) { o.prefix_min_tokens = 256; });
   // Two agents share the system prompt and one long private first question.
   const std::string secret = Words(77, 200);
   auto with_secret = [&](unsigned q) {
