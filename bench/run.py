@@ -19,7 +19,7 @@ import time
 from types import SimpleNamespace
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import backtoback, client, kvtypes, overhead, procs, report, sweep, workload  # noqa: E402,E501
+from harness import backtoback, client, kvtypes, overhead, prefixes, procs, report, sweep, workload  # noqa: E402,E501
 from harness.progress import Progress  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -33,14 +33,16 @@ PROFILES = {
                     sizes=[512, 1024, 2048, 4096, 7168], slot_ctx=8192,
                     kv_ctx=2048, kv_prompt_tokens=1024, kv_answer_tokens=32,
                     overhead_samples=30, stream_tokens=128,
-                    b2b_sizes=[1024, 4096], b2b_think_s=[0, 0.3], b2b_agents=3),
+                    b2b_sizes=[1024, 4096], b2b_think_s=[0, 0.3], b2b_agents=3,
+                    prefix_tokens=2000, prefix_agents=8),
     "quick": dict(WORKLOAD, model="agentkv-test.gguf", think_s=[0.1, 0.3],
                   sizes=[512, 1024, 2048, 4096, 7680], slot_ctx=8192,
                   kv_ctx=2048, kv_prompt_tokens=1024, kv_answer_tokens=32,
                   overhead_samples=30, stream_tokens=128,
-                  b2b_sizes=[1024], b2b_think_s=[0.3], b2b_agents=3),
+                  b2b_sizes=[1024], b2b_think_s=[0.3], b2b_agents=3,
+                  prefix_tokens=600, prefix_agents=4),
 }
-PHASES = ("overhead", "sweep", "kv", "workload", "backtoback")
+PHASES = ("overhead", "sweep", "kv", "workload", "backtoback", "prefix")
 GAP_S = 0.1  # between the overhead scenario's requests: each turn-end save is done
 
 
@@ -186,6 +188,11 @@ def main():
             progress.begin("6. back to back")
             raw["back_to_back"] = backtoback.run(tools, p, work, progress)
             summary["back_to_back"] = backtoback.summary(raw["back_to_back"], report.pct)
+            progress.end()
+        if "prefix" in args.only:
+            progress.begin("8. shared prefix")
+            raw["shared_prefix"] = prefixes.run(tools, p, work, progress)
+            summary["shared_prefix"] = prefixes.summary(raw["shared_prefix"], report.pct)
             progress.end()
     except BaseException:
         sys.stderr.write(f"\nbench: failed; logs are in {work}\n")

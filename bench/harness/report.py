@@ -118,6 +118,19 @@ def markdown(result):
                                   ("wait", "save", "commit", "check", "restore"))
                         if r["steps_p50_ms"] else "–"]
                        for r in s["back_to_back"]]), ""]
+    if "shared_prefix" in s:
+        out += ["## 8. Shared prefix: new agents with the same system prompt", "",
+                "New agents one after another on 2 slots, the same system text and each "
+                "its own first question. TTFT in ms of the agents after the first two "
+                "(the first two pay the prefix cold everywhere); *x* is that p50 over "
+                "agentkv's.", "",
+                table(["serving", "agents", "context", "TTFT p50", "TTFT p95", "x",
+                       "tokens prefilled", "placements"],
+                      [[r["label"], r["agents"], n(r["context_tokens"]),
+                        n(r["later_p50_ms"], 1), n(r["later_p95_ms"], 1),
+                        f"{r.get('over_agentkv', '–')}x", n(r["tokens_prefilled"]),
+                        ", ".join(r["placements"]) or "–"]
+                       for r in s["shared_prefix"]]), ""]
     return "\n".join(out)
 
 

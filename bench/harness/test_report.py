@@ -107,3 +107,24 @@ class BackToBack(unittest.TestCase):
                       "threads": 2, "llama_build": {}, "command": "c", "date": "d",
                       "duration_s": 1},
              "summary": {"back_to_back": [s]}}))
+
+
+class SharedPrefix(unittest.TestCase):
+    def test_compares_the_later_agents_of_each_serving_with_agentkv(self):
+        from harness import prefixes
+
+        def turns(ms, prefill):
+            return [{"ttft_ms": v, "prompt_n": prefill, "cache_n": 0, "placement": "cold",
+                     "agent": i} for i, v in enumerate(ms)]
+        rows = [{"serving": "llama-default", "label": "llama", "turns": turns([900, 900, 30, 50],
+                                                                              10)},
+                {"serving": "agentkv", "label": "kv", "turns": turns([900, 900, 10, 30], 20)}]
+        s = prefixes.summary(rows, report.pct)
+        self.assertEqual(s[1]["later_p50_ms"], 20)
+        self.assertEqual(s[0]["over_agentkv"], 2.0)
+        self.assertEqual(s[1]["tokens_prefilled"], 80)
+        self.assertIn("| llama | 4 | 10 | 40.0 |", report.markdown(
+            {"meta": {"profile": "t", "machine": "m", "model": "x", "llama_server_version": "v",
+                      "threads": 2, "llama_build": {}, "command": "c", "date": "d",
+                      "duration_s": 1},
+             "summary": {"shared_prefix": s}}))
