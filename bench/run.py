@@ -30,7 +30,7 @@ CACHE = os.environ.get("AGENTKV_CACHE_DIR") or os.path.join(
 WORKLOAD = {"agents": 8, "slots": 2, "rounds": 4, "answer_tokens": 100,
             "system_words": 200, "question_words": 30, "think_s": [0.25, 1.0]}
 # Scenario 7, coding agents: published traces scaled to 2 cores (bench/README.md).
-AGENTIC = {"agents": 5, "prefix_tokens": 1500, "tool_tokens": [200, 800],
+AGENTIC = {"agents": 4, "prefix_tokens": 1500, "tool_tokens": [200, 800],
            "answer_tokens": [30, 60], "think_s": [2, 8], "context_tokens": 4096}
 AGENTIC_QUICK = dict(AGENTIC, agents=4, prefix_tokens=300, tool_tokens=[50, 150],
                      answer_tokens=[4, 8], think_s=[0.05, 0.2], context_tokens=1024)
@@ -50,7 +50,7 @@ PROFILES = {
                     overhead_samples=30, stream_tokens=128,
                     b2b_sizes=[1024, 4096], b2b_think_s=[0, 0.3], b2b_agents=3,
                     agentic=[AGENTIC],
-                    agentic_long=dict(AGENTIC, agents=4, context_tokens=16384,
+                    agentic_long=dict(AGENTIC, context_tokens=16384,
                                       model="agentkv-test.gguf", **wider(17408))),
     "quick": dict(WORKLOAD, model="agentkv-test.gguf", think_s=[0.1, 0.3],
                   sizes=[512, 1024, 2048, 4096, 7680], slot_ctx=8192,
