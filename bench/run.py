@@ -19,7 +19,8 @@ import time
 from types import SimpleNamespace
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import backtoback, client, kvtypes, overhead, prefixes, procs, report, sweep, workload  # noqa: E402,E501
+from harness import (agentic, backtoback, client, kvtypes, overhead, prefixes,  # noqa: E402
+                     procs, report, sweep, workload)
 from harness.progress import Progress  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -28,21 +29,40 @@ CACHE = os.environ.get("AGENTKV_CACHE_DIR") or os.path.join(
 
 WORKLOAD = {"agents": 8, "slots": 2, "rounds": 4, "answer_tokens": 100,
             "system_words": 200, "question_words": 30, "think_s": [0.25, 1.0]}
+# Scenario 7, coding agents: published traces scaled to 2 cores (bench/README.md).
+AGENTIC = {"agents": 4, "prefix_tokens": 1500, "tool_tokens": [200, 800],
+           "answer_tokens": [30, 60], "think_s": [2, 8], "context_tokens": 4096}
+AGENTIC_QUICK = dict(AGENTIC, agents=4, prefix_tokens=300, tool_tokens=[50, 150],
+                     answer_tokens=[4, 8], think_s=[0.05, 0.2], context_tokens=1024)
+
+
+def wider(slot_ctx):
+    """A slot window past the test models' 8,192 tokens, which llama-server caps
+    slots at: their training context is only a number make_model.py writes."""
+    return {"slot_ctx": slot_ctx,
+            "llama_args": ["--override-kv", f"llama.context_length=int:{slot_ctx}"]}
+
+
 PROFILES = {
     "default": dict(WORKLOAD, model="agentkv-bench-q4_0.gguf",
                     sizes=[512, 1024, 2048, 4096, 7168], slot_ctx=8192,
                     kv_ctx=2048, kv_prompt_tokens=1024, kv_answer_tokens=32,
                     overhead_samples=30, stream_tokens=128,
                     b2b_sizes=[1024, 4096], b2b_think_s=[0, 0.3], b2b_agents=3,
-                    prefix_tokens=2000, prefix_agents=8),
+                    prefix_tokens=2000, prefix_agents=8,
+                    agentic=[AGENTIC],
+                    agentic_long=dict(AGENTIC, context_tokens=16384,
+                                      model="agentkv-test.gguf", **wider(17408))),
     "quick": dict(WORKLOAD, model="agentkv-test.gguf", think_s=[0.1, 0.3],
                   sizes=[512, 1024, 2048, 4096, 7680], slot_ctx=8192,
                   kv_ctx=2048, kv_prompt_tokens=1024, kv_answer_tokens=32,
                   overhead_samples=30, stream_tokens=128,
                   b2b_sizes=[1024], b2b_think_s=[0.3], b2b_agents=3,
-                  prefix_tokens=600, prefix_agents=4),
+                  prefix_tokens=600, prefix_agents=4,
+                  agentic=[AGENTIC_QUICK],
+                  agentic_long=dict(AGENTIC_QUICK, context_tokens=1536, **wider(9216))),
 }
-PHASES = ("overhead", "sweep", "kv", "workload", "backtoback", "prefix")
+PHASES = ("overhead", "sweep", "kv", "workload", "backtoback", "agentic", "prefix")
 GAP_S = 0.1  # between the overhead scenario's requests: each turn-end save is done
 
 
@@ -58,6 +78,8 @@ def arguments():
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 2)
     ap.add_argument("--only", nargs="+", choices=PHASES, default=list(PHASES),
                     help="run only these scenarios")
+    ap.add_argument("--agentic-long", action="store_true",
+                    help="add scenario 7's long-context variant (--quick always has it)")
     ap.add_argument("--agents", type=int, help="agents in the workload")
     ap.add_argument("--rounds", type=int, help="rounds before the restart")
     ap.add_argument("--sizes", type=int, nargs="+", help="context sizes of the sweep")
@@ -188,6 +210,14 @@ def main():
             progress.begin("6. back to back")
             raw["back_to_back"] = backtoback.run(tools, p, work, progress)
             summary["back_to_back"] = backtoback.summary(raw["back_to_back"], report.pct)
+            progress.end()
+        if "agentic" in args.only:
+            progress.begin("7. agentic")
+            variants = p["agentic"] + ([p["agentic_long"]]
+                                       if args.quick or args.agentic_long else [])
+            raw["agentic"] = agentic.run(tools, p, variants, work, progress,
+                                         lambda name: os.path.join(CACHE, "models", name))
+            summary["agentic"] = [agentic.summary(r, report.pct) for r in raw["agentic"]]
             progress.end()
         if "prefix" in args.only:
             progress.begin("8. shared prefix")

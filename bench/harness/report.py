@@ -118,6 +118,8 @@ def markdown(result):
                                   ("wait", "save", "commit", "check", "restore"))
                         if r["steps_p50_ms"] else "–"]
                        for r in s["back_to_back"]]), ""]
+    for v in s.get("agentic", []):
+        out += agentic(v)
     if "shared_prefix" in s:
         out += ["## 8. Shared prefix: new agents with the same system prompt", "",
                 "New agents one after another on 2 slots, the same system text and each "
@@ -132,6 +134,36 @@ def markdown(result):
                         ", ".join(r["placements"]) or "–"]
                        for r in s["shared_prefix"]]), ""]
     return "\n".join(out)
+
+
+def agentic(v):
+    return [f"## 7. Agentic: {v['agents']} coding agents, {v['slots']} slots, "
+            f"contexts past {n(v['context_tokens'])} tokens", "",
+            f"`{v['model']}`. A shared {n(v['prefix_tokens'])}-token system + tool prefix; "
+            f"each turn after the first appends a {v['tool_tokens'][0]}–"
+            f"{v['tool_tokens'][1]}-token tool output and asks for a "
+            f"{v['answer_tokens'][0]}–{v['answer_tokens'][1]}-token answer, with "
+            f"{v['think_s'][0]}–{v['think_s'][1]} s of tool time between turns. "
+            f"{v['turns']} turns, {v['returning_turns']} of them returning; final contexts "
+            f"{n(v['final_context_p50'])} tokens (p50), {n(v['final_context_max'])} at most. "
+            f"The previous prompt and answer make {n(v['prefix_share_p50'], 1)}% of a "
+            "returning turn's prompt (p50; 93–97% in the traces). --cache-ram is in MiB; "
+            "the small budget is a "
+            f"quarter of the agents' final KV ({n(v['final_kv_mib'], 1)} MiB at "
+            f"{n(v['kv_bytes_per_token'])} bytes a token, from a slot saved after the "
+            "--cache-ram 0 serving).", "",
+            table(["serving", "returning TTFT p50 ms", "p95 ms", "first turn p50 ms",
+                   "wall s", "tokens prefilled"],
+                  [[r["label"], n(r["returning_p50_ms"]), n(r["returning_p95_ms"]),
+                    n(r["first_turn_p50_ms"]), n(r["wall_s"], 1), n(r["tokens_prefilled"])]
+                   for r in v["servings"]]), "",
+            f"Returning p50, RAM-constrained llama-server / agentkv: "
+            f"{ratio(v['small_over_agentkv'])}; --cache-ram 0 / agentkv: "
+            f"{ratio(v['cold_over_agentkv'])}.", ""]
+
+
+def ratio(value):
+    return "–" if value is None else f"{value}x"
 
 
 def svg(sweep, title):

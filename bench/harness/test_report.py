@@ -6,7 +6,7 @@ import xml.etree.ElementTree as ET
 import os
 import tempfile
 
-from harness import backtoback, report, sweep, workload
+from harness import agentic, backtoback, report, sweep, workload
 
 
 class Percentiles(unittest.TestCase):
@@ -66,6 +66,64 @@ class SweepOutputs(unittest.TestCase):
         self.assertEqual(len(lines), 3)
         for line in lines:
             self.assertEqual(len(line.get("points").split()), 3)
+
+
+class Agentic(unittest.TestCase):
+    VARIANT = {"agents": 2, "slots": 2, "prefix_tokens": 1500, "tool_tokens": [200, 800],
+               "answer_tokens": [30, 60], "think_s": [2, 8], "context_tokens": 4096}
+
+    def test_plans_the_same_turns_until_the_context_passes_its_size(self):
+        steps = agentic.plan(self.VARIANT, 1)
+        self.assertEqual(steps, agentic.plan(self.VARIANT, 1))
+        self.assertNotEqual(steps, agentic.plan(self.VARIANT, 2))
+        self.assertEqual(steps[0]["tool_tokens"], 0)  # turn 1: the task alone
+        self.assertTrue(all(200 <= s["tool_tokens"] <= 800 for s in steps[1:]))
+        self.assertTrue(all(30 <= s["answer_tokens"] <= 60 for s in steps))
+        self.assertGreaterEqual(steps[-1]["context"], 4096)
+        self.assertLess(steps[-2]["context"], 4096)
+
+    def serving(self, key, ttfts, prompt_n):
+        """Two agents of two turns: turn 1 of 1,600 tokens, turn 2 of 2,200."""
+        turns = [{"agent": a, "turn": k, "ttft_ms": ttfts[k - 1] + a, "prompt_n": prompt_n[k - 1],
+                  "cache_n": (1600, 2200)[k - 1] - prompt_n[k - 1], "answer_n": 40,
+                  "placement": "restored" if key == "agentkv" and k == 2 else None,
+                  "total_ms": 0, "start_s": 0}
+                 for a in range(2) for k in (1, 2)]
+        return {"config": {"key": key, "label": key}, "wall_s": 10.0,
+                "kv_bytes_per_token": 22528.0 if key == "cache-ram-0" else None, "turns": turns}
+
+    def result(self):
+        return {"variant": self.VARIANT, "model": "m.gguf", "final_kv_mib": 96.7,
+                "cache_ram_small_mib": 24,
+                "servings": [self.serving("cache-ram-0", (1000, 8000), (1600, 700)),
+                             self.serving("cache-ram-small", (1000, 6000), (1600, 700)),
+                             self.serving("cache-ram-default", (1000, 1500), (1600, 560)),
+                             self.serving("agentkv", (1200, 1000), (1600, 560))]}
+
+    def test_summary_splits_first_and_returning_turns_and_compares_with_agentkv(self):
+        s = agentic.summary(self.result(), report.pct)
+        rows = {r["key"]: r for r in s["servings"]}
+        self.assertEqual(rows["cache-ram-0"]["first_turn_p50_ms"], 1000.5)
+        self.assertEqual(rows["cache-ram-small"]["returning_p50_ms"], 6000.5)
+        self.assertEqual(rows["agentkv"]["returning_p50_ms"], 1000.5)
+        self.assertEqual(rows["agentkv"]["tokens_prefilled"], 2 * (1600 + 560))
+        self.assertEqual(rows["agentkv"]["placements"], {"restored": 2})
+        self.assertEqual(s["small_over_agentkv"], 6.0)
+        self.assertEqual(s["cold_over_agentkv"], 8.0)
+        self.assertEqual((s["turns"], s["returning_turns"]), (4, 2))
+        self.assertEqual(s["final_context_p50"], 2240)  # 2,200 prompt + 40 answer
+        self.assertEqual(s["prefix_share_p50"], 74.55)  # (1,600 + 40) / 2,200
+
+    def test_markdown_has_a_row_a_serving_and_the_ratios(self):
+        s = agentic.summary(self.result(), report.pct)
+        md = report.markdown({"meta": {"profile": "t", "machine": "m", "model": "x",
+                                       "llama_server_version": "v", "threads": 2,
+                                       "llama_build": {}, "command": "c", "date": "d",
+                                       "duration_s": 1},
+                              "summary": {"agentic": [s]}})
+        self.assertIn("## 7. Agentic: 2 coding agents, 2 slots, contexts past 4,096 tokens", md)
+        self.assertIn("| agentkv | 1,000 | 1,001 | 1,200 | 10.0 | 4,320 |", md)
+        self.assertIn("RAM-constrained llama-server / agentkv: 6.0x", md)
 
 
 if __name__ == "__main__":
