@@ -98,7 +98,8 @@ TEST_F(PrefixTest, NewAgentsStartFromTheSharedPrefixAndAnswerAsAnAgentWithNoMemo
   EXPECT_EQ(stats["prefix_snapshots_written"], 1);
   EXPECT_EQ(stats["prefix_tokens_reused"], 3 * shared);
   EXPECT_EQ(stats["agents_on_disk"], 5) << "a snapshot is not an agent";
-  for (const json& a : Admin(daemon_->port(), "/admin/agents")["agents"]) {
+  const json agents = Admin(daemon_->port(), "/admin/agents");  // alive through the loop
+  for (const json& a : agents["agents"]) {
     EXPECT_NE(a["id"].get<std::string>().rfind("prefix.", 0), 0u) << a.dump();
   }
 
