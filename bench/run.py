@@ -30,8 +30,8 @@ CACHE = os.environ.get("AGENTKV_CACHE_DIR") or os.path.join(
 WORKLOAD = {"agents": 8, "slots": 2, "rounds": 4, "answer_tokens": 100,
             "system_words": 200, "question_words": 30, "think_s": [0.25, 1.0]}
 # Scenario 7, coding agents: published traces scaled to 2 cores (bench/README.md).
-AGENTIC = {"agents": 4, "prefix_tokens": 1500, "tool_tokens": [200, 800],
-           "answer_tokens": [30, 60], "think_s": [2, 8], "context_tokens": 4096}
+AGENTIC = {"agents": 3, "prefix_tokens": 1500, "tool_tokens": [200, 800],
+           "answer_tokens": [30, 60], "think_s": [2, 8], "context_tokens": 3584}
 AGENTIC_QUICK = dict(AGENTIC, agents=4, prefix_tokens=300, tool_tokens=[50, 150],
                      answer_tokens=[4, 8], think_s=[0.05, 0.2], context_tokens=1024)
 
@@ -78,6 +78,9 @@ def arguments():
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 2)
     ap.add_argument("--only", nargs="+", choices=PHASES, default=list(PHASES),
                     help="run only these scenarios")
+    ap.add_argument("--agentic-agents", type=int, help="agents in scenario 7")
+    ap.add_argument("--agentic-tokens", type=int,
+                    help="the context scenario 7's agents pass (not its long variant's)")
     ap.add_argument("--agentic-long", action="store_true",
                     help="add scenario 7's long-context variant (--quick always has it)")
     ap.add_argument("--agents", type=int, help="agents in the workload")
@@ -86,7 +89,7 @@ def arguments():
     ap.add_argument("--keep", action="store_true",
                     help="keep the working directory (server logs, memory files)")
     ap.add_argument("--cache-ram-small", type=int,
-                    help="llama-server --cache-ram (MiB) of the small-budget run "
+                    help="llama-server --cache-ram (MiB) of the workload's small-budget run "
                          "(default: a quarter of the agents' final KV, measured by the sweep)")
     return ap.parse_args()
 
@@ -180,6 +183,11 @@ def main():
         p["rounds"] = args.rounds
     if args.sizes:
         p["sizes"] = args.sizes
+    for key, value in (("agents", args.agentic_agents), ("context_tokens", args.agentic_tokens)):
+        if value:
+            p["agentic"] = [dict(v, **{key: value}) for v in p["agentic"]]
+    if args.agentic_agents:
+        p["agentic_long"] = dict(p["agentic_long"], agents=args.agentic_agents)
     model = args.model or os.path.join(CACHE, "models", p["model"])
     for path, hint in ((model, "scripts/setup.sh" + ("" if args.quick else " --bench-model")),
                        (args.llama_server, "scripts/setup.sh"), (args.agentkv, "scripts/setup.sh")):
