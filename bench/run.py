@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """agentkv's benchmark: one command, every figure side by side. See bench/README.md.
 
-  python3 bench/run.py            # the default run: 1.1B benchmark model, 12 min on 2 cores
-  python3 bench/run.py --quick    # the test model, about 20 s (CI's smoke check)
+  python3 bench/run.py            # the default run: 1.1B benchmark model, about 35 min on 2 cores
+  python3 bench/run.py --quick    # the test model, about 1.5 min (CI's smoke check)
 """
 import argparse
 import datetime
@@ -69,7 +69,7 @@ GAP_S = 0.1  # between the overhead scenario's requests: each turn-end save is d
 def arguments():
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="the small test model, about 20 s")
+    ap.add_argument("--quick", action="store_true", help="the small test model, about 1.5 min")
     ap.add_argument("--out", default=os.path.join(ROOT, "bench", "out"),
                     help="directory for results.json, results.md, ttft_vs_context.svg, logs")
     ap.add_argument("--model", help="GGUF model (default: the profile's model from setup)")

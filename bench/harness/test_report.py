@@ -126,9 +126,6 @@ class Agentic(unittest.TestCase):
         self.assertIn("RAM-constrained llama-server / agentkv: 6.0x", md)
 
 
-if __name__ == "__main__":
-    unittest.main()
-
 
 class BackToBack(unittest.TestCase):
     # The line src/core/placer.cpp logs for each placement, at debug level.
@@ -186,3 +183,7 @@ class SharedPrefix(unittest.TestCase):
                       "threads": 2, "llama_build": {}, "command": "c", "date": "d",
                       "duration_s": 1},
              "summary": {"shared_prefix": s}}))
+
+
+if __name__ == "__main__":
+    unittest.main()
