@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <chrono>
 
 namespace agentkv {
@@ -61,15 +62,17 @@ PlacerStats Placer::stats() const {
                      metrics_.evictions, metrics_.fallbacks, metrics_.resets};
 }
 
-Result<Lease> Placer::Place(const Tenant& tenant, const std::optional<AgentId>& start_from) {
+Result<Lease> Placer::Place(const Tenant& tenant, const StartFrom& start_from) {
   const auto arrival = Steady::now();
   Result<Plan> plan = pool_.Acquire(tenant);
   if (!plan.ok()) return plan.status();
-  if (start_from && !plan->resident && !plan->restore && store_.HasMemory(*start_from)) {
-    plan->restore = true;
-    plan->erase = false;  // the restore replaces whatever the slot held
-    plan->restore_from = start_from;
-    store_.Touch(*start_from);
+  if (start_from && tenant && !plan->resident && !plan->restore) {
+    if (std::optional<AgentId> from = start_from(); from && store_.HasMemory(*from)) {
+      plan->restore = true;
+      plan->erase = false;  // the restore replaces whatever the slot held
+      plan->restore_from = from;
+      store_.Touch(*from);
+    }
   }
   StepTimes steps;
   steps.wait = MsSince(arrival);
@@ -91,7 +94,9 @@ Result<Lease> Placer::Place(const Tenant& tenant, const std::optional<AgentId>& 
 
 bool Placer::SaveSnapshot(const Lease& lease, const AgentId& snapshot, long long tokens,
                           PromptKey prompt_key) {
-  if (SaveSlot(SaveJob{lease.slot(), snapshot, tokens, prompt_key}) != SaveResult::kSaved) {
+  SaveJob job{lease.slot(), snapshot, tokens, prompt_key};
+  job.exact = true;
+  if (SaveSlot(job) != SaveResult::kSaved) {
     return false;
   }
   ++metrics_.prefix_snapshots;
@@ -112,6 +117,11 @@ SaveResult Placer::SaveSlot(const SaveJob& job, StepTimes* steps) {
   Status s = r.ok() ? Status::Ok() : r.status();
   const bool empty = s.ok() && r->n_tokens == 0;
   if (empty) s = Status::Error(ErrorCode::kUpstreamError, "llama-server's slot was empty");
+  if (s.ok() && job.exact && job.tokens != r->n_tokens) {
+    s = Status::Error(ErrorCode::kUpstreamError, "the slot held " + std::to_string(r->n_tokens) +
+                                                     " tokens, not " +
+                                                     std::to_string(job.tokens.value_or(-1)));
+  }
   // Never replace a memory with an empty one: the older file stays.
   if (temp.ok() && !s.ok()) store_.AbortSave(agent);
   if (s.ok()) s = store_.CommitSave(agent, r->n_tokens, job.prompt_key);  // aborts itself
@@ -213,7 +223,9 @@ void Placer::Finish(Lease& lease, std::optional<long long> cache_n, long long pr
   metrics_.tokens_prefilled += prompt_n;
   if (lease.placement() == Placement::kPrefix) {
     ++metrics_.prefix_hits;
-    if (cache_n) metrics_.prefix_tokens_reused += *cache_n;
+    // What came from the snapshot: not the tokens this request prefilled
+    // itself when it also built a longer snapshot (see PrefixPath::Build).
+    if (cache_n) metrics_.prefix_tokens_reused += std::min(*cache_n, lease.restored_tokens());
   }
   const SlotView before = pool_.View(lease.slot());
   // Evidence the slot's KV was gone: it held at least kMinTokensToJudge

@@ -88,13 +88,18 @@ class Placer {
   // back to a normal prefill. Only a file proven bad is quarantined: a
   // restore that failed in transport, timed out or was refused leaves it in
   // place (a file refused kMaxRefusals times in a row is quarantined).
-  // A tenant with no file of its own starts from `start_from`'s (a prefix
-  // snapshot) if that one has a file: placement kPrefix.
-  Result<Lease> Place(const Tenant& tenant, const std::optional<AgentId>& start_from = {});
+  // A tenant that holds a slot but has neither KV in it nor a file of its
+  // own starts from the memory `start_from` names (a prefix snapshot), if
+  // that one has a file: placement kPrefix. `start_from` is asked once the
+  // slot is granted, without locks, so that it sees snapshots written while
+  // the tenant waited.
+  using StartFrom = std::function<std::optional<AgentId>()>;
+  Result<Lease> Place(const Tenant& tenant, const StartFrom& start_from = {});
 
   // Writes the KV of `lease`'s slot (which the caller has just filled with
   // exactly `tokens` tokens of a shared prefix) to the prefix snapshot
-  // `snapshot`. False if it could not; the lease's agent is not affected.
+  // `snapshot`. False if it could not, or if the slot held any other count
+  // (nothing is committed then); the lease's agent is not affected.
   bool SaveSnapshot(const Lease& lease, const AgentId& snapshot, long long tokens,
                     PromptKey prompt_key);
 

@@ -90,6 +90,7 @@ struct SaveJob {
   AgentId agent;
   TokenCount tokens;
   PromptKey prompt_key = 0;
+  bool exact = false;  // the slot must hold exactly `tokens`, else nothing is saved
 };
 
 // How a save of a slot ended.

@@ -52,20 +52,19 @@ Result<Tokens> PrefixPath::Tokenize(const json& body) {
   return r["tokens"].get<Tokens>();
 }
 
-PrefixChoice PrefixPath::Prepare(const AgentId& agent, const std::string& scope, const json& body,
-                                 Tokens* tokens) {
-  if (store_.HasMemory(agent) || pool_.SlotOf(agent)) return {};
+std::optional<NewAgentPrompt> PrefixPath::Prepare(const AgentId& agent, const std::string& scope,
+                                                  const json& body) {
+  if (store_.HasMemory(agent) || pool_.SlotOf(agent)) return std::nullopt;
   Result<Tokens> t = Tokenize(body);
   if (!t.ok()) {
     spdlog::debug("agent {}: no prefix snapshot: {}", agent.ForLog(), t.status().message());
-    return {};
+    return std::nullopt;
   }
-  *tokens = std::move(t.value());
-  std::vector<AgentId> snapshots;
-  for (const MemoryInfo& m : store_.List()) {
-    if (m.agent.internal()) snapshots.push_back(m.agent);
-  }
-  return prefixes_.Choose(scope, agent, *tokens, snapshots);
+  return NewAgentPrompt{agent, scope, std::move(t.value())};
+}
+
+PrefixChoice PrefixPath::Choose(const NewAgentPrompt& prompt) {
+  return prefixes_.Choose(prompt.scope, prompt.agent, prompt.tokens, store_.InternalIds());
 }
 
 bool PrefixPath::BeginBuild(const AgentId& snapshot) {
@@ -101,15 +100,9 @@ void PrefixPath::Build(const Lease& lease, const PrefixChoice& choice, const Tok
     spdlog::warn("prefix snapshot {} not built: {}", choice.build->str(), r.status().message());
     return;
   }
-  if (!placer_.SaveSnapshot(lease, *choice.build, length, prompt_key)) return;
   // A slot holding any other count than the prefix would make a snapshot of
-  // tokens nobody sent: never offered.
-  std::optional<MemoryInfo> saved = store_.Find(*choice.build);
-  if (!saved || saved->tokens != length) {
-    spdlog::warn("prefix snapshot {} held {} tokens, not {}: removed", choice.build->str(),
-                 saved && saved->tokens ? *saved->tokens : -1, length);
-    store_.Remove(*choice.build);
-  }
+  // tokens nobody sent: SaveSnapshot refuses it before it is committed.
+  placer_.SaveSnapshot(lease, *choice.build, length, prompt_key);
 }
 
 }  // namespace agentkv

@@ -18,18 +18,28 @@
 
 namespace agentkv {
 
+// A new agent's request, tokenized as llama-server will tokenize it.
+struct NewAgentPrompt {
+  AgentId agent;
+  std::string scope;
+  Tokens tokens;
+};
+
 class PrefixPath {
  public:
   PrefixPath(Upstream& upstream, SlotPool& pool, Placer& placer, Store& store, Prefixes& prefixes)
       : upstream_(upstream), pool_(pool), placer_(placer), store_(store), prefixes_(prefixes) {}
 
   // For `agent` and its request `body` (chat messages or a completion
-  // prompt): if the agent has no memory, its prompt's token ids in
-  // `*tokens`, and where it starts. An empty choice if it has memory, or
-  // the prompt cannot be tokenized here (other kinds of request, or
-  // llama-server refused).
-  PrefixChoice Prepare(const AgentId& agent, const std::string& scope, const nlohmann::json& body,
-                       Tokens* tokens);
+  // prompt): if the agent has no memory, its prompt's token ids. nullopt if
+  // it has memory, or the prompt cannot be tokenized here (other kinds of
+  // request, or llama-server refused).
+  std::optional<NewAgentPrompt> Prepare(const AgentId& agent, const std::string& scope,
+                                        const nlohmann::json& body);
+  // Where that agent starts, given the snapshots that exist now: call once
+  // it holds a slot (Placer::Place's start_from), so that a snapshot built
+  // while it waited counts.
+  PrefixChoice Choose(const NewAgentPrompt& prompt);
 
   // Builds `choice.build`, if any, on `lease`'s slot if the agent was placed
   // cold or from a snapshot: the request's first choice.build_tokens tokens

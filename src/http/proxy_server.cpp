@@ -370,14 +370,21 @@ Status ProxyServer::HandleInference(const httplib::Request& req, httplib::Respon
       return s;
     }
   }
-  Tokens tokens;
-  PrefixChoice prefix;
+  std::optional<NewAgentPrompt> new_agent;
   if (tenant.value() && hooks_.prefixes) {
-    prefix = hooks_.prefixes->Prepare(*tenant.value(), scope, body, &tokens);
+    new_agent = hooks_.prefixes->Prepare(*tenant.value(), scope, body);
   }
-  Result<Lease> lease = placer_.Place(tenant.value(), prefix.start_from);
+  PrefixChoice prefix;
+  Placer::StartFrom start_from;
+  if (new_agent) {
+    start_from = [&] {
+      prefix = hooks_.prefixes->Choose(*new_agent);
+      return prefix.start_from;
+    };
+  }
+  Result<Lease> lease = placer_.Place(tenant.value(), start_from);
   if (!lease.ok()) return lease.status();
-  if (hooks_.prefixes) hooks_.prefixes->Build(lease.value(), prefix, tokens, prompt_key);
+  if (new_agent) hooks_.prefixes->Build(lease.value(), prefix, new_agent->tokens, prompt_key);
   PinToSlot(body, lease->slot());
   res.set_header("X-Agentkv-Slot", std::to_string(lease->slot().value));
   res.set_header("X-Agentkv-Placement", PlacementName(lease->placement()));

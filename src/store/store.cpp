@@ -44,11 +44,8 @@ std::optional<MemoryInfo> Store::Find(const AgentId& agent) const {
 }
 
 std::vector<MemoryInfo> Store::List() const { return index_.List(); }
-std::size_t Store::AgentCount() const {
-  std::size_t n = 0;
-  for (const MemoryInfo& m : index_.List()) n += m.agent.internal() ? 0 : 1;
-  return n;
-}
+std::size_t Store::AgentCount() const { return index_.Count(false); }
+std::vector<AgentId> Store::InternalIds() const { return index_.InternalIds(); }
 std::uint64_t Store::TotalBytes() const { return index_.TotalBytes(); }
 int Store::quarantined() const { return files_.quarantined(); }
 QuarantineUsage Store::quarantine_usage() const { return files_.quarantine_usage(); }

@@ -81,7 +81,8 @@ class Store {
   std::optional<MemoryInfo> Find(const AgentId& agent) const;
   std::vector<MemoryInfo> List() const;  // agents' and internal memories (prefix snapshots)
   std::uint64_t TotalBytes() const;
-  std::size_t AgentCount() const;  // agents only
+  std::size_t AgentCount() const;            // agents only
+  std::vector<AgentId> InternalIds() const;  // internal memories only (prefix snapshots)
   // The scope (API key) whose requests `agent` runs for, recorded with its
   // next save unless its memory already has one. Kept in memory until then
   // (or until the agent is removed).

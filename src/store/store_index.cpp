@@ -46,6 +46,22 @@ std::vector<MemoryInfo> StoreIndex::List() const {
   return out;
 }
 
+std::vector<AgentId> StoreIndex::InternalIds() const {
+  std::vector<AgentId> out;
+  MutexLock lock(mu_);
+  for (const auto& [agent, m] : memories_) {
+    if (agent.internal()) out.push_back(agent);
+  }
+  return out;
+}
+
+std::size_t StoreIndex::Count(bool internal) const {
+  MutexLock lock(mu_);
+  std::size_t n = 0;
+  for (const auto& entry : memories_) n += entry.first.internal() == internal ? 1 : 0;
+  return n;
+}
+
 std::uint64_t StoreIndex::TotalBytes() const {
   MutexLock lock(mu_);
   return total_bytes_;

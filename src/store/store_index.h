@@ -63,7 +63,9 @@ class StoreIndex {
 
   std::optional<StoredMemory> Lookup(const AgentId& agent) const;
   bool Has(const AgentId& agent) const;
-  std::vector<MemoryInfo> List() const;  // by agent id
+  std::vector<MemoryInfo> List() const;      // by agent id
+  std::vector<AgentId> InternalIds() const;  // in no order
+  std::size_t Count(bool internal) const;    // memories that are internal, or not
   std::uint64_t TotalBytes() const;
   std::size_t Count() const;
   // Bytes per token of the last save (of Load before one), 0 before either.

@@ -148,6 +148,45 @@ const Status kDown = Status::Error(ErrorCode::kUpstreamDown, "connection refused
 const Status kTimeout = Status::Error(ErrorCode::kUpstreamTimeout, "no answer in 600 s");
 const Status kRefused = Status::Error(ErrorCode::kUpstreamError, "no space in the KV cache");
 
+TEST_F(PlacerTest, APrefixSnapshotIsWrittenOnlyIfTheSlotHoldsExactlyItsTokens) {
+  Make(1);
+  const AgentId snapshot = AgentId::Internal("prefix.open.128.1");
+  Result<Lease> lease = placer_->Place(Id("a"));
+  ASSERT_TRUE(lease.ok());
+  fake_->Fill(lease->slot(), 129);  // one token more than the prefix
+  EXPECT_FALSE(placer_->SaveSnapshot(lease.value(), snapshot, 128, kKey));
+  EXPECT_FALSE(store_->HasMemory(snapshot));
+  fake_->Fill(lease->slot(), 128);
+  EXPECT_TRUE(placer_->SaveSnapshot(lease.value(), snapshot, 128, kKey));
+  EXPECT_EQ(store_->Find(snapshot)->tokens, 128);
+}
+
+TEST_F(PlacerTest, ANewAgentChoosesItsSnapshotOnceItHoldsASlot) {
+  Make(1);
+  const AgentId snapshot = AgentId::Internal("prefix.open.128.1");
+  Result<Lease> first = placer_->Place(Id("a"));
+  ASSERT_TRUE(first.ok());
+  // b waits for the only slot; a snapshot is written meanwhile.
+  auto second = std::async(std::launch::async, [&] {
+    return placer_->Place(Id("b"), [&]() -> std::optional<AgentId> {
+      if (!store_->HasMemory(snapshot)) return std::nullopt;
+      return snapshot;
+    });
+  });
+  fake_->Fill(first->slot(), 128);
+  ASSERT_TRUE(placer_->SaveSnapshot(first.value(), snapshot, 128, kKey));
+  placer_->Finish(first.value(), 0, 128, TurnEnd::Ran(128, kKey));
+  Result<Lease> placed = second.get();
+  ASSERT_TRUE(placed.ok());
+  EXPECT_EQ(placed->placement(), Placement::kPrefix);
+  EXPECT_EQ(fake_->TokensIn(placed->slot()), 128);
+  // It builds a longer snapshot of 200 tokens first, then reuses all of
+  // them: only 128 came from the snapshot it started from.
+  placer_->Finish(placed.value(), 200, 10, TurnEnd::Ran(210, kKey));
+  EXPECT_EQ(metrics_.prefix_hits.load(), 1);
+  EXPECT_EQ(metrics_.prefix_tokens_reused.load(), 128);
+}
+
 TEST_F(PlacerTest, ARestoreThatFailsInTransportOrTimesOutLeavesTheFileInPlace) {
   Make(1);
   Turn("a", 100);
