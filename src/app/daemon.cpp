@@ -1,7 +1,9 @@
 #include "app/daemon.h"
 
 #include <spdlog/spdlog.h>
+#include <sys/random.h>
 
+#include "agentkv/errno_text.h"
 #include "app/kv_sizing.h"
 #include "app/serving_mode.h"
 #include "store/fingerprint.h"
@@ -109,6 +111,31 @@ Status SizeSlots(DaemonOptions& o, ServingMode* serving) {
   return Status::Ok();
 }
 
+// The llama-server agentkv starts answers agentkv alone: it gets a random
+// key of its own (unless its arguments set one, which --upstream-key-file
+// must then hold), so that no other local process can save, restore or
+// erase its slots. The key is never logged.
+Status KeyTheChild(DaemonOptions& o) {
+  bool keyed_by_arguments = false;
+  for (const std::string& a : o.launch->extra_args) {
+    keyed_by_arguments |= a == "--api-key" || a == "--api-key-file";
+  }
+  if (o.upstream.api_key.empty() && !keyed_by_arguments) {
+    unsigned char bytes[32];
+    if (::getrandom(bytes, sizeof bytes, 0) != static_cast<ssize_t>(sizeof bytes)) {
+      return Status::Error(ErrorCode::kIo,
+                           "cannot draw a key for llama-server: " + ErrnoText(errno));
+    }
+    static constexpr char kHex[] = "0123456789abcdef";
+    for (unsigned char b : bytes) {
+      o.upstream.api_key += kHex[b >> 4];
+      o.upstream.api_key += kHex[b & 15];
+    }
+  }
+  o.launch->api_key = o.upstream.api_key;
+  return Status::Ok();
+}
+
 void LogServing(const ServingMode& s) {
   if (!s.model.arch.empty()) {
     spdlog::info(
@@ -139,6 +166,7 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(DaemonOptions o) {
   std::unique_ptr<LlamaProcess> llama;
   if (o.launch) {
     o.launch->memory_dir = o.memory_dir;
+    if (Status s = KeyTheChild(o); !s.ok()) return s;
     serving =
         DecideServing(ModelInfoOrNothing(o.launch->model),
                       KvSettings::FromArgs(o.launch->extra_args).swa_full, &o.launch->extra_args);
@@ -220,9 +248,14 @@ Status Daemon::StartSupervisor(const DaemonOptions& o, std::unique_ptr<LlamaProc
   SupervisorEvents events;
   events.lost_kv = [this](const char* why) { placer_->ResetSlots(why); };
   events.restarting = [this] { ++metrics_.upstream_restarts; };
-  supervisor_ = std::make_unique<UpstreamSupervisor>(
-      so, std::move(llama), [upstream = upstream_.get()] { return upstream->Health(); },
-      std::make_unique<SteadyWaitClock>(), std::move(events));
+  // A started llama-server is healthy only if it answers on its own port.
+  auto health = [upstream = upstream_.get(), child = llama.get()] {
+    Status s = upstream->Health();
+    return s.ok() && child != nullptr ? child->ServesItsPort() : s;
+  };
+  supervisor_ =
+      std::make_unique<UpstreamSupervisor>(so, std::move(llama), std::move(health),
+                                           std::make_unique<SteadyWaitClock>(), std::move(events));
   return supervisor_->Start(o.launch ? o.launch->ready_timeout : o.upstream_ready_timeout);
 }
 

@@ -73,6 +73,9 @@ class Daemon {
   int port() const { return port_; }
   int slot_count() const { return pool_->slot_count(); }
   const std::string& upstream_url() const { return upstream_->base_url(); }
+  // llama-server's key (random for one agentkv started): for tests that
+  // read llama-server's own endpoints. Never log it.
+  const std::string& upstream_key() const { return options_.upstream.api_key; }
   SlotPool& pool() { return *pool_; }
   Placer& placer() { return *placer_; }
   Store& store() { return *store_; }

@@ -88,6 +88,7 @@ Result<KvCost> MeasureKvCost(LlamaProcessOptions base) {
   if (started.ok()) {
     UpstreamOptions uo;
     uo.base_url = probe.base_url();
+    uo.api_key = base.api_key;
     Upstream upstream(uo);
     Result<double> small = SavedBytes(upstream, kShort, "short.kv");
     Result<double> large = small.ok() ? SavedBytes(upstream, kLong, "long.kv") : small;

@@ -66,16 +66,16 @@ std::string UpstreamTarget(const httplib::Request& req, const Route& route) {
   return route.upstream_path + (q == std::string::npos ? "" : req.target.substr(q));
 }
 
-// `strip_auth`: agentkv checked the client's key itself; it is not llama-server's.
-ForwardRequest ForwardOf(const httplib::Request& req, std::string target, std::string body,
-                         bool strip_auth) {
+// The client's Authorization is never forwarded: agentkv checks the client's
+// key itself, and llama-server's key is agentkv's own (Upstream adds it).
+ForwardRequest ForwardOf(const httplib::Request& req, std::string target, std::string body) {
   ForwardRequest f;
   f.method = req.method;
   f.path = std::move(target);
   f.body = std::move(body);
   f.content_type = req.get_header_value("Content-Type");
   for (const auto& [name, value] : req.headers) {
-    if (IsHopHeader(name) || (strip_auth && EqualsIgnoreCase(name, "Authorization"))) continue;
+    if (IsHopHeader(name) || EqualsIgnoreCase(name, "Authorization")) continue;
     f.headers.emplace_back(name, value);
   }
   return f;
@@ -321,10 +321,9 @@ Status ProxyServer::Route(const httplib::Request& req, httplib::Response& res,
     case RouteKind::kPassthrough:
       break;
   }
-  return Respond(
-      Start(ForwardOf(req, UpstreamTarget(req, route), req.body, !options_.auth.api_keys.empty()),
-            std::nullopt, std::chrono::steady_clock::now()),
-      res);
+  return Respond(Start(ForwardOf(req, UpstreamTarget(req, route), req.body), std::nullopt,
+                       std::chrono::steady_clock::now()),
+                 res);
 }
 
 // A new agent that starts from a copy of another's memory (a planner's
@@ -388,10 +387,9 @@ Status ProxyServer::HandleInference(const httplib::Request& req, httplib::Respon
   PinToSlot(body, lease->slot());
   res.set_header("X-Agentkv-Slot", std::to_string(lease->slot().value));
   res.set_header("X-Agentkv-Placement", PlacementName(lease->placement()));
-  return Respond(
-      Start(ForwardOf(req, upstream_target, body.dump(), !options_.auth.api_keys.empty()),
-            std::move(lease.value()), arrival, prompt_key),
-      res);
+  return Respond(Start(ForwardOf(req, upstream_target, body.dump()), std::move(lease.value()),
+                       arrival, prompt_key),
+                 res);
 }
 
 namespace {

@@ -7,6 +7,7 @@
 #include <spdlog/spdlog.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -16,6 +17,7 @@
 #include <thread>
 
 #include "agentkv/errno_text.h"
+#include "upstream/listen_owner.h"
 #include "upstream/upstream.h"
 #include "upstream/upstream_supervisor.h"
 
@@ -70,9 +72,50 @@ Status LlamaProcess::Start(const LlamaProcessOptions& options) {
   Upstream upstream(health);
   SteadyWaitClock clock;
   return AwaitHealthy(
-      this, [&upstream] { return upstream.Health(); }, clock, clock.Now() + options.ready_timeout,
-      nullptr);
+      this,
+      [this, &upstream] {
+        Status s = upstream.Health();
+        return s.ok() ? ServesItsPort() : s;
+      },
+      clock, clock.Now() + options.ready_timeout, nullptr);
 }
+
+Status LlamaProcess::ServesItsPort() const {
+  const pid_t pid = pid_;
+  Result<bool> ours = ListensOn(pid, port_);
+  if (!ours.ok() || ours.value()) return Status::Ok();
+  return Status::Error(ErrorCode::kUpstreamDown,
+                       "port " + std::to_string(port_) + " is not held by llama-server (pid " +
+                           std::to_string(pid) + "): another process answers on it");
+}
+
+namespace {
+
+// The environment llama-server starts with: agentkv's own, and its key.
+// Built before fork: the child may only call async-signal-safe functions.
+std::vector<std::string> ChildEnvironment(const std::string& api_key) {
+  std::vector<std::string> env;
+  for (char** e = environ; *e != nullptr; ++e) {
+    const std::string entry = *e;
+    // A key from agentkv's environment must not override the one it gives.
+    if (entry.rfind("LLAMA_API_KEY=", 0) == 0 || entry.rfind("LLAMA_ARG_API_KEY_FILE=", 0) == 0) {
+      continue;
+    }
+    env.push_back(entry);
+  }
+  if (!api_key.empty()) env.push_back("LLAMA_API_KEY=" + api_key);
+  return env;
+}
+
+std::vector<char*> Pointers(const std::vector<std::string>& strings) {
+  std::vector<char*> out;
+  out.reserve(strings.size() + 1);
+  for (const std::string& s : strings) out.push_back(const_cast<char*>(s.c_str()));
+  out.push_back(nullptr);
+  return out;
+}
+
+}  // namespace
 
 Status LlamaProcess::Spawn() {
   const LlamaProcessOptions& o = options_;
@@ -86,10 +129,10 @@ Status LlamaProcess::Spawn() {
   }
   PickPort();
   const std::vector<std::string> args = Arguments(o, port_);
-  std::vector<char*> argv;
-  argv.reserve(args.size() + 1);
-  for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-  argv.push_back(nullptr);
+  const std::vector<std::string> env = ChildEnvironment(o.api_key);
+  std::vector<char*> argv = Pointers(args), envp = Pointers(env);
+  const long open_max = ::sysconf(_SC_OPEN_MAX);
+  const int max_fd = open_max > 0 && open_max < (1 << 20) ? static_cast<int>(open_max) : (1 << 16);
 
   // Its output goes to a file, or through a pipe into agentkv's own log.
   int log_fd = -1, pipe_fds[2] = {-1, -1};
@@ -124,7 +167,12 @@ Status LlamaProcess::Spawn() {
       ::dup2(log_fd, STDOUT_FILENO);
       ::dup2(log_fd, STDERR_FILENO);
     }
-    ::execv(argv[0], argv.data());
+    // Nothing else of agentkv's: its clients' sockets (httplib does not
+    // accept them close-on-exec) would stay open in a restarted server.
+    if (::syscall(SYS_close_range, 3U, ~0U, 0U) != 0) {
+      for (int fd = 3; fd < max_fd; ++fd) ::close(fd);  // kernels before 5.9
+    }
+    ::execve(argv[0], argv.data(), envp.data());
     ::_exit(127);
   }
   if (pid_ > 0) ::setpgid(pid_, pid_);  // the child does too: whichever runs first

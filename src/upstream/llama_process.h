@@ -25,6 +25,9 @@ struct LlamaProcessOptions {
   int port = 0;                         // 0: a free loopback port
   std::vector<std::string> extra_args;  // passed through, after ours
   std::filesystem::path log_file;       // empty: inherit agentkv's stderr
+  // llama-server's --api-key, given through its environment (other local
+  // users can read a process's arguments, not its environment); empty: none.
+  std::string api_key;
   std::chrono::seconds ready_timeout{300};
 };
 
@@ -38,9 +41,10 @@ class LlamaProcess final : public ChildProcess {
   LlamaProcess& operator=(const LlamaProcess&) = delete;
   ~LlamaProcess() override { Stop(); }
 
-  // Starts llama-server and blocks until its /health answers 200. Returns
-  // kInvalidArgument if the binary or model is missing, kUpstreamDown if it
-  // exits or does not become ready within ready_timeout (it is then killed).
+  // Starts llama-server and blocks until its /health answers 200 from its
+  // own port (ServesItsPort). Returns kInvalidArgument if the binary or
+  // model is missing, kUpstreamDown if it exits or does not become ready
+  // within ready_timeout (it is then killed).
   Status Start(const LlamaProcessOptions& options);
 
   // ChildProcess: starts llama-server with the options given last, without
@@ -54,6 +58,11 @@ class LlamaProcess final : public ChildProcess {
   // True (once) if the process has exited on its own; reaps it and stores
   // its wait status. Spawn() may then be called again: the port stays.
   bool Exited(int* wait_status) override;
+
+  // OK if the running llama-server is what listens on its port; kUpstreamDown
+  // if another process holds the port (or none does). OK when /proc cannot
+  // tell. For a health check: call after its /health answered.
+  Status ServesItsPort() const;
 
   std::string base_url() const { return "http://127.0.0.1:" + std::to_string(port_); }
   pid_t pid() const override { return pid_; }

@@ -309,6 +309,7 @@ TEST_F(RealLlamaTest, AClientLeavingMidStreamLeavesTheSlotUsable) {
   // The next request ran on the same slot, so the abandoned generation had
   // ended by then: had it not been cancelled, it would have counted 6000.
   httplib::Client llama(daemon_->upstream_url());  // its own metrics, not agentkv's
+  llama.set_bearer_token_auth(daemon_->upstream_key());
   httplib::Result metrics = llama.Get("/metrics");
   ASSERT_TRUE(metrics);
   const std::string name = "\nllamacpp:tokens_predicted_total ";

@@ -9,10 +9,14 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <nlohmann/json.hpp>
 #include <regex>
 #include <string>
+#include <thread>
 
+#include "integration/real_llama.h"
 #include "upstream/llama_process.h"
 
 namespace agentkv {
@@ -43,13 +47,14 @@ TEST(ServeBinary, ServesTheDemoModelAndExitsCleanlyOnSigterm) {
   ::close(out[1]);
   FILE* log = ::fdopen(out[0], "r");
   std::string seen;
-  int llama_pid = -1;
+  int llama_pid = -1, llama_port = -1;
   char line[4096];
   while (std::fgets(line, sizeof line, log)) {  // blocks until the daemon speaks
     seen += line;
     std::cmatch m;
-    if (std::regex_search(line, m, std::regex("llama-server \\(pid (\\d+)\\)"))) {
+    if (std::regex_search(line, m, std::regex("llama-server \\(pid (\\d+)\\) on port (\\d+)"))) {
       llama_pid = std::stoi(m[1]);
+      llama_port = std::stoi(m[2]);
     }
     if (std::strstr(line, "agentkv listening on")) break;
   }
@@ -67,6 +72,32 @@ TEST(ServeBinary, ServesTheDemoModelAndExitsCleanlyOnSigterm) {
   ASSERT_TRUE(chat);
   EXPECT_EQ(chat->status, 200);
   EXPECT_TRUE(nlohmann::json::parse(chat->body).contains("choices"));
+  // An SDK's placeholder key is agentkv's business, not llama-server's.
+  httplib::Result with_key = c.Post(
+      "/agents/demo/v1/chat/completions", {{"Authorization", "Bearer unused"}},
+      R"({"messages":[{"role":"user","content":"hello"}],"max_tokens":4})", "application/json");
+  ASSERT_TRUE(with_key);
+  EXPECT_EQ(with_key->status, 200) << with_key->body;
+
+  // Its llama-server answers agentkv alone: another local process cannot
+  // touch the slots without the key, which is in neither its arguments nor
+  // any log.
+  httplib::Client neighbour("127.0.0.1", llama_port);
+  httplib::Result slots = neighbour.Get("/slots");
+  ASSERT_TRUE(slots);
+  EXPECT_EQ(slots->status, 401);
+  httplib::Result erase = neighbour.Post("/slots/0?action=erase", "", "application/json");
+  ASSERT_TRUE(erase);
+  EXPECT_EQ(erase->status, 401);
+  std::ifstream environ_file("/proc/" + std::to_string(llama_pid) + "/environ");
+  std::string environ_text((std::istreambuf_iterator<char>(environ_file)), {});
+  std::smatch key;  // the environment is NUL-separated: searched whole
+  ASSERT_TRUE(std::regex_search(environ_text, key, std::regex("LLAMA_API_KEY=([0-9a-f]+)")));
+  ASSERT_EQ(key[1].length(), 64);
+  std::ifstream cmdline_file("/proc/" + std::to_string(llama_pid) + "/cmdline");
+  const std::string cmdline((std::istreambuf_iterator<char>(cmdline_file)), {});
+  EXPECT_EQ(cmdline.find(key[1].str()), std::string::npos);
+  EXPECT_EQ(cmdline.find("api-key"), std::string::npos);
 
   ASSERT_EQ(::kill(pid, SIGTERM), 0);
   int status = 0;
@@ -75,7 +106,40 @@ TEST(ServeBinary, ServesTheDemoModelAndExitsCleanlyOnSigterm) {
   EXPECT_EQ(WEXITSTATUS(status), 0);
   // agentkv reaped its llama-server before exiting.
   EXPECT_NE(::kill(llama_pid, 0), 0);
+  while (std::fgets(line, sizeof line, log)) seen += line;
+  std::ifstream llama_log(log_arg);
+  seen.append(std::istreambuf_iterator<char>(llama_log), {});
+  EXPECT_EQ(seen.find(key[1].str()), std::string::npos) << "the key was logged";
   std::fclose(log);
+  fs::remove_all(dir);
+}
+
+// A process that took llama-server's port first and answers /health (the
+// port is picked by bind, close and reuse) is not taken for llama-server:
+// the start fails instead of sending agents' prompts to it.
+TEST(ServeBinary, AnotherProcessAnsweringOnLlamaServersPortIsNotTrusted) {
+  httplib::Server impostor;
+  impostor.Get("/health", [](const httplib::Request&, httplib::Response& res) {
+    res.set_content(R"({"status":"ok"})", "application/json");
+  });
+  const int port = impostor.bind_to_any_port("127.0.0.1");
+  ASSERT_GT(port, 0);
+  std::thread serving([&] { impostor.listen_after_bind(); });
+  const fs::path dir =
+      fs::temp_directory_path() / ("agentkv-impostor-" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  LlamaProcessOptions o;
+  o.binary = testing::LlamaServerBinary();
+  o.model = testing::TestModel();
+  o.memory_dir = dir;
+  o.port = port;
+  o.log_file = dir / "llama.log";
+  o.ready_timeout = std::chrono::seconds(60);
+  LlamaProcess llama;
+  const Status started = llama.Start(o);
+  EXPECT_FALSE(started.ok());
+  impostor.stop();
+  serving.join();
   fs::remove_all(dir);
 }
 
