@@ -22,7 +22,16 @@ class AgentId {
   // `name` follows the client rule. No client can name one: Parse refuses
   // the "~". Throws std::invalid_argument on a bad name (a bug).
   static AgentId Internal(std::string_view name);
-  // What a metadata file may hold: a client id or an internal one.
+  // Client id `id` in the namespace of one API key: "<id>@<ns>", where `ns`
+  // is 1..16 characters of [0-9a-z] (a scope, see Prefixes::ScopeOf). The
+  // same client id under two keys is two agents. No client can name one
+  // directly: Parse refuses the "@". Throws std::invalid_argument on a bad
+  // `ns` (a bug).
+  static AgentId InNamespace(const AgentId& id, std::string_view ns);
+  // A client id, or one in a namespace: what the admin API may name.
+  static Result<AgentId> ParseQualified(std::string_view text);
+  // What a metadata file may hold: a client id, one in a namespace, or an
+  // internal one.
   static Result<AgentId> ParseStored(std::string_view text);
   bool internal() const { return !value_.empty() && value_[0] == '~'; }
 

@@ -269,6 +269,13 @@ int ParseCommandLine(int argc, const char* const* argv, CliSettings* out) {
       ->add_option("--upstream-key-file", upstream_key_file,
                    "File holding llama-server's own --api-key, if it has one")
       ->check(CLI::ExistingFile);
+  std::string agent_namespace = "per-key";
+  serve
+      ->add_option("--agent-namespace", agent_namespace,
+                   "With API keys: per-key (each key has its own agents: one id under two keys "
+                   "is two agents) or shared (one namespace for all keys)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"per-key", "shared"}));
   serve->add_flag("--metrics-need-key", o.proxy.auth.metrics_need_key,
                   "Require an API key for /metrics");
   serve->add_flag("--health-needs-key", o.proxy.auth.health_needs_key,
@@ -308,6 +315,7 @@ int ParseCommandLine(int argc, const char* const* argv, CliSettings* out) {
   o.stop_timeout = std::chrono::seconds(stop_s);
   o.upstream_wait = std::chrono::seconds(upstream_wait_s);
   o.save_policy = save_policy == "eviction" ? SavePolicy::kEviction : SavePolicy::kTurnEnd;
+  o.proxy.agents_per_key = agent_namespace == "per-key";
   if (upstream.empty()) {
     if (launch.model.empty()) launch.model = DefaultModel();
     o.launch = launch;

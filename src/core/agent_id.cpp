@@ -32,13 +32,43 @@ AgentId AgentId::Internal(std::string_view name) {
   return AgentId("~" + std::string(name));
 }
 
+namespace {
+constexpr std::size_t kMaxNamespace = 16;
+bool IsNamespace(std::string_view ns) {
+  if (ns.empty() || ns.size() > kMaxNamespace) return false;
+  for (char c : ns) {
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z'))) return false;
+  }
+  return true;
+}
+}  // namespace
+
+AgentId AgentId::InNamespace(const AgentId& id, std::string_view ns) {
+  if (!IsNamespace(ns) || id.internal()) {
+    throw std::invalid_argument("bad agent namespace: " + std::string(ns));
+  }
+  return AgentId(id.value_ + "@" + std::string(ns));
+}
+
+Result<AgentId> AgentId::ParseQualified(std::string_view text) {
+  const std::size_t at = text.rfind('@');
+  if (at == std::string_view::npos) return Parse(text);
+  Result<AgentId> name = Parse(text.substr(0, at));
+  if (!name.ok()) return name.status();
+  if (!IsNamespace(text.substr(at + 1))) {
+    return Status::Error(ErrorCode::kInvalidArgument,
+                         "an agent id's namespace (after '@') is 1 to 16 of [0-9a-z]");
+  }
+  return AgentId(std::string(text));
+}
+
 Result<AgentId> AgentId::ParseStored(std::string_view text) {
   if (!text.empty() && text[0] == '~') {
     Result<AgentId> name = Parse(text.substr(1));
     if (!name.ok()) return name.status();
     return AgentId(std::string(text));
   }
-  return Parse(text);
+  return ParseQualified(text);
 }
 
 }  // namespace agentkv

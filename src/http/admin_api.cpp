@@ -188,7 +188,7 @@ Result<json> AdminApi::Fork(const AgentId& id, const std::string& body) {
   if (!b.is_object() || !b.contains("into") || !b["into"].is_string()) {
     return Status::Error(ErrorCode::kInvalidArgument, "fork needs a body {\"into\": \"<id>\"}");
   }
-  Result<AgentId> child = AgentId::Parse(b["into"].get<std::string>());
+  Result<AgentId> child = AgentId::ParseQualified(b["into"].get<std::string>());
   if (!child.ok()) return child.status();
   if (child.value() == id) {
     return Status::Error(ErrorCode::kInvalidArgument, "an agent cannot fork into itself");

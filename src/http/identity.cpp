@@ -17,8 +17,8 @@ Result<Tenant> Validate(const std::string& id, const std::string& source) {
 
 }  // namespace
 
-Result<AgentId> ParsePathAgent(const std::string& id) {
-  Result<AgentId> agent = AgentId::Parse(id);
+Result<AgentId> ParsePathAgent(const std::string& id, bool admin) {
+  Result<AgentId> agent = admin ? AgentId::ParseQualified(id) : AgentId::Parse(id);
   if (agent.ok()) return agent;
   return Status::Error(ErrorCode::kInvalidArgument,
                        "invalid agent id in the request path: " + agent.status().message());

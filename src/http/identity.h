@@ -12,9 +12,10 @@
 
 namespace agentkv {
 
-// The id of an /agents/{id}/ prefix or an /admin/agents/{id} route; returns
-// kInvalidArgument naming the path on bad input.
-Result<AgentId> ParsePathAgent(const std::string& id);
+// The id of an /agents/{id}/ prefix (a client id), or of an /admin/ route
+// when `admin` (a client id, or one in a key's namespace: "<id>@<ns>");
+// returns kInvalidArgument naming the path on bad input.
+Result<AgentId> ParsePathAgent(const std::string& id, bool admin = false);
 
 // `path_agent` comes validated (see ParsePathAgent). Returns
 // kInvalidArgument, naming the source, if the winning id is invalid or a

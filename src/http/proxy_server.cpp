@@ -273,7 +273,7 @@ void ProxyServer::Handle(const httplib::Request& req, httplib::Response& res) {
   }
   std::optional<AgentId> path_agent;
   if (route.path_agent) {
-    Result<AgentId> id = ParsePathAgent(*route.path_agent);
+    Result<AgentId> id = ParsePathAgent(*route.path_agent, route.kind == RouteKind::kAdmin);
     if (!id.ok()) return ReplyError(res, id.status());
     path_agent = id.value();
   }
@@ -335,7 +335,18 @@ Status ProxyServer::SpawnFrom(const std::string& parent_id, const AgentId& child
     return Error(ErrorCode::kInvalidArgument,
                  std::string(kParentHeader) + ": " + parent.status().message());
   }
-  return admin_.Spawn(child, parent.value(), scope);
+  Status s = admin_.Spawn(child, InKeyNamespace(parent.value(), scope), scope);
+  if (s.code() == ErrorCode::kNotFound) {  // named as the client named it
+    return Error(ErrorCode::kNotFound,
+                 "no agent " + parent->str() + " to start from" +
+                     (options_.auth.api_keys.empty() ? "" : " under this API key"));
+  }
+  return s;
+}
+
+AgentId ProxyServer::InKeyNamespace(const AgentId& id, const std::string& scope) const {
+  if (!options_.agents_per_key || options_.auth.api_keys.empty()) return id;
+  return AgentId::InNamespace(id, scope);
 }
 
 Status ProxyServer::HandleInference(const httplib::Request& req, httplib::Response& res,
@@ -362,7 +373,10 @@ Status ProxyServer::HandleInference(const httplib::Request& req, httplib::Respon
   const PromptKey prompt_key = PromptKeyOf(body);
   const std::string scope =
       Prefixes::ScopeOf(ApiKeyOf(options_.auth, req.get_header_value("Authorization")));
-  if (tenant.value()) admin_.Claim(*tenant.value(), scope);
+  if (tenant.value()) {
+    tenant = Tenant(InKeyNamespace(*tenant.value(), scope));
+    admin_.Claim(*tenant.value(), scope);
+  }
   if (tenant.value() && req.has_header(kParentHeader)) {
     if (Status s = SpawnFrom(req.get_header_value(kParentHeader), *tenant.value(), scope);
         !s.ok()) {

@@ -41,6 +41,9 @@ struct ProxyOptions {
   // False: agentkv cannot keep this model's KV (see ServingMode); every
   // request is served stateless, whatever agent it names.
   bool persist = true;
+  // With API keys: each key has its own agents (the same id under two keys
+  // is two agents). False: one namespace shared by all keys.
+  bool agents_per_key = true;
 };
 
 // Names the agent whose memory a new agent starts from (see README).
@@ -85,6 +88,9 @@ class ProxyServer {
                          const std::string& upstream_target,
                          const std::optional<AgentId>& path_agent);
   Status SpawnFrom(const std::string& parent_id, const AgentId& child, const std::string& scope);
+  // The agent a client's id names under the key of `scope` (see
+  // agents_per_key).
+  AgentId InKeyNamespace(const AgentId& id, const std::string& scope) const;
   Status Route(const httplib::Request& req, httplib::Response& res, const agentkv::Route& route,
                const std::optional<AgentId>& path_agent);
   // Forwards `request` on a worker thread that holds `lease` until the

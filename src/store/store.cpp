@@ -90,7 +90,7 @@ Status Store::CommitSave(const AgentId& agent, long long tokens, std::uint64_t p
 
 void Store::Claim(const AgentId& agent, const std::string& scope) {
   MutexLock lock(claims_mu_);
-  claims_[agent] = scope;
+  claims_.emplace(agent, scope);
 }
 
 std::optional<std::string> Store::ScopeOf(const AgentId& agent) const {

@@ -84,8 +84,8 @@ class Store {
   std::size_t AgentCount() const;            // agents only
   std::vector<AgentId> InternalIds() const;  // internal memories only (prefix snapshots)
   // The scope (API key) whose requests `agent` runs for, recorded with its
-  // next save unless its memory already has one. Kept in memory until then
-  // (or until the agent is removed).
+  // next save unless its memory already has one. The first claim holds:
+  // kept in memory until that save (or until the agent is removed).
   void Claim(const AgentId& agent, const std::string& scope);
   // The scope of the agent's memory, else its claim; nullopt if neither.
   std::optional<std::string> ScopeOf(const AgentId& agent) const;

@@ -120,5 +120,14 @@ TEST_F(CliTest, AKvRamBudgetSizesOnlyALlamaServerAgentkvStarts) {
       2);
 }
 
+TEST_F(CliTest, AgentsArePerApiKeyUnlessTheNamespaceIsShared) {
+  CliSettings per_key, shared, bad;
+  ASSERT_EQ(Parse({"serve"}, &per_key), -1);
+  EXPECT_TRUE(per_key.daemon.proxy.agents_per_key);
+  ASSERT_EQ(Parse({"serve", "--agent-namespace", "shared"}, &shared), -1);
+  EXPECT_FALSE(shared.daemon.proxy.agents_per_key);
+  EXPECT_GT(Parse({"serve", "--agent-namespace", "global"}, &bad), 0);
+}
+
 }  // namespace
 }  // namespace agentkv

@@ -116,6 +116,48 @@ TEST_F(OpsTest, ApiKeysGuardEveryRouteAndNeverReachLlamaServerOrTheLog) {
   EXPECT_NE(log.str().find("agent=a"), std::string::npos) << "the log did capture requests";
 }
 
+// Two tenants both call their agent "planner": by default each key has its
+// own agents, so neither runs on the other's KV or learns it exists.
+TEST_F(OpsTest, EachApiKeyHasItsOwnAgentsUnlessTheNamespaceIsShared) {
+  for (const bool shared : {false, true}) {
+    SCOPED_TRACE(shared ? "shared" : "per-key");
+    Start(2, [shared](DaemonOptions& o) {
+      o.proxy.auth.api_keys = {"key-of-alice", "key-of-bob"};
+      o.proxy.auth.admin_key = "admin-key";
+      o.proxy.agents_per_key = !shared;
+    });
+    auto turn = [&](const std::string& key, const char* text) {
+      httplib::Result r = Post("/agents/planner/v1/chat/completions", Chat("planner", text),
+                               {{"Authorization", "Bearer " + key}});
+      EXPECT_EQ(r->status, 200) << r->body;
+      return r->get_header_value("X-Agentkv-Placement");
+    };
+    EXPECT_EQ(turn("key-of-alice", "hi"), "cold");
+    EXPECT_EQ(turn("key-of-bob", "hi"), shared ? "resident" : "cold");
+    EXPECT_EQ(turn("key-of-alice", "again"), "resident");
+    // Bob's sub-agent starts from his own planner; in a shared namespace
+    // "planner" is Alice's, whose first request claimed it.
+    httplib::Result spawn =
+        Post("/agents/helper/v1/chat/completions", Chat("helper", "hi"),
+             {{"Authorization", "Bearer key-of-bob"}, {"X-Agentkv-Parent", "planner"}});
+    EXPECT_EQ(spawn->status, shared ? 403 : 200) << spawn->body;
+
+    httplib::Client admin = Client();
+    admin.set_bearer_token_auth("admin-key");
+    const json agents = json::parse(admin.Get("/admin/agents")->body)["agents"];
+    std::vector<std::string> ids;
+    for (const json& a : agents) ids.push_back(a["id"].get<std::string>());
+    ASSERT_EQ(ids.size(), shared ? 1u : 3u) << agents.dump();
+    if (!shared) {
+      // The admin names an agent with its key's namespace, as listed.
+      for (const std::string& id : ids) EXPECT_NE(id.find('@'), std::string::npos) << id;
+      EXPECT_EQ(admin.Get("/admin/agents/" + ids[0])->status, 200);
+      EXPECT_EQ(admin.Get("/admin/agents/planner")->status, 404);
+    }
+    daemon_.reset();
+  }
+}
+
 TEST_F(OpsTest, WithAPIKeysButNoAdminKeyTheAdminApiIsOff) {
   Start(2, [](DaemonOptions& o) {
     o.proxy.auth.api_keys = {"k"};

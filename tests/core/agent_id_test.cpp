@@ -30,5 +30,23 @@ TEST(AgentId, LogsShowAtMostSixteenCharacters) {
   EXPECT_EQ(long_id.find(logged.substr(0, 15)), 0u);
 }
 
+TEST(AgentId, AnIdInAKeysNamespaceIsAnotherAgentThatNoClientCanName) {
+  const AgentId planner = AgentId::Parse("planner").value();
+  const AgentId of_alice = AgentId::InNamespace(planner, "3fa9c1d2e4b5a697");
+  const AgentId of_bob = AgentId::InNamespace(planner, "0011223344556677");
+  EXPECT_EQ(of_alice.str(), "planner@3fa9c1d2e4b5a697");
+  EXPECT_NE(of_alice, of_bob);
+  EXPECT_NE(of_alice, planner);
+  EXPECT_FALSE(AgentId::Parse(of_alice.str()).ok()) << "a client cannot name it";
+  EXPECT_EQ(AgentId::ParseQualified(of_alice.str()).value(), of_alice);
+  EXPECT_EQ(AgentId::ParseStored(of_alice.str()).value(), of_alice);
+  EXPECT_EQ(AgentId::ParseQualified("planner").value(), planner);
+  for (const char* bad : {"planner@", "@3fa9", "planner@UPPER", "planner@a/b", "p@q@r",
+                          "planner@0123456789abcdef0"}) {
+    EXPECT_FALSE(AgentId::ParseQualified(bad).ok()) << bad;
+  }
+  EXPECT_THROW(AgentId::InNamespace(planner, "not a scope"), std::invalid_argument);
+}
+
 }  // namespace
 }  // namespace agentkv

@@ -177,9 +177,11 @@ TEST_F(PrefixTest, ASubAgentStartsWarmFromItsParentUnderTheSameKeyOnly) {
   // The planner keeps its own memory; the sub-agent has its own from now on.
   EXPECT_EQ(Send("sub-1", planner, "key-a", "planner").placement, "resident");
 
+  // Each key has its own agents: key-b has no planner (a shared namespace
+  // answers 403 instead, see OpsTest).
   const Reply foreign = Send("sub-2", planner, "key-b", "planner");
-  EXPECT_EQ(foreign.status, 403);
-  EXPECT_EQ(foreign.body["error"]["message"], "agent planner belongs to another API key");
+  EXPECT_EQ(foreign.status, 404);
+  EXPECT_EQ(foreign.body["error"]["message"], "no agent planner to start from under this API key");
   EXPECT_EQ(Send("sub-3", planner, "key-a", "nobody").status, 404);
   EXPECT_EQ(Send("sub-4", planner, "key-a", "not an id").status, 400);
   const Reply anonymous = Send("", planner, "key-a", "planner");
