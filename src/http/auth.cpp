@@ -26,6 +26,18 @@ Status Authorize(const AuthPolicy& policy, RouteKind kind, const std::string& au
                               : kind == RouteKind::kMetrics && !policy.metrics_need_key;
   if (open_route) return Status::Ok();
   const std::string token = authorization.rfind("Bearer ", 0) == 0 ? authorization.substr(7) : "";
+  if (kind == RouteKind::kGlobal) {
+    if (policy.admin_key.empty()) {
+      return Status::Error(ErrorCode::kForbidden,
+                           "this llama-server route acts for every agent: it needs the admin "
+                           "key, and none is set (--admin-key-file)");
+    }
+    return SameSecret(token, policy.admin_key)
+               ? Status::Ok()
+               : Status::Error(ErrorCode::kUnauthorized,
+                               "this llama-server route acts for every agent: it needs the "
+                               "admin key");
+  }
   if (kind == RouteKind::kAdmin) {
     if (!policy.admin_key.empty()) {
       return SameSecret(token, policy.admin_key)

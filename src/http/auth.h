@@ -12,13 +12,16 @@ namespace agentkv {
 
 struct AuthPolicy {
   std::vector<std::string> api_keys;  // empty: no authentication
-  std::string admin_key;              // empty: /admin/ open only without api_keys
+  std::string admin_key;  // empty: /admin/ open only without api_keys, global routes refused
   bool metrics_need_key = false;
   bool health_needs_key = false;
 };
 
 // `authorization` is the request's Authorization header ("Bearer <key>").
 // Returns OK, kUnauthorized (no or wrong key) or kForbidden (admin API off).
+// Global llama-server routes (RouteKind::kGlobal) take only the admin key
+// and are forbidden when none is set, even with no keys at all: they act
+// for every agent.
 Status Authorize(const AuthPolicy& policy, RouteKind kind, const std::string& authorization);
 
 // The API key an authorized request used: "" when agentkv has no keys.

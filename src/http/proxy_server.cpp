@@ -66,8 +66,9 @@ std::string UpstreamTarget(const httplib::Request& req, const Route& route) {
   return route.upstream_path + (q == std::string::npos ? "" : req.target.substr(q));
 }
 
-// The client's Authorization is never forwarded: agentkv checks the client's
-// key itself, and llama-server's key is agentkv's own (Upstream adds it).
+// The client's key is never forwarded (Authorization, or X-Api-Key, which
+// llama-server also reads): agentkv checks the client's key itself, and
+// llama-server's key is agentkv's own (Upstream adds it).
 ForwardRequest ForwardOf(const httplib::Request& req, std::string target, std::string body) {
   ForwardRequest f;
   f.method = req.method;
@@ -75,7 +76,8 @@ ForwardRequest ForwardOf(const httplib::Request& req, std::string target, std::s
   f.body = std::move(body);
   f.content_type = req.get_header_value("Content-Type");
   for (const auto& [name, value] : req.headers) {
-    if (IsHopHeader(name) || EqualsIgnoreCase(name, "Authorization")) continue;
+    const bool key = EqualsIgnoreCase(name, "Authorization") || EqualsIgnoreCase(name, "X-Api-Key");
+    if (IsHopHeader(name) || !ForwardsRequestHeader(name) || key) continue;
     f.headers.emplace_back(name, value);
   }
   return f;
@@ -318,7 +320,13 @@ Status ProxyServer::Route(const httplib::Request& req, httplib::Response& res,
     case RouteKind::kMetrics:
       res.set_content(metrics_.Render(hooks_.gauges()), "text/plain; version=0.0.4; charset=utf-8");
       return Status::Ok();
-    case RouteKind::kPassthrough:
+    case RouteKind::kUnknown:
+      return Error(ErrorCode::kNotFound,
+                   req.method + " " + route.upstream_path +
+                       " is not a llama-server route agentkv passes through (see README, "
+                       "Browsers and global routes)");
+    case RouteKind::kReadOnly:
+    case RouteKind::kGlobal:
       break;
   }
   return Respond(Start(ForwardOf(req, UpstreamTarget(req, route), req.body), std::nullopt,
@@ -461,7 +469,7 @@ Status ProxyServer::Respond(std::shared_ptr<Exchange> ex, httplib::Response& res
   if (!ex->pipe.WaitHeaders(&status, &headers)) return ex->pipe.final_status();
   res.status = status;
   for (const auto& [name, value] : headers) {
-    if (!IsHopHeader(name)) res.set_header(name, value);
+    if (!IsHopHeader(name) && ForwardsResponseHeader(name)) res.set_header(name, value);
   }
   const std::string content_type = HeaderValue(headers, "Content-Type");
   if (content_type.rfind("text/event-stream", 0) == 0) {

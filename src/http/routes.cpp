@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cctype>
 #include <string_view>
 #include <vector>
 
@@ -9,26 +10,77 @@ namespace agentkv {
 
 namespace {
 
-// llama-server routes that run on a slot and honour the id_slot field.
-constexpr std::array<std::string_view, 8> kInferencePaths = {
-    "/completion",          "/completions", "/v1/completions", "/chat/completions",
-    "/v1/chat/completions", "/responses",   "/v1/responses",   "/infill",
+struct LlamaRoute {
+  std::string_view method;
+  std::string_view path;
+  RouteKind kind;
 };
 
-// Routes that also run on a slot but drop id_slot (llama-server rebuilds the
-// Anthropic body) or serve other model kinds: passed through, they would land
-// on whatever slot llama-server picks, possibly one holding an agent's KV.
-constexpr std::array<std::string_view, 10> kUnsupportedPaths = {
-    "/v1/messages",
-    "/embedding",
-    "/embeddings",
-    "/v1/embeddings",
-    "/rerank",
-    "/reranking",
-    "/v1/rerank",
-    "/v1/reranking",
-    "/audio/transcriptions",
-    "/v1/audio/transcriptions",
+// Every route llama-server registers at the pinned commit (tools/server/
+// server.cpp and server-http.cpp), by what passing it through would do.
+// POST /slots/{id} (slot actions) is matched by its prefix below. Not listed,
+// so refused: the web UI ("/", "/index.html" and its assets: a page served
+// from agentkv's origin would be exempt from the browser rules) and
+// /predict (Vertex AI, only with AIP_MODE set, dispatches to any route).
+constexpr LlamaRoute kLlamaRoutes[] = {
+    // Run on a slot and honour id_slot: agentkv places the agent first.
+    {"POST", "/completion", RouteKind::kInference},
+    {"POST", "/completions", RouteKind::kInference},
+    {"POST", "/v1/completions", RouteKind::kInference},
+    {"POST", "/chat/completions", RouteKind::kInference},
+    {"POST", "/v1/chat/completions", RouteKind::kInference},
+    {"POST", "/responses", RouteKind::kInference},
+    {"POST", "/v1/responses", RouteKind::kInference},
+    {"POST", "/infill", RouteKind::kInference},
+    // Also run on a slot but drop id_slot (llama-server rebuilds the
+    // Anthropic body) or serve other model kinds: they would land on
+    // whatever slot llama-server picks, possibly one holding an agent's KV.
+    {"POST", "/v1/messages", RouteKind::kUnsupported},
+    {"POST", "/embedding", RouteKind::kUnsupported},
+    {"POST", "/embeddings", RouteKind::kUnsupported},
+    {"POST", "/v1/embeddings", RouteKind::kUnsupported},
+    {"POST", "/rerank", RouteKind::kUnsupported},
+    {"POST", "/reranking", RouteKind::kUnsupported},
+    {"POST", "/v1/rerank", RouteKind::kUnsupported},
+    {"POST", "/v1/reranking", RouteKind::kUnsupported},
+    {"POST", "/audio/transcriptions", RouteKind::kUnsupported},
+    {"POST", "/v1/audio/transcriptions", RouteKind::kUnsupported},
+    // Read state every agent may see, or compute from the request alone
+    // (template, tokenizer): no slot, nothing changed.
+    {"GET", "/health", RouteKind::kReadOnly},
+    {"GET", "/v1/health", RouteKind::kReadOnly},
+    {"GET", "/metrics", RouteKind::kReadOnly},  // under /agents/{id}/ only
+    {"GET", "/props", RouteKind::kReadOnly},
+    {"GET", "/models", RouteKind::kReadOnly},
+    {"GET", "/v1/models", RouteKind::kReadOnly},
+    {"GET", "/lora-adapters", RouteKind::kReadOnly},
+    {"POST", "/tokenize", RouteKind::kReadOnly},
+    {"POST", "/detokenize", RouteKind::kReadOnly},
+    {"POST", "/apply-template", RouteKind::kReadOnly},
+    {"POST", "/chat/completions/input_tokens", RouteKind::kReadOnly},
+    {"POST", "/v1/chat/completions/input_tokens", RouteKind::kReadOnly},
+    {"POST", "/responses/input_tokens", RouteKind::kReadOnly},
+    {"POST", "/v1/responses/input_tokens", RouteKind::kReadOnly},
+    {"POST", "/v1/messages/count_tokens", RouteKind::kReadOnly},
+    // Change what every agent shares, show what other agents sent, reach
+    // into another agent's generation, or act for the server itself.
+    {"POST", "/props", RouteKind::kGlobal},
+    {"POST", "/lora-adapters", RouteKind::kGlobal},
+    {"GET", "/slots", RouteKind::kGlobal},                         // every slot's prompt and state
+    {"POST", "/v1/chat/completions/control", RouteKind::kGlobal},  // any completion id
+    {"GET", "/v1/stream", RouteKind::kGlobal},                     // replays any conv_id
+    {"DELETE", "/v1/stream", RouteKind::kGlobal},                  // cancels any conv_id
+    {"POST", "/v1/streams/lookup", RouteKind::kGlobal},
+    {"GET", "/tools", RouteKind::kGlobal},  // server tools (shell, files) when enabled
+    {"POST", "/tools", RouteKind::kGlobal},
+    {"GET", "/cors-proxy", RouteKind::kGlobal},  // fetches any URL when enabled
+    {"POST", "/cors-proxy", RouteKind::kGlobal},
+    // Router mode (--models) only: model load and unload.
+    {"POST", "/models", RouteKind::kGlobal},
+    {"DELETE", "/models", RouteKind::kGlobal},
+    {"POST", "/models/load", RouteKind::kGlobal},
+    {"POST", "/models/unload", RouteKind::kGlobal},
+    {"GET", "/models/sse", RouteKind::kGlobal},
 };
 
 constexpr std::string_view kAgentsPrefix = "/agents/";
@@ -106,19 +158,19 @@ Route MatchRoute(const std::string& method, const std::string& path) {
     MatchAdmin(method, p, route);
     return route;
   }
-  if (!route.path_agent && method == "GET") {
+  const std::string_view m = method == "HEAD" ? "GET" : std::string_view(method);
+  if (!route.path_agent && m == "GET") {
     if (p == "/healthz") route.kind = RouteKind::kLiveness;
     if (p == "/readyz") route.kind = RouteKind::kReadiness;
     if (p == "/metrics") route.kind = RouteKind::kMetrics;
+    if (route.kind != RouteKind::kUnknown) return route;
   }
-  if (method == "POST") {
-    for (std::string_view inference : kInferencePaths) {
-      if (p == inference) route.kind = RouteKind::kInference;
-    }
-    for (std::string_view unsupported : kUnsupportedPaths) {
-      if (p == unsupported) route.kind = RouteKind::kUnsupported;
-    }
-    if (p.compare(0, 7, "/slots/") == 0) route.kind = RouteKind::kSlotAction;
+  if (m == "POST" && p.compare(0, 7, "/slots/") == 0) {
+    route.kind = RouteKind::kSlotAction;
+    return route;
+  }
+  for (const LlamaRoute& r : kLlamaRoutes) {
+    if (r.method == m && r.path == p) route.kind = r.kind;
   }
   return route;
 }
@@ -139,10 +191,37 @@ std::string RouteLabel(const Route& route) {
       return "readyz";
     case RouteKind::kMetrics:
       return "metrics";
-    case RouteKind::kPassthrough:
+    case RouteKind::kReadOnly:
+      return "read_only";
+    case RouteKind::kGlobal:
+      return "global";
+    case RouteKind::kUnknown:
       break;
   }
-  return "passthrough";
+  return "unknown";
+}
+
+namespace {
+
+bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+           return std::tolower(static_cast<unsigned char>(x)) ==
+                  std::tolower(static_cast<unsigned char>(y));
+         });
+}
+
+}  // namespace
+
+bool ForwardsRequestHeader(const std::string& name) {
+  for (std::string_view h : {"X-Conversation-Id", "Origin", "X-Agent-Id", "X-Agentkv-Parent"}) {
+    if (EqualsIgnoreCase(name, h)) return false;
+  }
+  return true;
+}
+
+bool ForwardsResponseHeader(const std::string& name) {
+  constexpr std::string_view kCors = "Access-Control-";
+  return !EqualsIgnoreCase(std::string_view(name).substr(0, kCors.size()), kCors);
 }
 
 }  // namespace agentkv

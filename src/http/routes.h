@@ -1,6 +1,8 @@
 #pragma once
-// Which paths agentkv handles itself and which it passes to llama-server.
-// Pure functions, thread-safe.
+// Which paths agentkv handles itself, which it passes to llama-server, and
+// under what rule. Every llama-server route at the pinned commit (de3ff81)
+// is listed in routes.cpp; a path that is not is refused. Pure functions,
+// thread-safe.
 
 #include <optional>
 #include <string>
@@ -15,7 +17,10 @@ enum class RouteKind {
   kLiveness,     // GET /healthz: the process answers
   kReadiness,    // GET /readyz: llama-server is ready
   kMetrics,      // GET /metrics: Prometheus text
-  kPassthrough,  // anything else: forwarded unchanged
+  kReadOnly,     // reads or computes, touches no slot and no shared state: forwarded
+  kGlobal,       // changes what every agent shares, or reaches another agent's
+                 // generation: forwarded only with the admin key
+  kUnknown,      // not a llama-server route agentkv knows: refused (404)
 };
 
 // agentkv's lifecycle API on agents' memory (see admin_api.h).
@@ -34,7 +39,7 @@ enum class AdminAction {
 };
 
 struct Route {
-  RouteKind kind = RouteKind::kPassthrough;
+  RouteKind kind = RouteKind::kUnknown;
   AdminAction admin = AdminAction::kNone;  // with kAdmin
   // The id from an /agents/{id}/ prefix or an /admin/agents/{id} route, not
   // yet validated (the http front parses it once, for both).
@@ -43,10 +48,23 @@ struct Route {
   std::string upstream_path;
 };
 
-// `path` is the decoded path, without the query string.
+// `path` is the decoded path, without the query string. HEAD is matched as
+// GET. llama-server's routes match the same under an /agents/{id}/ prefix;
+// agentkv's own (/admin/, /healthz, /readyz, /metrics) only without one.
 Route MatchRoute(const std::string& method, const std::string& path);
 
 // A fixed name for metrics: never a raw path (paths carry agent ids).
 std::string RouteLabel(const Route& route);
+
+// False for request headers a client may not pass to llama-server because
+// they change what it does beyond the one request: X-Conversation-Id (keeps
+// a generation running after its client left, replayable and cancellable
+// by anyone who knows the id), Origin (agentkv answers browsers itself),
+// and agentkv's own X-Agent-Id and X-Agentkv-Parent. Case-insensitive.
+bool ForwardsRequestHeader(const std::string& name);
+
+// False for llama-server's CORS answers (Access-Control-*): agentkv sets its
+// own from --cors-origins. Case-insensitive.
+bool ForwardsResponseHeader(const std::string& name);
 
 }  // namespace agentkv

@@ -66,6 +66,20 @@ FakeLlamaServer::FakeLlamaServer(int slots, std::filesystem::path save_dir, int 
   server_.Post("/slots/(\\d+)", [this](const httplib::Request& req, httplib::Response& res) {
     SlotAction(req, res);
   });
+  // Routes that act for every agent: recorded, answered with nothing.
+  auto global = [this](const httplib::Request& req, httplib::Response& res) {
+    std::lock_guard<std::mutex> lock(mu_);
+    calls_.push_back({req.path, -1, ""});
+    last_authorization_ = req.get_header_value("Authorization");
+    res.set_content("[]", "application/json");
+  };
+  server_.Post("/lora-adapters", global);
+  server_.Get("/slots", global);
+  server_.Get("/v1/stream", global);
+  // As llama-server with its default --cors-origins "*".
+  server_.set_post_routing_handler([](const httplib::Request&, httplib::Response& res) {
+    res.set_header("Access-Control-Allow-Origin", "*");
+  });
   for (const char* path : {"/completion", "/v1/chat/completions"}) {
     server_.Post(path, [this](const httplib::Request& req, httplib::Response& res) {
       Completion(req, res);
@@ -120,6 +134,12 @@ int FakeLlamaServer::health_checks() const {
 std::string FakeLlamaServer::last_authorization() const {
   std::lock_guard<std::mutex> lock(mu_);
   return last_authorization_;
+}
+
+std::string FakeLlamaServer::last_header(const std::string& name) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  const auto it = last_headers_.find(name);  // httplib compares names case-insensitively
+  return it == last_headers_.end() ? "(absent)" : it->second;
 }
 
 std::string FakeLlamaServer::last_body() const {
@@ -181,6 +201,7 @@ void FakeLlamaServer::Completion(const httplib::Request& req, httplib::Response&
     std::lock_guard<std::mutex> lock(mu_);
     last_body_ = req.body;
     last_authorization_ = req.get_header_value("Authorization");
+    last_headers_ = req.headers;
     calls_.push_back({"completion", slot, AgentTag(prompt)});
     if (slot < 0 || slot >= static_cast<int>(kv_.size())) {
       violations_.push_back("unpinned request for " + AgentTag(prompt));

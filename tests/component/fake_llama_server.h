@@ -74,7 +74,7 @@ class FakeLlamaServer {
 
   // Observations.
   struct Call {
-    std::string route;  // "completion", "save", "restore", "erase"
+    std::string route;  // "completion", "save", "restore", "erase", or a global route's path
     int slot = -1;
     std::string agent;  // the prompt's "agent:<id>|" tag, if any
   };
@@ -83,6 +83,8 @@ class FakeLlamaServer {
   std::vector<std::string> violations() const;
   std::string last_body() const;
   std::string last_authorization() const;
+  // A header of the last completion request; "(absent)" if it had none.
+  std::string last_header(const std::string& name) const;
   int health_checks() const;
 
  private:
@@ -102,6 +104,7 @@ class FakeLlamaServer {
   std::vector<std::string> violations_;
   std::string last_body_;
   std::string last_authorization_;
+  httplib::Headers last_headers_;
   int fail_restores_ = 0;
   int fail_saves_ = 0;
   bool fail_erases_ = false;

@@ -14,7 +14,7 @@ AuthPolicy Keys() {
 
 TEST(Auth, WithoutKeysEverythingIsOpen) {
   for (RouteKind k :
-       {RouteKind::kInference, RouteKind::kPassthrough, RouteKind::kAdmin, RouteKind::kMetrics}) {
+       {RouteKind::kInference, RouteKind::kReadOnly, RouteKind::kAdmin, RouteKind::kMetrics}) {
     EXPECT_TRUE(Authorize(AuthPolicy{}, k, "").ok());
   }
 }
@@ -23,8 +23,7 @@ TEST(Auth, EveryConfiguredKeyWorksAndNothingElse) {
   EXPECT_TRUE(Authorize(Keys(), RouteKind::kInference, "Bearer k1").ok());
   EXPECT_TRUE(Authorize(Keys(), RouteKind::kInference, "Bearer k2").ok());
   for (const char* bad : {"", "Bearer", "Bearer ", "Bearer k", "Bearer k12", "k1", "Basic k1"}) {
-    EXPECT_EQ(Authorize(Keys(), RouteKind::kPassthrough, bad).code(), ErrorCode::kUnauthorized)
-        << bad;
+    EXPECT_EQ(Authorize(Keys(), RouteKind::kReadOnly, bad).code(), ErrorCode::kUnauthorized) << bad;
   }
 }
 
@@ -44,6 +43,22 @@ TEST(Auth, HealthAndMetricsArePublicUnlessConfigured) {
   EXPECT_FALSE(Authorize(p, RouteKind::kReadiness, "").ok());
   EXPECT_FALSE(Authorize(p, RouteKind::kMetrics, "").ok());
   EXPECT_TRUE(Authorize(p, RouteKind::kMetrics, "Bearer k2").ok());
+}
+
+TEST(Auth, GlobalRoutesTakeOnlyTheAdminKeyAndAreRefusedWithoutOne) {
+  EXPECT_TRUE(Authorize(Keys(), RouteKind::kGlobal, "Bearer adm").ok());
+  for (const char* bad : {"", "Bearer k1", "Bearer ad"}) {
+    EXPECT_EQ(Authorize(Keys(), RouteKind::kGlobal, bad).code(), ErrorCode::kUnauthorized) << bad;
+  }
+  AuthPolicy only_admin;
+  only_admin.admin_key = "adm";
+  EXPECT_TRUE(Authorize(only_admin, RouteKind::kGlobal, "Bearer adm").ok());
+  EXPECT_EQ(Authorize(only_admin, RouteKind::kGlobal, "").code(), ErrorCode::kUnauthorized);
+  AuthPolicy no_admin = Keys();
+  no_admin.admin_key.clear();
+  EXPECT_EQ(Authorize(no_admin, RouteKind::kGlobal, "Bearer k1").code(), ErrorCode::kForbidden);
+  EXPECT_EQ(Authorize(AuthPolicy{}, RouteKind::kGlobal, "").code(), ErrorCode::kForbidden)
+      << "no keys at all is no reason to open them";
 }
 
 }  // namespace

@@ -25,18 +25,14 @@ TEST(Routes, TheAgentPrefixIsRemovedBeforeForwarding) {
   EXPECT_EQ(r.upstream_path, "/v1/chat/completions");
 
   Route models = MatchRoute("GET", "/agents/planner/v1/models");
-  EXPECT_EQ(models.kind, RouteKind::kPassthrough);
+  EXPECT_EQ(models.kind, RouteKind::kReadOnly);
   EXPECT_EQ(models.upstream_path, "/v1/models");
   EXPECT_EQ(MatchRoute("GET", "/agents/x").upstream_path, "/");
 }
 
-TEST(Routes, SlotActionsAreRefusedAndOtherPathsPassThrough) {
+TEST(Routes, SlotActionsAreRefusedUnderAnyPrefix) {
   EXPECT_EQ(MatchRoute("POST", "/slots/0").kind, RouteKind::kSlotAction);
   EXPECT_EQ(MatchRoute("POST", "/agents/a/slots/1").kind, RouteKind::kSlotAction);
-  EXPECT_EQ(MatchRoute("GET", "/slots").kind, RouteKind::kPassthrough);
-  EXPECT_EQ(MatchRoute("GET", "/v1/models").kind, RouteKind::kPassthrough);
-  EXPECT_EQ(MatchRoute("POST", "/tokenize").kind, RouteKind::kPassthrough);
-  EXPECT_EQ(MatchRoute("GET", "/v1/chat/completions").kind, RouteKind::kPassthrough);
 }
 
 TEST(Routes, SlotRoutesThatIgnoreIdSlotAreUnsupported) {
@@ -44,6 +40,119 @@ TEST(Routes, SlotRoutesThatIgnoreIdSlotAreUnsupported) {
        {"/v1/messages", "/v1/embeddings", "/embedding", "/rerank", "/v1/audio/transcriptions"}) {
     EXPECT_EQ(MatchRoute("POST", p).kind, RouteKind::kUnsupported) << p;
   }
+}
+
+// Every route llama-server registers at the pinned commit, written out
+// here on its own so that a change to the table in routes.cpp shows.
+TEST(Routes, EveryLlamaServerRouteHasItsClass) {
+  struct Case {
+    const char* method;
+    const char* path;
+    RouteKind kind;
+  };
+  const RouteKind inference = RouteKind::kInference, unsupported = RouteKind::kUnsupported,
+                  read_only = RouteKind::kReadOnly, global = RouteKind::kGlobal;
+  for (const Case& c : {
+           Case{"POST", "/completion", inference},
+           Case{"POST", "/completions", inference},
+           Case{"POST", "/v1/completions", inference},
+           Case{"POST", "/chat/completions", inference},
+           Case{"POST", "/v1/chat/completions", inference},
+           Case{"POST", "/responses", inference},
+           Case{"POST", "/v1/responses", inference},
+           Case{"POST", "/infill", inference},
+           Case{"POST", "/v1/messages", unsupported},
+           Case{"POST", "/embedding", unsupported},
+           Case{"POST", "/embeddings", unsupported},
+           Case{"POST", "/v1/embeddings", unsupported},
+           Case{"POST", "/rerank", unsupported},
+           Case{"POST", "/reranking", unsupported},
+           Case{"POST", "/v1/rerank", unsupported},
+           Case{"POST", "/v1/reranking", unsupported},
+           Case{"POST", "/audio/transcriptions", unsupported},
+           Case{"POST", "/v1/audio/transcriptions", unsupported},
+           Case{"GET", "/health", read_only},
+           Case{"GET", "/v1/health", read_only},
+           Case{"HEAD", "/health", read_only},
+           Case{"GET", "/props", read_only},
+           Case{"GET", "/models", read_only},
+           Case{"GET", "/v1/models", read_only},
+           Case{"GET", "/lora-adapters", read_only},
+           Case{"POST", "/tokenize", read_only},
+           Case{"POST", "/detokenize", read_only},
+           Case{"POST", "/apply-template", read_only},
+           Case{"POST", "/chat/completions/input_tokens", read_only},
+           Case{"POST", "/v1/chat/completions/input_tokens", read_only},
+           Case{"POST", "/responses/input_tokens", read_only},
+           Case{"POST", "/v1/responses/input_tokens", read_only},
+           Case{"POST", "/v1/messages/count_tokens", read_only},
+           Case{"POST", "/props", global},
+           Case{"POST", "/lora-adapters", global},
+           Case{"GET", "/slots", global},
+           Case{"POST", "/v1/chat/completions/control", global},
+           Case{"GET", "/v1/stream", global},
+           Case{"DELETE", "/v1/stream", global},
+           Case{"POST", "/v1/streams/lookup", global},
+           Case{"GET", "/tools", global},
+           Case{"POST", "/tools", global},
+           Case{"GET", "/cors-proxy", global},
+           Case{"POST", "/cors-proxy", global},
+           Case{"POST", "/models", global},
+           Case{"DELETE", "/models", global},
+           Case{"POST", "/models/load", global},
+           Case{"POST", "/models/unload", global},
+           Case{"GET", "/models/sse", global},
+       }) {
+    EXPECT_EQ(MatchRoute(c.method, c.path).kind, c.kind) << c.method << " " << c.path;
+    const Route prefixed = MatchRoute(c.method, std::string("/agents/a") + c.path);
+    EXPECT_EQ(prefixed.kind, c.kind) << "under a prefix: " << c.method << " " << c.path;
+    EXPECT_EQ(prefixed.upstream_path, c.path);
+  }
+}
+
+TEST(Routes, LlamaServersMetricsAreReadOnlyOnlyUnderAnAgentPrefix) {
+  EXPECT_EQ(MatchRoute("GET", "/metrics").kind, RouteKind::kMetrics);
+  EXPECT_EQ(MatchRoute("GET", "/agents/a/metrics").kind, RouteKind::kReadOnly);
+}
+
+TEST(Routes, PathsAndMethodsLlamaServerDoesNotRouteAreUnknown) {
+  for (const auto& [method, path] : std::vector<std::pair<const char*, const char*>>{
+           {"GET", "/"},                     // the web UI
+           {"GET", "/index.html"},           // the web UI
+           {"GET", "/agents/x"},             // the web UI, prefixed
+           {"POST", "/predict"},             // Vertex AI: dispatches to any route
+           {"GET", "/v1/chat/completions"},  // wrong method
+           {"PUT", "/props"},
+           {"POST", "/slots"},
+           {"GET", "/v1/models/"},
+           {"GET", "/agents/a/admin/stats"},  // agentkv's own routes take no prefix
+           {"GET", "/agents/a/healthz"},
+           {"POST", "/future-route"},
+       }) {
+    EXPECT_EQ(MatchRoute(method, path).kind, RouteKind::kUnknown) << method << " " << path;
+  }
+}
+
+TEST(Routes, EachClassHasItsOwnMetricsLabel) {
+  EXPECT_EQ(RouteLabel(MatchRoute("GET", "/v1/models")), "read_only");
+  EXPECT_EQ(RouteLabel(MatchRoute("GET", "/slots")), "global");
+  EXPECT_EQ(RouteLabel(MatchRoute("GET", "/")), "unknown");
+  EXPECT_EQ(RouteLabel(MatchRoute("POST", "/agents/x/v1/chat/completions")),
+            "/v1/chat/completions");
+}
+
+TEST(Routes, HeadersThatChangeWhatLlamaServerDoesAreNotForwarded) {
+  for (const char* h : {"X-Conversation-Id", "x-conversation-id", "X-CONVERSATION-ID", "Origin",
+                        "X-Agent-Id", "x-agentkv-parent"}) {
+    EXPECT_FALSE(ForwardsRequestHeader(h)) << h;
+  }
+  for (const char* h : {"Accept", "User-Agent", "X-Request-Id", "X-Conversation"}) {
+    EXPECT_TRUE(ForwardsRequestHeader(h)) << h;
+  }
+  EXPECT_FALSE(ForwardsResponseHeader("Access-Control-Allow-Origin"));
+  EXPECT_FALSE(ForwardsResponseHeader("access-control-allow-headers"));
+  EXPECT_TRUE(ForwardsResponseHeader("Content-Type"));
+  EXPECT_TRUE(ForwardsResponseHeader("Access"));
 }
 
 TEST(Routes, AdminRoutesNameTheirActionAndAgent) {
