@@ -19,6 +19,7 @@ enum class ErrorCode {
   kForbidden,        // a path agentkv owns, e.g. slot actions (403)
   kConflict,         // the request clashes with the current state (409)
   kUnsupported,      // agentkv cannot serve this route (501)
+  kBadContentType,   // a body of a type the route does not take (415)
   kBusy,             // no slot within the wait bounds (503 + Retry-After)
   kUnavailable,      // llama-server is down or not ready yet (503 + Retry-After)
   kUpstreamDown,     // llama-server unreachable (502)

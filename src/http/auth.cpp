@@ -24,7 +24,8 @@ Status Authorize(const AuthPolicy& policy, RouteKind kind, const std::string& au
   const bool open_route = (kind == RouteKind::kLiveness || kind == RouteKind::kReadiness)
                               ? !policy.health_needs_key
                               : kind == RouteKind::kMetrics && !policy.metrics_need_key;
-  if (open_route) return Status::Ok();
+  // Browsers send a preflight without credentials; it runs nothing.
+  if (open_route || kind == RouteKind::kPreflight) return Status::Ok();
   const std::string token = authorization.rfind("Bearer ", 0) == 0 ? authorization.substr(7) : "";
   if (kind == RouteKind::kGlobal) {
     if (policy.admin_key.empty()) {

@@ -21,7 +21,7 @@ struct AuthPolicy {
 // Returns OK, kUnauthorized (no or wrong key) or kForbidden (admin API off).
 // Global llama-server routes (RouteKind::kGlobal) take only the admin key
 // and are forbidden when none is set, even with no keys at all: they act
-// for every agent.
+// for every agent. Preflights are always allowed (browsers send no key).
 Status Authorize(const AuthPolicy& policy, RouteKind kind, const std::string& authorization);
 
 // The API key an authorized request used: "" when agentkv has no keys.

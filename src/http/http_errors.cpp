@@ -22,6 +22,8 @@ int HttpStatusFor(ErrorCode code) {
       return 409;
     case ErrorCode::kUnsupported:
       return 501;
+    case ErrorCode::kBadContentType:
+      return 415;
     case ErrorCode::kBusy:
     case ErrorCode::kUnavailable:
       return 503;
@@ -52,6 +54,8 @@ const char* TypeFor(int status) {
       return "conflict_error";
     case 413:
       return "request_too_large";
+    case 415:
+      return "invalid_request_error";
     case 501:
       return "not_supported_error";
     case 503:

@@ -245,6 +245,30 @@ bool ProxyServer::Drain(std::chrono::seconds timeout,
   return false;
 }
 
+namespace {
+
+// The browser rules (see browser_policy.h), and CORS headers for an allowed
+// origin. Health probes are exempt: orchestrators send them by whatever
+// address they know, and they reveal nothing.
+Status CheckBrowser(const BrowserPolicy& policy, const httplib::Request& req, const Route& route,
+                    httplib::Response& res) {
+  if (route.kind == RouteKind::kLiveness || route.kind == RouteKind::kReadiness) {
+    return Status::Ok();
+  }
+  if (Status s = CheckHost(policy, req.get_header_value("Host")); !s.ok()) return s;
+  const std::string origin = req.get_header_value("Origin");
+  if (Status s = CheckOrigin(policy, origin); !s.ok()) return s;
+  if (!AllowsOrigin(policy, origin)) return Status::Ok();
+  for (const auto& [name, value] :
+       CorsHeaders(origin, route.kind == RouteKind::kPreflight,
+                   req.get_header_value("Access-Control-Request-Headers"))) {
+    res.set_header(name, value);
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
 void ProxyServer::Handle(const httplib::Request& req, httplib::Response& res) {
   // Counted while the handler runs (placement included); its exchange, if
   // any, is counted from inside it until the response is written.
@@ -268,6 +292,9 @@ void ProxyServer::Handle(const httplib::Request& req, httplib::Response& res) {
         res, Error(ErrorCode::kInvalidArgument, "percent-encoded request paths are not accepted"));
   }
   route = MatchRoute(req.method, raw_path);
+  if (Status s = CheckBrowser(options_.browser, req, route, res); !s.ok()) {
+    return ReplyError(res, s);
+  }
   if (Status s = Authorize(options_.auth, route.kind, req.get_header_value("Authorization"));
       !s.ok()) {
     if (s.code() == ErrorCode::kUnauthorized) res.set_header("WWW-Authenticate", "Bearer");
@@ -303,6 +330,10 @@ Status ProxyServer::Route(const httplib::Request& req, httplib::Response& res,
         return Error(ErrorCode::kNotFound,
                      "no admin route " + req.method + " " + route.upstream_path);
       }
+      // A page can POST text/plain anywhere without a preflight; JSON it cannot.
+      if (req.method == "POST") {
+        if (Status s = RequireJson(req.get_header_value("Content-Type")); !s.ok()) return s;
+      }
       Result<json> answer = admin_.Handle(route.admin, path_agent, req.body);
       if (!answer.ok()) return answer.status();
       res.set_content(answer->dump(), "application/json");
@@ -319,6 +350,10 @@ Status ProxyServer::Route(const httplib::Request& req, httplib::Response& res,
       return Status::Ok();
     case RouteKind::kMetrics:
       res.set_content(metrics_.Render(hooks_.gauges()), "text/plain; version=0.0.4; charset=utf-8");
+      return Status::Ok();
+    case RouteKind::kPreflight:  // CheckBrowser set the CORS headers
+      res.status = 204;
+      res.set_header("Allow", "GET, POST, DELETE, OPTIONS");
       return Status::Ok();
     case RouteKind::kUnknown:
       return Error(ErrorCode::kNotFound,

@@ -18,6 +18,7 @@
 #include "core/placer.h"
 #include "http/admin_api.h"
 #include "http/auth.h"
+#include "http/browser_policy.h"
 #include "http/prefix_path.h"
 #include "http/routes.h"
 #include "upstream/upstream.h"
@@ -35,6 +36,8 @@ struct ProxyOptions {
   int port = 8090;  // 0: any free port
   std::size_t max_body_bytes = 16u << 20;
   AuthPolicy auth;  // API keys and the admin key
+  // What web pages may do: Host allow-list, CORS origins.
+  BrowserPolicy browser;
   // Connections served at once. Every waiting or streaming request holds
   // one; the Daemon sizes it as slots + queue + a margin when left at 0.
   int threads = 0;

@@ -153,6 +153,10 @@ Route MatchRoute(const std::string& method, const std::string& path) {
     route.upstream_path = id_end == std::string::npos ? "/" : path.substr(id_end);
   }
   const std::string& p = route.upstream_path;
+  if (method == "OPTIONS") {
+    route.kind = RouteKind::kPreflight;
+    return route;
+  }
   if (!route.path_agent && p.compare(0, 7, "/admin/") == 0) {
     route.kind = RouteKind::kAdmin;
     MatchAdmin(method, p, route);
@@ -191,6 +195,8 @@ std::string RouteLabel(const Route& route) {
       return "readyz";
     case RouteKind::kMetrics:
       return "metrics";
+    case RouteKind::kPreflight:
+      return "preflight";
     case RouteKind::kReadOnly:
       return "read_only";
     case RouteKind::kGlobal:

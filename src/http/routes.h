@@ -17,6 +17,7 @@ enum class RouteKind {
   kLiveness,     // GET /healthz: the process answers
   kReadiness,    // GET /readyz: llama-server is ready
   kMetrics,      // GET /metrics: Prometheus text
+  kPreflight,    // OPTIONS: answered by agentkv (CORS), never forwarded
   kReadOnly,     // reads or computes, touches no slot and no shared state: forwarded
   kGlobal,       // changes what every agent shares, or reaches another agent's
                  // generation: forwarded only with the admin key

@@ -1,4 +1,6 @@
-// What the front lets through to llama-server, against the fake llama-server.
+// What the front lets through to llama-server, and what it lets a browser
+// do, against the fake llama-server (which, as llama-server, answers every
+// request with Access-Control-Allow-Origin: *).
 #include <gtest/gtest.h>
 #include <httplib.h>
 
@@ -74,6 +76,95 @@ TEST_F(PolicyTest, TheConversationIdHeaderIsNotForwarded) {
   EXPECT_EQ(fake_->last_header("X-Conversation-Id"), "(absent)");
   EXPECT_EQ(fake_->last_header("X-Request-Id"), "r-1") << "other headers still pass";
   EXPECT_EQ(CountCalls("completion"), 1);
+}
+
+TEST_F(PolicyTest, NoCorsHeaderByDefaultAndForeignPagesAreRefused) {
+  httplib::Client c = Client();
+  httplib::Result plain = c.Get("/v1/models");
+  ASSERT_TRUE(plain);
+  EXPECT_EQ(plain->status, 200);
+  EXPECT_FALSE(plain->has_header("Access-Control-Allow-Origin")) << "llama-server's * is dropped";
+  httplib::Result page =
+      Post("/agents/a/v1/chat/completions", Chat("a", "hi"), {{"Origin", "https://evil.example"}});
+  ASSERT_TRUE(page);
+  EXPECT_EQ(page->status, 403);
+  EXPECT_EQ(ErrorCodeOf(page), 403);
+  EXPECT_FALSE(page->has_header("Access-Control-Allow-Origin"));
+  EXPECT_EQ(CountCalls("completion"), 0);
+  httplib::Result preflight =
+      c.Options("/v1/chat/completions",
+                {{"Origin", "https://evil.example"}, {"Access-Control-Request-Method", "POST"}});
+  ASSERT_TRUE(preflight);
+  EXPECT_EQ(preflight->status, 403);
+  EXPECT_FALSE(preflight->has_header("Access-Control-Allow-Origin"));
+}
+
+TEST_F(PolicyTest, AnAllowedOriginGetsCorsHeadersAndItsPreflightsAnAnswer) {
+  Start(2, [](DaemonOptions& o) { o.proxy.browser.cors_origins = {"https://app.example"}; });
+  const httplib::Headers app = {{"Origin", "https://app.example"}};
+  httplib::Result res = Post("/agents/a/v1/chat/completions", Chat("a", "hi"), app);
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 200);
+  EXPECT_EQ(res->get_header_value("Access-Control-Allow-Origin"), "https://app.example");
+  EXPECT_EQ(res->get_header_value_count("Access-Control-Allow-Origin"), 1u);
+  EXPECT_EQ(CountCalls("completion"), 1);
+
+  httplib::Client c = Client();
+  httplib::Result preflight =
+      c.Options("/agents/a/v1/chat/completions",
+                {{"Origin", "https://app.example"},
+                 {"Access-Control-Request-Method", "POST"},
+                 {"Access-Control-Request-Headers", "content-type, authorization"}});
+  ASSERT_TRUE(preflight);
+  EXPECT_EQ(preflight->status, 204);
+  EXPECT_EQ(preflight->get_header_value("Access-Control-Allow-Origin"), "https://app.example");
+  EXPECT_EQ(preflight->get_header_value("Access-Control-Allow-Headers"),
+            "content-type, authorization");
+  EXPECT_NE(preflight->get_header_value("Access-Control-Allow-Methods").find("POST"),
+            std::string::npos);
+  EXPECT_EQ(CountCalls("completion"), 1) << "a preflight runs nothing";
+
+  httplib::Result other = c.Get("/v1/models", {{"Origin", "https://other.example"}});
+  ASSERT_TRUE(other);
+  EXPECT_EQ(other->status, 403);
+  EXPECT_FALSE(other->has_header("Access-Control-Allow-Origin"));
+}
+
+TEST_F(PolicyTest, AdminPostsTakeOnlyJsonBodies) {
+  Turn("a");
+  httplib::Client c = Client();
+  for (const char* type : {"text/plain", "application/x-www-form-urlencoded"}) {
+    httplib::Result res = c.Post("/admin/agents/a/pin", "{}", type);
+    ASSERT_TRUE(res) << type;
+    EXPECT_EQ(res->status, 415) << type;
+    EXPECT_EQ(ErrorCodeOf(res), 415) << res->body;
+  }
+  EXPECT_EQ(c.Post("/admin/agents/a/pin")->status, 415) << "no Content-Type at all";
+  EXPECT_EQ(c.Get("/admin/agents/a")->status, 200) << "reads carry no body";
+  EXPECT_FALSE(json::parse(c.Get("/admin/agents/a")->body)["pinned"].get<bool>())
+      << "the refused pins did nothing";
+  EXPECT_EQ(c.Post("/admin/agents/a/pin", "{}", "application/json; charset=utf-8")->status, 200);
+}
+
+TEST_F(PolicyTest, ForeignHostsAreRefusedAndLoopbackNamesAcceptedOnAnyPort) {
+  httplib::Client c = Client();
+  for (const char* host : {"localhost", "localhost:8090", "127.0.0.1:1", "[::1]:8090"}) {
+    httplib::Result res = c.Get("/v1/models", {{"Host", host}});
+    ASSERT_TRUE(res) << host;
+    EXPECT_EQ(res->status, 200) << host;
+  }
+  for (const char* host : {"evil.example", "evil.example:8090", "localhost.evil.example"}) {
+    httplib::Result res = c.Get("/admin/agents", {{"Host", host}});
+    ASSERT_TRUE(res) << host;
+    EXPECT_EQ(res->status, 403) << host;
+    EXPECT_EQ(ErrorCodeOf(res), 403) << res->body;
+  }
+  EXPECT_EQ(c.Get("/healthz", {{"Host", "10.1.2.3:8090"}})->status, 200)
+      << "probes come by any address";
+  Restart([](DaemonOptions& o) { o.proxy.browser.allowed_hosts = {"agents.lan"}; });
+  httplib::Client again = Client();
+  EXPECT_EQ(again.Get("/v1/models", {{"Host", "agents.lan:8090"}})->status, 200);
+  EXPECT_EQ(again.Get("/v1/models", {{"Host", "evil.example"}})->status, 403);
 }
 
 }  // namespace

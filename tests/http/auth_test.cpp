@@ -61,5 +61,7 @@ TEST(Auth, GlobalRoutesTakeOnlyTheAdminKeyAndAreRefusedWithoutOne) {
       << "no keys at all is no reason to open them";
 }
 
+TEST(Auth, APreflightNeedsNoKey) { EXPECT_TRUE(Authorize(Keys(), RouteKind::kPreflight, "").ok()); }
+
 }  // namespace
 }  // namespace agentkv

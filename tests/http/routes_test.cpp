@@ -133,10 +133,18 @@ TEST(Routes, PathsAndMethodsLlamaServerDoesNotRouteAreUnknown) {
   }
 }
 
+TEST(Routes, OptionsIsAPreflightAgentkvAnswersOnAnyPath) {
+  for (const char* p :
+       {"/v1/chat/completions", "/admin/agents/a/pin", "/agents/a/lora-adapters", "/nowhere"}) {
+    EXPECT_EQ(MatchRoute("OPTIONS", p).kind, RouteKind::kPreflight) << p;
+  }
+}
+
 TEST(Routes, EachClassHasItsOwnMetricsLabel) {
   EXPECT_EQ(RouteLabel(MatchRoute("GET", "/v1/models")), "read_only");
   EXPECT_EQ(RouteLabel(MatchRoute("GET", "/slots")), "global");
   EXPECT_EQ(RouteLabel(MatchRoute("GET", "/")), "unknown");
+  EXPECT_EQ(RouteLabel(MatchRoute("OPTIONS", "/")), "preflight");
   EXPECT_EQ(RouteLabel(MatchRoute("POST", "/agents/x/v1/chat/completions")),
             "/v1/chat/completions");
 }
