@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "app/paths.h"
+#include "http/browser_policy.h"
 
 namespace agentkv {
 
@@ -102,6 +103,10 @@ Status LoadKeys(const std::string& api_file, const std::string& admin_file,
     }
   } else if (const char* env = std::getenv("AGENTKV_API_KEYS")) {  // NOLINT(concurrency-mt-unsafe)
     o.proxy.auth.api_keys = SplitKeys(env, ',');
+    // Set but naming no key (","): a mistake, not a wish to run without keys.
+    if (*env && o.proxy.auth.api_keys.empty()) {
+      return Status::Error(ErrorCode::kInvalidArgument, "AGENTKV_API_KEYS holds no key");
+    }
   }
   auto single = [](const std::string& file, const char* env, std::string* key) {
     if (!file.empty()) {
@@ -120,6 +125,23 @@ Status LoadKeys(const std::string& api_file, const std::string& admin_file,
   if (Status s = single(admin_file, "AGENTKV_ADMIN_KEY", &o.proxy.auth.admin_key); !s.ok())
     return s;
   return single(upstream_file, nullptr, &o.upstream.api_key);
+}
+
+bool IsLoopback(const std::string& host) {
+  return host == "localhost" || host == "::1" || host == "[::1]" || host.rfind("127.", 0) == 0;
+}
+
+// The Host names agentkv answers to, besides the loopback names.
+Status SetAllowedHosts(const std::vector<std::string>& given, ProxyOptions& o) {
+  o.browser.allowed_hosts = ListenHostNames(o.host);
+  for (const std::string& entry : given) {
+    Result<std::string> name = NormalizeHostName(entry);
+    if (!name.ok())
+      return Status::Error(ErrorCode::kInvalidArgument,
+                           "--allowed-hosts: " + name.status().message());
+    o.browser.allowed_hosts.push_back(name.value());
+  }
+  return Status::Ok();
 }
 
 }  // namespace
@@ -280,6 +302,23 @@ int ParseCommandLine(int argc, const char* const* argv, CliSettings* out) {
                   "Require an API key for /metrics");
   serve->add_flag("--health-needs-key", o.proxy.auth.health_needs_key,
                   "Require an API key for /healthz and /readyz");
+  bool allow_no_auth = false;
+  serve->add_flag("--allow-no-auth", allow_no_auth,
+                  "Serve a non-loopback --host without API keys (anyone who reaches it can "
+                  "use every agent)");
+  std::vector<std::string> allowed_hosts;
+  serve
+      ->add_option("--allowed-hosts", allowed_hosts,
+                   "Host names clients reach agentkv by, comma-separated, besides localhost, "
+                   "127.0.0.1, [::1] and --host; * accepts any (no DNS-rebinding check)")
+      ->delimiter(',')
+      ->allow_extra_args(false);
+  serve
+      ->add_option("--cors-origins", o.proxy.browser.cors_origins,
+                   "Origins (https://app.example:3000) whose web pages may call agentkv, "
+                   "comma-separated; * for any. Default: none")
+      ->delimiter(',')
+      ->allow_extra_args(false);
   serve->add_option("llama_args", launch.extra_args,
                     "Arguments after -- go to the llama-server agentkv starts");
   serve->footer(
@@ -307,6 +346,17 @@ int ParseCommandLine(int argc, const char* const* argv, CliSettings* out) {
   Status keys = LoadKeys(api_key_file, admin_key_file, upstream_key_file, o);
   if (!keys.ok()) {
     std::cerr << keys.message() << "\n";
+    return 2;
+  }
+  if (Status s = SetAllowedHosts(allowed_hosts, o.proxy); !s.ok()) {
+    std::cerr << s.message() << "\n";
+    return 2;
+  }
+  if (!IsLoopback(o.proxy.host) && o.proxy.auth.api_keys.empty() && !allow_no_auth) {
+    std::cerr << "--host " << o.proxy.host
+              << " is reachable from other machines, and no API keys are set: anyone who "
+                 "reaches it could use every agent and its memory. Set keys (--api-key-file "
+                 "or AGENTKV_API_KEYS), or pass --allow-no-auth to serve without them.\n";
     return 2;
   }
   o.upstream.read_timeout = std::chrono::seconds(upstream_timeout_s);

@@ -236,6 +236,11 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(DaemonOptions o) {
   spdlog::info("agentkv listening on {}:{}, {} slots at {}, memory in {} ({} agents saved)",
                o.proxy.host, d->port_, props->total_slots, o.upstream.base_url,
                o.memory_dir.string(), d->store_->AgentCount());
+  if (ListenHostNames(o.proxy.host).empty() && o.proxy.browser.allowed_hosts.empty()) {
+    spdlog::warn(
+        "listening on every address, but only requests with a loopback Host "
+        "(localhost, 127.0.0.1, [::1]) are served: name the others in --allowed-hosts");
+  }
   return d;
 }
 

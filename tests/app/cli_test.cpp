@@ -17,8 +17,9 @@ class CliTest : public ::testing::Test {
   void SetUp() override {
     dir_ = fs::temp_directory_path() / ("agentkv-cli-" + std::to_string(::getpid()));
     fs::create_directories(dir_);
-    for (const char* v : {"AGENTKV_PORT", "AGENTKV_CONFIG", "AGENTKV_API_KEYS", "AGENTKV_ADMIN_KEY",
-                          "AGENTKV_SWA_FULL", "AGENTKV_SLOTS"}) {
+    for (const char* v :
+         {"AGENTKV_PORT", "AGENTKV_CONFIG", "AGENTKV_API_KEYS", "AGENTKV_ADMIN_KEY",
+          "AGENTKV_SWA_FULL", "AGENTKV_SLOTS", "AGENTKV_ALLOWED_HOSTS", "AGENTKV_ALLOW_NO_AUTH"}) {
       ::unsetenv(v);
     }
   }
@@ -89,6 +90,69 @@ TEST_F(CliTest, KeysComeFromFilesOrTheEnvironment) {
   ASSERT_EQ(Parse({"serve"}, &env), -1);
   EXPECT_EQ(env.daemon.proxy.auth.api_keys, (std::vector<std::string>{"e1", "e2"}));
   EXPECT_EQ(env.daemon.proxy.auth.admin_key, "eadm");
+}
+
+TEST_F(CliTest, AKeyVariableThatNamesNoKeyStopsAgentkv) {
+  CliSettings s;
+  for (const char* value : {",", " , ", "#"}) {
+    ::setenv("AGENTKV_API_KEYS", value, 1);
+    EXPECT_EQ(Parse({"serve"}, &s), 2) << "'" << value << "'";
+  }
+  ::setenv("AGENTKV_API_KEYS", "", 1);
+  EXPECT_EQ(Parse({"serve"}, &s), -1) << "empty is unset, as for every AGENTKV_ variable";
+  EXPECT_GT(Parse({"serve", "--api-key-file", Write("none", "\n# no key\n").string()}, &s), 0);
+}
+
+TEST_F(CliTest, ANonLoopbackHostNeedsKeysOrAnExplicitOptIn) {
+  CliSettings s;
+  for (const char* host : {"0.0.0.0", "::", "10.0.0.5", "agents.lan"}) {
+    EXPECT_EQ(Parse({"serve", "--host", host}, &s), 2) << host;
+    CliSettings opted;
+    EXPECT_EQ(Parse({"serve", "--host", host, "--allow-no-auth"}, &opted), -1) << host;
+  }
+  for (const char* host : {"127.0.0.1", "127.0.0.2", "localhost", "::1"}) {
+    EXPECT_EQ(Parse({"serve", "--host", host}, &s), -1) << host;
+  }
+  ::setenv("AGENTKV_API_KEYS", "k1", 1);
+  CliSettings keyed;
+  EXPECT_EQ(Parse({"serve", "--host", "0.0.0.0"}, &keyed), -1);
+}
+
+TEST_F(CliTest, AllowedHostsAddToTheListenAddressAndCorsOriginsAreAList) {
+  CliSettings def;
+  ASSERT_EQ(Parse({"serve"}, &def), -1);
+  EXPECT_EQ(def.daemon.proxy.browser.allowed_hosts, std::vector<std::string>{"127.0.0.1"});
+  EXPECT_TRUE(def.daemon.proxy.browser.cors_origins.empty()) << "no CORS by default";
+  CliSettings s;
+  ASSERT_EQ(
+      Parse({"serve", "--host", "10.0.0.5", "--allow-no-auth", "--allowed-hosts",
+             "Agents.LAN,fd00::5", "--cors-origins", "https://app.example,http://localhost:3000"},
+            &s),
+      -1);
+  EXPECT_EQ(s.daemon.proxy.browser.allowed_hosts,
+            (std::vector<std::string>{"10.0.0.5", "agents.lan", "[fd00::5]"}));
+  EXPECT_EQ(s.daemon.proxy.browser.cors_origins,
+            (std::vector<std::string>{"https://app.example", "http://localhost:3000"}));
+  CliSettings wildcard;
+  ASSERT_EQ(Parse({"serve", "--host", "0.0.0.0", "--allow-no-auth"}, &wildcard), -1);
+  EXPECT_TRUE(wildcard.daemon.proxy.browser.allowed_hosts.empty()) << "loopback names only";
+  EXPECT_EQ(Parse({"serve", "--allowed-hosts", "agents.lan:8090"}, &s), 2) << "no ports";
+}
+
+TEST_F(CliTest, TheBrowserSettingsComeFromTheConfigFileAndTheEnvironment) {
+  const fs::path config =
+      Write("c.toml",
+            "[serve]\nallowed-hosts = [\"a.lan\", \"b.lan\"]\ncors-origins = "
+            "\"https://app.example\"\nallow-no-auth = true\nhost = \"0.0.0.0\"\n");
+  CliSettings file;
+  ASSERT_EQ(Parse({"serve", "--config", config.string()}, &file), -1);
+  EXPECT_EQ(file.daemon.proxy.browser.allowed_hosts, (std::vector<std::string>{"a.lan", "b.lan"}));
+  EXPECT_EQ(file.daemon.proxy.browser.cors_origins,
+            std::vector<std::string>{"https://app.example"});
+  ::setenv("AGENTKV_ALLOWED_HOSTS", "c.lan,d.lan", 1);
+  CliSettings env;
+  ASSERT_EQ(Parse({"serve", "--config", config.string()}, &env), -1);
+  EXPECT_EQ(env.daemon.proxy.browser.allowed_hosts, (std::vector<std::string>{"c.lan", "d.lan"}));
 }
 
 TEST_F(CliTest, InvalidValuesAreRefusedWithAnExitCode) {
