@@ -5,6 +5,8 @@
 #include <nlohmann/json.hpp>
 #include <vector>
 
+#include "http/log_text.h"
+
 namespace agentkv {
 
 using nlohmann::json;
@@ -57,7 +59,8 @@ std::optional<NewAgentPrompt> PrefixPath::Prepare(const AgentId& agent, const st
   if (store_.HasMemory(agent) || pool_.SlotOf(agent)) return std::nullopt;
   Result<Tokens> t = Tokenize(body);
   if (!t.ok()) {
-    spdlog::debug("agent {}: no prefix snapshot: {}", agent.ForLog(), t.status().message());
+    spdlog::debug("agent {}: no prefix snapshot: {}", agent.ForLog(),
+                  EscapeForLog(t.status().message()));
     return std::nullopt;
   }
   return NewAgentPrompt{agent, scope, std::move(t.value())};
@@ -97,7 +100,8 @@ void PrefixPath::Build(const Lease& lease, const PrefixChoice& choice, const Tok
                         {"temperature", 0}};
   Result<std::string> r = upstream_.PostJson("/completion", prefill.dump());
   if (!r.ok()) {
-    spdlog::warn("prefix snapshot {} not built: {}", choice.build->str(), r.status().message());
+    spdlog::warn("prefix snapshot {} not built: {}", choice.build->str(),
+                 EscapeForLog(r.status().message()));
     return;
   }
   // A slot holding any other count than the prefix would make a snapshot of

@@ -14,6 +14,7 @@
 #include "http/http_errors.h"
 #include "http/identity.h"
 #include "http/llama_fields.h"
+#include "http/log_text.h"
 #include "http/response_pipe.h"
 #include "http/routes.h"
 
@@ -125,16 +126,18 @@ struct ProxyServer::Exchange {
                         std::chrono::steady_clock::now() - start)
                         .count();
     if (!lease) {
-      spdlog::debug("{} {} status={} ms={}", request.method, request.path, status, ms);
+      spdlog::debug("{} {} status={} ms={}", request.method, EscapeForLog(request.path), status,
+                    ms);
       return result;
     }
     const std::optional<Timings> t = scanner.Finish();
     *timings = t;
     spdlog::info("{} {} agent={} slot={} placement={} status={} cache_n={} prompt_n={} ms={}{}",
-                 request.method, request.path, lease->tenant() ? lease->tenant()->ForLog() : "-",
-                 lease->slot().value, PlacementName(lease->placement()), status,
-                 t ? t->cache_n : -1, t ? t->prompt_n : -1, ms,
-                 result.ok() ? "" : " (" + result.message() + ")");
+                 request.method, EscapeForLog(request.path),
+                 lease->tenant() ? lease->tenant()->ForLog() : "-", lease->slot().value,
+                 PlacementName(lease->placement()), status, t ? t->cache_n : -1,
+                 t ? t->prompt_n : -1, ms,
+                 result.ok() ? "" : " (" + EscapeForLog(result.message()) + ")");
     return result;
   }
 };
@@ -175,7 +178,7 @@ ProxyServer::ProxyServer(ProxyOptions options, Upstream& upstream, Placer& place
           what = e.what();
         } catch (...) {
         }
-        spdlog::error("request failed: {}", what);
+        spdlog::error("request failed: {}", EscapeForLog(what));
         ReplyError(res, Error(ErrorCode::kInternal, what));
       });
   auto handler = [this](const httplib::Request& req, httplib::Response& res) { Handle(req, res); };
@@ -485,7 +488,8 @@ std::shared_ptr<ProxyServer::Exchange> ProxyServer::Start(
         metrics_.ObserveTtft(PlacementName(lease->placement()), *first_byte - arrival);
       }
     } catch (const std::exception& e) {
-      spdlog::error("{} {} failed: {}", request.method, request.path, e.what());
+      spdlog::error("{} {} failed: {}", request.method, EscapeForLog(request.path),
+                    EscapeForLog(e.what()));
       result = Status::Error(ErrorCode::kInternal, e.what());
     }
     if (lease) {  // before the client sees the end
