@@ -18,6 +18,12 @@ int HttpStatusFor(ErrorCode code) {
       return 404;
     case ErrorCode::kTooLarge:
       return 413;
+    case ErrorCode::kHeadTooLarge:
+      return 431;
+    case ErrorCode::kTimeout:
+      return 408;
+    case ErrorCode::kUnsupportedMedia:
+      return 415;
     case ErrorCode::kConflict:
       return 409;
     case ErrorCode::kUnsupported:
@@ -52,10 +58,14 @@ const char* TypeFor(int status) {
       return "not_found_error";
     case 409:
       return "conflict_error";
+    case 408:
+      return "request_timeout";
     case 413:
       return "request_too_large";
     case 415:
-      return "invalid_request_error";
+      return "unsupported_media_type";
+    case 431:
+      return "request_too_large";
     case 501:
       return "not_supported_error";
     case 503:

@@ -1,0 +1,120 @@
+#include "http/request_limits.h"
+
+#include <httplib.h>
+
+#include <algorithm>
+#include <cstdlib>
+
+namespace agentkv {
+
+namespace {
+
+Status Error(ErrorCode code, std::string message) {
+  return Status::Error(code, std::move(message));
+}
+
+// httplib adds these to every request's headers itself.
+bool IsPseudoHeader(const std::string& name) {
+  return name == "REMOTE_ADDR" || name == "REMOTE_PORT" || name == "LOCAL_ADDR" ||
+         name == "LOCAL_PORT";
+}
+
+bool ContentTypeIs(const httplib::Request& req, const char* prefix) {
+  std::string type = req.get_header_value("Content-Type");
+  std::transform(type.begin(), type.end(), type.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return type.rfind(prefix, 0) == 0;
+}
+
+}  // namespace
+
+bool AnnouncesBody(const httplib::Request& req) {
+  if (req.has_header("Transfer-Encoding")) return true;
+  const std::string length = req.get_header_value("Content-Length");
+  return !length.empty() && length.find_first_not_of('0') != std::string::npos;
+}
+
+Status CheckHead(const httplib::Request& req, const RequestLimits& limits) {
+  const std::size_t fields = static_cast<std::size_t>(
+      std::count_if(req.headers.begin(), req.headers.end(),
+                    [](const auto& h) { return !IsPseudoHeader(h.first); }));
+  if (fields > limits.max_headers) {
+    return Error(ErrorCode::kHeadTooLarge, "request has " + std::to_string(fields) +
+                                               " header fields, more than the " +
+                                               std::to_string(limits.max_headers) + " accepted");
+  }
+  const std::string& m = req.method;
+  const bool has_body_method = m == "POST" || m == "PUT" || m == "PATCH" || m == "DELETE";
+  if (!has_body_method && m != "GET" && m != "HEAD" && m != "OPTIONS") {
+    return Error(ErrorCode::kUnsupported, "method " + m + " is not supported");
+  }
+  if (!AnnouncesBody(req)) return Status::Ok();
+  if (!has_body_method) {
+    return Error(ErrorCode::kInvalidArgument, "a " + m + " request cannot carry a body");
+  }
+  const bool chunked = req.has_header("Transfer-Encoding");
+  if (chunked && req.get_header_value("Transfer-Encoding") != "chunked") {
+    return Error(ErrorCode::kInvalidArgument,
+                 "Transfer-Encoding other than chunked is not accepted");
+  }
+  if (chunked && req.has_header("Content-Length")) {
+    return Error(ErrorCode::kInvalidArgument,
+                 "a request cannot have both Transfer-Encoding and Content-Length");
+  }
+  if (chunked && m == "DELETE") {
+    return Error(ErrorCode::kInvalidArgument, "a DELETE body needs a Content-Length");
+  }
+  if (!chunked) {
+    const std::string length = req.get_header_value("Content-Length");
+    char* end = nullptr;
+    const unsigned long long n = std::strtoull(length.c_str(), &end, 10);
+    if (length.empty() || *end != '\0' || length[0] == '-') {
+      return Error(ErrorCode::kInvalidArgument, "Content-Length is not a number");
+    }
+    if (n > limits.max_body_bytes) {
+      return Error(ErrorCode::kTooLarge, "request body exceeds the configured limit of " +
+                                             std::to_string(limits.max_body_bytes) + " bytes");
+    }
+  }
+  // httplib decodes exactly these (its build links zlib and brotli); any
+  // other coding would reach llama-server undecoded.
+  const std::string coding = req.get_header_value("Content-Encoding");
+  if (req.has_header("Content-Encoding") && coding != "gzip" && coding != "deflate" &&
+      coding != "br" && coding != "identity") {
+    return Error(ErrorCode::kUnsupportedMedia,
+                 "Content-Encoding " + coding + " is not supported: use gzip, deflate or br");
+  }
+  // httplib would parse a multipart body into parts in memory; no route
+  // agentkv serves takes one.
+  if (ContentTypeIs(req, "multipart/")) {
+    return Error(ErrorCode::kUnsupportedMedia, "multipart request bodies are not supported");
+  }
+  return Status::Ok();
+}
+
+Status CheckJsonNesting(std::string_view json, int max_depth) {
+  int depth = 0;
+  bool in_string = false;
+  for (std::size_t i = 0; i < json.size(); ++i) {
+    const char c = json[i];
+    if (in_string) {
+      if (c == '\\') {
+        ++i;  // the escaped character cannot end the string
+      } else if (c == '"') {
+        in_string = false;
+      }
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      if (++depth > max_depth) {
+        return Error(ErrorCode::kInvalidArgument, "request body has JSON nesting deeper than " +
+                                                      std::to_string(max_depth) + " levels");
+      }
+    } else if ((c == ']' || c == '}') && depth > 0) {
+      --depth;
+    }
+  }
+  return Status::Ok();
+}
+
+}  // namespace agentkv

@@ -1,0 +1,75 @@
+#pragma once
+// Bounds on what one request may make agentkv hold in memory, checked in the
+// order the bytes arrive: the head as soon as it is parsed (before any body
+// byte is read), the body while it is read (counted after decoding, refused
+// at the limit before it is all buffered), the JSON nesting of a body before
+// it is parsed. Pure functions of their arguments, thread-safe; ReadBody
+// blocks on the client's socket.
+
+#include <cstddef>
+#include <string>
+#include <string_view>
+
+#include "agentkv/status.h"
+
+namespace httplib {
+struct Request;
+}  // namespace httplib
+
+namespace agentkv {
+
+struct RequestLimits {
+  std::size_t max_body_bytes = 16u << 20;  // after decoding
+  std::size_t max_headers = 100;           // header fields, not counting httplib's own
+  int max_json_depth = 128;                // nested arrays and objects
+};
+
+// What the head alone tells. Returns kHeadTooLarge (too many header
+// fields), kTooLarge (a Content-Length over the limit), kUnsupportedMedia (a
+// Content-Encoding httplib does not decode, or a multipart body: agentkv
+// forwards bodies as they are), kUnsupported (a method agentkv does not
+// serve) or kInvalidArgument (framing agentkv will not guess at: a body on
+// GET, HEAD or OPTIONS, Transfer-Encoding other than chunked, or with a
+// Content-Length as well).
+Status CheckHead(const httplib::Request& req, const RequestLimits& limits);
+
+// True if the request announces a body (Content-Length > 0 or a
+// Transfer-Encoding): a connection that answers without reading it cannot
+// be reused.
+bool AnnouncesBody(const httplib::Request& req);
+
+// Reads the body through `read` (httplib's ContentReader, which decodes
+// gzip, deflate and br) into *body, counting the decoded bytes as they
+// arrive. Returns kTooLarge as soon as they pass `max_bytes`, before the
+// rest is read; kInvalidArgument if the body ended early or was malformed.
+template <typename ContentReader>
+Status ReadBody(const ContentReader& read, std::size_t max_bytes, std::string* body);
+
+// kInvalidArgument "... nesting deeper than N ..." if arrays and objects in
+// `json` nest deeper than `max_depth`. Looks only at brackets outside
+// strings: it does not validate the JSON, the parser does that after.
+Status CheckJsonNesting(std::string_view json, int max_depth);
+
+template <typename ContentReader>
+Status ReadBody(const ContentReader& read, std::size_t max_bytes, std::string* body) {
+  bool over = false;
+  const bool complete = read([&](const char* data, std::size_t n) {
+    if (n > max_bytes - body->size()) {
+      over = true;
+      return false;
+    }
+    body->append(data, n);
+    return true;
+  });
+  if (over) {
+    return Status::Error(ErrorCode::kTooLarge, "request body exceeds the configured limit of " +
+                                                   std::to_string(max_bytes) + " bytes");
+  }
+  if (!complete) {
+    return Status::Error(ErrorCode::kInvalidArgument,
+                         "request body is incomplete or its encoding is malformed");
+  }
+  return Status::Ok();
+}
+
+}  // namespace agentkv
