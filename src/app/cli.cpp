@@ -188,6 +188,22 @@ int ParseCommandLine(int argc, const char* const* argv, CliSettings* out) {
   serve->add_option("--max-body-bytes", o.proxy.max_body_bytes, "Largest request body")
       ->capture_default_str();
   serve
+      ->add_option("--max-connections", o.proxy.connections.max_connections,
+                   "Client connections served at once; more get 503 (control routes excepted)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 65536));
+  serve
+      ->add_option("--max-connections-per-client", o.proxy.connections.max_connections_per_client,
+                   "Connections from one client address; more get 503")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 65536));
+  long long request_timeout_ms = o.proxy.connections.request_timeout.count();
+  serve
+      ->add_option("--request-timeout-ms", request_timeout_ms,
+                   "Longest time a client may take to send a request's head and body, then 408")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  serve
       ->add_option("--max-queue", o.queue.max_waiting,
                    "Requests that may wait for a slot; more get 503")
       ->capture_default_str()
@@ -361,6 +377,7 @@ int ParseCommandLine(int argc, const char* const* argv, CliSettings* out) {
   }
   o.upstream.read_timeout = std::chrono::seconds(upstream_timeout_s);
   o.queue.max_wait = std::chrono::milliseconds(queue_timeout_ms);
+  o.proxy.connections.request_timeout = std::chrono::milliseconds(request_timeout_ms);
   o.drain_timeout = std::chrono::seconds(drain_s);
   o.stop_timeout = std::chrono::seconds(stop_s);
   o.upstream_wait = std::chrono::seconds(upstream_wait_s);

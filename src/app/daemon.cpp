@@ -201,7 +201,6 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(DaemonOptions o) {
                            !serving->model.recurrent};
   d->placer_ = std::make_unique<Placer>(*d->pool_, *d->upstream_, *d->store_, o.save_policy,
                                         d->metrics_, checks);
-  if (o.proxy.threads <= 0) o.proxy.threads = props->total_slots + o.queue.max_waiting + 16;
   d->admin_ = std::make_unique<AdminApi>(*d->pool_, *d->placer_, *d->store_, d->metrics_, *serving);
   ProxyServer::Hooks hooks;
   hooks.gauges = [daemon = d.get()] { return daemon->Gauges(); };

@@ -80,6 +80,7 @@ class Daemon {
   Placer& placer() { return *placer_; }
   Store& store() { return *store_; }
   Metrics& metrics() { return metrics_; }
+  const ProxyServer& front() const { return *server_; }
   // The llama-server agentkv started, or -1.
   pid_t llama_pid() const { return supervisor_->child_pid(); }
   GaugeSnapshot Gauges() const;

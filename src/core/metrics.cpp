@@ -122,6 +122,13 @@ std::string Metrics::Render(const GaugeSnapshot& g) const {
         static_cast<double>(g.quarantine_bytes));
   Gauge(out, "agentkv_upstream_up", "1 if llama-server answered its last health check.",
         g.upstream_up ? 1 : 0);
+  Gauge(out, "agentkv_connections", "Client connections open within the connection caps.",
+        g.connections);
+  Counter(
+      out, "agentkv_connections_refused_total",
+      "Client connections past the connection caps: refused with 503, or served a control route "
+      "only.",
+      g.connections_refused);
   return out;
 }
 

@@ -42,6 +42,8 @@ struct GaugeSnapshot {
   long long quarantine_files = 0;
   long long quarantine_bytes = 0;
   bool upstream_up = false;
+  int connections = 0;                // client connections open (the http front's)
+  long long connections_refused = 0;  // a counter, kept by the http front
 };
 
 class Metrics {

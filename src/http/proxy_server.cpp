@@ -11,10 +11,12 @@
 #include <thread>
 
 #include "http/auth.h"
+#include "http/front_server.h"
 #include "http/http_errors.h"
 #include "http/identity.h"
 #include "http/llama_fields.h"
 #include "http/log_text.h"
+#include "http/request_limits.h"
 #include "http/response_pipe.h"
 #include "http/routes.h"
 
@@ -59,6 +61,33 @@ std::string HeaderValue(const HeaderList& headers, const char* name) {
     if (EqualsIgnoreCase(k, name)) return v;
   }
   return "";
+}
+
+// The request path as sent, without its query string.
+std::string RawPath(const httplib::Request& req) {
+  return req.target.substr(0, req.target.find('?'));
+}
+
+// An answer given without reading an announced body: the body's bytes
+// would be taken for the next request, so the connection ends with it.
+void CloseUnread(const httplib::Request& req, httplib::Response& res) {
+  if (!AnnouncesBody(req)) return;
+  res.set_header("Connection", "close");
+  if (ConnectionContext* c = ConnectionContext::Current()) c->CloseAfterAnswer();
+}
+
+// A body agentkv or llama-server will parse as JSON.
+bool IsJsonBody(const httplib::Request& req) {
+  const std::string type = req.get_header_value("Content-Type");
+  return type.empty() || type.find("json") != std::string::npos;
+}
+
+ConnectionLimits ConnectionLimitsOf(const ProxyOptions& o) {
+  ConnectionLimits limits = o.connections;
+  // Chunk framing can add a few bytes a chunk; what matters is that a line
+  // without an end cannot grow past a bound.
+  limits.stream.max_raw_body_bytes = 2 * o.max_body_bytes + (64u << 10);
+  return limits;
 }
 
 // The raw request target with the /agents/{id} prefix removed.
@@ -150,11 +179,7 @@ ProxyServer::ProxyServer(ProxyOptions options, Upstream& upstream, Placer& place
       admin_(admin),
       metrics_(metrics),
       hooks_(std::move(hooks)),
-      server_(std::make_unique<httplib::Server>()) {
-  const int threads = options_.threads > 0 ? options_.threads : 32;
-  server_->new_task_queue = [threads] {
-    return new httplib::ThreadPool(static_cast<size_t>(threads));
-  };
+      server_(std::make_unique<FrontServer>(ConnectionLimitsOf(options_))) {
   server_->set_payload_max_length(options_.max_body_bytes);
   server_->set_error_handler(
       httplib::Server::HandlerWithResponse([](const httplib::Request&, httplib::Response& res) {
@@ -163,9 +188,15 @@ ProxyServer::ProxyServer(ProxyOptions options, Upstream& upstream, Placer& place
         if (!res.body.empty() || res.has_header("Content-Type")) {
           return httplib::Server::HandlerResponse::Unhandled;
         }
+        const ConnectionContext* c = ConnectionContext::Current();
+        const StreamFault fault = c ? c->fault() : StreamFault::kNone;
+        if (fault == StreamFault::kHeadTooLarge) res.status = 431;
+        if (fault == StreamFault::kTimedOut) res.status = 408;
         const std::string message =
-            res.status == 413 ? "request body exceeds the configured limit"
-                              : "request rejected (HTTP " + std::to_string(res.status) + ")";
+            res.status == 413   ? "request body exceeds the configured limit"
+            : res.status == 431 ? "request head is too large"
+            : res.status == 408 ? "request was not received in time"
+                                : "request rejected (HTTP " + std::to_string(res.status) + ")";
         res.set_content(ErrorJson(res.status, message), "application/json");
         return httplib::Server::HandlerResponse::Handled;
       }));
@@ -181,13 +212,29 @@ ProxyServer::ProxyServer(ProxyOptions options, Upstream& upstream, Placer& place
         spdlog::error("request failed: {}", EscapeForLog(what));
         ReplyError(res, Error(ErrorCode::kInternal, what));
       });
-  auto handler = [this](const httplib::Request& req, httplib::Response& res) { Handle(req, res); };
-  server_->Get(".*", handler);
-  server_->Post(".*", handler);
-  server_->Put(".*", handler);
-  server_->Patch(".*", handler);
-  server_->Delete(".*", handler);
-  server_->Options(".*", handler);
+  server_->set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+    return PreRoute(req, res) ? httplib::Server::HandlerResponse::Handled
+                              : httplib::Server::HandlerResponse::Unhandled;
+  });
+  // httplib answers "Expect: 100-continue" before routing: a head to be
+  // refused is refused instead of being asked for its body.
+  server_->set_expect_100_continue_handler(
+      [this](const httplib::Request& req, httplib::Response& res) {
+        return PreRoute(req, res) ? res.status : 100;
+      });
+  auto without_body = [this](const httplib::Request& req, httplib::Response& res) {
+    Handle(req, res, nullptr);
+  };
+  // Methods with a body get its reader, not the body: httplib would read
+  // it whole first, whatever its size, before any handler could refuse it.
+  auto with_body = [this](const httplib::Request& req, httplib::Response& res,
+                          const httplib::ContentReader& read) { Handle(req, res, &read); };
+  server_->Get(".*", without_body);
+  server_->Options(".*", without_body);
+  server_->Post(".*", with_body);
+  server_->Put(".*", with_body);
+  server_->Patch(".*", with_body);
+  server_->Delete(".*", with_body);
 }
 
 ProxyServer::~ProxyServer() { Stop(); }
@@ -220,6 +267,8 @@ Result<int> ProxyServer::BindPort() {
 void ProxyServer::Serve() { server_->listen_after_bind(); }
 
 bool ProxyServer::running() const { return server_->is_running(); }
+
+ConnectionCounts ProxyServer::Connections() const { return server_->Connections(); }
 
 void ProxyServer::Stop() {
   if (server_) server_->stop();
@@ -272,7 +321,45 @@ Status CheckBrowser(const BrowserPolicy& policy, const httplib::Request& req, co
 
 }  // namespace
 
-void ProxyServer::Handle(const httplib::Request& req, httplib::Response& res) {
+bool ProxyServer::PreRoute(const httplib::Request& req, httplib::Response& res) {
+  const RequestLimits limits{options_.max_body_bytes, options_.max_headers,
+                             options_.max_json_depth};
+  Status s = CheckHead(req, limits);
+  const ConnectionContext* c = ConnectionContext::Current();
+  if (s.ok() && c && c->overflow_only()) {
+    const RouteKind kind = MatchRoute(req.method, RawPath(req)).kind;
+    if (kind != RouteKind::kLiveness && kind != RouteKind::kReadiness &&
+        kind != RouteKind::kMetrics) {
+      s = Error(ErrorCode::kBusy, "too many connections: retry later");
+    }
+  }
+  if (s.ok()) return false;
+  CloseUnread(req, res);
+  ReplyError(res, s);
+  metrics_.CountRequest(RouteLabel(MatchRoute(req.method, RawPath(req))), res.status);
+  return true;
+}
+
+Status ProxyServer::ReadRequestBody(const httplib::Request& req, const httplib::ContentReader& read,
+                                    std::string* body) {
+  const std::string length = req.get_header_value("Content-Length");
+  if (!length.empty()) body->reserve(std::stoull(length));  // CheckHead bounded it
+  Status s = ReadBody(read, options_.max_body_bytes, body);
+  if (s.ok()) return s;
+  const ConnectionContext* c = ConnectionContext::Current();
+  const StreamFault fault = c ? c->fault() : StreamFault::kNone;
+  if (fault == StreamFault::kTimedOut) {
+    return Error(ErrorCode::kTimeout, "request body was not received in time");
+  }
+  if (fault == StreamFault::kBodyTooLarge) {
+    return Error(ErrorCode::kTooLarge, "request body exceeds the configured limit of " +
+                                           std::to_string(options_.max_body_bytes) + " bytes");
+  }
+  return s;
+}
+
+void ProxyServer::Handle(const httplib::Request& req, httplib::Response& res,
+                         const httplib::ContentReader* read) {
   // Counted while the handler runs (placement included); its exchange, if
   // any, is counted from inside it until the response is written.
   Track(nullptr, true);
@@ -286,36 +373,57 @@ void ProxyServer::Handle(const httplib::Request& req, httplib::Response& res) {
       server->Track(nullptr, false);
     }
   } done{this, route, res};
-  const std::string raw_path = req.target.substr(0, req.target.find('?'));
+  const std::string raw_path = RawPath(req);
   // Routing reads the path as llama-server will decode it; with escapes the
   // two could disagree (/v1/chat/completion%73 is /v1/chat/completions), so
   // none are accepted. No route or agent id needs one.
   if (raw_path.find('%') != std::string::npos) {
+    CloseUnread(req, res);
     return ReplyError(
         res, Error(ErrorCode::kInvalidArgument, "percent-encoded request paths are not accepted"));
   }
   route = MatchRoute(req.method, raw_path);
   if (Status s = CheckBrowser(options_.browser, req, route, res); !s.ok()) {
+    CloseUnread(req, res);
     return ReplyError(res, s);
   }
+  // The key is checked before the body is read: a client without one
+  // cannot make agentkv read, let alone hold, a body.
   if (Status s = Authorize(options_.auth, route.kind, req.get_header_value("Authorization"));
       !s.ok()) {
     if (s.code() == ErrorCode::kUnauthorized) res.set_header("WWW-Authenticate", "Bearer");
+    CloseUnread(req, res);
     return ReplyError(res, s);
   }
   std::optional<AgentId> path_agent;
   if (route.path_agent) {
     Result<AgentId> id = ParsePathAgent(*route.path_agent, route.kind == RouteKind::kAdmin);
-    if (!id.ok()) return ReplyError(res, id.status());
+    if (!id.ok()) {
+      CloseUnread(req, res);
+      return ReplyError(res, id.status());
+    }
     path_agent = id.value();
   }
-  if (Status s = Route(req, res, route, path_agent); !s.ok()) {
+  std::string body;
+  if (read && AnnouncesBody(req)) {
+    if (Status s = ReadRequestBody(req, *read, &body); !s.ok()) {
+      CloseUnread(req, res);  // the rest of it was not read
+      return ReplyError(res, s);
+    }
+  }
+  if (!body.empty() && IsJsonBody(req)) {
+    if (Status s = CheckJsonNesting(body, options_.max_json_depth); !s.ok()) {
+      return ReplyError(res, s);
+    }
+  }
+  if (Status s = Route(req, body, res, route, path_agent); !s.ok()) {
     return ReplyError(res, s);
   }
 }
 
-Status ProxyServer::Route(const httplib::Request& req, httplib::Response& res,
-                          const agentkv::Route& route, const std::optional<AgentId>& path_agent) {
+Status ProxyServer::Route(const httplib::Request& req, const std::string& body,
+                          httplib::Response& res, const agentkv::Route& route,
+                          const std::optional<AgentId>& path_agent) {
   switch (route.kind) {
     case RouteKind::kSlotAction:
       return Error(ErrorCode::kForbidden,
@@ -327,7 +435,7 @@ Status ProxyServer::Route(const httplib::Request& req, httplib::Response& res,
                        " is not supported through agentkv: llama-server would run it on a slot "
                        "agentkv cannot choose; use /v1/chat/completions");
     case RouteKind::kInference:
-      return HandleInference(req, res, UpstreamTarget(req, route), path_agent);
+      return HandleInference(req, body, res, UpstreamTarget(req, route), path_agent);
     case RouteKind::kAdmin: {
       if (route.admin == AdminAction::kNone) {
         return Error(ErrorCode::kNotFound,
@@ -337,7 +445,7 @@ Status ProxyServer::Route(const httplib::Request& req, httplib::Response& res,
       if (req.method == "POST") {
         if (Status s = RequireJson(req.get_header_value("Content-Type")); !s.ok()) return s;
       }
-      Result<json> answer = admin_.Handle(route.admin, path_agent, req.body);
+      Result<json> answer = admin_.Handle(route.admin, path_agent, body);
       if (!answer.ok()) return answer.status();
       res.set_content(answer->dump(), "application/json");
       return Status::Ok();
@@ -351,9 +459,14 @@ Status ProxyServer::Route(const httplib::Request& req, httplib::Response& res,
       }
       res.set_content(R"({"status":"ready"})", "application/json");
       return Status::Ok();
-    case RouteKind::kMetrics:
-      res.set_content(metrics_.Render(hooks_.gauges()), "text/plain; version=0.0.4; charset=utf-8");
+    case RouteKind::kMetrics: {
+      GaugeSnapshot g = hooks_.gauges();
+      const ConnectionCounts c = server_->Connections();
+      g.connections = c.open;
+      g.connections_refused = c.refused;
+      res.set_content(metrics_.Render(g), "text/plain; version=0.0.4; charset=utf-8");
       return Status::Ok();
+    }
     case RouteKind::kPreflight:  // CheckBrowser set the CORS headers
       res.status = 204;
       res.set_header("Allow", "GET, POST, DELETE, OPTIONS");
@@ -367,7 +480,7 @@ Status ProxyServer::Route(const httplib::Request& req, httplib::Response& res,
     case RouteKind::kGlobal:
       break;
   }
-  return Respond(Start(ForwardOf(req, UpstreamTarget(req, route), req.body), std::nullopt,
+  return Respond(Start(ForwardOf(req, UpstreamTarget(req, route), body), std::nullopt,
                        std::chrono::steady_clock::now()),
                  res);
 }
@@ -395,11 +508,11 @@ AgentId ProxyServer::InKeyNamespace(const AgentId& id, const std::string& scope)
   return AgentId::InNamespace(id, scope);
 }
 
-Status ProxyServer::HandleInference(const httplib::Request& req, httplib::Response& res,
-                                    const std::string& upstream_target,
+Status ProxyServer::HandleInference(const httplib::Request& req, const std::string& raw_body,
+                                    httplib::Response& res, const std::string& upstream_target,
                                     const std::optional<AgentId>& path_agent) {
   const auto arrival = std::chrono::steady_clock::now();
-  json body = json::parse(req.body, nullptr, false);
+  json body = json::parse(raw_body, nullptr, false);
   if (body.is_discarded())
     return Error(ErrorCode::kInvalidArgument, "request body is not valid JSON");
   if (Status s = CheckInferenceBody(body); !s.ok()) return s;

@@ -3,6 +3,12 @@
 // the agent, asks the Placer for a slot, forwards the request to llama-server
 // pinned to that slot and streams the answer back chunk by chunk.
 // Bind() and Serve() are called once; Stop() may be called from any thread.
+//
+// Bounds, in the order a request arrives (see front_server.h for the
+// connections themselves): the head is checked as soon as it is parsed
+// (request_limits.h), the route and the API key next, and only then is the
+// body read, counted as it arrives and refused at max_body_bytes before it
+// is all in memory; its JSON nesting is checked before it is parsed.
 
 #include <chrono>
 #include <condition_variable>
@@ -19,28 +25,32 @@
 #include "http/admin_api.h"
 #include "http/auth.h"
 #include "http/browser_policy.h"
+#include "http/connection_limits.h"
 #include "http/prefix_path.h"
 #include "http/routes.h"
 #include "upstream/upstream.h"
 
 namespace httplib {
-class Server;
 struct Request;
 struct Response;
+class ContentReader;
 }  // namespace httplib
 
 namespace agentkv {
 
+class FrontServer;
+
 struct ProxyOptions {
   std::string host = "127.0.0.1";
-  int port = 8090;  // 0: any free port
-  std::size_t max_body_bytes = 16u << 20;
-  AuthPolicy auth;  // API keys and the admin key
+  int port = 8090;                         // 0: any free port
+  std::size_t max_body_bytes = 16u << 20;  // decoded, whatever its framing
+  std::size_t max_headers = 100;           // header fields of a request
+  int max_json_depth = 128;                // nesting of a JSON body
+  AuthPolicy auth;                         // API keys and the admin key
   // What web pages may do: Host allow-list, CORS origins.
   BrowserPolicy browser;
-  // Connections served at once. Every waiting or streaming request holds
-  // one; the Daemon sizes it as slots + queue + a margin when left at 0.
-  int threads = 0;
+  // Connections at once, per client, deadlines, keep-alive.
+  ConnectionLimits connections;
   // False: agentkv cannot keep this model's KV (see ServingMode); every
   // request is served stateless, whatever agent it names.
   bool persist = true;
@@ -78,24 +88,31 @@ class ProxyServer {
   bool Drain(std::chrono::seconds timeout, std::chrono::steady_clock::time_point deadline);
   // Stops accepting connections.
   void Stop();
+  // Connections open now, and refused since the start.
+  ConnectionCounts Connections() const;
 
  private:
   struct Exchange;
   Result<int> BindPort();
   // Counts a request in flight (ex: null for a handler) in or out.
   void Track(Exchange* ex, bool alive);
-  void Handle(const httplib::Request& req, httplib::Response& res);
+  // Before any body byte is read: refuses a head over its limits, and
+  // anything but a control route on a connection past a cap.
+  bool PreRoute(const httplib::Request& req, httplib::Response& res);
+  // `read`: the body's reader (null for methods without a body).
+  void Handle(const httplib::Request& req, httplib::Response& res,
+              const httplib::ContentReader* read);
+  // Reads the body within the limits into *body.
+  Status ReadRequestBody(const httplib::Request& req, const httplib::ContentReader& read,
+                         std::string* body);
   // Handlers write a success to `res` and return an error as a Status,
   // which Handle() alone turns into an HTTP answer.
-  Status HandleInference(const httplib::Request& req, httplib::Response& res,
-                         const std::string& upstream_target,
+  Status HandleInference(const httplib::Request& req, const std::string& raw_body,
+                         httplib::Response& res, const std::string& upstream_target,
                          const std::optional<AgentId>& path_agent);
   Status SpawnFrom(const std::string& parent_id, const AgentId& child, const std::string& scope);
-  // The agent a client's id names under the key of `scope` (see
-  // agents_per_key).
-  AgentId InKeyNamespace(const AgentId& id, const std::string& scope) const;
-  Status Route(const httplib::Request& req, httplib::Response& res, const agentkv::Route& route,
-               const std::optional<AgentId>& path_agent);
+  Status Route(const httplib::Request& req, const std::string& body, httplib::Response& res,
+               const agentkv::Route& route, const std::optional<AgentId>& path_agent);
   // Forwards `request` on a worker thread that holds `lease` until the
   // upstream answer is complete; `arrival` starts the TTFT clock.
   std::shared_ptr<Exchange> Start(ForwardRequest request, std::optional<Lease> lease,
@@ -111,7 +128,7 @@ class ProxyServer {
   AdminApi& admin_;
   Metrics& metrics_;
   const Hooks hooks_;
-  std::unique_ptr<httplib::Server> server_;
+  std::unique_ptr<FrontServer> server_;
   Mutex live_mu_;
   std::condition_variable_any live_changed_;
   std::set<Exchange*> live_ GUARDED_BY(live_mu_);

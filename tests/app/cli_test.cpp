@@ -56,6 +56,22 @@ TEST_F(CliTest, FlagsBeatTheEnvironmentWhichBeatsTheConfigFileWhichBeatsDefaults
   EXPECT_EQ(flag.daemon.proxy.port, 9003);
 }
 
+TEST_F(CliTest, ConnectionBoundsHaveDefaultsAndFlags) {
+  CliSettings defaults, set;
+  ASSERT_EQ(Parse({"serve"}, &defaults), -1);
+  EXPECT_EQ(defaults.daemon.proxy.connections.max_connections, 512);
+  EXPECT_EQ(defaults.daemon.proxy.connections.max_connections_per_client, 256);
+  EXPECT_EQ(defaults.daemon.proxy.connections.request_timeout, std::chrono::seconds(30));
+  ASSERT_EQ(Parse({"serve", "--max-connections", "10", "--max-connections-per-client", "4",
+                   "--request-timeout-ms", "1500"},
+                  &set),
+            -1);
+  EXPECT_EQ(set.daemon.proxy.connections.max_connections, 10);
+  EXPECT_EQ(set.daemon.proxy.connections.max_connections_per_client, 4);
+  EXPECT_EQ(set.daemon.proxy.connections.request_timeout, std::chrono::milliseconds(1500));
+  EXPECT_GT(Parse({"serve", "--max-connections", "0"}, &set), 0);
+}
+
 TEST_F(CliTest, TheConfigFileCanComeFromTheEnvironmentAndFlagsFromBooleans) {
   ::setenv("AGENTKV_CONFIG", Write("b.toml", "[serve]\nport = 9100\n").c_str(), 1);
   ::setenv("AGENTKV_SWA_FULL", "true", 1);

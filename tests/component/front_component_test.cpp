@@ -1,0 +1,298 @@
+// The http front's bounds: bodies counted while read, heads and nesting
+// bounded, connections capped and deadlined, control routes always answered.
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <httplib.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "component/fake_daemon_fixture.h"
+
+namespace agentkv {
+namespace {
+
+using nlohmann::json;
+using testing::Chat;
+using Clock = std::chrono::steady_clock;
+
+// A client socket that sends exactly what a test writes, as slowly as it likes.
+class RawClient {
+ public:
+  explicit RawClient(int port) : fd_(::socket(AF_INET, SOCK_STREAM, 0)) {
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<uint16_t>(port));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    connected_ = ::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+  }
+  ~RawClient() { ::close(fd_); }
+  RawClient(const RawClient&) = delete;
+  RawClient& operator=(const RawClient&) = delete;
+
+  bool connected() const { return connected_; }
+  bool Send(const std::string& bytes) {
+    return ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL) ==
+           static_cast<ssize_t>(bytes.size());
+  }
+  // Waits up to `timeout` for the socket to be readable (an answer, or its end).
+  bool Readable(std::chrono::milliseconds timeout) {
+    pollfd p{fd_, POLLIN, 0};
+    return ::poll(&p, 1, static_cast<int>(timeout.count())) > 0;
+  }
+  // Sends `bytes` unless an answer arrives first (or sending fails); false then.
+  bool SendUnlessAnswered(const std::string& bytes) {
+    std::size_t done = 0;
+    while (done < bytes.size()) {
+      pollfd p{fd_, POLLIN | POLLOUT, 0};
+      if (::poll(&p, 1, 10000) <= 0 || (p.revents & (POLLIN | POLLERR | POLLHUP))) return false;
+      const ssize_t n =
+          ::send(fd_, bytes.data() + done, bytes.size() - done, MSG_NOSIGNAL | MSG_DONTWAIT);
+      if (n < 0 && errno == EAGAIN) continue;
+      if (n <= 0) return false;
+      done += static_cast<std::size_t>(n);
+    }
+    return true;
+  }
+  // Everything the server sends until it closes, or until `timeout`.
+  std::string ReadAll(std::chrono::milliseconds timeout) {
+    std::string out;
+    const auto until = Clock::now() + timeout;
+    char buf[4096];
+    while (Clock::now() < until &&
+           Readable(std::chrono::duration_cast<std::chrono::milliseconds>(until - Clock::now()))) {
+      const ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
+      if (n <= 0) break;
+      out.append(buf, static_cast<std::size_t>(n));
+    }
+    return out;
+  }
+
+ private:
+  int fd_;
+  bool connected_ = false;
+};
+
+int StatusOf(const std::string& answer) {
+  if (answer.rfind("HTTP/1.1 ", 0) != 0) return -1;
+  return std::stoi(answer.substr(9, 3));
+}
+
+json BodyOf(const std::string& answer) {
+  const std::size_t at = answer.find("\r\n\r\n");
+  return json::parse(at == std::string::npos ? "" : answer.substr(at + 4), nullptr, false);
+}
+
+class FrontTest : public testing::FakeDaemonTest {
+ protected:
+  // Opens `n` connections that each send half a request line and stall,
+  // and waits until the daemon has taken them all in.
+  void Stall(int n, int admitted_expected) {
+    for (int i = 0; i < n; ++i) {
+      stalled_.push_back(std::make_unique<RawClient>(daemon_->port()));
+      ASSERT_TRUE(stalled_.back()->connected());
+      ASSERT_TRUE(stalled_.back()->Send("GET /hea"));
+    }
+    ASSERT_TRUE(testing::Eventually([&] {
+      return daemon_->front().Connections().open == admitted_expected;
+    })) << daemon_->front().Connections().open;
+  }
+  std::vector<std::unique_ptr<RawClient>> stalled_;
+};
+
+TEST_F(FrontTest, AChunkedBodyOverTheLimitIs413BeforeTheClientHasSentIt) {
+  Start(2, [](DaemonOptions& o) { o.proxy.max_body_bytes = 1 << 20; });
+  RawClient c(daemon_->port());
+  ASSERT_TRUE(
+      c.Send("POST /v1/models HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+             "Transfer-Encoding: chunked\r\n\r\n"));
+  const std::string chunk = "10000\r\n" + std::string(0x10000, ' ') + "\r\n";
+  std::size_t sent = 0;
+  const std::size_t total = 256u << 20;
+  while (sent < total && c.SendUnlessAnswered(chunk)) sent += 0x10000;
+  const std::string answer = c.ReadAll(std::chrono::seconds(10));
+  EXPECT_EQ(StatusOf(answer), 413) << answer.substr(0, 200);
+  EXPECT_EQ(BodyOf(answer)["error"]["code"], 413);
+  // Had agentkv read the body whole before answering, the client would have
+  // sent all of it; it is stopped within what the sockets' buffers hold.
+  EXPECT_LT(sent, 64u << 20) << "agentkv read " << sent << " bytes of a body over 1 MiB";
+  EXPECT_EQ(Client().Get("/healthz")->status, 200);
+  EXPECT_EQ(Post("/agents/a/v1/chat/completions", Chat("a", "x"))->status, 200);
+}
+
+TEST_F(FrontTest, ARequestWithoutALengthHasNoBodyAndWhatFollowsIsNotRead) {
+  // HTTP/1.1: no Content-Length and no Transfer-Encoding means no body
+  // (httplib would read one until the client closes, whatever its size).
+  Start(2, [](DaemonOptions& o) { o.proxy.max_body_bytes = 1 << 20; });
+  RawClient c(daemon_->port());
+  ASSERT_TRUE(c.Send("POST /v1/models HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"));
+  const std::string piece(0x10000, ' ');
+  std::size_t sent = 0;
+  while (sent < (256u << 20) && c.SendUnlessAnswered(piece)) sent += piece.size();
+  const std::string answer = c.ReadAll(std::chrono::seconds(10));
+  EXPECT_EQ(StatusOf(answer), 404) << "the fake's answer to a POST /v1/models";
+  EXPECT_LT(sent, 64u << 20);
+}
+
+TEST_F(FrontTest, AGzipBodyIsDecodedAndCountedAfterDecoding) {
+  Start(2, [](DaemonOptions& o) { o.proxy.max_body_bytes = 1 << 20; });
+  httplib::Client c = Client();
+  c.set_compress(true);  // gzip, Content-Encoding: gzip
+  httplib::Result small =
+      c.Post("/agents/z/v1/chat/completions", Chat("z", "hello").dump(), "application/json");
+  ASSERT_TRUE(small) << httplib::to_string(small.error());
+  EXPECT_EQ(small->status, 200) << small->body;
+  EXPECT_EQ(json::parse(fake_->last_body())["messages"][0]["content"], "agent:z|hello");
+  json big = Chat("z", std::string(4 << 20, 'a'));  // about 4 KB once compressed
+  httplib::Result res = c.Post("/agents/z/v1/chat/completions", big.dump(), "application/json");
+  ASSERT_TRUE(res) << httplib::to_string(res.error());
+  EXPECT_EQ(res->status, 413) << res->body;
+  EXPECT_EQ(json::parse(res->body)["error"]["code"], 413);
+}
+
+TEST_F(FrontTest, ABodyInAnEncodingThatIsNotDecodedIs415) {
+  httplib::Result res = Client().Post("/v1/chat/completions", {{"Content-Encoding", "zstd"}},
+                                      "(zstd bytes)", "application/json");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 415);
+  EXPECT_EQ(json::parse(res->body)["error"]["code"], 415);
+}
+
+TEST_F(FrontTest, DeeplyNestedJsonIs400AndSaysSo) {
+  const std::string deep = std::string(20000, '[') + std::string(20000, ']');  // 40 KB
+  for (const char* path : {"/agents/a/v1/chat/completions", "/tokenize", "/admin/agents/a/fork"}) {
+    httplib::Result res = Client().Post(path, deep, "application/json");
+    ASSERT_TRUE(res) << path;
+    EXPECT_EQ(res->status, 400) << path << " " << res->body;
+    EXPECT_NE(
+        json::parse(res->body)["error"]["message"].get<std::string>().find("nesting deeper than"),
+        std::string::npos)
+        << res->body;
+  }
+  EXPECT_EQ(Post("/agents/a/v1/chat/completions", Chat("a", "x"))->status, 200);
+}
+
+TEST_F(FrontTest, TooManyHeaderFieldsOrTooLargeAHeadAre431) {
+  httplib::Headers many;
+  for (int i = 0; i < 150; ++i) many.emplace("X-H" + std::to_string(i), "v");
+  httplib::Result res = Client().Get("/healthz", many);
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 431);
+  EXPECT_EQ(json::parse(res->body)["error"]["code"], 431);
+
+  httplib::Headers large;  // 20 fields of 4 KB: under the count, over 64 KiB
+  for (int i = 0; i < 20; ++i) large.emplace("X-L" + std::to_string(i), std::string(4096, 'v'));
+  res = Client().Get("/healthz", large);
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 431);
+  EXPECT_EQ(json::parse(res->body)["error"]["code"], 431);
+
+  RawClient endless(daemon_->port());  // a request line that never ends
+  ASSERT_TRUE(endless.Send("GET /" + std::string(100000, 'a')));
+  const std::string answer = endless.ReadAll(std::chrono::seconds(10));
+  EXPECT_EQ(StatusOf(answer), 431) << answer.substr(0, 200);
+  EXPECT_EQ(Client().Get("/healthz")->status, 200);
+}
+
+TEST_F(FrontTest, AClientThatTricklesItsHeadIsAnswered408AtTheDeadline) {
+  Start(2, [](DaemonOptions& o) {
+    o.proxy.connections.request_timeout = std::chrono::milliseconds(300);
+  });
+  RawClient c(daemon_->port());
+  ASSERT_TRUE(c.Send("GET /healthz HTTP/1.1\r\n"));
+  // A header line every 50 ms, each well within any per-read timeout, until
+  // the daemon answers; without a deadline for the whole head it never does.
+  const auto give_up = Clock::now() + std::chrono::seconds(10);
+  while (Clock::now() < give_up && !c.Readable(std::chrono::milliseconds(50))) {
+    ASSERT_TRUE(c.Send("X-Drip: 1\r\n"));
+  }
+  const std::string answer = c.ReadAll(std::chrono::seconds(5));
+  EXPECT_EQ(StatusOf(answer), 408) << answer.substr(0, 200);
+  EXPECT_EQ(BodyOf(answer)["error"]["code"], 408);
+}
+
+TEST_F(FrontTest, StalledClientsDoNotStopHealthzFromAnswering) {
+  // A pool sized like the old one (slots + queue + 16 workers) would be
+  // taken by these 40 clients for as long as their reads wait.
+  Start(2, [](DaemonOptions& o) { o.queue.max_waiting = 4; });
+  Stall(40, 40);
+  httplib::Client c = Client();
+  c.set_connection_timeout(std::chrono::seconds(5));
+  c.set_read_timeout(std::chrono::seconds(5));
+  httplib::Result res = c.Get("/healthz");
+  ASSERT_TRUE(res) << httplib::to_string(res.error());
+  EXPECT_EQ(res->status, 200);
+  EXPECT_EQ(Post("/agents/a/v1/chat/completions", Chat("a", "x"))->status, 200);
+}
+
+TEST_F(FrontTest, PastTheConnectionCapRequestsGet503ButControlRoutesAnswer) {
+  Start(2, [](DaemonOptions& o) { o.proxy.connections.max_connections = 2; });
+  Stall(2, 2);
+  httplib::Result res = Post("/agents/a/v1/chat/completions", Chat("a", "x"));
+  ASSERT_TRUE(res) << httplib::to_string(res.error());
+  EXPECT_EQ(res->status, 503);
+  EXPECT_EQ(res->get_header_value("Retry-After"), "2");
+  EXPECT_EQ(json::parse(res->body)["error"]["code"], 503);
+  EXPECT_EQ(Client().Get("/healthz")->status, 200);
+  EXPECT_EQ(Client().Get("/readyz")->status, 200);
+  httplib::Result metrics = Client().Get("/metrics");
+  ASSERT_TRUE(metrics);
+  EXPECT_NE(metrics->body.find("agentkv_connections 2\n"), std::string::npos);
+  stalled_.clear();
+  ASSERT_TRUE(testing::Eventually([&] { return daemon_->front().Connections().open == 0; }));
+  EXPECT_EQ(Post("/agents/a/v1/chat/completions", Chat("a", "x"))->status, 200);
+}
+
+TEST_F(FrontTest, PastThePerClientCapRequestsGet503) {
+  Start(2, [](DaemonOptions& o) { o.proxy.connections.max_connections_per_client = 3; });
+  Stall(3, 3);
+  httplib::Result res = Post("/agents/a/v1/chat/completions", Chat("a", "x"));
+  ASSERT_TRUE(res) << httplib::to_string(res.error());
+  EXPECT_EQ(res->status, 503);
+  EXPECT_EQ(Client().Get("/healthz")->status, 200);
+}
+
+TEST_F(FrontTest, PastTheReserveTooAConnectionIsRefusedAtOnce) {
+  Start(2, [](DaemonOptions& o) {
+    o.proxy.connections.max_connections = 2;
+    o.proxy.connections.overflow_reserve = 0;
+  });
+  Stall(2, 2);
+  RawClient c(daemon_->port());
+  ASSERT_TRUE(c.Send("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"));
+  const std::string answer = c.ReadAll(std::chrono::seconds(10));
+  EXPECT_EQ(StatusOf(answer), 503) << answer.substr(0, 200);
+  EXPECT_EQ(BodyOf(answer)["error"]["code"], 503);
+}
+
+TEST_F(FrontTest, ControlCharactersInAQueryStringAreEscapedInTheLog) {
+  std::ostringstream log;
+  auto sink = std::make_shared<spdlog::sinks::ostream_sink_mt>(log);
+  spdlog::default_logger()->sinks().push_back(sink);
+  RawClient c(daemon_->port());
+  const std::string body = Chat("a", "x").dump();
+  ASSERT_TRUE(
+      c.Send("POST /agents/a/v1/chat/completions?q=\x1b[2J\rforged HTTP/1.1\r\nHost: x\r\n"
+             "Content-Type: application/json\r\nConnection: close\r\nContent-Length: " +
+             std::to_string(body.size()) + "\r\n\r\n" + body));
+  const std::string answer = c.ReadAll(std::chrono::seconds(10));
+  spdlog::default_logger()->flush();
+  spdlog::default_logger()->sinks().pop_back();
+  ASSERT_EQ(StatusOf(answer), 200) << answer.substr(0, 200);
+  EXPECT_NE(log.str().find("?q=\\x1b[2J\\x0dforged"), std::string::npos) << log.str();
+  EXPECT_EQ(log.str().find('\x1b'), std::string::npos);
+  EXPECT_EQ(log.str().find('\r'), std::string::npos);
+}
+
+}  // namespace
+}  // namespace agentkv
