@@ -208,6 +208,11 @@ int ParseCommandLine(int argc, const char* const* argv, CliSettings* out) {
                    "Requests that may wait for a slot; more get 503")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
+  serve
+      ->add_option("--max-queue-per-agent", o.queue.max_waiting_per_agent,
+                   "Of the waiting requests, how many may be one agent's; more get 503")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
   serve->add_option("--queue-timeout-ms", queue_timeout_ms, "Longest wait for a slot before 503")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);

@@ -38,6 +38,12 @@ void SlotPool::DispatchLocked() {
   }
 }
 
+int SlotPool::WaitingOfLocked(const AgentId& agent) const {
+  int n = 0;
+  for (const Waiter* w : queue_) n += *w->tenant == agent ? 1 : 0;
+  return n;
+}
+
 Result<Plan> SlotPool::Acquire(const Tenant& tenant) {
   const Status shutting_down = Status::Error(ErrorCode::kBusy, "agentkv is shutting down");
   MutexLock lock(mu_);
@@ -48,6 +54,11 @@ Result<Plan> SlotPool::Acquire(const Tenant& tenant) {
   if (static_cast<int>(queue_.size()) >= limits_.max_waiting) {
     return Status::Error(ErrorCode::kBusy, "all " + std::to_string(n_slots_) +
                                                " slots are busy and the wait queue is full");
+  }
+  if (tenant && WaitingOfLocked(*tenant) >= limits_.max_waiting_per_agent) {
+    return Status::Error(ErrorCode::kBusy, "agent " + tenant->str() + " already has " +
+                                               std::to_string(limits_.max_waiting_per_agent) +
+                                               " requests waiting; its requests run one at a time");
   }
   Waiter me{&tenant, std::nullopt};
   queue_.push_back(&me);

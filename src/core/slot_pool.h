@@ -3,7 +3,9 @@
 // proceed, within bounds (queue length and wait time). Waiting requests are
 // served first come, first served as slots free up; a waiter whose own agent
 // is still busy does not hold up those behind it, and a newcomer proceeds at
-// once only with a slot that no waiter can use.
+// once only with a slot that no waiter can use. One agent may hold only a
+// share of the queue's places (its requests run one at a time anyway), so
+// an agent that floods the queue cannot turn every other agent away.
 // Never held across network I/O: callers run the returned Plan upstream
 // without the lock. Safe for concurrent use from any number of threads.
 
@@ -21,6 +23,7 @@ namespace agentkv {
 struct QueueLimits {
   int max_waiting = 64;                        // requests waiting for a slot
   std::chrono::milliseconds max_wait{120000};  // per request
+  int max_waiting_per_agent = 8;               // of those, requests of one agent
 };
 
 class SlotPool {
@@ -32,7 +35,8 @@ class SlotPool {
            NowFn now = &Clock::now);
 
   // Blocks until `tenant` may proceed and returns its plan. Returns kBusy if
-  // the wait queue is full, the wait exceeds limits.max_wait, or the pool is
+  // the wait queue is full, or holds limits.max_waiting_per_agent requests
+  // of this agent already, the wait exceeds limits.max_wait, or the pool is
   // shutting down.
   Result<Plan> Acquire(const Tenant& tenant);
 
@@ -80,6 +84,7 @@ class SlotPool {
   auto Changing(F f);
   // Gives plans to queued waiters in arrival order.
   void DispatchLocked() REQUIRES(mu_);
+  int WaitingOfLocked(const AgentId& agent) const REQUIRES(mu_);
 
   const int n_slots_;
   const QueueLimits limits_;

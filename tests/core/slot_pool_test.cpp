@@ -138,6 +138,29 @@ TEST(SlotPool, AFullQueueOfABusyAgentDoesNotRefuseAFreeSlot) {
   ASSERT_TRUE(a2.get().ok());
 }
 
+// One agent flooding the queue takes only its share: another agent still
+// gets a place, and the flooding agent's extra request is refused at once.
+TEST(SlotPool, OneAgentCannotTakeEveryPlaceInTheQueue) {
+  SlotPool pool(1, QueueLimits{4, std::chrono::milliseconds(60000), 2}, &NoFiles, 0, &FakeNow);
+  Result<Plan> a = pool.Acquire(Id("a"));
+  ASSERT_TRUE(a.ok());
+  ASSERT_TRUE(pool.CompleteSwitch(a.value(), {true, true, true}).ok());
+  std::vector<std::future<Result<Plan>>> waiters;
+  for (int i = 0; i < 2; ++i) {
+    waiters.push_back(std::async(std::launch::async, [&] { return pool.Acquire(Id("a")); }));
+    WaitUntil([&] { return pool.waiting() == i + 1; });
+  }
+  Result<Plan> third = pool.Acquire(Id("a"));
+  ASSERT_FALSE(third.ok());
+  EXPECT_EQ(third.status().code(), ErrorCode::kBusy);
+  EXPECT_NE(third.status().message().find("already has 2 requests waiting"), std::string::npos);
+  auto b = std::async(std::launch::async, [&] { return pool.Acquire(Id("b")); });
+  WaitUntil([&] { return pool.waiting() == 3; });  // b still queues
+  pool.Shutdown();
+  for (auto& w : waiters) EXPECT_FALSE(w.get().ok());
+  EXPECT_FALSE(b.get().ok());
+}
+
 TEST(SlotPool, ShutdownReleasesWaitersWithBusy) {
   SlotPool pool(1, QueueLimits{4, std::chrono::milliseconds(60000)}, &NoFiles, 0, &FakeNow);
   ASSERT_TRUE(pool.Acquire(Id("a")).ok());
