@@ -8,9 +8,9 @@
 namespace agentkv {
 
 struct StreamLimits {
-  std::size_t max_head_bytes = 64u << 10;          // request line and header fields
-  std::size_t max_raw_body_bytes = 0;              // a body as sent, chunk framing included
-  std::chrono::milliseconds write_timeout{30000};  // per write: a client that reads nothing
+  std::size_t max_head_bytes = 64u << 10;         // request line and header fields
+  std::size_t max_raw_body_bytes = 0;             // a body as sent, chunk framing included
+  std::chrono::milliseconds write_timeout{5000};  // per write: a client that reads nothing
 };
 
 struct ConnectionLimits {

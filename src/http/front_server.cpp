@@ -96,8 +96,8 @@ class FrontServer::ConnectionThreads : public httplib::TaskQueue {
 
 FrontServer::FrontServer(ConnectionLimits limits)
     : limits_(limits), stop_fd_(::eventfd(0, EFD_CLOEXEC)) {
-  const std::size_t ceiling =
-      static_cast<std::size_t>(limits_.max_connections + limits_.overflow_reserve);
+  const std::size_t ceiling = static_cast<std::size_t>(limits_.max_connections) +
+                              static_cast<std::size_t>(limits_.overflow_reserve);
   new_task_queue = [this, ceiling] { return new ConnectionThreads(stop_fd_, ceiling); };
   // What httplib reports in Keep-Alive headers and sets as socket timeouts.
   set_keep_alive_max_count(static_cast<std::size_t>(limits_.keep_alive_max_requests));
