@@ -111,6 +111,9 @@ class ProxyServer {
                          httplib::Response& res, const std::string& upstream_target,
                          const std::optional<AgentId>& path_agent);
   Status SpawnFrom(const std::string& parent_id, const AgentId& child, const std::string& scope);
+  // The agent a client's id names under the key of `scope` (see
+  // agents_per_key).
+  AgentId InKeyNamespace(const AgentId& id, const std::string& scope) const;
   Status Route(const httplib::Request& req, const std::string& body, httplib::Response& res,
                const agentkv::Route& route, const std::optional<AgentId>& path_agent);
   // Forwards `request` on a worker thread that holds `lease` until the
