@@ -114,7 +114,7 @@ TEST_F(FrontTest, AChunkedBodyOverTheLimitIs413BeforeTheClientHasSentIt) {
   Start(2, [](DaemonOptions& o) { o.proxy.max_body_bytes = 1 << 20; });
   RawClient c(daemon_->port());
   ASSERT_TRUE(
-      c.Send("POST /v1/models HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+      c.Send("POST /v1/models HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
              "Transfer-Encoding: chunked\r\n\r\n"));
   const std::string chunk = "10000\r\n" + std::string(0x10000, ' ') + "\r\n";
   std::size_t sent = 0;
@@ -135,12 +135,13 @@ TEST_F(FrontTest, ARequestWithoutALengthHasNoBodyAndWhatFollowsIsNotRead) {
   // (httplib would read one until the client closes, whatever its size).
   Start(2, [](DaemonOptions& o) { o.proxy.max_body_bytes = 1 << 20; });
   RawClient c(daemon_->port());
-  ASSERT_TRUE(c.Send("POST /v1/models HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"));
+  // POST /tokenize is read-only: passed to the fake, which has no such route.
+  ASSERT_TRUE(c.Send("POST /tokenize HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"));
   const std::string piece(0x10000, ' ');
   std::size_t sent = 0;
   while (sent < (256u << 20) && c.SendUnlessAnswered(piece)) sent += piece.size();
   const std::string answer = c.ReadAll(std::chrono::seconds(10));
-  EXPECT_EQ(StatusOf(answer), 404) << "the fake's answer to a POST /v1/models";
+  EXPECT_EQ(StatusOf(answer), 404) << "the fake's answer to a POST /tokenize";
   EXPECT_LT(sent, 64u << 20);
 }
 
@@ -269,7 +270,7 @@ TEST_F(FrontTest, PastTheReserveTooAConnectionIsRefusedAtOnce) {
   });
   Stall(2, 2);
   RawClient c(daemon_->port());
-  ASSERT_TRUE(c.Send("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"));
+  ASSERT_TRUE(c.Send("GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n"));
   const std::string answer = c.ReadAll(std::chrono::seconds(10));
   EXPECT_EQ(StatusOf(answer), 503) << answer.substr(0, 200);
   EXPECT_EQ(BodyOf(answer)["error"]["code"], 503);
@@ -282,7 +283,7 @@ TEST_F(FrontTest, ControlCharactersInAQueryStringAreEscapedInTheLog) {
   RawClient c(daemon_->port());
   const std::string body = Chat("a", "x").dump();
   ASSERT_TRUE(
-      c.Send("POST /agents/a/v1/chat/completions?q=\x1b[2J\rforged HTTP/1.1\r\nHost: x\r\n"
+      c.Send("POST /agents/a/v1/chat/completions?q=\x1b[2J\rforged HTTP/1.1\r\nHost: localhost\r\n"
              "Content-Type: application/json\r\nConnection: close\r\nContent-Length: " +
              std::to_string(body.size()) + "\r\n\r\n" + body));
   const std::string answer = c.ReadAll(std::chrono::seconds(10));
