@@ -2,7 +2,7 @@
 """Measures agentkv's http front under hostile clients. Not a test and not in
 CI: it prints figures, it asserts nothing.
 
-  1. peak RSS of agentkv for a 2 GB chunked body to /v1/models;
+  1. peak RSS of agentkv for a 2 GB chunked body to an inference route (/agents/big/v1/chat/completions);
   2. /healthz latency with 200 clients that sent half a request line and stalled;
   3. /healthz latency with every slot busy and the wait queue full
      (and then with the 200 stalled clients as well).
@@ -86,7 +86,7 @@ def healthz_ms(port, timeout=10.0):
     start = time.monotonic()
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
             data = b""
             while True:
                 s.settimeout(max(0.001, timeout - (time.monotonic() - start)))
@@ -109,7 +109,7 @@ def latencies(port, n=5):
 def chunked_body(port, total):
     """Sends a chunked body of `total` bytes until agentkv answers or drops it."""
     s = socket.create_connection(("127.0.0.1", port))
-    s.sendall(b"POST /v1/models HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    s.sendall(b"POST /agents/big/v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
               b"Transfer-Encoding: chunked\r\n\r\n")
     piece = b"100000\r\n" + b" " * 0x100000 + b"\r\n"
     sent, start, answer = 0, time.monotonic(), b""
@@ -161,7 +161,7 @@ def fill_queue(port, n):
     for i in range(n):
         body = json.dumps({"prompt": "hello", "n_predict": 1}).encode()
         s = socket.create_connection(("127.0.0.1", port))
-        s.sendall(f"POST /agents/q{i}/completion HTTP/1.1\r\nHost: x\r\n"
+        s.sendall(f"POST /agents/q{i}/completion HTTP/1.1\r\nHost: localhost\r\n"
                   f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
                   .encode() + body)
         socks.append(s)
@@ -216,7 +216,7 @@ def main():
         total = int(args.body_gb * (1 << 30))
         status, sent, secs = chunked_body(port, total)
         hwm, rss = peak_rss_mb(proc.pid)
-        print(f"1. chunked body of {total / (1 << 30):.1f} GiB to /v1/models: answered {status} "
+        print(f"1. chunked body of {total / (1 << 30):.1f} GiB to /agents/big/v1/chat/completions: answered {status} "
               f"after {sent / (1 << 20):.0f} MiB sent, {secs:.2f} s; "
               f"peak RSS {hwm:.1f} MB, RSS now {rss:.1f} MB")
         print(f"   /healthz then: {latencies(port, 3)}")
