@@ -112,7 +112,7 @@ Status RequireJson(const std::string& content_type) {
   while (!type.empty() && (type.front() == ' ' || type.front() == '\t')) type.remove_prefix(1);
   if (Lower(type) == "application/json") return Status::Ok();
   return Status::Error(
-      ErrorCode::kBadContentType,
+      ErrorCode::kUnsupportedMedia,
       "the admin API takes Content-Type: application/json" +
           (content_type.empty() ? std::string() : " (got '" + content_type + "')"));
 }

@@ -45,7 +45,7 @@ bool AllowsOrigin(const BrowserPolicy& policy, const std::string& origin);
 Status CheckOrigin(const BrowserPolicy& policy, const std::string& origin);
 
 // OK when `content_type` is application/json (parameters allowed);
-// kBadContentType otherwise, an absent one included.
+// kUnsupportedMedia otherwise, an absent one included.
 Status RequireJson(const std::string& content_type);
 
 // Headers that let a page of the allowed `origin` read an answer; with

@@ -28,8 +28,6 @@ int HttpStatusFor(ErrorCode code) {
       return 409;
     case ErrorCode::kUnsupported:
       return 501;
-    case ErrorCode::kBadContentType:
-      return 415;
     case ErrorCode::kBusy:
     case ErrorCode::kUnavailable:
       return 503;

@@ -89,7 +89,7 @@ TEST(BrowserPolicy, OnlyJsonBodiesAreTakenWhereJsonIsRequired) {
   for (const char* type :
        {"", "text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x",
         "application/jsonx", "text/plain; application/json"}) {
-    EXPECT_EQ(RequireJson(type).code(), ErrorCode::kBadContentType) << type;
+    EXPECT_EQ(RequireJson(type).code(), ErrorCode::kUnsupportedMedia) << type;
   }
 }
 
