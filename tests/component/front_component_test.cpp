@@ -1,14 +1,9 @@
 // The http front's bounds: bodies counted while read, heads and nesting
 // bounded, connections capped and deadlined, control routes always answered.
-#include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <httplib.h>
-#include <netinet/in.h>
-#include <poll.h>
 #include <spdlog/sinks/ostream_sink.h>
 #include <spdlog/spdlog.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <chrono>
 #include <memory>
@@ -18,6 +13,7 @@
 #include <vector>
 
 #include "component/fake_daemon_fixture.h"
+#include "component/raw_client.h"
 
 namespace agentkv {
 namespace {
@@ -25,73 +21,9 @@ namespace {
 using nlohmann::json;
 using testing::Chat;
 using Clock = std::chrono::steady_clock;
-
-// A client socket that sends exactly what a test writes, as slowly as it likes.
-class RawClient {
- public:
-  explicit RawClient(int port) : fd_(::socket(AF_INET, SOCK_STREAM, 0)) {
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(static_cast<uint16_t>(port));
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    connected_ = ::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
-  }
-  ~RawClient() { ::close(fd_); }
-  RawClient(const RawClient&) = delete;
-  RawClient& operator=(const RawClient&) = delete;
-
-  bool connected() const { return connected_; }
-  bool Send(const std::string& bytes) {
-    return ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL) ==
-           static_cast<ssize_t>(bytes.size());
-  }
-  // Waits up to `timeout` for the socket to be readable (an answer, or its end).
-  bool Readable(std::chrono::milliseconds timeout) {
-    pollfd p{fd_, POLLIN, 0};
-    return ::poll(&p, 1, static_cast<int>(timeout.count())) > 0;
-  }
-  // Sends `bytes` unless an answer arrives first (or sending fails); false then.
-  bool SendUnlessAnswered(const std::string& bytes) {
-    std::size_t done = 0;
-    while (done < bytes.size()) {
-      pollfd p{fd_, POLLIN | POLLOUT, 0};
-      if (::poll(&p, 1, 10000) <= 0 || (p.revents & (POLLIN | POLLERR | POLLHUP))) return false;
-      const ssize_t n =
-          ::send(fd_, bytes.data() + done, bytes.size() - done, MSG_NOSIGNAL | MSG_DONTWAIT);
-      if (n < 0 && errno == EAGAIN) continue;
-      if (n <= 0) return false;
-      done += static_cast<std::size_t>(n);
-    }
-    return true;
-  }
-  // Everything the server sends until it closes, or until `timeout`.
-  std::string ReadAll(std::chrono::milliseconds timeout) {
-    std::string out;
-    const auto until = Clock::now() + timeout;
-    char buf[4096];
-    while (Clock::now() < until &&
-           Readable(std::chrono::duration_cast<std::chrono::milliseconds>(until - Clock::now()))) {
-      const ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
-      if (n <= 0) break;
-      out.append(buf, static_cast<std::size_t>(n));
-    }
-    return out;
-  }
-
- private:
-  int fd_;
-  bool connected_ = false;
-};
-
-int StatusOf(const std::string& answer) {
-  if (answer.rfind("HTTP/1.1 ", 0) != 0) return -1;
-  return std::stoi(answer.substr(9, 3));
-}
-
-json BodyOf(const std::string& answer) {
-  const std::size_t at = answer.find("\r\n\r\n");
-  return json::parse(at == std::string::npos ? "" : answer.substr(at + 4), nullptr, false);
-}
+using testing::BodyOf;
+using testing::RawClient;
+using testing::StatusOf;
 
 class FrontTest : public testing::FakeDaemonTest {
  protected:
