@@ -11,6 +11,12 @@ namespace {
 
 // The text a request asks the model to continue.
 std::string PromptOf(const json& body) {
+  if (body.contains("prompt") && body["prompt"].is_array()) {
+    // Token ids: the fake's tokenizer maps each character to its code.
+    std::string text;
+    for (const json& t : body["prompt"]) text += static_cast<char>(t.get<int>());
+    return text;
+  }
   if (body.contains("prompt")) return body["prompt"].get<std::string>();
   std::string text;
   for (const json& m : body.value("messages", json::array())) {
@@ -69,7 +75,7 @@ FakeLlamaServer::FakeLlamaServer(int slots, std::filesystem::path save_dir, int 
   // Routes that act for every agent: recorded, answered with nothing.
   auto global = [this](const httplib::Request& req, httplib::Response& res) {
     std::lock_guard<std::mutex> lock(mu_);
-    calls_.push_back({req.path, -1, ""});
+    calls_.push_back({req.path, -1, "", ""});
     last_authorization_ = req.get_header_value("Authorization");
     res.set_content("[]", "application/json");
   };
@@ -155,7 +161,7 @@ void FakeLlamaServer::SlotAction(const httplib::Request& req, httplib::Response&
   std::unique_lock<std::mutex> lock(mu_);
   if (action == "save") changed_.wait(lock, [&] { return !hang_saves_; });
   std::string& kv = kv_.at(static_cast<size_t>(slot));
-  calls_.push_back({action, slot, AgentTag(kv)});
+  calls_.push_back({action, slot, AgentTag(kv), ""});
   auto fail = [&](const std::string& why) {
     res.status = 400;
     res.set_content(json{{"error", {{"code", 400}, {"message", why}}}}.dump(), "application/json");
@@ -202,7 +208,7 @@ void FakeLlamaServer::Completion(const httplib::Request& req, httplib::Response&
     last_body_ = req.body;
     last_authorization_ = req.get_header_value("Authorization");
     last_headers_ = req.headers;
-    calls_.push_back({"completion", slot, AgentTag(prompt)});
+    calls_.push_back({"completion", slot, AgentTag(prompt), req.body});
     if (slot < 0 || slot >= static_cast<int>(kv_.size())) {
       violations_.push_back("unpinned request for " + AgentTag(prompt));
     } else {

@@ -1,7 +1,8 @@
 #pragma once
 // An in-process stand-in for llama-server, for the faults the real one cannot
 // produce on demand. It models each slot's KV as the text it last processed,
-// so tests can see whose KV a request ran on. Bound to 127.0.0.1, port 0
+// so tests can see whose KV a request ran on. A prompt of token ids is the
+// text whose character codes they are. Bound to 127.0.0.1, port 0
 // unless given. Thread-safe.
 
 #include <httplib.h>
@@ -77,6 +78,7 @@ class FakeLlamaServer {
     std::string route;  // "completion", "save", "restore", "erase", or a global route's path
     int slot = -1;
     std::string agent;  // the prompt's "agent:<id>|" tag, if any
+    std::string body;   // of a completion, as received
   };
   std::vector<Call> calls() const;
   // Requests that ran on a slot holding another agent's KV.
