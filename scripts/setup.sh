@@ -48,18 +48,34 @@ install_packages() {
   local pkgs=(build-essential cmake git pkg-config ca-certificates
               libcpp-httplib-dev nlohmann-json3-dev libspdlog-dev libcli11-dev
               libgtest-dev libgmock-dev python3-numpy
+              clang  # scripts/fuzz.sh (libFuzzer) and scripts/lint.sh threads
               prometheus)  # for promtool, which checks our /metrics in the tests
   local missing=()
   for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
   done
-  if [ ${#missing[@]} -eq 0 ]; then say "packages: all present"; return; fi
-  say "packages: installing ${missing[*]}"
   local sudo=""
   [ "$(id -u)" -eq 0 ] || sudo=sudo
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
-    "${missing[@]}" >/dev/null
+  if [ ${#missing[@]} -eq 0 ]; then
+    say "packages: all present"
+  else
+    say "packages: installing ${missing[*]}"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
+      "${missing[@]}" >/dev/null
+  fi
+  # libFuzzer's runtime (libclang_rt.fuzzer) is in libclang-rt-<N>-dev for
+  # the installed clang N (14 on Debian 12, 18 on Ubuntu 24.04), which clang
+  # only recommends: --no-install-recommends leaves it out.
+  local major rt
+  major=$(clang --version | sed -n 's/.*clang version \([0-9]*\).*/\1/p' | head -1)
+  rt=libclang-rt-$major-dev
+  if ! dpkg-query -W -f='${Status}' "$rt" 2>/dev/null | grep -q "install ok installed"; then
+    say "packages: installing $rt (libFuzzer for scripts/fuzz.sh)"
+    [ ${#missing[@]} -gt 0 ] || $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
+      "$rt" >/dev/null
+  fi
 }
 
 # Prints the path of the pinned llama.cpp source tree, fetching it if needed.
