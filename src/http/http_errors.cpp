@@ -80,7 +80,10 @@ const char* TypeFor(int status) {
 std::string ErrorJson(int http_status, const std::string& message) {
   nlohmann::json j = {
       {"error", {{"code", http_status}, {"message", message}, {"type", TypeFor(http_status)}}}};
-  return j.dump();
+  // Messages quote what the client sent (a method, a path, a header), which
+  // need not be UTF-8: strict dump() would throw, and from httplib's
+  // Expect: 100-continue handler nothing catches it (std::terminate).
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 }  // namespace agentkv

@@ -9,6 +9,7 @@
 namespace agentkv {
 
 int HttpStatusFor(ErrorCode code);
+// Never throws: bytes of `message` that are not UTF-8 become U+FFFD.
 std::string ErrorJson(int http_status, const std::string& message);
 inline std::string ErrorJson(const Status& s) {
   return ErrorJson(HttpStatusFor(s.code()), s.message());

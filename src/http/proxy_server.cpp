@@ -217,10 +217,18 @@ ProxyServer::ProxyServer(ProxyOptions options, Upstream& upstream, Placer& place
                               : httplib::Server::HandlerResponse::Unhandled;
   });
   // httplib answers "Expect: 100-continue" before routing: a head to be
-  // refused is refused instead of being asked for its body.
+  // refused is refused instead of being asked for its body. httplib calls
+  // this outside its exception handler: an exception would end the process.
   server_->set_expect_100_continue_handler(
       [this](const httplib::Request& req, httplib::Response& res) {
-        return PreRoute(req, res) ? res.status : 100;
+        try {
+          return PreRoute(req, res) ? res.status : 100;
+        } catch (const std::exception& e) {
+          spdlog::error("request failed: {}", EscapeForLog(e.what()));
+          res.set_header("Connection", "close");
+          ReplyError(res, Error(ErrorCode::kInternal, e.what()));
+          return res.status;
+        }
       });
   auto without_body = [this](const httplib::Request& req, httplib::Response& res) {
     Handle(req, res, nullptr);
