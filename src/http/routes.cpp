@@ -157,12 +157,12 @@ Route MatchRoute(const std::string& method, const std::string& path) {
     route.kind = RouteKind::kPreflight;
     return route;
   }
+  const std::string m = method == "HEAD" ? "GET" : method;
   if (!route.path_agent && p.compare(0, 7, "/admin/") == 0) {
     route.kind = RouteKind::kAdmin;
-    MatchAdmin(method, p, route);
+    MatchAdmin(m, p, route);
     return route;
   }
-  const std::string_view m = method == "HEAD" ? "GET" : std::string_view(method);
   if (!route.path_agent && m == "GET") {
     if (p == "/healthz") route.kind = RouteKind::kLiveness;
     if (p == "/readyz") route.kind = RouteKind::kReadiness;

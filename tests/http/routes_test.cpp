@@ -193,6 +193,21 @@ TEST(Routes, AdminRoutesNameTheirActionAndAgent) {
   }
 }
 
+// Found by fuzz/front_fuzz (its seed admin-head): HEAD matched llama-server's
+// GET routes but no admin route, so HEAD /admin/stats was a 404.
+TEST(Routes, HeadMatchesAdminRoutesAsGetAsItDoesEveryOther) {
+  for (const char* path : {"/admin/stats", "/admin/agents", "/admin/agents/coder@0f3a",
+                           "/admin/prefixes", "/admin/agents/coder/warm", "/healthz", "/props"}) {
+    const Route head = MatchRoute("HEAD", path);
+    const Route get = MatchRoute("GET", path);
+    EXPECT_EQ(head.kind, get.kind) << path;
+    EXPECT_EQ(head.admin, get.admin) << path;
+    EXPECT_EQ(head.path_agent, get.path_agent) << path;
+  }
+  EXPECT_EQ(MatchRoute("HEAD", "/admin/stats").admin, AdminAction::kStats);
+  EXPECT_EQ(MatchRoute("HEAD", "/admin/agents/coder").admin, AdminAction::kGetAgent);
+}
+
 TEST(Routes, AnAdminPathWithTheWrongMethodOrShapeMatchesNoAction) {
   for (const auto& [method, path] : std::vector<std::pair<const char*, const char*>>{
            {"POST", "/admin/stats"},
