@@ -1,5 +1,7 @@
 #include "http/llama_fields.h"
 
+#include <cstdint>
+#include <limits>
 #include <nlohmann/json.hpp>
 
 #include "store/checksum.h"
@@ -10,9 +12,14 @@ using nlohmann::json;
 
 namespace {
 
+// llama-server reads n_cmpl (alias n) as an int32_t through nlohmann's
+// get<int32_t>, which truncates a wider integer: -4294967294 is read as 2.
+// So a number must lie in [INT32_MIN, 1], not merely be at most 1.
 bool AsksForSeveral(const json& body, const char* field) {
   auto it = body.find(field);
-  return it != body.end() && it->is_number() && it->get<double>() > 1;
+  if (it == body.end() || !it->is_number()) return false;
+  const double n = it->get<double>();
+  return n > 1 || n < static_cast<double>(std::numeric_limits<std::int32_t>::min());
 }
 
 // 0 unless obj[key] is a number: an odd upstream answer must not throw.

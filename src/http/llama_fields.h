@@ -13,7 +13,8 @@
 namespace agentkv {
 
 // Returns kInvalidArgument for inference requests agentkv cannot place on one
-// slot: a body that is not an object, or n > 1 (one slot per completion).
+// slot: a body that is not an object, or n or n_cmpl > 1 (one slot per
+// completion) or below INT32_MIN (llama-server would read it truncated).
 Status CheckInferenceBody(const nlohmann::json& body);
 
 // Pins an inference request body to `slot` with prompt caching on.

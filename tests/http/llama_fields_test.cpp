@@ -24,6 +24,19 @@ TEST(LlamaFields, RequestsThatWouldSpillOntoOtherSlotsAreRejected) {
   EXPECT_TRUE(CheckInferenceBody(json{{"n", 1}}).ok());
 }
 
+// llama-server reads n as an int32_t, so -4294967294 (not > 1) became 2
+// completions, the second on a slot of llama-server's choosing, possibly one
+// holding another agent's KV (fuzz/front_fuzz's seed completion-n).
+TEST(LlamaFields, AnNThatLlamaServerWouldTruncateToSeveralIsRejected) {
+  EXPECT_FALSE(CheckInferenceBody(json{{"n", -4294967294LL}}).ok());
+  EXPECT_FALSE(CheckInferenceBody(json{{"n_cmpl", -4294967295LL}}).ok());
+  EXPECT_FALSE(CheckInferenceBody(json{{"n", -1e300}}).ok());
+  EXPECT_FALSE(CheckInferenceBody(json{{"n", 18446744073709551615ULL}}).ok());
+  EXPECT_TRUE(CheckInferenceBody(json{{"n", -2147483648LL}}).ok());
+  EXPECT_TRUE(CheckInferenceBody(json{{"n", nullptr}, {"n_cmpl", 1}}).ok());
+  EXPECT_TRUE(CheckInferenceBody(json{{"n", "2"}}).ok()) << "llama-server refuses a string itself";
+}
+
 TEST(LlamaFields, FindsTimingsInAPlainJsonBody) {
   TimingsScanner s;
   const std::string body = R"({"choices":[],"timings":{"cache_n":40,"prompt_n":3}})";
