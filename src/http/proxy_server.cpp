@@ -419,7 +419,10 @@ void ProxyServer::Handle(const httplib::Request& req, httplib::Response& res,
       return ReplyError(res, s);
     }
   }
-  if (!body.empty() && IsJsonBody(req)) {
+  // Inference and admin bodies are parsed whatever their Content-Type, and
+  // serialized again (recursively) on their way to llama-server.
+  const bool parsed = route.kind == RouteKind::kInference || route.kind == RouteKind::kAdmin;
+  if (!body.empty() && (parsed || IsJsonBody(req))) {
     if (Status s = CheckJsonNesting(body, options_.max_json_depth); !s.ok()) {
       return ReplyError(res, s);
     }
