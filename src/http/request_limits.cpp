@@ -19,6 +19,15 @@ bool IsPseudoHeader(const std::string& name) {
          name == "LOCAL_PORT";
 }
 
+// Headers agentkv (or llama-server behind it) reads as one value. Two of
+// one are ambiguous: a proxy in front may have checked the other (two
+// X-Agent-Id, two keys), or the two ends may frame the body differently
+// (two Content-Length). httplib's lookups take the first.
+constexpr const char* kSingleHeaders[] = {
+    "Host",          "Content-Length", "Transfer-Encoding", "Content-Type",     "Content-Encoding",
+    "Authorization", "X-Api-Key",      "X-Agent-Id",        "X-Agentkv-Parent", "Origin",
+};
+
 bool ContentTypeIs(const httplib::Request& req, const char* prefix) {
   std::string type = req.get_header_value("Content-Type");
   std::transform(type.begin(), type.end(), type.begin(),
@@ -42,6 +51,12 @@ Status CheckHead(const httplib::Request& req, const RequestLimits& limits) {
     return Error(ErrorCode::kHeadTooLarge, "request has " + std::to_string(fields) +
                                                " header fields, more than the " +
                                                std::to_string(limits.max_headers) + " accepted");
+  }
+  for (const char* name : kSingleHeaders) {
+    if (req.headers.count(name) > 1) {
+      return Error(ErrorCode::kInvalidArgument,
+                   std::string("header ") + name + " appears more than once");
+    }
   }
   const std::string& m = req.method;
   const bool has_body_method = m == "POST" || m == "PUT" || m == "PATCH" || m == "DELETE";

@@ -28,9 +28,10 @@ struct RequestLimits {
 // fields), kTooLarge (a Content-Length over the limit), kUnsupportedMedia (a
 // Content-Encoding httplib does not decode, or a multipart body: agentkv
 // forwards bodies as they are), kUnsupported (a method agentkv does not
-// serve) or kInvalidArgument (framing agentkv will not guess at: a body on
+// serve) or kInvalidArgument (what agentkv will not guess at: a body on
 // GET, HEAD or OPTIONS, Transfer-Encoding other than chunked, or with a
-// Content-Length as well).
+// Content-Length as well; a header it reads as one value, such as Host,
+// Content-Length, Authorization or X-Agent-Id, given twice).
 Status CheckHead(const httplib::Request& req, const RequestLimits& limits);
 
 // True if the request announces a body (Content-Length > 0 or a

@@ -1,6 +1,7 @@
 #include "http/request_limits.h"
 
 #include <gtest/gtest.h>
+#include <httplib.h>
 
 #include <string>
 
@@ -22,6 +23,24 @@ TEST(JsonNesting, IgnoresBracketsInsideStringsAndEscapedQuotes) {
   EXPECT_TRUE(CheckJsonNesting(R"({"text":"a \" [[[[ \\"})", 1).ok());
   EXPECT_FALSE(CheckJsonNesting(R"({"text":"a \\", "x":[[]]})", 2).ok())
       << "the string ended at the escaped backslash";
+}
+
+TEST(RequestHead, AHeaderReadAsOneValueIsRefusedTwiceInAnyCase) {
+  for (const char* name : {"X-Agent-Id", "Authorization", "Host", "Content-Length"}) {
+    httplib::Request req;
+    req.method = "GET";
+    req.headers.emplace(name, "0");
+    EXPECT_TRUE(CheckHead(req, RequestLimits{}).ok()) << name;
+    req.headers.emplace(std::string(name) == "Host" ? "host" : name, "0");
+    const Status s = CheckHead(req, RequestLimits{});
+    EXPECT_EQ(s.code(), ErrorCode::kInvalidArgument) << name;
+    EXPECT_NE(s.message().find(name), std::string::npos) << s.message();
+  }
+  httplib::Request req;
+  req.method = "GET";
+  req.headers.emplace("Accept", "a");
+  req.headers.emplace("Accept", "b");
+  EXPECT_TRUE(CheckHead(req, RequestLimits{}).ok()) << "a list-valued header may repeat";
 }
 
 }  // namespace
