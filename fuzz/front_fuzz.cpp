@@ -339,10 +339,6 @@ void CheckTimingsScanner(const std::string& bytes) {
   (void)scanner.Finish();
 }
 
-std::string FirstHeader(const httplib::Request& req, const char* name) {
-  return req.get_header_value(name);
-}
-
 void Run(std::string_view input) {
   const RawRequest raw = Split(input);
   httplib::Request req;
@@ -359,6 +355,11 @@ void Run(std::string_view input) {
   const RequestLimits limits;
   const Status head = CheckHead(req, limits);
   if (!head.ok()) CheckErrorShape(head);
+  // Past the head checks, whom a request is for and which key it used are
+  // unambiguous: httplib's lookups take the first of a repeated header.
+  for (const char* single : {"X-Agent-Id", "Authorization", "Host", "Content-Length"}) {
+    if (head.ok()) FUZZ_CHECK(req.headers.count(single) <= 1);
+  }
 
   const std::string path = raw.target.substr(0, raw.target.find('?'));
   const Route route = MatchRoute(raw.method, path);
@@ -368,8 +369,8 @@ void Run(std::string_view input) {
   }
   CheckErrorShape(Status::Error(ErrorCode::kNotFound, raw.method + " " + route.upstream_path +
                                                           " is not a llama-server route"));
-  CheckBrowserPolicy(FirstHeader(req, "Host"), FirstHeader(req, "Origin"));
-  CheckAuthorization(route.kind, FirstHeader(req, "Authorization"));
+  CheckBrowserPolicy(req.get_header_value("Host"), req.get_header_value("Origin"));
+  CheckAuthorization(route.kind, req.get_header_value("Authorization"));
 
   std::optional<AgentId> path_agent;
   if (route.path_agent) {
@@ -386,6 +387,7 @@ void Run(std::string_view input) {
   if (!nesting.ok()) {
     CheckErrorShape(nesting);
   } else if (route.kind == RouteKind::kInference || route.kind == RouteKind::kUnknown) {
+    // Unknown routes too: the body checks then see bodies of every shape.
     std::optional<std::string> header_agent;
     if (req.has_header("X-Agent-Id")) header_agent = req.get_header_value("X-Agent-Id");
     CheckInference(path_agent, header_agent, raw.body, static_cast<int>(raw.body.size() % 4));
