@@ -310,7 +310,8 @@ int ParseCommandLine(int argc, const char* const* argv, CliSettings* out) {
       ->check(CLI::ExistingFile);
   serve
       ->add_option("--upstream-key-file", upstream_key_file,
-                   "File holding llama-server's own --api-key, if it has one")
+                   "File holding llama-server's own --api-key: needed with --upstream if it "
+                   "has one; a llama-server agentkv starts gets a random key otherwise")
       ->check(CLI::ExistingFile);
   std::string agent_namespace = "per-key";
   serve

@@ -254,8 +254,7 @@ Status Daemon::StartSupervisor(const DaemonOptions& o, std::unique_ptr<LlamaProc
   events.restarting = [this] { ++metrics_.upstream_restarts; };
   // A started llama-server is healthy only if it answers on its own port.
   auto health = [upstream = upstream_.get(), child = llama.get()] {
-    Status s = upstream->Health();
-    return s.ok() && child != nullptr ? child->ServesItsPort() : s;
+    return child != nullptr ? child->CheckHealth(*upstream) : upstream->Health();
   };
   supervisor_ =
       std::make_unique<UpstreamSupervisor>(so, std::move(llama), std::move(health),

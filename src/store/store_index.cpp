@@ -67,11 +67,6 @@ std::uint64_t StoreIndex::TotalBytes() const {
   return total_bytes_;
 }
 
-std::size_t StoreIndex::Count() const {
-  MutexLock lock(mu_);
-  return memories_.size();
-}
-
 double StoreIndex::BytesPerToken() const {
   MutexLock lock(mu_);
   return bytes_per_token_;

@@ -67,7 +67,6 @@ class StoreIndex {
   std::vector<AgentId> InternalIds() const;  // in no order
   std::size_t Count(bool internal) const;    // memories that are internal, or not
   std::uint64_t TotalBytes() const;
-  std::size_t Count() const;
   // Bytes per token of the last save (of Load before one), 0 before either.
   double BytesPerToken() const;
   void Touch(const AgentId& agent, std::int64_t now);

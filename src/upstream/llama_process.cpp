@@ -72,15 +72,12 @@ Status LlamaProcess::Start(const LlamaProcessOptions& options) {
   Upstream upstream(health);
   SteadyWaitClock clock;
   return AwaitHealthy(
-      this,
-      [this, &upstream] {
-        Status s = upstream.Health();
-        return s.ok() ? ServesItsPort() : s;
-      },
-      clock, clock.Now() + options.ready_timeout, nullptr);
+      this, [this, &upstream] { return CheckHealth(upstream); }, clock,
+      clock.Now() + options.ready_timeout, nullptr);
 }
 
-Status LlamaProcess::ServesItsPort() const {
+Status LlamaProcess::CheckHealth(Upstream& upstream) const {
+  if (Status s = upstream.Health(); !s.ok()) return s;
   const pid_t pid = pid_;
   Result<bool> ours = ListensOn(pid, port_);
   if (!ours.ok() || ours.value()) return Status::Ok();

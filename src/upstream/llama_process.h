@@ -17,6 +17,8 @@
 
 namespace agentkv {
 
+class Upstream;
+
 struct LlamaProcessOptions {
   std::filesystem::path binary;         // llama-server
   std::filesystem::path model;          // GGUF file
@@ -42,7 +44,7 @@ class LlamaProcess final : public ChildProcess {
   ~LlamaProcess() override { Stop(); }
 
   // Starts llama-server and blocks until its /health answers 200 from its
-  // own port (ServesItsPort). Returns kInvalidArgument if the binary or
+  // own port (CheckHealth). Returns kInvalidArgument if the binary or
   // model is missing, kUpstreamDown if it exits or does not become ready
   // within ready_timeout (it is then killed).
   Status Start(const LlamaProcessOptions& options);
@@ -59,10 +61,11 @@ class LlamaProcess final : public ChildProcess {
   // its wait status. Spawn() may then be called again: the port stays.
   bool Exited(int* wait_status) override;
 
-  // OK if the running llama-server is what listens on its port; kUpstreamDown
-  // if another process holds the port (or none does). OK when /proc cannot
-  // tell. For a health check: call after its /health answered.
-  Status ServesItsPort() const;
+  // OK if `upstream` (pointing at base_url()) answers /health and the
+  // running llama-server is what listens on its port; kUpstreamDown if
+  // another process holds the port (or none does). The port check passes
+  // when /proc cannot tell.
+  Status CheckHealth(Upstream& upstream) const;
 
   std::string base_url() const { return "http://127.0.0.1:" + std::to_string(port_); }
   pid_t pid() const override { return pid_; }
