@@ -7,6 +7,8 @@
 # and the script fails. Prints libFuzzer's executions for each target.
 #
 # Usage: scripts/fuzz.sh [SECONDS]      e.g. scripts/fuzz.sh 3600 for a long run
+# AGENTKV_FUZZ_SEED=N fixes libFuzzer's seed: the same inputs in the same
+# order, so a bounded run (CI's) is reproducible; unset, each run differs.
 # Reproduce a finding: build-fuzz/fuzz/<target> build-fuzz/artifacts/<file>
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -27,10 +29,12 @@ for t in "${targets[@]}"; do
   mkdir -p "$BUILD/corpus/$t"
   log=$BUILD/$t.log
   dict=()
+  seed=()
+  [ -n "${AGENTKV_FUZZ_SEED:-}" ] && seed=(-seed="$AGENTKV_FUZZ_SEED")
   [ -f "fuzz/$t.dict" ] && dict=(-dict="fuzz/$t.dict")
   echo "== $t: fuzzing for ${SECONDS_EACH} s"
   if ! "$BUILD/fuzz/$t" -max_total_time="$SECONDS_EACH" -max_len=8192 -timeout=10 \
-       -print_final_stats=1 -artifact_prefix="$BUILD/artifacts/$t-" "${dict[@]}" \
+       -print_final_stats=1 -artifact_prefix="$BUILD/artifacts/$t-" "${dict[@]}" "${seed[@]}" \
        "$BUILD/corpus/$t" "fuzz/corpus/$t" >"$log" 2>&1; then
     status=1
     echo "== $t: FINDING (see $log and $BUILD/artifacts/)"

@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <limits>
+#include <type_traits>
 #include <nlohmann/json.hpp>
 
 #include "store/checksum.h"
@@ -22,11 +23,14 @@ bool AsksForSeveral(const json& body, const char* field) {
   return n > 1 || n < static_cast<double>(std::numeric_limits<std::int32_t>::min());
 }
 
-// 0 unless obj[key] is a number: an odd upstream answer must not throw.
+// 0 unless obj[key] is a number of T's kind: an odd upstream answer must not
+// throw, and a float such as 1e300 is not converted to an integer (undefined).
 template <typename T>
 T NumberOr0(const json& obj, const char* key) {
   auto it = obj.find(key);
-  return it != obj.end() && it->is_number() ? it->get<T>() : T{};
+  if (it == obj.end()) return T{};
+  const bool fits = std::is_integral_v<T> ? it->is_number_integer() : it->is_number();
+  return fits ? it->get<T>() : T{};
 }
 
 std::optional<Timings> TimingsFrom(const json& j) {

@@ -74,6 +74,17 @@ TEST(LlamaFields, OddTimingFieldsReadAsZeroInsteadOfThrowing) {
   EXPECT_EQ(t->prompt_n, 0);
 }
 
+TEST(LlamaFields, AFloatTooLargeForACountReadsAsZero) {
+  TimingsScanner s;
+  const std::string body = R"({"timings":{"cache_n":1e300,"prompt_n":2.5,"prompt_ms":1e300}})";
+  s.Feed(body.data(), body.size());
+  std::optional<Timings> t = s.Finish();
+  ASSERT_TRUE(t);
+  EXPECT_EQ(t->cache_n, 0);
+  EXPECT_EQ(t->prompt_n, 0);
+  EXPECT_EQ(t->prompt_ms, 1e300);
+}
+
 TEST(LlamaFields, NoTimingsInAnErrorBody) {
   TimingsScanner s;
   const std::string body = R"({"error":{"code":400}})";
