@@ -10,6 +10,7 @@
 
 #include "app/paths.h"
 #include "http/browser_policy.h"
+#include "store/store_files.h"
 
 namespace agentkv {
 
@@ -185,6 +186,14 @@ int ParseCommandLine(int argc, const char* const* argv, CliSettings* out) {
       ->check(CLI::NonNegativeNumber);
   serve->add_option("--memory-dir", o.memory_dir, "Directory of saved agent KV files")
       ->capture_default_str();
+  serve
+      ->add_option("--node-id", o.store.node,
+                   "This node's name ([a-z0-9-], at most 32) when --memory-dir is shared with "
+                   "other agentkv nodes (each with its own llama-server and the same model); "
+                   "setting it makes the directory shared")
+      ->check([](const std::string& v) {
+        return StoreFiles::ValidNodeName(v) ? "" : "--node-id: use 1 to 32 of [a-z0-9-]";
+      });
   serve->add_option("--max-body-bytes", o.proxy.max_body_bytes, "Largest request body")
       ->capture_default_str();
   serve
@@ -388,6 +397,11 @@ int ParseCommandLine(int argc, const char* const* argv, CliSettings* out) {
   o.stop_timeout = std::chrono::seconds(stop_s);
   o.upstream_wait = std::chrono::seconds(upstream_wait_s);
   o.save_policy = save_policy == "eviction" ? SavePolicy::kEviction : SavePolicy::kTurnEnd;
+  if (!o.store.node.empty() && o.save_policy == SavePolicy::kEviction) {
+    std::cerr << "--node-id needs --save-policy turn-end: another node restores an agent from "
+                 "its last saved turn\n";
+    return 2;
+  }
   o.proxy.agents_per_key = agent_namespace == "per-key";
   if (upstream.empty()) {
     if (launch.model.empty()) launch.model = DefaultModel();

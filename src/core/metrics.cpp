@@ -99,6 +99,10 @@ std::string Metrics::Render(const GaugeSnapshot& g) const {
           tokens_reused);
   Counter(out, "agentkv_tokens_prefilled_total", "Prompt tokens computed (prompt_n).",
           tokens_prefilled);
+  Counter(out, "agentkv_superseded_total",
+          "Resident slots found older than the agent's memory in the shared directory "
+          "(another node served the agent since), restored anew instead.",
+          superseded);
   Counter(out, "agentkv_prefix_hits_total",
           "New agents started from a prefix snapshot instead of an empty slot.", prefix_hits);
   Counter(out, "agentkv_prefix_tokens_reused_total",

@@ -60,6 +60,9 @@ class Metrics {
   std::atomic<long long> prefix_hits{0};           // new agents started from a snapshot
   std::atomic<long long> prefix_tokens_reused{0};  // cache_n of those requests
   std::atomic<long long> prefix_snapshots{0};      // snapshots written
+  // A shared directory: resident slots found older than the agent's memory
+  // there (another node served it since), restored anew instead.
+  std::atomic<long long> superseded{0};
   Histogram restore_seconds;
   Histogram save_seconds;
 

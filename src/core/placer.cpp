@@ -66,8 +66,11 @@ Result<Lease> Placer::Place(const Tenant& tenant, const StartFrom& start_from) {
   const auto arrival = Steady::now();
   Result<Plan> plan = pool_.Acquire(tenant);
   if (!plan.ok()) return plan.status();
+  if (tenant && store_.shared()) Reconcile(&plan.value());
   if (start_from && tenant && !plan->resident && !plan->restore) {
-    if (std::optional<AgentId> from = start_from(); from && store_.HasMemory(*from)) {
+    std::optional<AgentId> from = start_from();
+    if (from && store_.shared()) store_.Refresh(*from);  // maybe another node's snapshot
+    if (from && store_.HasMemory(*from)) {
       plan->restore = true;
       plan->erase = false;  // the restore replaces whatever the slot held
       plan->restore_from = from;
@@ -137,9 +140,15 @@ SaveResult Placer::SaveSlot(const SaveJob& job, StepTimes* steps) {
     return empty ? SaveResult::kEmpty : SaveResult::kFailed;
   }
   ++metrics_.saves;
+  const std::optional<std::string> saved_file =
+      store_.shared() ? store_.StateFile(agent) : std::nullopt;
   {
     MutexLock lock(mu_);
     refusals_.erase(agent);  // refusals count for one file, in a row
+    // The slot's KV is what this save wrote (agents only: a snapshot's is not).
+    if (auto it = basis_.find(agent); it != basis_.end() && !job.exact) {
+      it->second = saved_file.value_or("");
+    }
   }
   metrics_.save_seconds.Observe(std::chrono::duration<double>(Steady::now() - started).count());
   spdlog::debug(
@@ -151,6 +160,39 @@ SaveResult Placer::SaveSlot(const SaveJob& job, StepTimes* steps) {
     spdlog::info("agent {} lost its saved memory to the disk budget", gone.ForLog());
   }
   return SaveResult::kSaved;
+}
+
+void Placer::Reconcile(Plan* plan) {
+  const AgentId& agent = *plan->tenant;
+  const std::string newest = store_.Refresh(agent).value_or("");
+  if (plan->resident) {
+    std::string basis;
+    {
+      MutexLock lock(mu_);
+      auto it = basis_.find(agent);
+      if (it != basis_.end()) basis = it->second;
+    }
+    if (basis != newest) {
+      ++metrics_.superseded;
+      spdlog::info(
+          "agent {}: slot {} holds an older memory than the shared directory's ({}): "
+          "restoring that one",
+          agent.ForLog(), plan->slot.value, newest.empty() ? "deleted" : newest);
+      pool_.Supersede(plan->slot);
+      plan->resident = false;
+      plan->restore = !newest.empty();
+      plan->erase = newest.empty();
+    }
+  } else if (plan->restore && newest.empty()) {  // deleted by another node
+    plan->restore = false;
+    plan->erase = true;
+  } else if (!plan->restore && !newest.empty()) {  // saved by another node
+    plan->restore = true;
+    plan->erase = false;  // the restore replaces the slot's KV, or fails and erases
+  }
+  MutexLock lock(mu_);
+  basis_[agent] = newest;
+  if (plan->evicted) basis_.erase(*plan->evicted);
 }
 
 SwitchOutcome Placer::Run(const Plan& plan, Status* erase_error, StepTimes* steps) {
@@ -342,6 +384,7 @@ Status Placer::Forget(const AgentId& agent) {
   {
     MutexLock lock(mu_);
     refusals_.erase(agent);
+    basis_.erase(agent);
   }
   if (!s.ok()) return s;
   if (!known) return Status::Error(ErrorCode::kNotFound, "agentkv has no memory of " + agent.str());
@@ -378,9 +421,12 @@ Status Placer::Fork(const AgentId& parent, const AgentId& child) {
   Status s;
   if (held.value() && RunSave(*held.value(), false) != SaveResult::kSaved) {
     s = Status::Error(ErrorCode::kIo, "could not save " + parent.str() + " before forking");
-  } else if (s = store_.CheckFork(parent); s.ok()) {  // before the child loses anything
-    bool replaced = false;
-    s = Dropping(child, &replaced, [&] { return store_.Fork(parent, child); });
+  } else {
+    store_.Refresh(parent);  // a shared directory: its latest memory, whichever node saved it
+    if (s = store_.CheckFork(parent); s.ok()) {  // before the child loses anything
+      bool replaced = false;
+      s = Dropping(child, &replaced, [&] { return store_.Fork(parent, child); });
+    }
   }
   pool_.EndHold(parent);
   // A parent file that failed its check is gone: its slot is the memory now.

@@ -150,6 +150,11 @@ class Placer {
   struct StepTimes {
     double wait = 0, save = 0, commit = 0, check = 0, restore = 0, erase = 0;
   };
+  // A shared directory: reads the agent's memory there (another node may
+  // have served it since) and amends the plan: a resident slot older than
+  // that memory is superseded, a memory found or gone turns an erase into
+  // a restore or back. Records what the slot will account for.
+  void Reconcile(Plan* plan);
   SwitchOutcome Run(const Plan& plan, Status* erase_error, StepTimes* steps);
   void Restore(const Plan& plan, SwitchOutcome* out, StepTimes* steps);
   Status Dropping(const AgentId& agent, bool* had_memory, const std::function<Status()>& then);
@@ -178,6 +183,10 @@ class Placer {
   // crossing (a into b, b into a) never hold one agent each.
   std::unordered_set<AgentId> forking_ GUARDED_BY(mu_);
   std::condition_variable_any forks_changed_;
+  // A shared directory: for each agent placed here, the state file of the
+  // memory its slot's KV accounts for ("" if none), compared with the
+  // directory's before it is served resident.
+  std::unordered_map<AgentId, std::string> basis_ GUARDED_BY(mu_);
   std::thread saver_;
 };
 

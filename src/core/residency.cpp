@@ -103,6 +103,15 @@ std::optional<Plan> Residency::TryAcquire(const Tenant& tenant) {
   return plan;
 }
 
+void Residency::Supersede(SlotId slot) {
+  SlotView& v = At(slot).view;
+  v.dirty = false;
+  v.kv_is_file = false;
+  v.tokens = 0;
+  v.prompt_key = 0;
+  v.restored_unused = false;
+}
+
 Result<Placement> Residency::CompleteSwitch(const Plan& plan, const SwitchOutcome& outcome) {
   Slot& slot = At(plan.slot);
   slot.evicting.reset();

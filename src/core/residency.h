@@ -133,6 +133,11 @@ class Residency {
   // save in flight, or no slot is free or idle and unpinned.
   std::optional<Plan> TryAcquire(const Tenant& tenant);
 
+  // A resident plan's slot holds its agent's KV, but older than the agent's
+  // memory (another node of a shared directory served it since): forgets
+  // that KV. The plan must then restore or erase, as for a new arrival.
+  void Supersede(SlotId slot);
+
   // Records what the plan achieved and returns how the tenant was placed;
   // the slot turns Busy. Returns kUpstreamError if the slot holds KV the
   // tenant must not see (the needed erase failed); the slot is then Free and

@@ -109,6 +109,11 @@ void SlotPool::EndHold(const AgentId& agent) {
   Changing([&]() REQUIRES(mu_) { residency_.EndHold(agent); });
 }
 
+void SlotPool::Supersede(SlotId slot) {
+  MutexLock lock(mu_);
+  residency_.Supersede(slot);
+}
+
 Result<Placement> SlotPool::CompleteSwitch(const Plan& plan, const SwitchOutcome& outcome) {
   return Changing([&]() REQUIRES(mu_) { return residency_.CompleteSwitch(plan, outcome); });
 }

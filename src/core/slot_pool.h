@@ -41,6 +41,7 @@ class SlotPool {
   Result<Plan> Acquire(const Tenant& tenant);
 
   // See Residency. Each wakes waiters.
+  void Supersede(SlotId slot);
   Result<Placement> CompleteSwitch(const Plan& plan, const SwitchOutcome& outcome);
   void Release(SlotId slot, const TurnEnd& end);
   std::optional<SaveJob> TryBeginSave(SlotId slot);

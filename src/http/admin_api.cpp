@@ -24,6 +24,7 @@ json AdminApi::Describe(const AgentId& agent) const {
     j["resident_tokens"] = v.tokens ? json(*v.tokens) : json(nullptr);
     j["dirty"] = v.dirty;
   }
+  store_.Refresh(agent);  // a shared directory: what the other nodes saved counts
   if (std::optional<MemoryInfo> m = store_.Find(agent)) {
     j["saved"] = {{"tokens", m->tokens ? json(*m->tokens) : json(nullptr)},
                   {"bytes", m->bytes},
@@ -66,6 +67,7 @@ json AdminApi::Stats() const {
               {"fallbacks", s.fallbacks},
               {"resets", s.resets},
               {"prefix_hits", metrics_.prefix_hits.load()},
+              {"superseded", metrics_.superseded.load()},
               {"prefix_tokens_reused", metrics_.prefix_tokens_reused.load()},
               {"prefix_snapshots_written", metrics_.prefix_snapshots.load()},
               {"quarantined", store_.quarantined()},
@@ -144,7 +146,9 @@ Status AdminApi::Spawn(const AgentId& child, const AgentId& parent, const std::s
 }
 
 bool AdminApi::Known(const AgentId& agent) const {
-  return pool_.SlotOf(agent) || store_.HasMemory(agent);
+  if (pool_.SlotOf(agent)) return true;
+  store_.Refresh(agent);  // a shared directory: what the other nodes saved counts
+  return store_.HasMemory(agent);
 }
 
 Result<json> AdminApi::HandleAgent(AdminAction action, const AgentId& id, const std::string& body) {

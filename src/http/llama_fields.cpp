@@ -2,8 +2,8 @@
 
 #include <cstdint>
 #include <limits>
-#include <type_traits>
 #include <nlohmann/json.hpp>
+#include <type_traits>
 
 #include "store/checksum.h"
 

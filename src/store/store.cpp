@@ -24,7 +24,8 @@ Store::Store(fs::path dir, std::string fingerprint, StoreOptions options, WallCl
       now_(now ? std::move(now) : WallClock(SystemNow)),
       index_(options.budget_bytes),
       files_(files, std::move(dir), std::move(fingerprint),
-             QuarantineBounds{options.quarantine_max_files, options.quarantine_max_bytes}, now_) {}
+             QuarantineBounds{options.quarantine_max_files, options.quarantine_max_bytes}, now_,
+             options.node) {}
 
 Status Store::Open() {
   Result<std::vector<StoredMemory>> found = files_.Recover();
@@ -36,6 +37,20 @@ Status Store::Open() {
 }
 
 bool Store::HasMemory(const AgentId& agent) const { return index_.Has(agent); }
+
+std::optional<std::string> Store::StateFile(const AgentId& agent) const {
+  std::optional<StoredMemory> m = index_.Lookup(agent);
+  if (!m) return std::nullopt;
+  return m->state_file;
+}
+
+std::optional<std::string> Store::Refresh(const AgentId& agent) {
+  if (!shared()) return StateFile(agent);
+  std::optional<StoredMemory> on_disk = files_.ReadCurrent(agent);
+  if (!index_.Refresh(agent, on_disk)) return StateFile(agent);  // being saved or removed here
+  if (!on_disk) return std::nullopt;
+  return on_disk->state_file;
+}
 
 std::optional<MemoryInfo> Store::Find(const AgentId& agent) const {
   std::optional<StoredMemory> m = index_.Lookup(agent);
@@ -70,7 +85,7 @@ Result<std::string> Store::BeginSave(const AgentId& agent, TokenCount expected_t
                            "not enough free disk space in " + dir().string() + " to save an agent");
     }
   }
-  return StoreFiles::SaveTempName(StoreFiles::Hash(agent), start.generation + 1);
+  return files_.SaveTempName(StoreFiles::Hash(agent), start.generation + 1);
 }
 
 void Store::EndSave(const AgentId& agent, long long fallback) {
@@ -116,7 +131,7 @@ Status Store::Commit(const AgentId& agent, TokenCount tokens, std::uint64_t prom
                  std::nullopt,
                  now,
                  scope};
-  e.state_file = StoreFiles::StateName(StoreFiles::Hash(agent), e.generation);
+  e.state_file = files_.StateName(StoreFiles::Hash(agent), e.generation);
   Status s = files_.CommitSave(&e, old ? old->state_file : "", expected);
   if (!s.ok()) {
     AbortSave(agent);
@@ -154,12 +169,15 @@ void Store::Quarantine(const AgentId& agent, const std::string& reason) {
   files_.Quarantine(StoreFiles::Hash(agent), e->state_file, reason);
 }
 
-void Store::DeleteFiles(const AgentId& agent, const std::string& state_file) {
-  files_.Delete(agent, state_file);
+bool Store::DeleteFiles(const AgentId& agent, const std::string& state_file) {
+  const bool deleted = files_.Delete(agent, state_file);
   index_.DoneRemoving(agent);
+  if (!deleted) spdlog::info("agent {} was saved by another node meanwhile: kept", agent.ForLog());
+  return deleted;
 }
 
 bool Store::Remove(const AgentId& agent) {
+  Refresh(agent);  // in a shared directory, its latest files are the ones to go
   std::optional<StoredMemory> e = index_.StartRemoving(agent);
   // The temporary a save would write next, if none is in flight.
   EndSave(agent, (e ? e->generation : 0) + 1);
@@ -218,8 +236,7 @@ std::vector<AgentId> Store::EnforceBudget(const std::vector<AgentId>& keep) {
   std::vector<AgentId> gone;
   for (const StoredMemory& victim : index_.ChooseBudgetVictims(keep)) {
     spdlog::info("disk budget: deleting the memory of agent {}", victim.info.agent.ForLog());
-    DeleteFiles(victim.info.agent, victim.state_file);
-    gone.push_back(victim.info.agent);
+    if (DeleteFiles(victim.info.agent, victim.state_file)) gone.push_back(victim.info.agent);
   }
   return gone;
 }

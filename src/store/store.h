@@ -5,7 +5,8 @@
 // keeps the index of agents' memories and holds the directory to a budget.
 //
 // Layout, for an agent whose id hashes to H (SHA-256, never the id itself):
-//   H.<generation>.kv   the KV state, as llama-server wrote it
+//   H.<generation>.kv   the KV state, as llama-server wrote it (in a shared
+//                       directory H.<generation>.<node>.kv: see below)
 //   H.meta              JSON: agent id, fingerprint, file, tokens, bytes,
 //                       checksum, created/updated times
 //   *.tmp               a save or metadata write in progress
@@ -18,6 +19,20 @@
 // A save writes a new generation, then the metadata that points to it, then
 // removes the old generation: a crash at any instant leaves the old memory or
 // the new one, and Open() removes whatever a crash left over.
+//
+// A shared directory (StoreOptions::node set): several agentkv nodes use one
+// memory directory on shared storage. Each node writes only names of its own
+// (state files, temporaries and quarantine entries carry its node name);
+// H.meta, replaced by an atomic rename, is the single source of truth for an
+// agent's latest memory, and the index is a cache of it: Refresh reads it
+// again. Concurrent saves of one agent on two nodes leave the metadata of
+// the last rename, which names a complete, checked file (last writer wins);
+// a state file no metadata names is garbage, removed by the node that wrote
+// it at its next start or by any node an hour later. A node never deletes or
+// quarantines a memory whose metadata names a file other than the one it
+// judged. What the storage must give: atomic rename within the directory,
+// fsync that makes a file durable, and a fresh read of a file opened by name
+// after another client replaced it (NFS close-to-open consistency); no locks.
 //
 // Thread-safe. Calls that name an agent must not run concurrently for the
 // same agent (residency guarantees it); they do file I/O without holding the
@@ -51,6 +66,9 @@ struct StoreOptions {
   std::uint64_t min_free_bytes = 256u << 20;  // keep this much disk free
   std::uint64_t quarantine_max_files = 64;    // files kept in quarantine/
   std::uint64_t quarantine_max_bytes = 1ull << 30;
+  // This node's name in a memory directory shared with other agentkv nodes
+  // ([a-z0-9-]{1,32}, unique among them); "" if the directory is this one's.
+  std::string node;
 };
 
 // An agent's file, checked and ready for llama-server's restore.
@@ -76,6 +94,15 @@ class Store {
   // carry another fingerprint. One bad entry never stops it: it is logged
   // and skipped. Returns kIo only if the directory cannot be created or listed.
   Status Open();
+
+  bool shared() const { return files_.shared(); }
+  // A shared directory: reads the agent's metadata from disk (another node
+  // may have saved or deleted the memory since this one looked), brings the
+  // index up to date, and returns the state file it names. Otherwise, and
+  // for an agent being saved or removed here, what the index holds.
+  std::optional<std::string> Refresh(const AgentId& agent);
+  // The state file of the agent's memory as the index knows it.
+  std::optional<std::string> StateFile(const AgentId& agent) const;
 
   bool HasMemory(const AgentId& agent) const;
   std::optional<MemoryInfo> Find(const AgentId& agent) const;
@@ -115,7 +142,8 @@ class Store {
 
   // Moves the agent's files to quarantine/ and forgets them.
   void Quarantine(const AgentId& agent, const std::string& reason);
-  // Deletes the agent's files. Returns true if it had any.
+  // Deletes the agent's files (in a shared directory, its latest ones).
+  // Returns true if it had any.
   bool Remove(const AgentId& agent);
   // Gives `child` a copy of `parent`'s memory; the copy must match the
   // parent's checksum, else kIo and the child has none. kNotFound if the
@@ -146,8 +174,9 @@ class Store {
   // matches (a fork's copy).
   Status Commit(const AgentId& agent, TokenCount tokens, std::uint64_t prompt_key,
                 std::optional<std::uint64_t> expected, const std::string& scope);
-  // Deletes the files of an agent StoreIndex::StartRemoving took out.
-  void DeleteFiles(const AgentId& agent, const std::string& state_file);
+  // Deletes the files of an agent StoreIndex::StartRemoving took out;
+  // false if another node saved it since (then they stay).
+  bool DeleteFiles(const AgentId& agent, const std::string& state_file);
   // Ends the agent's save, if one is in flight, and removes its
   // temporaries: those of generation `fallback` if none was.
   void EndSave(const AgentId& agent, long long fallback);

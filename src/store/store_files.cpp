@@ -36,44 +36,86 @@ bool IsDigits(const std::string& s) {
          std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
 }
 
-// What an entry of the memory directory is, by its name alone.
-enum class Kind { kForeign, kMeta, kState, kTemp };
+bool IsNodeName(const std::string& s) {
+  return !s.empty() && s.size() <= 32 && std::all_of(s.begin(), s.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-';
+  });
+}
 
-Kind KindOf(const std::string& name) {
+// What an entry of the memory directory is, by its name alone, and which
+// node wrote it ("" in a directory of one daemon, or for the metadata).
+enum class Kind { kForeign, kMeta, kState, kTemp };
+struct NameParts {
+  Kind kind = Kind::kForeign;
+  std::string node;
+};
+
+// H.meta, H.<generation>.kv, H.<generation>.<node>.kv, each maybe + .tmp,
+// and H.meta.<node>.tmp.
+NameParts Parse(const std::string& name) {
   std::string base = name;
   const bool temp = EndsWith(base, kTempSuffix);
   if (temp) base.resize(base.size() - std::strlen(kTempSuffix));
-  if (base.size() < 65 || !IsHash(base.substr(0, 64)) || base[64] != '.') return Kind::kForeign;
+  if (base.size() < 65 || !IsHash(base.substr(0, 64)) || base[64] != '.') return {};
   const std::string rest = base.substr(65);
-  Kind kind = Kind::kForeign;
+  NameParts parts;
   if (rest == "meta") {
-    kind = Kind::kMeta;
-  } else if (EndsWith(rest, kStateSuffix) &&
-             IsDigits(rest.substr(0, rest.size() - std::strlen(kStateSuffix)))) {
-    kind = Kind::kState;
+    parts.kind = Kind::kMeta;
+  } else if (rest.rfind("meta.", 0) == 0 && temp && IsNodeName(rest.substr(5))) {
+    parts = {Kind::kMeta, rest.substr(5)};  // only ever a temporary
+  } else if (EndsWith(rest, kStateSuffix)) {
+    const std::string stem = rest.substr(0, rest.size() - std::strlen(kStateSuffix));
+    const std::size_t dot = stem.find('.');
+    if (IsDigits(stem.substr(0, dot)) &&
+        (dot == std::string::npos || IsNodeName(stem.substr(dot + 1)))) {
+      parts = {Kind::kState, dot == std::string::npos ? "" : stem.substr(dot + 1)};
+    }
   }
-  if (kind == Kind::kForeign) return kind;
-  return temp ? Kind::kTemp : kind;
+  if (parts.kind != Kind::kForeign && temp) parts.kind = Kind::kTemp;
+  return parts;
+}
+
+// True if `state_file` is a state file of the agent `hash` at `generation`,
+// written by any node.
+bool NamesStateOf(const std::string& state_file, const std::string& hash, long long generation) {
+  const std::string head = hash + "." + std::to_string(generation) + ".";
+  return state_file.rfind(head, 0) == 0 && Parse(state_file).kind == Kind::kState;
 }
 
 }  // namespace
 
 StoreFiles::StoreFiles(FileSystem& files, fs::path dir, std::string fingerprint,
-                       QuarantineBounds bounds, WallClock now)
+                       QuarantineBounds bounds, WallClock now, std::string node)
     : files_(files),
       dir_(std::move(dir)),
       fingerprint_(std::move(fingerprint)),
       bounds_(bounds),
-      now_(std::move(now)) {}
+      now_(std::move(now)),
+      node_(std::move(node)) {}
 
 std::string StoreFiles::Hash(const AgentId& agent) { return Sha256Hex(agent.str()); }
 
-std::string StoreFiles::StateName(const std::string& hash, long long generation) {
-  return hash + "." + std::to_string(generation) + kStateSuffix;
+bool StoreFiles::ValidNodeName(const std::string& name) { return IsNodeName(name); }
+
+std::string StoreFiles::StateName(const std::string& hash, long long generation) const {
+  const std::string node = node_.empty() ? "" : "." + node_;
+  return hash + "." + std::to_string(generation) + node + kStateSuffix;
 }
 
-std::string StoreFiles::SaveTempName(const std::string& hash, long long generation) {
+std::string StoreFiles::SaveTempName(const std::string& hash, long long generation) const {
   return StateName(hash, generation) + kTempSuffix;
+}
+
+namespace {
+std::string MetaName(const std::string& hash) { return hash + kMetaSuffix; }
+}  // namespace
+
+bool StoreFiles::MayRemoveLeftover(const std::string& name) {
+  if (!shared() || Parse(name).node == node_) return true;
+  // Another node's (or, unnamed, a single daemon's that used the directory
+  // before): only once no live save can be writing it.
+  Result<FileStamp> stamp = files_.Stamp(dir_ / name);
+  return stamp.ok() && stamp->mtime_ns / 1000000000 < now_() - kForeignLeftoverSeconds;
 }
 
 // For steps whose failure changes nothing of what follows: nothing relies
@@ -113,8 +155,9 @@ Result<StoreFiles::Listing> StoreFiles::ListAndRemoveTemporaries() {
   }
   Listing out;
   for (const FileEntry& f : entries.value()) {
-    switch (KindOf(f.name)) {
-      case Kind::kTemp:  // a save or metadata write cut short
+    switch (Parse(f.name).kind) {
+      case Kind::kTemp:                         // a save or metadata write cut short
+        if (!MayRemoveLeftover(f.name)) break;  // another node's, maybe in progress
         if (Result<bool> rm = files_.Remove(dir_ / f.name); !rm.ok()) {
           spdlog::warn("cannot remove the leftover {}: {}", f.name, rm.status().message());
         }
@@ -134,34 +177,59 @@ Result<StoreFiles::Listing> StoreFiles::ListAndRemoveTemporaries() {
 
 std::optional<StoredMemory> StoreFiles::LoadMeta(const std::string& meta_name) {
   const std::string hash = meta_name.substr(0, 64);
-  std::string text;
-  // An unreadable file reads as empty, which no metadata is.
-  if (!files_.Read(dir_ / meta_name, [&](const char* d, std::size_t n) { text.append(d, n); })
-           .ok()) {
-    text.clear();
-  }
-  std::variant<StoredMemory, std::string> decoded = DecodeMeta(text, hash);
   std::string why;
   std::optional<StoredMemory> e;
-  if (auto* failed = std::get_if<std::string>(&decoded)) {
-    why = *failed;
-  } else {
-    e = std::move(std::get<StoredMemory>(decoded));
-    if (e->state_file != StateName(hash, e->generation)) {
-      why = "metadata points outside its agent";
-    } else if (Result<std::uint64_t> size = files_.FileSize(dir_ / e->state_file);
-               !size.ok() || static_cast<long long>(size.value()) != e->info.bytes) {
-      why = "state file missing or of the wrong size";
-    } else if (e->fingerprint != fingerprint_) {
-      why = "saved with another model or settings";
+  // In a shared directory another node may replace the metadata and delete
+  // the state file it named between two reads here: read it once more then.
+  for (int attempt = 0; attempt < (shared() ? 2 : 1); ++attempt) {
+    std::string text;
+    if (!files_.Read(dir_ / meta_name, [&](const char* d, std::size_t n) { text.append(d, n); })
+             .ok()) {
+      Result<bool> exists = files_.Exists(dir_ / meta_name);
+      if (exists.ok() && !exists.value()) return std::nullopt;  // deleted meanwhile
+      text.clear();  // unreadable reads as empty, which no metadata is
     }
+    std::variant<StoredMemory, std::string> decoded = DecodeMeta(text, hash);
+    why.clear();
+    e.reset();
+    if (auto* failed = std::get_if<std::string>(&decoded)) {
+      why = *failed;
+      break;
+    }
+    e = std::move(std::get<StoredMemory>(decoded));
+    if (!NamesStateOf(e->state_file, hash, e->generation)) {
+      why = "metadata points outside its agent";
+      break;
+    }
+    if (Result<std::uint64_t> size = files_.FileSize(dir_ / e->state_file);
+        !size.ok() || static_cast<long long>(size.value()) != e->info.bytes) {
+      why = "state file missing or of the wrong size";
+      continue;
+    }
+    if (e->fingerprint != fingerprint_) why = "saved with another model or settings";
+    break;
   }
   if (why.empty()) return e;
   spdlog::warn("quarantining memory {}: {}", hash.substr(0, 12), why);
   // Only a state file of this agent's own naming goes along.
-  const bool own_state = e && e->state_file == StateName(hash, e->generation);
+  const bool own_state = e && NamesStateOf(e->state_file, hash, e->generation);
   Quarantine(hash, own_state ? e->state_file : "", why);
   return std::nullopt;
+}
+
+std::optional<StoredMemory> StoreFiles::ReadCurrent(const AgentId& agent) {
+  return LoadMeta(MetaName(Hash(agent)));
+}
+
+std::string StoreFiles::StateFileOnDisk(const std::string& hash) {
+  std::string text;
+  if (!files_.Read(dir_ / MetaName(hash), [&](const char* d, std::size_t n) { text.append(d, n); })
+           .ok()) {
+    return "";
+  }
+  std::variant<StoredMemory, std::string> decoded = DecodeMeta(text, hash);
+  auto* e = std::get_if<StoredMemory>(&decoded);
+  return e ? e->state_file : "";
 }
 
 void StoreFiles::RemoveOrphans(const std::vector<std::string>& states,
@@ -173,6 +241,7 @@ void StoreFiles::RemoveOrphans(const std::vector<std::string>& states,
     if (referenced.count(name)) continue;
     Result<bool> exists = files_.Exists(dir_ / name);
     if (!exists.ok() || !exists.value()) continue;  // quarantined with its metadata
+    if (!MayRemoveLeftover(name)) continue;         // another node's save, maybe in progress
     if (unloaded.count(name.substr(0, 64))) {
       // Its metadata could not be read, maybe only for now: kept aside.
       Quarantine(name.substr(0, 64), name, "the state of metadata that could not be loaded",
@@ -202,6 +271,8 @@ Status StoreFiles::CommitSave(StoredMemory* e, const std::string& old_state_file
   if (!s.ok()) return s;
   e->info.bytes = static_cast<long long>(digest->size);
   e->checksum = digest->xxh64;
+  // In a shared directory, the file another node's save made the memory.
+  const std::string replaced = shared() ? StateFileOnDisk(hash) : "";
   if (s = WriteMeta(*e); !s.ok()) {
     RemoveQuietly(dir_ / e->state_file);  // the old metadata still rules
     return s;
@@ -215,22 +286,28 @@ Status StoreFiles::CommitSave(StoredMemory* e, const std::string& old_state_file
     spdlog::warn("saved agent {} but could not fsync the directory: {}", e->info.agent.ForLog(),
                  synced.message());
   }
-  if (!old_state_file.empty()) RemoveQuietly(dir_ / old_state_file);
+  for (const std::string& old : {old_state_file, replaced}) {
+    if (!old.empty() && old != e->state_file) RemoveQuietly(dir_ / old);
+  }
   return Status::Ok();
 }
 
 Status StoreFiles::WriteMeta(const StoredMemory& e) {
   const std::string hash = Hash(e.info.agent);
-  const fs::path temp = dir_ / (hash + kMetaSuffix + kTempSuffix);
+  const fs::path temp = dir_ / MetaTempName(hash);
   Status s = files_.WriteFile(temp, EncodeMeta(e));
   if (s.ok()) s = files_.SyncFile(temp);
-  if (s.ok()) s = files_.Rename(temp, dir_ / (hash + kMetaSuffix));
+  if (s.ok()) s = files_.Rename(temp, dir_ / MetaName(hash));
   return s;
+}
+
+std::string StoreFiles::MetaTempName(const std::string& hash) const {
+  return MetaName(hash) + (node_.empty() ? "" : "." + node_) + kTempSuffix;
 }
 
 void StoreFiles::RemoveTemporaries(const std::string& hash, long long generation) {
   RemoveQuietly(dir_ / SaveTempName(hash, generation));
-  RemoveQuietly(dir_ / (hash + kMetaSuffix + kTempSuffix));
+  RemoveQuietly(dir_ / MetaTempName(hash));
 }
 
 Status StoreFiles::Check(const StoredMemory& e, std::int64_t now,
@@ -273,9 +350,14 @@ Status StoreFiles::Copy(const std::string& state_file, const std::string& temp) 
   return Status::Error(ErrorCode::kIo, "cannot copy memory: " + s.message());
 }
 
-void StoreFiles::Delete(const AgentId& agent, const std::string& state_file) {
+bool StoreFiles::Delete(const AgentId& agent, const std::string& state_file) {
+  const std::string hash = Hash(agent);
+  if (shared()) {
+    const std::string on_disk = StateFileOnDisk(hash);
+    if (!on_disk.empty() && on_disk != state_file) return false;  // saved since, elsewhere
+  }
   // The metadata first: without it the state file is an orphan, never restored.
-  RemoveQuietly(dir_ / (Hash(agent) + kMetaSuffix));
+  RemoveQuietly(dir_ / MetaName(hash));
   if (!state_file.empty()) RemoveQuietly(dir_ / state_file);
   if (Status synced = files_.SyncDir(dir_); !synced.ok()) {
     // The files are gone from this process's view; a crash now could bring
@@ -283,6 +365,7 @@ void StoreFiles::Delete(const AgentId& agent, const std::string& state_file) {
     spdlog::warn("deleted the memory of agent {} but could not fsync the directory: {}",
                  agent.ForLog(), synced.message());
   }
+  return true;
 }
 
 std::optional<std::uint64_t> StoreFiles::FreeBytes() {
@@ -298,13 +381,19 @@ void StoreFiles::Quarantine(const std::string& hash, const std::string& state_fi
     MutexLock lock(mu_);
     if (new_event) ++quarantined_;
     // Zero-padded: names sort oldest first.
-    prefix = fmt::format("{:012d}-{:06d}.", now_(), ++quarantine_seq_ % 1000000);
+    // Another node quarantines into the same directory: its names differ.
+    prefix = fmt::format("{:012d}-{:06d}{}.", now_(), ++quarantine_seq_ % 1000000,
+                         node_.empty() ? "" : "-" + node_);
   }
   const fs::path q = dir_ / kQuarantine;
   // Each step on its own: whatever moves is kept aside, whatever fails is
   // logged and the rest still tried.
   LogIfFailed(files_.CreateDirs(q));
-  LogIfFailed(files_.Rename(dir_ / (hash + kMetaSuffix), q / (prefix + hash + kMetaSuffix)));
+  // In a shared directory the metadata may name another node's newer save
+  // by now: it goes only if it still names the bad file.
+  if (!shared() || state_file.empty() || StateFileOnDisk(hash) == state_file) {
+    LogIfFailed(files_.Rename(dir_ / MetaName(hash), q / (prefix + MetaName(hash))));
+  }
   if (!state_file.empty()) LogIfFailed(files_.Rename(dir_ / state_file, q / (prefix + state_file)));
   LogIfFailed(files_.WriteFile(q / (prefix + hash + ".reason"), reason + '\n'));
   PruneQuarantine();

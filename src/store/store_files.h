@@ -38,23 +38,35 @@ class StoreFiles {
  public:
   using WallClock = std::function<std::int64_t()>;  // unix seconds
 
+  // `node`: this node's name in a memory directory shared with other
+  // agentkv nodes (see store.h), "" when the directory is this daemon's alone.
   StoreFiles(FileSystem& files, std::filesystem::path dir, std::string fingerprint,
-             QuarantineBounds bounds, WallClock now);
+             QuarantineBounds bounds, WallClock now, std::string node = "");
 
   const std::filesystem::path& dir() const { return dir_; }
   const std::string& fingerprint() const { return fingerprint_; }
+  bool shared() const { return !node_.empty(); }
   // The name of every file of `agent` starts with it.
   static std::string Hash(const AgentId& agent);
-  // H.<generation>.kv
-  static std::string StateName(const std::string& hash, long long generation);
-  // The temporary a save of that generation writes: H.<generation>.kv.tmp
-  static std::string SaveTempName(const std::string& hash, long long generation);
+  // H.<generation>.kv, or H.<generation>.<node>.kv in a shared directory.
+  std::string StateName(const std::string& hash, long long generation) const;
+  // The temporary a save of that generation writes: its state name + .tmp
+  std::string SaveTempName(const std::string& hash, long long generation) const;
+  // True if `name` is "[a-z0-9-]{1,32}": a node name fit for file names.
+  static bool ValidNodeName(const std::string& name);
 
   // Creates the directory and quarantine/, removes the temporaries a crash
   // left, loads every metadata file (quarantining the bad ones) and removes
   // the state files no metadata points to. kIo if the directory cannot be
-  // created or listed; one bad entry never stops it.
+  // created or listed; one bad entry never stops it. In a shared directory
+  // it removes only this node's leftovers, and other nodes' once they are
+  // older than kForeignLeftoverSeconds (a live node's are younger).
   Result<std::vector<StoredMemory>> Recover();
+  static constexpr std::int64_t kForeignLeftoverSeconds = 3600;
+
+  // A shared directory: the agent's metadata as it is on disk now, checked
+  // as Recover checks it (a bad one is quarantined); nullopt if it has none.
+  std::optional<StoredMemory> ReadCurrent(const AgentId& agent);
 
   // The save protocol from a complete temporary (see store.h): checks it
   // (fsync; with `expected`, its checksum), renames it to e->state_file,
@@ -78,8 +90,10 @@ class StoreFiles {
 
   // Copies a state file to a save's temporary (a fork).
   Status Copy(const std::string& state_file, const std::string& temp);
-  // Deletes an agent's files; the metadata first.
-  void Delete(const AgentId& agent, const std::string& state_file);
+  // Deletes an agent's files; the metadata first. In a shared directory,
+  // only if its metadata still points to `state_file` (another node may have
+  // saved the agent since); returns false if it left them for that reason.
+  bool Delete(const AgentId& agent, const std::string& state_file);
   // Bytes free in the directory's file system, nullopt if unknown.
   std::optional<std::uint64_t> FreeBytes();
 
@@ -101,6 +115,10 @@ class StoreFiles {
   };
   Result<Listing> ListAndRemoveTemporaries();
   std::optional<StoredMemory> LoadMeta(const std::string& meta_name);
+  // The metadata's state file on disk now, "" if it has none or is unreadable.
+  std::string StateFileOnDisk(const std::string& hash);
+  // May Recover remove this leftover (a temporary or an orphan state file)?
+  bool MayRemoveLeftover(const std::string& name);
   // Removes `states` no metadata points to; keeps aside those whose
   // metadata could not be loaded (`unloaded` hashes).
   void RemoveOrphans(const std::vector<std::string>& states,
@@ -109,6 +127,8 @@ class StoreFiles {
   Result<FileDigest> CheckTemp(const std::filesystem::path& temp,
                                std::optional<std::uint64_t> expected);
   Status WriteMeta(const StoredMemory& e);
+  // H.meta.tmp, or H.meta.<node>.tmp in a shared directory.
+  std::string MetaTempName(const std::string& hash) const;
   static void LogIfFailed(const Status& s);
   void RemoveQuietly(const std::filesystem::path& file);
 
@@ -117,6 +137,7 @@ class StoreFiles {
   const std::string fingerprint_;
   const QuarantineBounds bounds_;
   const WallClock now_;
+  const std::string node_;
 
   mutable Mutex mu_;
   int quarantined_ GUARDED_BY(mu_) = 0;

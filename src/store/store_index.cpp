@@ -153,6 +153,21 @@ std::optional<StoredMemory> StoreIndex::EraseLocked(const AgentId& agent) {
   return m;
 }
 
+bool StoreIndex::Refresh(const AgentId& agent, const std::optional<StoredMemory>& on_disk) {
+  MutexLock lock(mu_);
+  if (removing_.count(agent) || in_use_.count(agent)) return false;
+  const StoredMemory* current = FindLocked(agent);
+  if (on_disk && current && current->state_file == on_disk->state_file) return true;  // the same
+  const std::int64_t last_used = current ? current->info.last_used : 0;
+  EraseLocked(agent);
+  if (!on_disk) return true;
+  StoredMemory m = *on_disk;
+  m.info.last_used = std::max(m.info.last_used, last_used);
+  total_bytes_ += static_cast<std::uint64_t>(m.info.bytes);
+  memories_.insert_or_assign(agent, std::move(m));
+  return true;
+}
+
 std::optional<StoredMemory> StoreIndex::Take(const AgentId& agent) {
   MutexLock lock(mu_);
   return EraseLocked(agent);

@@ -95,6 +95,12 @@ class StoreIndex {
   // Ends one hold of BeginSave or Hold.
   void Release(const AgentId& agent);
 
+  // Makes the agent's entry what its metadata on disk says now (`on_disk`,
+  // nullopt: none), keeping its last use; a shared directory's other nodes
+  // change it. False, and nothing changed, while the agent is being saved
+  // or removed or is held here: this node's own view rules then.
+  bool Refresh(const AgentId& agent, const std::optional<StoredMemory>& on_disk);
+
   // Takes the agent's memory out of the index (Store::Quarantine).
   std::optional<StoredMemory> Take(const AgentId& agent);
   // Waits while another removal of the agent runs, then takes its memory

@@ -213,7 +213,9 @@ TEST_F(StoreTest, AForkWhoseCopyDoesNotMatchTheParentsChecksumGivesTheChildNothi
 }
 
 TEST_F(StoreTest, ASaveIsRefusedWhenTheDiskIsTooFull) {
-  auto s = std::make_unique<Store>(dir_, "fp", StoreOptions{0, ~std::uint64_t{0} >> 2});
+  StoreOptions o;
+  o.min_free_bytes = ~std::uint64_t{0} >> 2;
+  auto s = std::make_unique<Store>(dir_, "fp", o);
   ASSERT_TRUE(s->Open().ok());
   EXPECT_EQ(s->BeginSave(Id("a"), 100).status().code(), ErrorCode::kIo);
 }
