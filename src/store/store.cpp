@@ -149,6 +149,15 @@ Result<RestoreFile> Store::PrepareRestore(const AgentId& agent) {
   const std::int64_t now = now_();
   std::optional<FileStamp> verified;
   Status checked = files_.Check(*e, now, &verified);
+  if (!checked.ok() && checked.code() != ErrorCode::kIo && shared()) {
+    // Another node may have saved the agent since this one looked, and
+    // deleted the file looked at: the newer memory is the one to check.
+    if (std::optional<std::string> newer = Refresh(agent); newer && *newer != e->state_file) {
+      e = index_.Lookup(agent);
+      if (!e) return Status::Error(ErrorCode::kNotFound, "no memory for agent " + agent.str());
+      checked = files_.Check(*e, now, &verified);
+    }
+  }
   if (checked.code() == ErrorCode::kIo) {
     return Status::Error(ErrorCode::kIo, "cannot read the memory of agent " + agent.str() +
                                              " now: " + checked.message());

@@ -82,6 +82,17 @@ TEST_F(SharedStoreTest, WhatOneNodeSavesTheOtherFindsOnRefresh) {
   EXPECT_EQ(Restored(*a, "planner"), "turn-2");
 }
 
+TEST_F(SharedStoreTest, AFileReplacedElsewhereBeforeItsRestoreIsNotQuarantined) {
+  auto a = Node("node-a");
+  auto b = Node("node-b");
+  ASSERT_TRUE(Save(*a, "planner", "turn-1").ok());
+  b->Refresh(Id("planner"));
+  ASSERT_TRUE(Save(*b, "planner", "turn-2").ok());  // deletes a's file
+  // a did not look again: its index names the deleted file.
+  EXPECT_EQ(Restored(*a, "planner"), "turn-2");
+  EXPECT_EQ(a->quarantined(), 0);
+}
+
 TEST_F(SharedStoreTest, EachNodeWritesNamesOfItsOwnAndTheLastSaveRules) {
   auto a = Node("node-a");
   auto b = Node("node-b");
