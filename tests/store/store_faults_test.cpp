@@ -225,6 +225,34 @@ INSTANTIATE_TEST_SUITE_P(
                       CrashPoint{{"MetaRenamed", Op::kRemove, ".kv"}, true}),
     StepName<CrashPoint>);
 
+// The same crash points in a shared directory, where this node's names
+// carry its id: its restart removes its own leftovers.
+class SharedStoreCrashTest : public StoreCrashTest {};
+
+TEST_P(SharedStoreCrashTest, ACrashAtThisStepOfASharedSaveLeavesTheOldOrTheNewMemory) {
+  StoreOptions shared;
+  shared.node = "node-a";
+  {
+    auto s = Open(nullptr, shared);
+    ASSERT_TRUE(Save(*s, "a", "old").ok());
+    faults_.CrashAt(GetParam().step.op, GetParam().step.suffix);
+    EXPECT_EQ(Save(*s, "a", "newer").ok(), GetParam().expect_new);
+    ASSERT_TRUE(faults_.crashed());
+  }
+  ExpectMemory(*Open(&RealFileSystem(), shared), GetParam().expect_new ? "newer" : "old");
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    EveryStep, SharedStoreCrashTest,
+    ::testing::Values(CrashPoint{{"BeforeTheStateTempIsSynced", Op::kSyncFile, ".node-a.kv.tmp"},
+                                 false},
+                      CrashPoint{{"StateTempWritten", Op::kRename, ".node-a.kv.tmp"}, false},
+                      CrashPoint{{"StateRenamed", Op::kWriteFile, ".meta.node-a.tmp"}, false},
+                      CrashPoint{{"MetaTempWritten", Op::kRename, ".meta.node-a.tmp"}, false},
+                      CrashPoint{{"MetaRenamedBeforeTheDirectorySync", Op::kSyncDir, ""}, true},
+                      CrashPoint{{"MetaRenamed", Op::kRemove, ".node-a.kv"}, true}),
+    StepName<CrashPoint>);
+
 // A step of a commit that fails, and the errno it fails with.
 struct FailedStep {
   Step step;
