@@ -306,6 +306,13 @@ class Soak:
         res = call(self.port, "DELETE", f"/admin/agents/{agent_id}")
         return self.record("delete", res, agent=agent_id, seat=seat)
 
+    def forget(self, agent, seat):
+        """The seat DELETEs its agent and starts its conversation over; a 404
+        (its memory was already gone: another DELETE, or the disk budget)
+        starts it over too."""
+        if self.delete(agent.id, seat)["status"] in (200, 404):
+            agent.history, agent.context = agent.history[:1], 0
+
     def warm(self, agent_id, seat=None):
         res = call(self.port, "POST", f"/admin/agents/{agent_id}/warm")
         j = json_of(res) if res["status"] == 200 else None
@@ -339,8 +346,7 @@ class Soak:
                 break
             agent = self.seats[seat]
             if agent.context > CONTEXT_CAP:  # the context is full: start over
-                if self.delete(agent.id, seat)["status"] == 200:
-                    agent.history, agent.context = agent.history[:1], 0
+                self.forget(agent, seat)
                 continue
             op = rng.choices(names, weights)[0]
             if op in ("turn", "stream", "abort"):
@@ -348,8 +354,7 @@ class Soak:
             elif op == "stateless":
                 self.stateless(seat, rng)
             elif op == "delete":
-                if self.delete(agent.id, seat)["status"] == 200:
-                    agent.history, agent.context = agent.history[:1], 0
+                self.forget(agent, seat)
             elif op == "warm":
                 self.warm(agent.id, seat)
             elif op in ("spawn", "fork"):
@@ -585,9 +590,10 @@ def main():
         restart_log = [line.strip() for line in f
                        if any(w in line for w in ("quarantin", "orphan", "leftover"))]
 
-    with open(os.path.join(work, "events.json"), "w") as f:  # every request, for a closer look
-        json.dump([{k: (v.decode(errors="replace") if isinstance(v, bytes) else v)
-                    for k, v in e.items()} for e in soak.events], f)
+    with open(os.path.join(work, "events.json"), "w") as f:  # for a closer look
+        json.dump({"rss": rss, "dirs": dirs, "kill": soak.kill, "events": [
+            {k: (v.decode(errors="replace") if isinstance(v, bytes) else v)
+             for k, v in e.items()} for e in soak.events]}, f)
     snapshots = snapshot_sizes(os.path.join(work, "agentkv.log"), prefixes)
     counts, bad, own_max, inherited = judge(soak.events, soak.agents, foreign, snapshots)
     text = report(args, SimpleNamespace(
@@ -646,13 +652,20 @@ def answers_section(r):
     answered_5xx = [e for e in ev if e["status"] and e["status"] >= 500]
     out = ["## Requests (each with a client timeout of %.0f s)" % CLIENT_TIMEOUT, "",
            status_table(ev), "",
-           f"{len(ev)} requests, {len(ev) / max(r.end_s, 1):.1f}/s. Streams: "
+           f"{len(ev)} requests, {len(ev) / max(r.end_s, 1):.1f}/s, {len(r.soak.agents)} agent "
+           f"ids in all ({len(r.soak.seats)} driven at a time). Streams: "
            f"{by_outcome.get('complete', 0)} complete, {by_outcome.get('aborted', 0)} aborted "
            f"by the client as planned, {by_outcome.get('error event', 0)} ended by an error "
            f"event from agentkv, {by_outcome.get('truncated', 0)} cut short. "
            f"Answered 5xx: {len(answered_5xx)} {dict(Counter(e['status'] for e in answered_5xx))}"
            f", of which {sum(1 for e in answered_5xx if id(e) in in_kill)} overlapped the "
            f"llama-server kill window.", ""]
+    last_turn = {}
+    for e in ev:
+        if e["kind"] in TURN_KINDS and e.get("seat") is not None:
+            last_turn[e["seat"]] = max(last_turn.get(e["seat"], 0), e["end"])
+    idle = sorted(s for s in range(len(r.soak.seats)) if last_turn.get(s, 0) < r.end_s - 60)
+    out += [f"Seats with no turn in the last minute of the load: {len(idle)} {idle or ''}", ""]
     if failures:
         out += ["Failures (no answer, a dropped connection or a stream cut short):"]
         out += [f"  t={e['start']:.1f}s {e['kind']} {e.get('agent')}: {e['error'] or ''} "
