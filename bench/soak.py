@@ -72,7 +72,7 @@ SLOTS = 4
 CTX_PER_SLOT = 4096
 CONTEXT_CAP = 3000      # an agent past this many tokens deletes itself and starts over
 CLIENT_TIMEOUT = 180.0  # above agentkv's --queue-timeout-ms (120 s): agentkv answers first
-RSS_FLAT_MB_PER_MIN = 0.5
+RSS_FLAT_MB_PER_MIN = 0.1  # 6 MB an hour
 
 # What a seat (one of the 64 agents being driven) does next, by weight.
 OPS = (("turn", 34), ("stream", 34), ("abort", 8), ("stateless", 3), ("spawn", 4),
@@ -430,6 +430,30 @@ def proc_status(pid):
             "threads": int(fields["Threads"]), "fds": fds}
 
 
+def rss_by_mapping(pid):
+    """agentkv's RSS in kB by kind of mapping, from /proc/<pid>/smaps: the
+    main heap, thread stacks (anonymous mappings of exactly 8 MiB, the
+    default stack size), other anonymous memory (malloc's per-thread arenas,
+    large allocations) and files (the binary, libraries)."""
+    kinds = Counter()
+    kind = None
+    try:
+        with open(f"/proc/{pid}/smaps") as f:
+            for line in f:
+                fields = line.split()
+                if "-" in fields[0] and not fields[0].endswith(":"):
+                    start, end = (int(x, 16) for x in fields[0].split("-"))
+                    name = fields[5] if len(fields) > 5 else ""
+                    kind = ("heap" if name == "[heap]" else
+                            "files" if name.startswith("/") else
+                            "stacks" if not name and end - start == 8 << 20 else "other anon")
+                elif fields[0] == "Rss:":
+                    kinds[kind] += int(fields[1])
+    except OSError:
+        return None
+    return dict(kinds)
+
+
 def sample_rss(soak, pid, samples):
     while not soak.stop.is_set():
         s = proc_status(pid)
@@ -438,6 +462,8 @@ def sample_rss(soak, pid, samples):
             child = proc_status(kids[0]) if kids else None
             s["t"] = soak.now()
             s["llama_rss_kb"] = child["rss_kb"] if child else None
+            if len(samples) % 10 == 0:
+                s["mappings"] = rss_by_mapping(pid)
             samples.append(s)
         soak.stop.wait(1.0)
 
@@ -799,6 +825,20 @@ def process_section(r):
                    fmt(rss[-1]["rss_kb"] / 1024, 1),
                    f"{slope:+.3f} MB/min ({slope * span:+.2f} MB over {span:.1f} min)"],
                   row("threads", "threads"), row("open fds", "fds")]), ""]
+    third = slope_per_min([(s["t"], s["rss_kb"] / 1024) for s in half if s["t"] < end_s * 3 / 4])
+    fourth = slope_per_min([(s["t"], s["rss_kb"] / 1024) for s in half if s["t"] >= end_s * 3 / 4])
+    out += [f"RSS slope over the third quarter of the load {third:+.3f} MB/min, over the last "
+            f"quarter {fourth:+.3f} MB/min.", ""]
+    mapped = [s for s in half if s.get("mappings")]
+    if len(mapped) > 1:
+        kinds = sorted(set(mapped[0]["mappings"]) | set(mapped[-1]["mappings"]))
+        def mb(s, k):
+            return s["mappings"].get(k, 0) / 1024
+
+        rows = [[k, fmt(mb(mapped[0], k), 1), fmt(mb(mapped[-1], k), 1),
+                 f"{slope_per_min([(s['t'], mb(s, k)) for s in mapped]):+.3f}"] for k in kinds]
+        out += ["RSS by kind of mapping (/proc/<pid>/smaps every 10 s) over the second half:", "",
+                table(["mapping", "MB at its start", "MB at its end", "slope MB/min"], rows), ""]
     llama = [s["llama_rss_kb"] for s in rss if s["llama_rss_kb"]]
     if r.last_rss and llama:
         out += [f"At rest after the load: RSS {r.last_rss['rss_kb'] / 1024:.1f} MB, peak "
