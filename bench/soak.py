@@ -22,9 +22,10 @@ At the end it checks and prints:
     prompts share. From each answer's timings (cache_n, prompt_n) and
     X-Agentkv-Placement: no turn reuses more tokens than the agent (or the
     parent it was forked from) had sent and been answered before; a cold,
-    stateless or new agent's turn, and a turn after a DELETE, reuse nothing;
-    no turn reuses a prefix no longer than what it shares with another agent;
-    /admin/agents shows no agent holding more tokens than that;
+    stateless or new agent's turn, and a turn after a DELETE, reuse nothing
+    but a prefix snapshot, whole; no turn reuses a prefix no longer than
+    what it shares with another agent; /admin/agents shows no agent holding
+    more tokens than that;
   - the memory directory matches GET /admin/agents: every agent listed with
     saved memory has its metadata and state file (of the listed size), no
     other metadata, no orphan generations and no temporaries once idle (the
@@ -32,7 +33,8 @@ At the end it checks and prints:
     while a save runs), agents last DELETEd are gone; the same listing comes
     back after agentkv is restarted on the directory;
   - agentkv's RSS (VmRSS in /proc/<pid>/status, each second): first, peak,
-    last, and the slope of a least-squares line over the second half.
+    last, and the slope of a least-squares line over the second half (flat:
+    under 0.1 MB/min), with its threads, open fds and RSS by kind of mapping.
 
 Usage:
   python3 bench/soak.py [--minutes 10 | --quick] [--agentkv build/agentkv]
@@ -111,8 +113,9 @@ def stream(port, path, body, headers, abort_after=None, timeout=CLIENT_TIMEOUT):
     """One streamed chat turn. With abort_after, the socket is shut after that
     many content chunks. Returns call()'s fields plus content, timings (the
     latest seen; each chunk carries them with timings_per_token), chunks and
-    outcome: 'complete' ([DONE] seen), 'aborted', 'truncated' (the stream
-    ended without [DONE]) or 'error' (a non-200 answer)."""
+    outcome: 'complete' ([DONE] seen), 'aborted', 'error event' (agentkv
+    ended the stream with an error), 'truncated' (the stream ended without
+    [DONE]) or 'error' (a non-200 answer)."""
     start = time.monotonic()
     out = {"status": None, "headers": {}, "body": b"", "error": None, "content": "",
            "timings": None, "chunks": 0, "outcome": None}
