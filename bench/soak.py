@@ -541,6 +541,7 @@ def main():
     args = ap.parse_args()
     minutes = 1.0 if args.quick else args.minutes
     rng = random.Random(args.seed)
+    commit = git_head()  # the one this run starts from
 
     work = tempfile.mkdtemp(prefix="agentkv-soak-")
     memory_dir = os.path.join(work, "memory")
@@ -626,8 +627,8 @@ def main():
     snapshots = snapshot_sizes(os.path.join(work, "agentkv.log"), prefixes)
     counts, bad, own_max, inherited = judge(soak.events, soak.agents, foreign, snapshots)
     text = report(args, SimpleNamespace(
-        serve=serve, minutes=minutes, soak=soak, work=work, rss=rss, dirs=dirs, hung=hung,
-        end_s=end_s, listing=listing, figures=figures, problems=problems, stats=stats,
+        commit=commit, serve=serve, minutes=minutes, soak=soak, work=work, rss=rss, dirs=dirs,
+        hung=hung, end_s=end_s, listing=listing, figures=figures, problems=problems, stats=stats,
         metrics=metrics, stop=stop, relisted=relisted, restart_log=restart_log, counts=counts,
         bad=bad, own_max=own_max, inherited=inherited, foreign=foreign, last_rss=last_rss))
     print(text)
@@ -656,7 +657,7 @@ def git_head():
 
 def header(args, r):
     return [f"# python3 bench/soak.py {' '.join(sys.argv[1:])}",
-            f"# {datetime.datetime.now().isoformat(timespec='seconds')}, commit {git_head()}",
+            f"# {datetime.datetime.now().isoformat(timespec='seconds')}, commit {r.commit}",
             f"# {platform.node()}: {os.cpu_count()} cores, {platform.platform()}",
             f"agentkv {args.agentkv}; model {args.model} "
             f"({os.path.getsize(args.model) / 1e6:.0f} MB); {SLOTS} slots x {CTX_PER_SLOT} "
