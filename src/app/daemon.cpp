@@ -207,6 +207,7 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(DaemonOptions o) {
   hooks.wait_upstream = [supervisor = d->supervisor_.get(), wait = o.upstream_wait] {
     return supervisor->WaitUp(wait);
   };
+  hooks.upstream_unreachable = [supervisor = d->supervisor_.get()] { supervisor->Suspect(); };
   // A snapshot is restored under prompts that go on differently: the KV
   // must be cut back to the shared part, which recurrent and sliding-window
   // caches cannot do.

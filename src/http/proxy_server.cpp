@@ -566,6 +566,15 @@ Status ProxyServer::HandleInference(const httplib::Request& req, const std::stri
     };
   }
   Result<Lease> lease = placer_.Place(tenant.value(), start_from);
+  if (!lease.ok() && lease.status().code() == ErrorCode::kUpstreamDown &&
+      hooks_.upstream_unreachable) {
+    // llama-server died while the slot was being prepared, before the health
+    // watch noticed: wait for its restart as a request arriving then would,
+    // and place again (the slot it held is gone with it).
+    hooks_.upstream_unreachable();
+    if (!hooks_.wait_upstream()) return Error(ErrorCode::kUnavailable, "llama-server is down");
+    lease = placer_.Place(tenant.value(), start_from);
+  }
   if (!lease.ok()) return lease.status();
   if (new_agent) hooks_.prefixes->Build(lease.value(), prefix, new_agent->tokens, prompt_key);
   PinToSlot(body, lease->slot());

@@ -68,6 +68,9 @@ class ProxyServer {
     std::function<GaugeSnapshot()> gauges;  // for /metrics and /readyz
     // Blocks while llama-server is down, within bounds; false: still down.
     std::function<bool()> wait_upstream;
+    // A request could not reach llama-server: have it checked now (see
+    // UpstreamSupervisor::Suspect). Null: nothing to tell.
+    std::function<void()> upstream_unreachable;
     // New agents start from prefix snapshots; null: they start empty.
     PrefixPath* prefixes = nullptr;
   };

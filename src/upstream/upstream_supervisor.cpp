@@ -94,8 +94,23 @@ void UpstreamSupervisor::WatchLoop() {
 
 bool UpstreamSupervisor::Pause(std::chrono::milliseconds how_long) {
   const WaitClock::TimePoint until = clock_->Now() + how_long;
-  while (!Stopping() && clock_->Now() < until) clock_->WaitUntil(until);
+  auto interrupted = [this] {
+    MutexLock lock(mu_);
+    return stopping_ || std::exchange(check_now_, false);
+  };
+  while (!interrupted() && clock_->Now() < until) clock_->WaitUntil(until);
   return !Stopping();
+}
+
+void UpstreamSupervisor::Suspect() {
+  {
+    MutexLock lock(mu_);
+    if (!up_) return;  // known down already: the watch is on it
+    up_ = false;
+    check_now_ = true;
+  }
+  spdlog::warn("a request could not reach llama-server: checking it now");
+  clock_->Wake();
 }
 
 // A llama-server that was down and answers again has lost every slot's KV.

@@ -77,6 +77,11 @@ class UpstreamSupervisor {
   void Watch();
 
   bool IsUp() const;
+  // A request could not reach llama-server: the gate is down until a health
+  // check says otherwise, and the watch runs that check (and a restart if
+  // the child died) now rather than at its next interval. WaitUp() callers
+  // then wait for the outcome instead of failing against a dead upstream.
+  void Suspect();
   // Returns true at once if llama-server is up, else blocks until it is or
   // `timeout` (real time: a request's bound) passes or Stop begins; returns
   // whether it is up then.
@@ -127,6 +132,7 @@ class UpstreamSupervisor {
   bool up_ GUARDED_BY(mu_) = false;
   bool stopping_ GUARDED_BY(mu_) = false;
   bool watch_idle_ GUARDED_BY(mu_) = true;  // no watch loop runs
+  bool check_now_ GUARDED_BY(mu_) = false;  // Suspect() asked for a check
   std::optional<std::chrono::seconds> stop_grace_ GUARDED_BY(mu_);
 };
 

@@ -12,6 +12,7 @@
 #include <condition_variable>
 #include <cstring>
 #include <fstream>
+#include <future>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -144,6 +145,30 @@ TEST_F(DurabilityTest, AgentsContinueThroughALlamaServerRestart) {
     }
   }
   EXPECT_GE(daemon_->placer().stats().resets, 1);
+}
+
+// llama-server dies just before a request is placed, before the health
+// watch (here every 3 s) has noticed: the placement's restore and erase meet
+// a dead upstream. The request waits for llama-server's return, as one
+// arriving a moment later would, and is then served warm, not 502.
+TEST_F(DurabilityTest, ARequestPlacedJustAfterLlamaServerDiedWaitsForItsReturn) {
+  StartDaemon([](DaemonOptions& o) { o.health_interval = std::chrono::seconds(3); });
+  std::vector<std::string> convo(3);
+  for (int i = 0; i < 3; ++i) {
+    convo[i] = Words(60 + i, 120);
+    Turn(daemon_->port(), "d" + std::to_string(i), convo[i]);
+  }
+  daemon_->placer().DrainSaves();  // d0 was evicted: its next turn restores
+  ::kill(llama_.pid(), SIGKILL);
+  llama_.Stop();
+  auto next = std::async(std::launch::async, [&] {
+    return Turn(daemon_->port(), "d0", convo[0] + " " + Words(70, 20));
+  });
+  StartLlama(testing::TestModel());
+  const Reply r = next.get();
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.placement, "restored");
+  EXPECT_GT(r.cache_n(), 100) << "its memory came back";
 }
 
 // The disk budget holds under a workload that exceeds it.

@@ -112,6 +112,31 @@ TEST(UpstreamSupervisor, RestartsAChildThatDiedAndReportsItUpAgain) {
   EXPECT_NE(s.supervisor().child_pid(), first);
 }
 
+TEST(UpstreamSupervisor, ARequestThatCouldNotReachItHasItCheckedAndRestartedAtOnce) {
+  Supervised s;
+  s.Run();
+  ASSERT_EQ(s.clock().NextWait(), seconds(10)) << "the watch waits its interval";
+  s.child().Die();
+  s.supervisor().Suspect();
+  EXPECT_FALSE(s.supervisor().IsUp()) << "requests wait instead of failing against it";
+  // Checked now, not 10 s later: found dead, restarted after the first backoff.
+  EXPECT_EQ(s.clock().NextWait(), seconds(1));
+  s.Step();
+  EXPECT_TRUE(s.supervisor().WaitUp(kBound));
+  EXPECT_EQ(s.child().spawns(), 2);
+}
+
+TEST(UpstreamSupervisor, ASuspicionTheCheckDispelsOpensTheGateAgainWithoutLosingTheSlots) {
+  Supervised s;
+  s.Run();
+  ASSERT_EQ(s.clock().NextWait(), seconds(10));
+  s.supervisor().Suspect();
+  EXPECT_TRUE(s.supervisor().WaitUp(kBound));
+  EXPECT_EQ(s.clock().NextWait(), seconds(10)) << "back to its interval";
+  EXPECT_TRUE(s.lost_kv().empty()) << "llama-server never went away: its slots' KV is there";
+  EXPECT_EQ(s.child().spawns(), 1);
+}
+
 TEST(UpstreamSupervisor, WaitsTwiceAsLongBeforeEachRestartInARow) {
   Supervised s;
   s.RunUntilItsChildDied();
