@@ -26,6 +26,9 @@
 #   --threads T     llama-server's --threads (default 1)
 #   -m, --model M   GGUF (default: the test model setup wrote)
 #   --agentkv BIN   (default build/agentkv)
+#   --llama-server BIN
+#                   (default: agentkv's, the one setup installed)
+#   -- ARGS         more `agentkv serve` options for every node
 # A node that runs already is kept as it is (`down` first to change its
 # options); nodes above N that an earlier `up` started are stopped.
 set -euo pipefail
@@ -42,10 +45,12 @@ CTX=2048
 THREADS=1
 MODEL=$CACHE/models/agentkv-test.gguf
 AGENTKV=$ROOT/build/agentkv
+LLAMA_SERVER=""
+NODE_ARGS=()
 READY_TIMEOUT=${AGENTKV_CLUSTER_READY_TIMEOUT:-180}
 
 die() { echo "cluster.sh: $*" >&2; exit 1; }
-usage() { sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+usage() { sed -n '2,33p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 
 # True if pid file $1 names a live process whose command line contains $2.
 alive() {
@@ -117,12 +122,15 @@ start_node() {
   memory=$DIR/memory
   if [ "$PRIVATE" = 1 ]; then id_args=(); memory=$node/memory; fi
   mkdir -p "$memory"
+  local llama_args=()
+  [ -z "$LLAMA_SERVER" ] || llama_args=(--llama-server "$LLAMA_SERVER")
   # The node writes its own pid, then becomes agentkv in a session of its
   # own: a Ctrl-C in this terminal later does not reach it.
   # shellcheck disable=SC2016  # expanded by that shell, not this one
   setsid bash -c 'echo $$ >"$0"; exec "$@"' "$node/agentkv.pid" \
     "$AGENTKV" serve --port "$port" "${id_args[@]}" --memory-dir "$memory" \
-    --slots "$SLOTS" -m "$MODEL" --llama-log "$node/llama-server.log" \
+    --slots "$SLOTS" -m "$MODEL" "${llama_args[@]}" --llama-log "$node/llama-server.log" \
+    "${NODE_ARGS[@]}" \
     -- --ctx-size "$CTX" --threads "$THREADS" >>"$node/agentkv.log" 2>&1 </dev/null &
   echo "node-$i: starting on port $port"
 }
@@ -291,7 +299,9 @@ main() {
       --threads) THREADS=$2; shift ;;
       -m|--model) MODEL=$2; shift ;;
       --agentkv) AGENTKV=$2; shift ;;
+      --llama-server) LLAMA_SERVER=$2; shift ;;
       -h|--help) usage 0 ;;
+      --) shift; NODE_ARGS=("$@"); break ;;
       [0-9]*) lb_nodes+=("$1") ;;
       *) die "unknown option $1" ;;
     esac
