@@ -19,8 +19,8 @@ import time
 from types import SimpleNamespace
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (agentic, backtoback, client, kvtypes, overhead, prefixes,  # noqa: E402
-                     procs, report, sweep, workload)
+from harness import (agentic, backtoback, client, cluster, kvtypes, overhead,  # noqa: E402
+                     prefixes, procs, report, sweep, workload)
 from harness.progress import Progress  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -32,6 +32,14 @@ WORKLOAD = {"agents": 8, "slots": 2, "rounds": 4, "answer_tokens": 100,
 # Scenario 7, coding agents: published traces scaled to 2 cores (bench/README.md).
 AGENTIC = {"agents": 3, "prefix_tokens": 1500, "tool_tokens": [200, 800],
            "answer_tokens": [30, 60], "think_s": [2, 8], "context_tokens": 3584}
+# Scenario 9, several nodes (bench/README.md): 3 nodes of 2 slots, one thread each.
+CLUSTER = {"cluster_agents": 6, "cluster_context": 1000, "cluster_answer_tokens": 16,
+           "cluster_slot_ctx": 2048, "cluster_threads": 1, "cluster_hot": 3,
+           "cluster_cold": 3, "cluster_hot_turns": 5, "cluster_think_s": [1.0, 3.0],
+           "cluster_skew_context": 200}
+CLUSTER_QUICK = dict(CLUSTER, cluster_agents=4, cluster_context=200, cluster_answer_tokens=8,
+                     cluster_slot_ctx=1024, cluster_cold=3, cluster_hot_turns=3,
+                     cluster_think_s=[0.1, 0.3], cluster_skew_context=100)
 AGENTIC_QUICK = dict(AGENTIC, agents=4, prefix_tokens=300, tool_tokens=[50, 150],
                      answer_tokens=[4, 8], think_s=[0.05, 0.2], context_tokens=1024)
 
@@ -50,7 +58,7 @@ PROFILES = {
                     overhead_samples=30, stream_tokens=128,
                     b2b_sizes=[1024, 4096], b2b_think_s=[0, 0.3], b2b_agents=3,
                     prefix_tokens=2000, prefix_agents=8,
-                    agentic=[AGENTIC],
+                    agentic=[AGENTIC], **CLUSTER,
                     agentic_long=dict(AGENTIC, context_tokens=16384,
                                       model="agentkv-test.gguf", **wider(17408))),
     "quick": dict(WORKLOAD, model="agentkv-test.gguf", think_s=[0.1, 0.3],
@@ -59,10 +67,10 @@ PROFILES = {
                   overhead_samples=30, stream_tokens=128,
                   b2b_sizes=[1024], b2b_think_s=[0.3], b2b_agents=3,
                   prefix_tokens=600, prefix_agents=4,
-                  agentic=[AGENTIC_QUICK],
+                  agentic=[AGENTIC_QUICK], **CLUSTER_QUICK,
                   agentic_long=dict(AGENTIC_QUICK, context_tokens=1536, **wider(9216))),
 }
-PHASES = ("overhead", "sweep", "kv", "workload", "backtoback", "agentic", "prefix")
+PHASES = ("overhead", "sweep", "kv", "workload", "backtoback", "agentic", "prefix", "cluster")
 GAP_S = 0.1  # between the overhead scenario's requests: each turn-end save is done
 
 
@@ -231,6 +239,13 @@ def main():
             progress.begin("8. shared prefix")
             raw["shared_prefix"] = prefixes.run(tools, p, work, progress)
             summary["shared_prefix"] = prefixes.summary(raw["shared_prefix"], report.pct)
+            progress.end()
+        if "cluster" in args.only:
+            progress.begin("9. several nodes")
+            raw["cluster"] = cluster.run(tools, p, work, progress)
+            summary["cluster"] = cluster.summary(raw["cluster"], report.pct)
+            summary["cluster"]["profile"] = {k: v for k, v in p.items()
+                                             if k.startswith("cluster_")}
             progress.end()
     except BaseException:
         sys.stderr.write(f"\nbench: failed; logs are in {work}\n")

@@ -49,7 +49,8 @@ install_packages() {
               libcpp-httplib-dev nlohmann-json3-dev libspdlog-dev libcli11-dev
               libgtest-dev libgmock-dev python3-numpy
               clang  # scripts/fuzz.sh (libFuzzer) and scripts/lint.sh threads
-              prometheus)  # for promtool, which checks our /metrics in the tests
+              prometheus   # for promtool, which checks our /metrics in the tests
+              nginx haproxy curl)  # scripts/cluster.sh and the cluster tests
   local missing=()
   for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -63,6 +64,14 @@ install_packages() {
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
       "${missing[@]}" >/dev/null
+    # Installing nginx or haproxy starts them as system services (nginx on
+    # port 80); agentkv's cluster runs instances of its own: the services
+    # this installed are stopped and disabled.
+    for svc in nginx haproxy; do
+      if [[ " ${missing[*]} " == *" $svc "* ]] && [ -d /run/systemd/system ]; then
+        $sudo systemctl disable --now "$svc" >/dev/null 2>&1 || true
+      fi
+    done
   fi
   # libFuzzer's runtime (libclang_rt.fuzzer) is in libclang-rt-<N>-dev for
   # the installed clang N (14 on Debian 12, 18 on Ubuntu 24.04), which clang

@@ -38,6 +38,7 @@ def chat(url, path, messages, max_tokens, ignore_eos=True, extra=None, timeout=3
     chunks, content, timings = 0, "", {}
     with urllib.request.urlopen(req, timeout=timeout) as res:
         placement = res.headers.get("X-Agentkv-Placement")
+        upstream = res.headers.get("X-Agentkv-Upstream")  # behind a balancer: which node
         for raw in res:
             line = raw.decode(errors="replace").strip()
             if not line.startswith("data: ") or line == "data: [DONE]":
@@ -55,7 +56,7 @@ def chat(url, path, messages, max_tokens, ignore_eos=True, extra=None, timeout=3
         raise RuntimeError(f"no content streamed from {path}")
     return {"ttft_ms": ms(ttft), "total_ms": ms(end - start),
             "stream_tok_s": round(chunks / (last - start), 1),
-            "chunks": chunks, "placement": placement, "content": content,
+            "chunks": chunks, "placement": placement, "upstream": upstream, "content": content,
             "prompt_n": timings.get("prompt_n"), "cache_n": timings.get("cache_n")}
 
 

@@ -133,7 +133,44 @@ def markdown(result):
                         f"{r.get('over_agentkv', '–')}x", n(r["tokens_prefilled"]),
                         ", ".join(r["placements"]) or "–"]
                        for r in s["shared_prefix"]]), ""]
+    if "cluster" in s:
+        out += several_nodes(s["cluster"])
     return "\n".join(out)
+
+
+def several_nodes(c):
+    p = c["profile"]
+    out = ["## 9. Several nodes behind a load balancer", "",
+           "`scripts/cluster.sh up 3`: three agentkv nodes, each with its own llama-server "
+           f"(2 slots, {p['cluster_threads']} thread each, all on this machine's cores).", "",
+           f"**Failover** (nginx, configs/nginx.conf): {p['cluster_agents']} agents with "
+           f"contexts of about {n(p['cluster_context'])} tokens of their own; after two rounds "
+           "the node holding the most agents is killed with SIGKILL (agentkv and its "
+           "llama-server) and every agent asks one more question, one after the other. "
+           "TTFT in ms; *x* is the moved agents' p50 over the shared directory's.", "",
+           table(["memory", "agents moved", "moved: context", "moved: TTFT before the kill "
+                  "p50", "moved: TTFT after p50", "max", "x", "tokens prefilled / reused",
+                  "placements", "agents that stayed: TTFT p50"],
+                 [[r["label"], f"{r['moved']} of {r['agents']}", n(r["context_tokens"]),
+                   n(r["moved_before_kill_p50_ms"], 1), n(r["moved_p50_ms"], 1),
+                   n(r["moved_max_ms"], 1), f"{r.get('over_shared', 1.0)}x",
+                   f"{n(r['moved_prefilled'])} / {n(r['moved_reused'])}",
+                   ", ".join(r["moved_placements"]) or "–", n(r["stayed_p50_ms"], 1)]
+                  for r in c["failover"]]), ""]
+    if c["skew"]:
+        out += [f"**Skew** (HAProxy, configs/haproxy.cfg): {c['hot_agents']} hot agents that "
+                f"hash to one node take {p['cluster_hot_turns']} turns back to back while "
+                f"{p['cluster_cold']} others think {p['cluster_think_s'][0]}–"
+                f"{p['cluster_think_s'][1]} s between turns; contexts of about "
+                f"{n(p['cluster_skew_context'])} tokens, a {p['cluster_answer_tokens']}-token "
+                "answer a turn. TTFT of returning turns, ms.", "",
+                table(["balancing", "turns", "p50", "p95", "hot p50", "hot p95", "cold p95",
+                       "nodes that served hot agents", "restored", "wall s"],
+                      [[r["label"], r["turns"], n(r["p50_ms"], 1), n(r["p95_ms"], 1),
+                        n(r["hot_p50_ms"], 1), n(r["hot_p95_ms"], 1), n(r["cold_p95_ms"], 1),
+                        r["hot_nodes"], r["restored"], n(r["wall_s"], 1)]
+                       for r in c["skew"]]), ""]
+    return out
 
 
 def agentic(v):

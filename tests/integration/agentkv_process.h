@@ -24,6 +24,7 @@ class AgentkvProcess {
  public:
   struct Options {
     bool own_group = false;  // lead a process group of its own, as a shell job does
+    int port = 0;            // 0: a free port
   };
 
   // `agentkv serve --upstream URL --memory-dir DIR` on a free port.
@@ -32,7 +33,7 @@ class AgentkvProcess {
 
   // `agentkv serve --port P --log-level debug` followed by `args`.
   AgentkvProcess(const std::vector<std::string>& args, const Options& options) {
-    port_ = FindFreePort();
+    port_ = options.port > 0 ? options.port : FindFreePort();
     std::vector<std::string> argv_s = {AGENTKV_BINARY,        "serve",       "--port",
                                        std::to_string(port_), "--log-level", "debug"};
     argv_s.insert(argv_s.end(), args.begin(), args.end());

@@ -93,6 +93,25 @@ TEST_F(SharedStoreTest, AFileReplacedElsewhereBeforeItsRestoreIsNotQuarantined) 
   EXPECT_EQ(a->quarantined(), 0);
 }
 
+// The same path when the memory was deleted elsewhere meanwhile: no memory,
+// and nothing quarantined; but a file that fails its check while it is still
+// the newest is quarantined as before.
+TEST_F(SharedStoreTest, AMemoryDeletedElsewhereIsNotQuarantinedButADamagedNewestOneIs) {
+  auto a = Node("node-a");
+  auto b = Node("node-b");
+  ASSERT_TRUE(Save(*a, "gone", "v1").ok());
+  b->Refresh(Id("gone"));
+  EXPECT_TRUE(a->Remove(Id("gone")));
+  EXPECT_FALSE(b->PrepareRestore(Id("gone")).ok());
+  EXPECT_FALSE(b->HasMemory(Id("gone")));
+  EXPECT_EQ(b->quarantined(), 0);
+  ASSERT_TRUE(Save(*a, "damaged", "abcdef").ok());
+  b->Refresh(Id("damaged"));
+  std::ofstream(dir_ / a->StateFile(Id("damaged")).value(), std::ios::binary) << "abcdeX";
+  EXPECT_FALSE(b->PrepareRestore(Id("damaged")).ok());
+  EXPECT_EQ(b->quarantined(), 1);
+}
+
 TEST_F(SharedStoreTest, EachNodeWritesNamesOfItsOwnAndTheLastSaveRules) {
   auto a = Node("node-a");
   auto b = Node("node-b");
