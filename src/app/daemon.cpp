@@ -62,11 +62,13 @@ ModelInfo ModelInfoOrNothing(const std::filesystem::path& model) {
 
 // Some llama-servers cannot save slots at all (router mode answers 400,
 // some builds 501): one save of slot 0 at start tells, instead of a failed
-// save after every turn. The probe file is removed again.
+// save after every turn. The probe file is removed again; in a directory
+// shared with other nodes, its name is this node's own.
 void ProbeSlotSaving(Upstream& upstream, const std::filesystem::path& memory_dir,
-                     ServingMode* serving) {
+                     const std::string& node, ServingMode* serving) {
   if (!serving->persist) return;
-  const std::string probe = "agentkv-save-probe.tmp";
+  const std::string probe =
+      node.empty() ? "agentkv-save-probe.tmp" : "agentkv-save-probe." + node + ".tmp";
   Result<SlotActionResult> r = upstream.SaveSlot(SlotId{0}, probe);
   std::error_code ec;
   std::filesystem::remove(memory_dir / probe, ec);
@@ -187,7 +189,7 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(DaemonOptions o) {
   if (!fingerprint.ok()) return fingerprint.status();
   if (!serving)
     serving = DecideServing(ModelInfoOrNothing(props->model_path), o.kv.swa_full, nullptr);
-  ProbeSlotSaving(*d->upstream_, o.memory_dir, &*serving);
+  ProbeSlotSaving(*d->upstream_, o.memory_dir, o.store.node, &*serving);
   LogServing(*serving);
   o.proxy.persist = serving->persist;
 
