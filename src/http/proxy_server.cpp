@@ -456,7 +456,9 @@ Status ProxyServer::Route(const httplib::Request& req, const std::string& body,
       if (req.method == "POST") {
         if (Status s = RequireJson(req.get_header_value("Content-Type")); !s.ok()) return s;
       }
-      Result<json> answer = admin_.Handle(route.admin, path_agent, body);
+      const std::size_t q = req.target.find('?');
+      Result<json> answer = admin_.Handle(route.admin, path_agent, body,
+                                          q == std::string::npos ? "" : req.target.substr(q + 1));
       if (!answer.ok()) return answer.status();
       res.set_content(answer->dump(), "application/json");
       return Status::Ok();
@@ -604,8 +606,8 @@ std::shared_ptr<ProxyServer::Exchange> ProxyServer::Start(
     Status result;
     std::optional<Timings> timings;
     int status = 0;
+    std::optional<std::chrono::steady_clock::time_point> first_byte;
     try {
-      std::optional<std::chrono::steady_clock::time_point> first_byte;
       result =
           Exchange::Forward(upstream_, request, lease, raw->pipe, &timings, &status, &first_byte);
       if (lease && first_byte) {
@@ -620,10 +622,30 @@ std::shared_ptr<ProxyServer::Exchange> ProxyServer::Start(
       placer_.Finish(*lease, timings ? std::optional<long long>(timings->cache_n) : std::nullopt,
                      timings ? timings->prompt_n : 0,
                      TurnEndOf(status, result, timings, prompt_key));
+      if (hooks_.activity) Record(*lease, status, timings, arrival, first_byte);
     }
     raw->pipe.Finish(std::move(result));
   });
   return ex;
+}
+
+void ProxyServer::Record(const Lease& lease, int status, const std::optional<Timings>& timings,
+                         std::chrono::steady_clock::time_point arrival,
+                         std::optional<std::chrono::steady_clock::time_point> first_byte) {
+  using std::chrono::duration_cast;
+  using std::chrono::milliseconds;
+  RequestRecord r;
+  r.agent = lease.tenant();
+  r.slot = lease.slot();
+  r.placement = lease.placement();
+  r.status = status;
+  if (timings) {
+    r.cache_n = timings->cache_n;
+    r.prompt_n = timings->prompt_n;
+  }
+  if (first_byte) r.ttft = duration_cast<milliseconds>(*first_byte - arrival);
+  r.total = duration_cast<milliseconds>(std::chrono::steady_clock::now() - arrival);
+  hooks_.activity->Record(std::move(r));
 }
 
 Status ProxyServer::Respond(std::shared_ptr<Exchange> ex, httplib::Response& res) {

@@ -91,8 +91,9 @@ struct AdminRoute {
   AdminAction action;
 };
 
-constexpr std::array<AdminRoute, 10> kAdminRoutes = {{
+constexpr std::array<AdminRoute, 11> kAdminRoutes = {{
     {"GET", "/admin/stats", AdminAction::kStats},
+    {"GET", "/admin/status", AdminAction::kStatus},
     {"GET", "/admin/agents", AdminAction::kListAgents},
     {"GET", "/admin/agents/{id}", AdminAction::kGetAgent},
     {"DELETE", "/admin/agents/{id}", AdminAction::kDelete},

@@ -28,6 +28,7 @@ enum class RouteKind {
 enum class AdminAction {
   kNone,          // under /admin/ but no such route: 404
   kStats,         // GET    /admin/stats
+  kStatus,        // GET    /admin/status (what the status page shows)
   kListAgents,    // GET    /admin/agents
   kGetAgent,      // GET    /admin/agents/{id}
   kDelete,        // DELETE /admin/agents/{id}

@@ -172,6 +172,7 @@ TEST(Routes, AdminRoutesNameTheirActionAndAgent) {
   };
   for (const Case& c : {
            Case{"GET", "/admin/stats", AdminAction::kStats, nullptr},
+           Case{"GET", "/admin/status", AdminAction::kStatus, nullptr},
            Case{"GET", "/admin/agents", AdminAction::kListAgents, nullptr},
            Case{"GET", "/admin/agents/", AdminAction::kListAgents, nullptr},
            Case{"GET", "/admin/agents/coder", AdminAction::kGetAgent, "coder"},
