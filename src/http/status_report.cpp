@@ -4,6 +4,7 @@
 #include <cctype>
 #include <chrono>
 #include <map>
+#include <optional>
 #include <nlohmann/json.hpp>
 #include <vector>
 
@@ -29,6 +30,25 @@ Result<std::size_t> CountParam(const std::string& name, const std::string& value
                    std::to_string(high));
   }
   return n;
+}
+
+// %XX escapes decoded ('@' arrives as %40 from most clients); nullopt for a
+// malformed one.
+std::optional<std::string> Unescape(const std::string& s) {
+  std::string out;
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    if (s[i] != '%') {
+      out += s[i];
+      continue;
+    }
+    if (i + 2 >= s.size() || !std::isxdigit(static_cast<unsigned char>(s[i + 1])) ||
+        !std::isxdigit(static_cast<unsigned char>(s[i + 2]))) {
+      return std::nullopt;
+    }
+    out += static_cast<char>(std::stoi(s.substr(i + 1, 2), nullptr, 16));
+    i += 2;
+  }
+  return out;
 }
 
 bool IdCharacters(const std::string& s) {
@@ -145,7 +165,10 @@ Result<StatusQuery> ParseStatusQuery(const std::string& query) {
     if (pair.empty()) continue;
     const std::size_t eq = pair.find('=');
     const std::string name = pair.substr(0, eq);
-    const std::string value = eq == std::string::npos ? "" : pair.substr(eq + 1);
+    const std::optional<std::string> unescaped =
+        Unescape(eq == std::string::npos ? "" : pair.substr(eq + 1));
+    if (!unescaped) return Invalid("status: a malformed %-escape in the query");
+    const std::string& value = *unescaped;
     if (name == "offset" || name == "limit" || name == "recent") {
       const std::size_t low = name == "limit" ? 1 : 0;
       const std::size_t high = name == "limit"    ? StatusQuery::kMaxLimit

@@ -106,11 +106,14 @@ TEST_F(StatusTest, PagesSortsAndFiltersAThousandAgents) {
   EXPECT_EQ(f["agents"]["total"], 100);
   EXPECT_EQ(f["agents"]["items"].size(), 5u);
   EXPECT_EQ(f["agents"]["filter"], "agent-09");
+  EXPECT_EQ(json::parse(Client().Get("/admin/status?filter=agent%2D09")->body)["agents"]["total"],
+            100)
+      << "an escaped filter is decoded";
 }
 
 TEST_F(StatusTest, RefusesABadQueryWithA400NamingTheParameter) {
   for (const char* q : {"limit=0", "limit=501", "offset=-1", "sort=size", "filter=%3Cb%3E",
-                        "filter=<b>", "colour=red", "recent=x"}) {
+                        "filter=<b>", "filter=%4", "colour=red", "recent=x"}) {
     httplib::Result r = Client().Get(std::string("/admin/status?") + q);
     ASSERT_TRUE(r) << q;
     EXPECT_EQ(r->status, 400) << q << ": " << r->body;
