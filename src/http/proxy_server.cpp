@@ -19,6 +19,7 @@
 #include "http/request_limits.h"
 #include "http/response_pipe.h"
 #include "http/routes.h"
+#include "http/status_page.h"
 
 namespace agentkv {
 
@@ -309,14 +310,17 @@ namespace {
 
 // The browser rules (see browser_policy.h), and CORS headers for an allowed
 // origin. Health probes are exempt: orchestrators send them by whatever
-// address they know, and they reveal nothing.
+// address they know, and they reveal nothing. The status page calls the
+// admin API from agentkv's own origin: no CORS headers are needed for that.
 Status CheckBrowser(const BrowserPolicy& policy, const httplib::Request& req, const Route& route,
                     httplib::Response& res) {
   if (route.kind == RouteKind::kLiveness || route.kind == RouteKind::kReadiness) {
     return Status::Ok();
   }
-  if (Status s = CheckHost(policy, req.get_header_value("Host")); !s.ok()) return s;
+  const std::string host = req.get_header_value("Host");
+  if (Status s = CheckHost(policy, host); !s.ok()) return s;
   const std::string origin = req.get_header_value("Origin");
+  if (route.kind == RouteKind::kAdmin && IsOwnOrigin(policy, origin, host)) return Status::Ok();
   if (Status s = CheckOrigin(policy, origin); !s.ok()) return s;
   if (!AllowsOrigin(policy, origin)) return Status::Ok();
   for (const auto& [name, value] :
@@ -478,6 +482,16 @@ Status ProxyServer::Route(const httplib::Request& req, const std::string& body,
       g.connections = c.open;
       g.connections_refused = c.refused;
       res.set_content(metrics_.Render(g), "text/plain; version=0.0.4; charset=utf-8");
+      return Status::Ok();
+    }
+    case RouteKind::kStatusPage: {
+      std::optional<StaticAnswer> file =
+          StatusPageFile(route.upstream_path, !options_.auth.admin_key.empty());
+      if (!file) {
+        return Error(ErrorCode::kNotFound, "the status page has no " + route.upstream_path);
+      }
+      for (const auto& [name, value] : file->headers) res.set_header(name, value);
+      res.set_content(std::move(file->body), file->content_type);
       return Status::Ok();
     }
     case RouteKind::kPreflight:  // CheckBrowser set the CORS headers
