@@ -13,6 +13,7 @@
 #include "app/cli.h"
 #include "app/daemon.h"
 #include "app/logging.h"
+#include "app/status_command.h"
 
 namespace {
 
@@ -45,6 +46,9 @@ int main(int argc, char** argv) {
   using namespace agentkv;
   CliSettings cli;
   if (int code = ParseCommandLine(argc, argv, &cli); code >= 0) return code;
+  if (cli.command == CliSettings::Command::kStatus) {
+    return RunStatus(cli.status, std::cout, std::cerr);
+  }
   ConfigureLogging(cli.log_level, cli.log_format);
   const DaemonOptions& o = cli.daemon;
 
