@@ -36,12 +36,15 @@ std::optional<StaticAnswer> StatusPageFile(const std::string& path, bool needs_k
     }
     return StaticAnswer{std::move(html), "text/html; charset=utf-8", Headers()};
   }
-  if (path == "/ui/app.js") {
-    return StaticAnswer{std::string(ui_assets::kAppJs), "text/javascript; charset=utf-8",
-                        Headers()};
-  }
-  if (path == "/ui/app.css") {
-    return StaticAnswer{std::string(ui_assets::kAppCss), "text/css; charset=utf-8", Headers()};
+  static const struct {
+    const char* path;
+    std::string_view body;
+    const char* type;
+  } kFiles[] = {{"/ui/app.js", ui_assets::kAppJs, "text/javascript; charset=utf-8"},
+                {"/ui/chart.js", ui_assets::kChartJs, "text/javascript; charset=utf-8"},
+                {"/ui/app.css", ui_assets::kAppCss, "text/css; charset=utf-8"}};
+  for (const auto& f : kFiles) {
+    if (path == f.path) return StaticAnswer{std::string(f.body), f.type, Headers()};
   }
   return std::nullopt;
 }

@@ -9,6 +9,7 @@ namespace agentkv::ui_assets {
 
 extern const std::string_view kIndexHtml;  // ui/index.html
 extern const std::string_view kAppJs;      // ui/app.js
+extern const std::string_view kChartJs;    // ui/chart.js
 extern const std::string_view kAppCss;     // ui/app.css
 
 }  // namespace agentkv::ui_assets

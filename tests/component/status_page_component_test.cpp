@@ -33,14 +33,17 @@ TEST_F(StatusPageTest, ServesThePageItsScriptAndStyleUnderAStrictPolicyAndNoData
   EXPECT_FALSE(Has(page->body, "<script>")) << "every script is a file";
   EXPECT_EQ(c.Get("/ui/")->status, 200);
 
-  httplib::Result js = c.Get("/ui/app.js");
-  ASSERT_TRUE(js);
-  EXPECT_EQ(js->status, 200);
-  EXPECT_EQ(js->get_header_value("Content-Type"), "text/javascript; charset=utf-8");
-  EXPECT_EQ(js->get_header_value("Content-Security-Policy"), csp);
-  for (const char* sink : {"innerHTML", "outerHTML", "insertAdjacentHTML", "document.write",
-                           "eval(", "new Function"}) {
-    EXPECT_FALSE(Has(js->body, sink)) << "data is written as text only: " << sink;
+  for (const char* script : {"/ui/app.js", "/ui/chart.js"}) {
+    httplib::Result js = c.Get(script);
+    ASSERT_TRUE(js) << script;
+    EXPECT_EQ(js->status, 200) << script;
+    EXPECT_TRUE(Has(page->body, std::string("<script src=\"") + script + "\"")) << script;
+    EXPECT_EQ(js->get_header_value("Content-Type"), "text/javascript; charset=utf-8");
+    EXPECT_EQ(js->get_header_value("Content-Security-Policy"), csp);
+    for (const char* sink : {"innerHTML", "outerHTML", "insertAdjacentHTML", "document.write",
+                             "eval(", "new Function"}) {
+      EXPECT_FALSE(Has(js->body, sink)) << script << ": data is written as text only: " << sink;
+    }
   }
   EXPECT_EQ(c.Get("/ui/app.css")->get_header_value("Content-Type"), "text/css; charset=utf-8");
   EXPECT_EQ(c.Get("/ui/missing.js")->status, 404);

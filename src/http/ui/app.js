@@ -1,5 +1,5 @@
 // agentkv's status page. Polls GET /admin/status and acts through the admin
-// API (POST/DELETE only). Every value from the server is written with
+// API (POST/DELETE only); chart.js draws the chart. Every value from the server is written with
 // textContent, never parsed as HTML. No framework, nothing fetched from
 // elsewhere: the Content-Security-Policy allows this file and agentkv only.
 'use strict';
@@ -9,10 +9,7 @@
   const PAGE_SIZE = 50;
   const RECENT = 30;
   const KEY_STORE = 'agentkv-admin-key';
-  const COLORS = {
-    resident: '#2f7d32', restored: '#1f5fbf', prefix: '#8e44ad', cold: '#c0392b', stateless: '#7f8c8d',
-  };
-  const PLACEMENTS = Object.keys(COLORS);
+  const PLACEMENTS = ['resident', 'restored', 'prefix', 'cold', 'stateless'];
   // What an agent id may hold as the admin API names it (id, or id@scope).
   const AGENT_ID = /^[A-Za-z0-9._-]{1,128}(@[0-9a-z]{1,16})?$/;
 
@@ -218,7 +215,7 @@
     renderSlots(s.slots);
     renderAgents(s.agents, s.now);
     renderRecent(s.recent);
-    drawChart(s.ttft, s.now);
+    window.agentkvChart.draw($('chart'), $('legend'), s.ttft, s.now);
   }
 
   function renderTotals(t) {
@@ -330,99 +327,6 @@
       return tr;
     });
     $('recent').tBodies[0].replaceChildren(...rows);
-  }
-
-  // --- the chart ------------------------------------------------------------
-
-  function niceMax(v) {
-    if (v <= 0) return 10;
-    const p = Math.pow(10, Math.floor(Math.log10(v)));
-    for (const m of [1, 2, 5, 10]) if (m * p >= v) return m * p;
-    return 10 * p;
-  }
-
-  function drawChart(ttft, now) {
-    const canvas = $('chart');
-    const ratio = window.devicePixelRatio || 1;
-    const w = canvas.clientWidth || 560;
-    const h = canvas.clientHeight || 200;
-    if (canvas.width !== Math.round(w * ratio)) canvas.width = Math.round(w * ratio);
-    if (canvas.height !== Math.round(h * ratio)) canvas.height = Math.round(h * ratio);
-    const g = canvas.getContext('2d');
-    g.setTransform(ratio, 0, 0, ratio, 0, 0);
-    g.clearRect(0, 0, w, h);
-    const left = 48, right = 8, top = 8, bottom = 22;
-    const buckets = ttft.buckets;
-    const span = buckets.length * ttft.bucket_ms;
-    const start = buckets.length ? buckets[0].start : now - span;
-    let max = 0;
-    const counts = {};
-    for (const b of buckets) {
-      for (const p of PLACEMENTS) {
-        if (!b[p]) continue;
-        max = Math.max(max, b[p].avg_ms);
-        counts[p] = (counts[p] || 0) + b[p].count;
-      }
-    }
-    const ymax = niceMax(max);
-    const x = (t) => left + ((t - start) / span) * (w - left - right);
-    const y = (v) => top + (1 - v / ymax) * (h - top - bottom);
-
-    g.font = '11px system-ui, sans-serif';
-    g.strokeStyle = '#e2e5ea';
-    g.fillStyle = '#66707c';
-    g.lineWidth = 1;
-    g.textAlign = 'right';
-    g.textBaseline = 'middle';
-    for (let i = 0; i <= 4; i += 1) {
-      const v = (ymax * i) / 4;
-      g.beginPath();
-      g.moveTo(left, Math.round(y(v)) + 0.5);
-      g.lineTo(w - right, Math.round(y(v)) + 0.5);
-      g.stroke();
-      g.fillText(v >= 1000 ? (v / 1000).toFixed(v % 1000 ? 1 : 0) + ' s' : v + ' ms', left - 6, y(v));
-    }
-    g.textAlign = 'center';
-    g.textBaseline = 'top';
-    for (let m = 10; m >= 0; m -= 2) {
-      const t = now - m * 60000;
-      if (t < start) continue;
-      g.fillText(m === 0 ? 'now' : '−' + m + ' min', x(t), h - bottom + 6);
-    }
-
-    for (const p of PLACEMENTS) {
-      if (!counts[p]) continue;
-      g.strokeStyle = COLORS[p];
-      g.fillStyle = COLORS[p];
-      g.lineWidth = 1.5;
-      let drawing = false;
-      g.beginPath();
-      for (const b of buckets) {
-        if (!b[p]) { drawing = false; continue; }
-        const px = x(b.start + ttft.bucket_ms / 2);
-        const py = y(b[p].avg_ms);
-        if (drawing) g.lineTo(px, py); else g.moveTo(px, py);
-        drawing = true;
-      }
-      g.stroke();
-      for (const b of buckets) {
-        if (!b[p]) continue;
-        g.beginPath();
-        g.arc(x(b.start + ttft.bucket_ms / 2), y(b[p].avg_ms), 2.5, 0, 2 * Math.PI);
-        g.fill();
-      }
-    }
-
-    const legend = $('legend');
-    const items = PLACEMENTS.filter((p) => counts[p]).map((p) => {
-      const item = el('span');
-      const swatch = el('span', null, 'swatch');
-      swatch.style.background = COLORS[p];
-      item.append(swatch, document.createTextNode(p + ' (' + counts[p] + ')'));
-      return item;
-    });
-    if (!items.length) items.push(el('span', 'no requests in the last 10 minutes'));
-    legend.replaceChildren(...items);
   }
 
   // --- wiring ---------------------------------------------------------------
