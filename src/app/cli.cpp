@@ -124,8 +124,7 @@ Status LoadKeys(const std::string& api_file, const std::string& admin_file,
       return Status::Error(ErrorCode::kInvalidArgument, "AGENTKV_API_KEYS holds no key");
     }
   }
-  if (Status s = LoadSingleKey(admin_file, "AGENTKV_ADMIN_KEY", &o.proxy.auth.admin_key);
-      !s.ok())
+  if (Status s = LoadSingleKey(admin_file, "AGENTKV_ADMIN_KEY", &o.proxy.auth.admin_key); !s.ok())
     return s;
   return LoadSingleKey(upstream_file, nullptr, &o.upstream.api_key);
 }
@@ -419,15 +418,14 @@ int ParseCommandLine(int argc, const char* const* argv, CliSettings* out) {
   // environment, so environment values are passed as if they were flags,
   // for the options the real flags leave unset.
   std::vector<std::string> args = ConfigFirst({argv + 1, argv + argc});
-  const auto command = std::find_if(args.begin(), args.end(), [](const std::string& a) {
-    return a == "serve" || a == "status";
-  });
+  const auto command = std::find_if(
+      args.begin(), args.end(), [](const std::string& a) { return a == "serve" || a == "status"; });
   if (command == args.end() || *command == "serve") {
     std::vector<std::string> env_args = EnvironmentArgs(*serve, args);
     const auto sep = std::find(args.begin(), args.end(), "--");
     args.insert(sep, env_args.begin(), env_args.end());
   }
-  std::reverse(args.begin(), args.end());  // CLI11 takes them last first
+  std::reverse(args.begin(), args.end());            // CLI11 takes them last first
   const std::string config_path = ConfigPath(args);  // before parse() consumes them
   try {
     app.parse(args);
@@ -438,8 +436,7 @@ int ParseCommandLine(int argc, const char* const* argv, CliSettings* out) {
   if (status->parsed()) {
     out->command = CliSettings::Command::kStatus;
     so.watch = std::chrono::milliseconds(static_cast<long long>(watch_s * 1000));
-    if (Status s = ResolveStatusTarget(config_path, status_url, status_key_file, so);
-        !s.ok()) {
+    if (Status s = ResolveStatusTarget(config_path, status_url, status_key_file, so); !s.ok()) {
       std::cerr << s.message() << "\n";
       return 2;
     }

@@ -21,8 +21,8 @@ namespace agentkv {
 struct CliSettings {
   enum class Command { kServe, kStatus };
   Command command = Command::kServe;
-  DaemonOptions daemon;   // serve
-  StatusOptions status;   // status
+  DaemonOptions daemon;  // serve
+  StatusOptions status;  // status
   std::string log_level = "info";
   std::string log_format = "text";  // or json
 };

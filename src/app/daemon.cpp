@@ -201,10 +201,10 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(DaemonOptions o) {
                            !serving->model.recurrent};
   d->placer_ = std::make_unique<Placer>(*d->pool_, *d->upstream_, *d->store_, o.save_policy,
                                         d->metrics_, checks);
-  StatusReport::Sources sources{*d->pool_,   *d->placer_, *d->store_, d->metrics_,
-                                d->activity_, nullptr,      o.store.budget_bytes, serving->persist};
-  sources.upstream_up = [supervisor = d->supervisor_.get()] { return supervisor->IsUp(); };
-  d->status_ = std::make_unique<StatusReport>(std::move(sources));
+  auto upstream_up = [supervisor = d->supervisor_.get()] { return supervisor->IsUp(); };
+  d->status_ = std::make_unique<StatusReport>(
+      StatusReport::Sources{*d->pool_, *d->placer_, *d->store_, d->metrics_, d->activity_,
+                            upstream_up, o.store.budget_bytes, serving->persist});
   d->admin_ = std::make_unique<AdminApi>(*d->pool_, *d->placer_, *d->store_, d->metrics_, *serving,
                                          d->status_.get());
   ProxyServer::Hooks hooks;

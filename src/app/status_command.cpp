@@ -24,7 +24,8 @@ Result<Target> ParseUrl(const std::string& url) {
   if (url.compare(0, scheme.size(), scheme) != 0 || url.size() == scheme.size()) {
     return Status::Error(ErrorCode::kInvalidArgument,
                          "--url must be http://host[:port][/path] (agentkv serves plain HTTP), "
-                         "not '" + url + "'");
+                         "not '" +
+                             url + "'");
   }
   const std::size_t slash = url.find('/', scheme.size());
   Target t{url.substr(0, slash), slash == std::string::npos ? "" : url.substr(slash)};
@@ -52,9 +53,9 @@ Result<json> FetchStatus(const StatusOptions& o) {
   client.set_connection_timeout(std::chrono::seconds(10));
   client.set_read_timeout(std::chrono::seconds(10));
   if (!o.admin_key.empty()) client.set_bearer_token_auth(o.admin_key);
-  const std::string path = target->base + "/admin/status?limit=" +
-                           std::to_string(std::max<std::size_t>(o.agents, 1)) +
-                           "&recent=" + std::to_string(o.recent);
+  const std::string path =
+      target->base + "/admin/status?limit=" + std::to_string(std::max<std::size_t>(o.agents, 1)) +
+      "&recent=" + std::to_string(o.recent);
   httplib::Result res = client.Get(path);
   if (!res) {
     return Status::Error(ErrorCode::kUpstreamDown, "cannot reach agentkv at " + o.url + ": " +
@@ -62,7 +63,8 @@ Result<json> FetchStatus(const StatusOptions& o) {
   }
   if (res->status == 401) {
     return Status::Error(ErrorCode::kUnauthorized,
-                         ServerMessage(res->body) + (o.admin_key.empty() ? ": give it with " : ": check ") +
+                         ServerMessage(res->body) +
+                             (o.admin_key.empty() ? ": give it with " : ": check ") +
                              "--admin-key-file or AGENTKV_ADMIN_KEY");
   }
   if (res->status == 403) return Status::Error(ErrorCode::kForbidden, ServerMessage(res->body));

@@ -130,17 +130,15 @@ void PrintTotals(std::ostream& out, const json& t) {
   out << "restores " << Count(t, "restores") << " · saves " << Count(t, "saves") << " ("
       << Count(t, "save_failures") << " failed) · evictions " << Count(t, "evictions")
       << " · fallbacks " << Count(t, "fallbacks") << " · quarantined " << Count(t, "quarantined")
-      << " (" << Count(t, "quarantine_files") << " files, "
-      << Bytes(Number(t, "quarantine_bytes")) << ") · upstream restarts "
-      << Count(t, "upstream_restarts") << " (" << Count(t, "resets") << " slot resets) · reuse "
-      << (seen > 0 ? Percent(reused / seen) : "-") << "\n";
+      << " (" << Count(t, "quarantine_files") << " files, " << Bytes(Number(t, "quarantine_bytes"))
+      << ") · upstream restarts " << Count(t, "upstream_restarts") << " (" << Count(t, "resets")
+      << " slot resets) · reuse " << (seen > 0 ? Percent(reused / seen) : "-") << "\n";
 }
 
 void PrintSlots(std::ostream& out, const json& slots) {
   Table table({"SLOT", "STATE", "AGENT", ">TOKENS", "SINCE"});
   for (const json& s : slots.is_array() ? slots : json::array()) {
-    table.Add({Count(s, "slot"),
-               Text(s, "state") + (s.value("dirty", false) ? " (unsaved)" : ""),
+    table.Add({Count(s, "slot"), Text(s, "state") + (s.value("dirty", false) ? " (unsaved)" : ""),
                s.contains("agent") && s["agent"].is_string() ? Text(s, "agent") : "-",
                Count(s, "tokens"), Duration(Number(s, "for_ms"))});
   }
@@ -158,8 +156,8 @@ std::string Placements(const json& p) {
 }
 
 void PrintAgents(std::ostream& out, const json& agents, std::optional<double> now) {
-  Table table({"AGENT", "WHERE", ">TOKENS", ">SAVED", "LAST USE", ">REQUESTS", "PLACEMENTS",
-               ">REUSE"});
+  Table table(
+      {"AGENT", "WHERE", ">TOKENS", ">SAVED", "LAST USE", ">REQUESTS", "PLACEMENTS", ">REUSE"});
   const json items = agents.is_object() && agents.contains("items") ? agents["items"] : json();
   for (const json& a : items.is_array() ? items : json::array()) {
     const std::optional<double> slot = Number(a, "slot");

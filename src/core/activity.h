@@ -32,11 +32,11 @@ struct RequestRecord {
   Tenant agent;            // nobody: a stateless request
   SlotId slot;
   Placement placement = Placement::kCold;
-  int status = 0;          // llama-server's HTTP status; 0 if none arrived
-  long long cache_n = -1;  // tokens reused, -1 if llama-server did not say
-  long long prompt_n = -1;                 // tokens prefilled, likewise
-  std::chrono::milliseconds ttft{-1};      // arrival to first answer byte; -1: none
-  std::chrono::milliseconds total{0};      // arrival (placement included) to the end
+  int status = 0;                      // llama-server's HTTP status; 0 if none arrived
+  long long cache_n = -1;              // tokens reused, -1 if llama-server did not say
+  long long prompt_n = -1;             // tokens prefilled, likewise
+  std::chrono::milliseconds ttft{-1};  // arrival to first answer byte; -1: none
+  std::chrono::milliseconds total{0};  // arrival (placement included) to the end
 };
 
 // An agent's requests since agentkv started (or since it was forgotten).
@@ -60,10 +60,10 @@ struct TtftBucket {
 };
 
 struct ActivityLimits {
-  std::size_t recent = 200;     // requests kept, newest first
-  std::size_t agents = 10000;   // agents whose counts are kept; least recent dropped
+  std::size_t recent = 200;    // requests kept, newest first
+  std::size_t agents = 10000;  // agents whose counts are kept; least recent dropped
   std::chrono::milliseconds bucket{10000};
-  std::size_t buckets = 60;     // TTFT buckets kept: 10 minutes at 10 s
+  std::size_t buckets = 60;  // TTFT buckets kept: 10 minutes at 10 s
 };
 
 class Activity {

@@ -104,7 +104,7 @@ class SlotPool {
   mutable Mutex mu_;
   std::condition_variable_any changed_;
   Residency residency_ GUARDED_BY(mu_);
-  std::list<Waiter*> queue_ GUARDED_BY(mu_);  // arrival order
+  std::list<Waiter*> queue_ GUARDED_BY(mu_);        // arrival order
   std::vector<SlotStatus> stamps_ GUARDED_BY(mu_);  // as of the last StampLocked
   bool shut_down_ GUARDED_BY(mu_) = false;
 };

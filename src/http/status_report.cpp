@@ -4,8 +4,8 @@
 #include <cctype>
 #include <chrono>
 #include <map>
-#include <optional>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <vector>
 
 namespace agentkv {
@@ -21,9 +21,9 @@ Status Invalid(const std::string& message) {
 // A count parameter: digits only, within [low, high].
 Result<std::size_t> CountParam(const std::string& name, const std::string& value, std::size_t low,
                                std::size_t high) {
-  const bool digits = !value.empty() && value.size() <= 9 &&
-                      std::all_of(value.begin(), value.end(),
-                                  [](unsigned char c) { return std::isdigit(c) != 0; });
+  const bool digits =
+      !value.empty() && value.size() <= 9 &&
+      std::all_of(value.begin(), value.end(), [](unsigned char c) { return std::isdigit(c) != 0; });
   const std::size_t n = digits ? std::stoul(value) : 0;
   if (!digits || n < low || n > high) {
     return Invalid("status: " + name + " must be a number from " + std::to_string(low) + " to " +
@@ -227,7 +227,8 @@ json StatusReport::Render(const StatusQuery& q) const {
 
   std::vector<std::pair<const AgentId*, const Row*>> listed;
   for (const auto& [id, r] : rows) {
-    if (q.filter.empty() || id.str().find(q.filter) != std::string::npos) listed.push_back({&id, &r});
+    if (q.filter.empty() || id.str().find(q.filter) != std::string::npos)
+      listed.push_back({&id, &r});
   }
   if (q.sort != StatusQuery::Sort::kId) {
     std::stable_sort(listed.begin(), listed.end(),
@@ -308,7 +309,9 @@ json StatusReport::Ttft() const {
       const TtftBucket::Cell& c = b.by_placement[i];
       if (c.count == 0) continue;
       j[PlacementName(static_cast<Placement>(i))] = {
-          {"count", c.count}, {"avg_ms", c.sum_ms / static_cast<double>(c.count)}, {"max_ms", c.max_ms}};
+          {"count", c.count},
+          {"avg_ms", c.sum_ms / static_cast<double>(c.count)},
+          {"max_ms", c.max_ms}};
     }
     buckets.push_back(std::move(j));
   }

@@ -17,10 +17,9 @@ class CliTest : public ::testing::Test {
   void SetUp() override {
     dir_ = fs::temp_directory_path() / ("agentkv-cli-" + std::to_string(::getpid()));
     fs::create_directories(dir_);
-    for (const char* v :
-         {"AGENTKV_PORT", "AGENTKV_CONFIG", "AGENTKV_API_KEYS", "AGENTKV_ADMIN_KEY",
-          "AGENTKV_SWA_FULL", "AGENTKV_SLOTS", "AGENTKV_ALLOWED_HOSTS", "AGENTKV_ALLOW_NO_AUTH",
-          "AGENTKV_URL", "AGENTKV_ADMIN_KEY_FILE"}) {
+    for (const char* v : {"AGENTKV_PORT", "AGENTKV_CONFIG", "AGENTKV_API_KEYS", "AGENTKV_ADMIN_KEY",
+                          "AGENTKV_SWA_FULL", "AGENTKV_SLOTS", "AGENTKV_ALLOWED_HOSTS",
+                          "AGENTKV_ALLOW_NO_AUTH", "AGENTKV_URL", "AGENTKV_ADMIN_KEY_FILE"}) {
       ::unsetenv(v);
     }
   }
@@ -193,8 +192,10 @@ TEST_F(CliTest, StatusFindsAgentkvAndItsAdminKeyWhereServeWouldPutThem) {
   EXPECT_EQ(defaults.status.watch.count(), 0);
 
   const fs::path key = Write("admin.key", "from-file\n");
-  const fs::path config = Write("s.toml", "[serve]\nhost = \"0.0.0.0\"\nport = 9100\n"
-                                          "admin-key-file = \"" + key.string() + "\"\n");
+  const fs::path config = Write("s.toml",
+                                "[serve]\nhost = \"0.0.0.0\"\nport = 9100\n"
+                                "admin-key-file = \"" +
+                                    key.string() + "\"\n");
   CliSettings file;
   ASSERT_EQ(Parse({"status", "--config", config.string()}, &file), -1);
   EXPECT_EQ(file.status.url, "http://127.0.0.1:9100") << "a wildcard host is reached on loopback";

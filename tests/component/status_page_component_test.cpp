@@ -80,10 +80,10 @@ TEST_F(StatusPageTest, AdminCallsFromAgentkvsOwnOriginPassAndOthersDoNot) {
   EXPECT_EQ(c.Delete("/admin/agents/a/pin", {{"Origin", own}})->status, 200);
   EXPECT_EQ(c.Post("/admin/agents/a/pin", {{"Origin", own}}, "", "text/plain")->status, 415)
       << "a POST must still be JSON";
-  EXPECT_EQ(c.Post("/admin/agents/a/pin", {{"Origin", "http://evil.example"}}, "",
-                   "application/json")
-                ->status,
-            403);
+  EXPECT_EQ(
+      c.Post("/admin/agents/a/pin", {{"Origin", "http://evil.example"}}, "", "application/json")
+          ->status,
+      403);
   EXPECT_EQ(c.Post("/admin/agents/a/pin", {{"Origin", own + "1"}}, "", "application/json")->status,
             403)
       << "another port is another origin";

@@ -40,8 +40,7 @@ TEST(Auth, TheStatusPageIsServedWithoutAKeyWhereverTheAdminApiIsOn) {
   EXPECT_TRUE(Authorize(Keys(), RouteKind::kStatusPage, "").ok()) << "it holds no data";
   AuthPolicy no_admin = Keys();
   no_admin.admin_key.clear();
-  EXPECT_EQ(Authorize(no_admin, RouteKind::kStatusPage, "Bearer k1").code(),
-            ErrorCode::kForbidden);
+  EXPECT_EQ(Authorize(no_admin, RouteKind::kStatusPage, "Bearer k1").code(), ErrorCode::kForbidden);
 }
 
 TEST(Auth, HealthAndMetricsArePublicUnlessConfigured) {
