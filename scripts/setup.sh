@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Sets agentkv up from nothing on Debian/Ubuntu, idempotently:
-#   1. the Debian packages it builds and tests with;
+#   1. the Debian packages it builds and tests with (and chromium, for the
+#      status page's browser test);
 #   2. the pinned llama.cpp source (a git clone of the pinned tag where the
 #      network allows, else the bundle shipped in the npm package
 #      node-llama-cpp), cached outside the repo;
@@ -64,6 +65,7 @@ install_packages() {
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
       "${missing[@]}" >/dev/null
   fi
+  install_browser
   # libFuzzer's runtime (libclang_rt.fuzzer) is in libclang-rt-<N>-dev for
   # the installed clang N (14 on Debian 12, 18 on Ubuntu 24.04), which clang
   # only recommends: --no-install-recommends leaves it out.
@@ -76,6 +78,25 @@ install_packages() {
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
       "$rt" >/dev/null
   fi
+}
+
+# A browser for the status page's test (tests/browser/): Debian's chromium.
+# Elsewhere (Ubuntu's chromium package is a snap) a Chromium or Chrome already
+# on PATH, or $AGENTKV_CHROMIUM, serves; without one the test is skipped, or
+# fails under CI=true.
+install_browser() {
+  local b sudo=""
+  for b in ${AGENTKV_CHROMIUM:-} chromium chromium-browser google-chrome google-chrome-stable; do
+    if command -v "$b" >/dev/null; then say "browser: $(command -v "$b")"; return; fi
+  done
+  if ! grep -q '^ID=debian' /etc/os-release 2>/dev/null; then
+    say "browser: none found; install Chromium or Google Chrome for the browser test"
+    return
+  fi
+  [ "$(id -u)" -eq 0 ] || sudo=sudo
+  say "browser: installing chromium (for the status page's test)"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends chromium >/dev/null
 }
 
 # Prints the path of the pinned llama.cpp source tree, fetching it if needed.
