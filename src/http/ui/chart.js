@@ -16,11 +16,17 @@ window.agentkvChart = (() => {
     return e;
   }
 
-  function niceMax(v) {
-    if (v <= 0) return 10;
-    const p = Math.pow(10, Math.floor(Math.log10(v)));
-    for (const m of [1, 2, 5, 10]) if (m * p >= v) return m * p;
+  // The step of 4 grid lines that cover `v`: 1, 2, 2.5 or 5 times a power of 10.
+  function niceStep(v) {
+    if (v <= 0) return 5;
+    const p = Math.pow(10, Math.floor(Math.log10(v / 4)));
+    for (const m of [1, 2, 2.5, 5, 10]) if (4 * m * p >= v) return m * p;
     return 10 * p;
+  }
+
+  function label(ms) {
+    if (ms < 1000) return ms + ' ms';
+    return String(Math.round(ms / 100) / 10) + ' s';
   }
 
   function draw(canvas, legend, ttft, now) {
@@ -45,7 +51,8 @@ window.agentkvChart = (() => {
         counts[p] = (counts[p] || 0) + b[p].count;
       }
     }
-    const ymax = niceMax(max);
+    const step = niceStep(max);
+    const ymax = 4 * step;
     const x = (t) => left + ((t - start) / span) * (w - left - right);
     const y = (v) => top + (1 - v / ymax) * (h - top - bottom);
 
@@ -56,12 +63,12 @@ window.agentkvChart = (() => {
     g.textAlign = 'right';
     g.textBaseline = 'middle';
     for (let i = 0; i <= 4; i += 1) {
-      const v = (ymax * i) / 4;
+      const v = step * i;
       g.beginPath();
       g.moveTo(left, Math.round(y(v)) + 0.5);
       g.lineTo(w - right, Math.round(y(v)) + 0.5);
       g.stroke();
-      g.fillText(v >= 1000 ? (v / 1000).toFixed(v % 1000 ? 1 : 0) + ' s' : v + ' ms', left - 6, y(v));
+      g.fillText(label(v), left - 6, y(v));
     }
     g.textAlign = 'center';
     g.textBaseline = 'top';
