@@ -3,6 +3,7 @@
 #include <time.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -52,7 +53,7 @@ std::string Bytes(std::optional<double> v) {
 
 std::string Duration(std::optional<double> ms) {
   if (!ms || *ms < 0) return "-";
-  const long long s = static_cast<long long>(*ms / 1000 + 0.5);
+  const long long s = std::llround(*ms / 1000);
   if (s < 60) return std::to_string(s) + " s";
   if (s < 3600) return std::to_string(s / 60) + " min";
   if (s < 86400) return std::to_string(s / 3600) + " h";
@@ -71,7 +72,7 @@ std::string Clock(std::optional<double> unix_ms) {
 
 std::string Percent(std::optional<double> ratio) {
   if (!ratio) return "-";
-  return std::to_string(static_cast<int>(*ratio * 100 + 0.5)) + "%";
+  return std::to_string(std::lround(*ratio * 100)) + "%";
 }
 
 std::string Text(const json& j, const char* key) {

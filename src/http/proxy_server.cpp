@@ -491,7 +491,7 @@ Status ProxyServer::Route(const httplib::Request& req, const std::string& body,
         return Error(ErrorCode::kNotFound, "the status page has no " + route.upstream_path);
       }
       for (const auto& [name, value] : file->headers) res.set_header(name, value);
-      res.set_content(std::move(file->body), file->content_type);
+      res.set_content(file->body, file->content_type);
       return Status::Ok();
     }
     case RouteKind::kPreflight:  // CheckBrowser set the CORS headers

@@ -227,8 +227,9 @@ json StatusReport::Render(const StatusQuery& q) const {
 
   std::vector<std::pair<const AgentId*, const Row*>> listed;
   for (const auto& [id, r] : rows) {
-    if (q.filter.empty() || id.str().find(q.filter) != std::string::npos)
-      listed.push_back({&id, &r});
+    if (q.filter.empty() || id.str().find(q.filter) != std::string::npos) {
+      listed.emplace_back(&id, &r);
+    }
   }
   if (q.sort != StatusQuery::Sort::kId) {
     std::stable_sort(listed.begin(), listed.end(),
