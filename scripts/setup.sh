@@ -80,23 +80,25 @@ install_packages() {
   fi
 }
 
-# A browser for the status page's test (tests/browser/): Debian's chromium.
-# Elsewhere (Ubuntu's chromium package is a snap) a Chromium or Chrome already
-# on PATH, or $AGENTKV_CHROMIUM, serves; without one the test is skipped, or
-# fails under CI=true.
+# A browser for the status page's test (tests/browser/): a Chromium or Chrome
+# already on PATH, or $AGENTKV_CHROMIUM; else Debian's chromium package, or on
+# Ubuntu (whose chromium package is only a snap) the chromium snap where snap
+# runs. Without one the test is skipped, or fails under CI=true.
 install_browser() {
   local b sudo=""
   for b in ${AGENTKV_CHROMIUM:-} chromium chromium-browser google-chrome google-chrome-stable; do
     if command -v "$b" >/dev/null; then say "browser: $(command -v "$b")"; return; fi
   done
-  if ! grep -q '^ID=debian' /etc/os-release 2>/dev/null; then
-    say "browser: none found; install Chromium or Google Chrome for the browser test"
-    return
-  fi
   [ "$(id -u)" -eq 0 ] || sudo=sudo
-  say "browser: installing chromium (for the status page's test)"
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends chromium >/dev/null
+  if grep -q '^ID=debian' /etc/os-release 2>/dev/null; then
+    say "browser: installing chromium (for the status page's test)"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends chromium >/dev/null
+  elif command -v snap >/dev/null && $sudo snap install chromium >/dev/null 2>&1; then
+    say "browser: installed the chromium snap (for the status page's test)"
+  else
+    say "browser: none found; install Chromium or Google Chrome for the browser test"
+  fi
 }
 
 # Prints the path of the pinned llama.cpp source tree, fetching it if needed.
