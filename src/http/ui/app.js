@@ -1,7 +1,8 @@
 // agentkv's status page. Polls GET /admin/status and acts through the admin
-// API (POST/DELETE only); chart.js draws the chart. Every value from the server is written with
-// textContent, never parsed as HTML. No framework, nothing fetched from
-// elsewhere: the Content-Security-Policy allows this file and agentkv only.
+// API (POST/DELETE only); chart.js draws the chart. Every value from the
+// server is written with textContent, never parsed as HTML. No framework,
+// nothing fetched from elsewhere: the Content-Security-Policy allows
+// agentkv's own files and agentkv only.
 'use strict';
 
 (() => {
@@ -275,6 +276,11 @@
   }
 
   function renderAgents(a, now) {
+    if (a.items.length === 0 && a.offset > 0) {  // past the end (agents went): back a page
+      state.offset = Math.max(0, Math.min(a.offset - PAGE_SIZE, a.total - 1));
+      state.offset -= state.offset % PAGE_SIZE;
+      state.pending = true;
+    }
     const first = a.total === 0 ? 0 : a.offset + 1;
     setText($('agent-count'), num(a.total) + (a.filter ? ' matching' : ''));
     setText($('page'), num(first) + '–' + num(a.offset + a.items.length) + ' of ' + num(a.total));
