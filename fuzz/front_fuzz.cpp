@@ -226,7 +226,7 @@ void CheckRoute(const std::string& method, const std::string& path, const Route&
     // agentkv's own routes are never reached through an agent's prefix.
     FUZZ_CHECK(route.kind != RouteKind::kAdmin && route.admin == AdminAction::kNone);
     FUZZ_CHECK(route.kind != RouteKind::kLiveness && route.kind != RouteKind::kReadiness &&
-               route.kind != RouteKind::kMetrics);
+               route.kind != RouteKind::kMetrics && route.kind != RouteKind::kStatusPage);
     FUZZ_CHECK(route.path_agent && route.path_agent->find('/') == std::string::npos);
     const std::string prefix = "/agents/" + *route.path_agent;
     FUZZ_CHECK(StartsWith(path, prefix));
@@ -272,6 +272,15 @@ void CheckBrowserPolicy(const std::string& host, const std::string& origin) {
   const Status o = CheckOrigin(policy, origin);
   FUZZ_CHECK(o.ok() == (origin.empty() || AllowsOrigin(policy, origin)));
   if (!o.ok()) CheckErrorShape(o);
+  // agentkv's own origin is only ever one of the names it is known by.
+  if (IsOwnOrigin(policy, origin, host)) {
+    FUZZ_CHECK(CheckHost(policy, host).ok());
+  }
+  policy.allowed_hosts = {"*"};  // makes no origin agentkv's own
+  if (IsOwnOrigin(policy, origin, host)) {
+    policy.allowed_hosts = {};
+    FUZZ_CHECK(IsOwnOrigin(policy, origin, host));
+  }
 }
 
 void CheckAuthorization(RouteKind kind, const std::string& authorization) {
@@ -280,8 +289,10 @@ void CheckAuthorization(RouteKind kind, const std::string& authorization) {
   policy.admin_key = "key-admin";
   const Status s = Authorize(policy, kind, authorization);
   if (!s.ok()) return CheckErrorShape(s);
+  // The status page holds no data (its data comes from the admin API).
   const bool open = kind == RouteKind::kLiveness || kind == RouteKind::kReadiness ||
-                    kind == RouteKind::kMetrics || kind == RouteKind::kPreflight;
+                    kind == RouteKind::kMetrics || kind == RouteKind::kPreflight ||
+                    kind == RouteKind::kStatusPage;
   if (open) return;
   if (kind == RouteKind::kAdmin || kind == RouteKind::kGlobal) {
     FUZZ_CHECK(authorization == "Bearer key-admin");

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Sets agentkv up from nothing on Debian/Ubuntu, idempotently:
-#   1. the Debian packages it builds and tests with;
+#   1. the Debian packages it builds and tests with (and chromium, for the
+#      status page's browser test);
 #   2. the pinned llama.cpp source (a git clone of the pinned tag where the
 #      network allows, else the bundle shipped in the npm package
 #      node-llama-cpp), cached outside the repo;
@@ -73,6 +74,7 @@ install_packages() {
       fi
     done
   fi
+  install_browser
   # libFuzzer's runtime (libclang_rt.fuzzer) is in libclang-rt-<N>-dev for
   # the installed clang N (14 on Debian 12, 18 on Ubuntu 24.04), which clang
   # only recommends: --no-install-recommends leaves it out.
@@ -84,6 +86,27 @@ install_packages() {
     [ ${#missing[@]} -gt 0 ] || $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
       "$rt" >/dev/null
+  fi
+}
+
+# A browser for the status page's test (tests/browser/): a Chromium or Chrome
+# already on PATH, or $AGENTKV_CHROMIUM; else Debian's chromium package, or on
+# Ubuntu (whose chromium package is only a snap) the chromium snap where snap
+# runs. Without one the test is skipped, or fails under CI=true.
+install_browser() {
+  local b sudo=""
+  for b in ${AGENTKV_CHROMIUM:-} chromium chromium-browser google-chrome google-chrome-stable; do
+    if command -v "$b" >/dev/null; then say "browser: $(command -v "$b")"; return; fi
+  done
+  [ "$(id -u)" -eq 0 ] || sudo=sudo
+  if grep -q '^ID=debian' /etc/os-release 2>/dev/null; then
+    say "browser: installing chromium (for the status page's test)"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends chromium >/dev/null
+  elif command -v snap >/dev/null && $sudo snap install chromium >/dev/null 2>&1; then
+    say "browser: installed the chromium snap (for the status page's test)"
+  else
+    say "browser: none found; install Chromium or Google Chrome for the browser test"
   fi
 }
 

@@ -92,6 +92,22 @@ Result<std::string> ReadFile(const std::string& path) {
   return std::string(std::istreambuf_iterator<char>(in), {});
 }
 
+// One key from `file` if given, else from the environment variable `env`.
+Status LoadSingleKey(const std::string& file, const char* env, std::string* key) {
+  if (!file.empty()) {
+    Result<std::string> text = ReadFile(file);
+    if (!text.ok()) return text.status();
+    std::vector<std::string> keys = SplitKeys(text.value(), '\n');
+    if (keys.size() != 1) {
+      return Status::Error(ErrorCode::kInvalidArgument, file + " must hold exactly one key");
+    }
+    *key = keys[0];
+  } else if (const char* v = env ? std::getenv(env) : nullptr) {  // NOLINT(concurrency-mt-unsafe)
+    *key = v;
+  }
+  return Status::Ok();
+}
+
 // Keys are never logged: errors name the file or variable, not the content.
 Status LoadKeys(const std::string& api_file, const std::string& admin_file,
                 const std::string& upstream_file, DaemonOptions& o) {
@@ -109,23 +125,42 @@ Status LoadKeys(const std::string& api_file, const std::string& admin_file,
       return Status::Error(ErrorCode::kInvalidArgument, "AGENTKV_API_KEYS holds no key");
     }
   }
-  auto single = [](const std::string& file, const char* env, std::string* key) {
-    if (!file.empty()) {
-      Result<std::string> text = ReadFile(file);
-      if (!text.ok()) return text.status();
-      std::vector<std::string> keys = SplitKeys(text.value(), '\n');
-      if (keys.size() != 1) {
-        return Status::Error(ErrorCode::kInvalidArgument, file + " must hold exactly one key");
-      }
-      *key = keys[0];
-    } else if (const char* v = env ? std::getenv(env) : nullptr) {  // NOLINT(concurrency-mt-unsafe)
-      *key = v;
-    }
-    return Status::Ok();
-  };
-  if (Status s = single(admin_file, "AGENTKV_ADMIN_KEY", &o.proxy.auth.admin_key); !s.ok())
+  if (Status s = LoadSingleKey(admin_file, "AGENTKV_ADMIN_KEY", &o.proxy.auth.admin_key); !s.ok())
     return s;
-  return single(upstream_file, nullptr, &o.upstream.api_key);
+  return LoadSingleKey(upstream_file, nullptr, &o.upstream.api_key);
+}
+
+// The config file the arguments (or AGENTKV_CONFIG, which ConfigFirst put
+// among them) name, or "".
+std::string ConfigPath(const std::vector<std::string>& args) {
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    if (args[i].rfind("--config=", 0) == 0) return args[i].substr(9);
+    if (args[i] == "--config" && i > 0) return args[i - 1];  // args are reversed
+  }
+  return "";
+}
+
+// `agentkv status` finds agentkv where `serve` would put it, and its admin
+// key where `serve` reads it: a flag or its environment variable first, then
+// the config file's [serve] keys.
+Status ResolveStatusTarget(const std::string& config, const std::string& url,
+                           const std::string& key_file, StatusOptions& so) {
+  std::string host = "127.0.0.1", port = "8090", file = key_file;
+  if (!config.empty()) {
+    std::ifstream in(config);
+    if (!in) return Status::Error(ErrorCode::kInvalidArgument, "cannot read " + config);
+    for (const CLI::ConfigItem& item : CLI::ConfigTOML().from_config(in)) {
+      if (item.parents != std::vector<std::string>{"serve"} || item.inputs.size() != 1) continue;
+      if (item.name == "host") host = item.inputs[0];
+      if (item.name == "port") port = item.inputs[0];
+      if (item.name == "admin-key-file" && file.empty()) file = item.inputs[0];
+    }
+  }
+  if (host.empty() || host == "0.0.0.0") host = "127.0.0.1";
+  if (host == "::" || host == "[::]") host = "[::1]";
+  if (host.find(':') != std::string::npos && host[0] != '[') host = "[" + host + "]";
+  so.url = url.empty() ? "http://" + host + ":" + port : url;
+  return LoadSingleKey(file, "AGENTKV_ADMIN_KEY", &so.admin_key);
 }
 
 bool IsLoopback(const std::string& host) {
@@ -358,22 +393,64 @@ int ParseCommandLine(int argc, const char* const* argv, CliSettings* out) {
       "environment, which wins over the file. See configs/agentkv.toml.\n\n"
       "Example: agentkv serve --model m.gguf --slots 4 -- --ctx-size 16384 --threads 8");
 
+  CLI::App* status = app.add_subcommand(
+      "status", "Show a running agentkv's slots, agents, totals and recent requests");
+  StatusOptions& so = out->status;
+  std::string status_url, status_key_file;
+  double watch_s = 0;
+  status
+      ->add_option("--url", status_url,
+                   "agentkv's address (default: host and port from the config file, else "
+                   "http://127.0.0.1:8090)")
+      ->envname("AGENTKV_URL");
+  status
+      ->add_option("--admin-key-file", status_key_file,
+                   "File holding the admin key (also AGENTKV_ADMIN_KEY, or the config file's)")
+      ->check(CLI::ExistingFile)
+      ->envname("AGENTKV_ADMIN_KEY_FILE");
+  status->add_flag("--json", so.json,
+                   "Print GET /admin/status as JSON (one line per refresh with --watch)");
+  status->add_option("--watch", watch_s, "Refresh every S seconds until interrupted")
+      ->check(CLI::PositiveNumber);
+  status->add_option("--count", so.count, "With --watch: stop after N refreshes")
+      ->check(CLI::NonNegativeNumber);
+  status->add_option("--agents", so.agents, "Agents listed, most recently used first")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 500));
+  status->add_option("--recent", so.recent, "Recent requests listed")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 1000));
+
   app.set_config("--config", "", "TOML config file: the long option names as keys under [serve]");
 
   // Flags > environment > file: CLI11 applies a config file before the
   // environment, so environment values are passed as if they were flags,
   // for the options the real flags leave unset.
   std::vector<std::string> args = ConfigFirst({argv + 1, argv + argc});
-  std::vector<std::string> env_args = EnvironmentArgs(*serve, args);
-  const auto sep = std::find(args.begin(), args.end(), "--");
-  args.insert(sep, env_args.begin(), env_args.end());
-  std::reverse(args.begin(), args.end());  // CLI11 takes them last first
+  const auto command = std::find_if(
+      args.begin(), args.end(), [](const std::string& a) { return a == "serve" || a == "status"; });
+  if (command == args.end() || *command == "serve") {
+    std::vector<std::string> env_args = EnvironmentArgs(*serve, args);
+    const auto sep = std::find(args.begin(), args.end(), "--");
+    args.insert(sep, env_args.begin(), env_args.end());
+  }
+  std::reverse(args.begin(), args.end());            // CLI11 takes them last first
+  const std::string config_path = ConfigPath(args);  // before parse() consumes them
   try {
     app.parse(args);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   }
 
+  if (status->parsed()) {
+    out->command = CliSettings::Command::kStatus;
+    so.watch = std::chrono::milliseconds(static_cast<long long>(watch_s * 1000));
+    if (Status s = ResolveStatusTarget(config_path, status_url, status_key_file, so); !s.ok()) {
+      std::cerr << s.message() << "\n";
+      return 2;
+    }
+    return -1;
+  }
   Status keys = LoadKeys(api_key_file, admin_key_file, upstream_key_file, o);
   if (!keys.ok()) {
     std::cerr << keys.message() << "\n";

@@ -1,5 +1,9 @@
 #pragma once
-// The command line: `agentkv serve [options] [-- llama-server args]`.
+// The command line: `agentkv serve [options] [-- llama-server args]`, and
+// `agentkv status [options]` (status_command.h), which reads the admin key
+// from the same places as serve (--admin-key-file, AGENTKV_ADMIN_KEY_FILE,
+// AGENTKV_ADMIN_KEY, the config file's admin-key-file under [serve]) and
+// the address from --url, AGENTKV_URL or the config file's host and port.
 // Each option can also come from the environment (AGENTKV_<NAME>, e.g.
 // AGENTKV_PORT for --port) or from a TOML config file (--config FILE, keys
 // under [serve]). Precedence: flags > environment > file > defaults.
@@ -10,11 +14,15 @@
 #include <vector>
 
 #include "app/daemon.h"
+#include "app/status_command.h"
 
 namespace agentkv {
 
 struct CliSettings {
-  DaemonOptions daemon;
+  enum class Command { kServe, kStatus };
+  Command command = Command::kServe;
+  DaemonOptions daemon;  // serve
+  StatusOptions status;  // status
   std::string log_level = "info";
   std::string log_format = "text";  // or json
 };

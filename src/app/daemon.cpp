@@ -203,8 +203,14 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(DaemonOptions o) {
                            !serving->model.recurrent};
   d->placer_ = std::make_unique<Placer>(*d->pool_, *d->upstream_, *d->store_, o.save_policy,
                                         d->metrics_, checks);
-  d->admin_ = std::make_unique<AdminApi>(*d->pool_, *d->placer_, *d->store_, d->metrics_, *serving);
+  auto upstream_up = [supervisor = d->supervisor_.get()] { return supervisor->IsUp(); };
+  d->status_ = std::make_unique<StatusReport>(
+      StatusReport::Sources{*d->pool_, *d->placer_, *d->store_, d->metrics_, d->activity_,
+                            upstream_up, o.store.budget_bytes, serving->persist});
+  d->admin_ = std::make_unique<AdminApi>(*d->pool_, *d->placer_, *d->store_, d->metrics_, *serving,
+                                         d->status_.get());
   ProxyServer::Hooks hooks;
+  hooks.activity = &d->activity_;
   hooks.gauges = [daemon = d.get()] { return daemon->Gauges(); };
   hooks.wait_upstream = [supervisor = d->supervisor_.get(), wait = o.upstream_wait] {
     return supervisor->WaitUp(wait);

@@ -80,6 +80,7 @@ class Daemon {
   Placer& placer() { return *placer_; }
   Store& store() { return *store_; }
   Metrics& metrics() { return metrics_; }
+  Activity& activity() { return activity_; }
   const ProxyServer& front() const { return *server_; }
   // The llama-server agentkv started, or -1.
   pid_t llama_pid() const { return supervisor_->child_pid(); }
@@ -102,6 +103,8 @@ class Daemon {
   std::unique_ptr<SlotPool> pool_;
   Metrics metrics_;
   std::unique_ptr<Placer> placer_;
+  Activity activity_;
+  std::unique_ptr<StatusReport> status_;
   std::unique_ptr<AdminApi> admin_;
   std::unique_ptr<Prefixes> prefixes_;
   std::unique_ptr<PrefixPath> prefix_path_;

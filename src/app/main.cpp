@@ -15,6 +15,7 @@
 #include "app/cli.h"
 #include "app/daemon.h"
 #include "app/logging.h"
+#include "app/status_command.h"
 
 namespace {
 
@@ -52,6 +53,9 @@ int main(int argc, char** argv) {
   if (std::getenv("MALLOC_ARENA_MAX") == nullptr) mallopt(M_ARENA_MAX, 2);
   CliSettings cli;
   if (int code = ParseCommandLine(argc, argv, &cli); code >= 0) return code;
+  if (cli.command == CliSettings::Command::kStatus) {
+    return RunStatus(cli.status, std::cout, std::cerr);
+  }
   ConfigureLogging(cli.log_level, cli.log_format);
   const DaemonOptions& o = cli.daemon;
 

@@ -10,7 +10,24 @@ SlotPool::SlotPool(int n_slots, QueueLimits limits, Residency::HasMemoryFn has_m
     : n_slots_(n_slots),
       limits_(limits),
       now_(std::move(now)),
-      residency_(n_slots, std::move(has_memory), max_pins) {}
+      residency_(n_slots, std::move(has_memory), max_pins) {
+  MutexLock lock(mu_);
+  const TimePoint start = now_();
+  for (int i = 0; i < n_slots_; ++i) stamps_.push_back({residency_.View(SlotId{i}), start});
+}
+
+void SlotPool::StampLocked() {
+  std::optional<TimePoint> now;  // read once, and only if something changed
+  for (int i = 0; i < n_slots_; ++i) {
+    SlotStatus& s = stamps_[static_cast<size_t>(i)];
+    const SlotView v = residency_.View(SlotId{i});
+    if (v.phase != s.view.phase || v.owner != s.view.owner) {
+      if (!now) now = now_();
+      s.since = *now;
+    }
+    s.view = v;
+  }
+}
 
 template <typename F>
 auto SlotPool::Changing(F f) {
@@ -27,15 +44,17 @@ auto SlotPool::Changing(F f) {
 }
 
 void SlotPool::DispatchLocked() {
-  if (shut_down_) return;
-  for (auto it = queue_.begin(); it != queue_.end();) {
-    if (std::optional<Plan> plan = residency_.TryAcquire(*(*it)->tenant)) {
-      (*it)->plan = std::move(plan);
-      it = queue_.erase(it);
-    } else {
-      ++it;
+  if (!shut_down_) {
+    for (auto it = queue_.begin(); it != queue_.end();) {
+      if (std::optional<Plan> plan = residency_.TryAcquire(*(*it)->tenant)) {
+        (*it)->plan = std::move(plan);
+        it = queue_.erase(it);
+      } else {
+        ++it;
+      }
     }
   }
+  StampLocked();
 }
 
 int SlotPool::WaitingOfLocked(const AgentId& agent) const {
@@ -50,7 +69,10 @@ Result<Plan> SlotPool::Acquire(const Tenant& tenant) {
   if (shut_down_) return shutting_down;
   // Every change that frees a slot ends with DispatchLocked(), so no waiter can
   // proceed right now: a newcomer that can takes nothing a waiter could use.
-  if (std::optional<Plan> plan = residency_.TryAcquire(tenant)) return *plan;
+  if (std::optional<Plan> plan = residency_.TryAcquire(tenant)) {
+    StampLocked();
+    return *plan;
+  }
   if (static_cast<int>(queue_.size()) >= limits_.max_waiting) {
     return Status::Error(ErrorCode::kBusy, "all " + std::to_string(n_slots_) +
                                                " slots are busy and the wait queue is full");
@@ -84,6 +106,7 @@ Result<std::optional<SlotId>> SlotPool::BeginDrop(const AgentId& agent) {
     return !wait;
   });
   if (wait) return Status::Error(ErrorCode::kBusy, "agent " + agent.str() + " stayed busy");
+  StampLocked();
   return slot;
 }
 
@@ -97,6 +120,7 @@ Result<std::optional<SaveJob>> SlotPool::BeginHold(const AgentId& agent) {
     return !wait;
   });
   if (wait) return Status::Error(ErrorCode::kBusy, "agent " + agent.str() + " stayed busy");
+  StampLocked();
   return *held;
 }
 
@@ -124,7 +148,9 @@ void SlotPool::Release(SlotId slot, const TurnEnd& end) {
 
 std::optional<SaveJob> SlotPool::TryBeginSave(SlotId slot) {
   MutexLock lock(mu_);
-  return residency_.TryBeginSave(slot);
+  std::optional<SaveJob> job = residency_.TryBeginSave(slot);
+  StampLocked();
+  return job;
 }
 
 void SlotPool::EndSave(SlotId slot, SaveResult result) {
@@ -174,6 +200,13 @@ std::vector<SlotId> SlotPool::DirtySlots() const {
 SlotView SlotPool::View(SlotId slot) const {
   MutexLock lock(mu_);
   return residency_.View(slot);
+}
+
+std::vector<SlotStatus> SlotPool::Snapshot() const {
+  MutexLock lock(mu_);
+  std::vector<SlotStatus> out = stamps_;
+  for (int i = 0; i < n_slots_; ++i) out[static_cast<size_t>(i)].view = residency_.View(SlotId{i});
+  return out;
 }
 
 std::optional<SlotId> SlotPool::SlotOf(const AgentId& agent) const {

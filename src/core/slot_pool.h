@@ -20,6 +20,13 @@
 
 namespace agentkv {
 
+// A slot as a status view shows it: its state, and since when it has had
+// its present phase and owner.
+struct SlotStatus {
+  SlotView view;
+  TimePoint since{};
+};
+
 struct QueueLimits {
   int max_waiting = 64;                        // requests waiting for a slot
   std::chrono::milliseconds max_wait{120000};  // per request
@@ -72,6 +79,8 @@ class SlotPool {
   int waiting() const;
   std::vector<SlotId> DirtySlots() const;
   SlotView View(SlotId slot) const;
+  // Every slot, taken under one lock (a consistent picture).
+  std::vector<SlotStatus> Snapshot() const;
   std::optional<SlotId> SlotOf(const AgentId& agent) const;
 
  private:
@@ -86,6 +95,9 @@ class SlotPool {
   // Gives plans to queued waiters in arrival order.
   void DispatchLocked() REQUIRES(mu_);
   int WaitingOfLocked(const AgentId& agent) const REQUIRES(mu_);
+  // Notes now as the `since` of each slot whose phase or owner changed.
+  // Every call that may change a slot ends with it.
+  void StampLocked() REQUIRES(mu_);
 
   const int n_slots_;
   const QueueLimits limits_;
@@ -93,7 +105,8 @@ class SlotPool {
   mutable Mutex mu_;
   std::condition_variable_any changed_;
   Residency residency_ GUARDED_BY(mu_);
-  std::list<Waiter*> queue_ GUARDED_BY(mu_);  // arrival order
+  std::list<Waiter*> queue_ GUARDED_BY(mu_);        // arrival order
+  std::vector<SlotStatus> stamps_ GUARDED_BY(mu_);  // as of the last StampLocked
   bool shut_down_ GUARDED_BY(mu_) = false;
 };
 

@@ -38,10 +38,16 @@ json AdminApi::Describe(const AgentId& agent) const {
 }
 
 Result<json> AdminApi::Handle(AdminAction action, const std::optional<AgentId>& agent,
-                              const std::string& body) {
+                              const std::string& body, const std::string& query) {
   switch (action) {
     case AdminAction::kStats:
       return Stats();
+    case AdminAction::kStatus: {
+      if (!status_) return NotFound("no status report here");
+      Result<StatusQuery> q = ParseStatusQuery(query);
+      if (!q.ok()) return q.status();
+      return status_->Render(q.value());
+    }
     case AdminAction::kListAgents:
       return ListAgents();
     case AdminAction::kListPrefixes:
@@ -158,6 +164,7 @@ Result<json> AdminApi::HandleAgent(AdminAction action, const AgentId& id, const 
       return Describe(id);
     case AdminAction::kDelete: {
       if (Status s = placer_.Forget(id); !s.ok()) return s;
+      if (status_) status_->Forget(id);
       return json{{"id", id.str()}, {"deleted", true}};
     }
     case AdminAction::kWarm:

@@ -14,6 +14,7 @@
 //   GET    /admin/prefixes             prefix snapshots (scope, tokens, bytes, last used)
 //   DELETE /admin/prefixes/{id}        one snapshot's files removed
 //   GET    /admin/stats                counters, and how the model is served
+//   GET    /admin/status               what the status page shows (status_report.h)
 // Thread-safe.
 
 #include <nlohmann/json_fwd.hpp>
@@ -23,23 +24,29 @@
 #include "app/serving_mode.h"
 #include "core/placer.h"
 #include "http/routes.h"
+#include "http/status_report.h"
 
 namespace agentkv {
 
 class AdminApi {
  public:
-  AdminApi(SlotPool& pool, Placer& placer, Store& store, Metrics& metrics, ServingMode serving = {})
+  // `status` answers kStatus (kNotFound without one) and forgets deleted
+  // agents' traffic; it must outlive this.
+  AdminApi(SlotPool& pool, Placer& placer, Store& store, Metrics& metrics, ServingMode serving = {},
+           StatusReport* status = nullptr)
       : pool_(pool),
         placer_(placer),
         store_(store),
         metrics_(metrics),
-        serving_(std::move(serving)) {}
+        serving_(std::move(serving)),
+        status_(status) {}
 
-  // `agent` is the route's {id}, required by every action but kStats and
-  // kListAgents. Returns the JSON answer, or kNotFound, kInvalidArgument,
-  // kConflict, kBusy... May block on the agent's requests in flight.
+  // `agent` is the route's {id}, required by every action on one agent or
+  // prefix; `query` is the request's query string (read by kStatus only).
+  // Returns the JSON answer, or kNotFound, kInvalidArgument, kConflict,
+  // kBusy... May block on the agent's requests in flight.
   Result<nlohmann::json> Handle(AdminAction action, const std::optional<AgentId>& agent,
-                                const std::string& body);
+                                const std::string& body, const std::string& query = "");
 
   // The inference path: `agent`'s requests come with the API key of `scope`
   // (see Prefixes::ScopeOf). Recorded with its memory.
@@ -68,6 +75,7 @@ class AdminApi {
   Store& store_;
   Metrics& metrics_;
   const ServingMode serving_;
+  StatusReport* const status_;
 };
 
 }  // namespace agentkv

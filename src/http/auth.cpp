@@ -39,6 +39,14 @@ Status Authorize(const AuthPolicy& policy, RouteKind kind, const std::string& au
                                "this llama-server route acts for every agent: it needs the "
                                "admin key");
   }
+  if (kind == RouteKind::kStatusPage) {
+    if (policy.admin_key.empty() && !policy.api_keys.empty()) {
+      return Status::Error(ErrorCode::kForbidden,
+                           "the status page needs the admin API, which is disabled: API keys are "
+                           "set but no admin key");
+    }
+    return Status::Ok();
+  }
   if (kind == RouteKind::kAdmin) {
     if (!policy.admin_key.empty()) {
       return SameSecret(token, policy.admin_key)

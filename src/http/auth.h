@@ -22,6 +22,9 @@ struct AuthPolicy {
 // Global llama-server routes (RouteKind::kGlobal) take only the admin key
 // and are forbidden when none is set, even with no keys at all: they act
 // for every agent. Preflights are always allowed (browsers send no key).
+// The status page (kStatusPage) holds no data and a browser cannot send a
+// key when it opens a page: it is served without one wherever the admin
+// API is on, and its requests to the admin API carry the admin key.
 Status Authorize(const AuthPolicy& policy, RouteKind kind, const std::string& authorization);
 
 // The API key an authorized request used: "" when agentkv has no keys.

@@ -106,6 +106,14 @@ Status CheckOrigin(const BrowserPolicy& policy, const std::string& origin) {
                                                   "' are refused; add it to --cors-origins");
 }
 
+bool IsOwnOrigin(const BrowserPolicy& policy, const std::string& origin, const std::string& host) {
+  const std::string name = HostName(host);
+  const bool loopback = std::find(std::begin(kLoopbackNames), std::end(kLoopbackNames), name) !=
+                        std::end(kLoopbackNames);
+  if (name.empty() || (!loopback && !Contains(policy.allowed_hosts, name))) return false;
+  return Lower(origin) == "http://" + Lower(host);
+}
+
 Status RequireJson(const std::string& content_type) {
   std::string_view type = std::string_view(content_type).substr(0, content_type.find(';'));
   while (!type.empty() && (type.back() == ' ' || type.back() == '\t')) type.remove_suffix(1);

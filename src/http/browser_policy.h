@@ -44,6 +44,13 @@ bool AllowsOrigin(const BrowserPolicy& policy, const std::string& origin);
 // OK for no Origin (not a browser) or an allowed one; kForbidden otherwise.
 Status CheckOrigin(const BrowserPolicy& policy, const std::string& origin);
 
+// True when `origin` (the Origin header) is agentkv's own: a page it served
+// (the status page, /ui) at the address `host` (the Host header) names.
+// That name must be one agentkv is known by, a loopback name or one listed
+// in allowed_hosts: "*" does not count, since a rebound DNS name would then
+// give any site's page agentkv's origin.
+bool IsOwnOrigin(const BrowserPolicy& policy, const std::string& origin, const std::string& host);
+
 // OK when `content_type` is application/json (parameters allowed);
 // kUnsupportedMedia otherwise, an absent one included.
 Status RequireJson(const std::string& content_type);

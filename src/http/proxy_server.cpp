@@ -19,6 +19,7 @@
 #include "http/request_limits.h"
 #include "http/response_pipe.h"
 #include "http/routes.h"
+#include "http/status_page.h"
 
 namespace agentkv {
 
@@ -309,14 +310,17 @@ namespace {
 
 // The browser rules (see browser_policy.h), and CORS headers for an allowed
 // origin. Health probes are exempt: orchestrators send them by whatever
-// address they know, and they reveal nothing.
+// address they know, and they reveal nothing. The status page calls the
+// admin API from agentkv's own origin: no CORS headers are needed for that.
 Status CheckBrowser(const BrowserPolicy& policy, const httplib::Request& req, const Route& route,
                     httplib::Response& res) {
   if (route.kind == RouteKind::kLiveness || route.kind == RouteKind::kReadiness) {
     return Status::Ok();
   }
-  if (Status s = CheckHost(policy, req.get_header_value("Host")); !s.ok()) return s;
+  const std::string host = req.get_header_value("Host");
+  if (Status s = CheckHost(policy, host); !s.ok()) return s;
   const std::string origin = req.get_header_value("Origin");
+  if (route.kind == RouteKind::kAdmin && IsOwnOrigin(policy, origin, host)) return Status::Ok();
   if (Status s = CheckOrigin(policy, origin); !s.ok()) return s;
   if (!AllowsOrigin(policy, origin)) return Status::Ok();
   for (const auto& [name, value] :
@@ -456,7 +460,9 @@ Status ProxyServer::Route(const httplib::Request& req, const std::string& body,
       if (req.method == "POST") {
         if (Status s = RequireJson(req.get_header_value("Content-Type")); !s.ok()) return s;
       }
-      Result<json> answer = admin_.Handle(route.admin, path_agent, body);
+      const std::size_t q = req.target.find('?');
+      Result<json> answer = admin_.Handle(route.admin, path_agent, body,
+                                          q == std::string::npos ? "" : req.target.substr(q + 1));
       if (!answer.ok()) return answer.status();
       res.set_content(answer->dump(), "application/json");
       return Status::Ok();
@@ -476,6 +482,16 @@ Status ProxyServer::Route(const httplib::Request& req, const std::string& body,
       g.connections = c.open;
       g.connections_refused = c.refused;
       res.set_content(metrics_.Render(g), "text/plain; version=0.0.4; charset=utf-8");
+      return Status::Ok();
+    }
+    case RouteKind::kStatusPage: {
+      std::optional<StaticAnswer> file =
+          StatusPageFile(route.upstream_path, !options_.auth.admin_key.empty());
+      if (!file) {
+        return Error(ErrorCode::kNotFound, "the status page has no " + route.upstream_path);
+      }
+      for (const auto& [name, value] : file->headers) res.set_header(name, value);
+      res.set_content(file->body, file->content_type);
       return Status::Ok();
     }
     case RouteKind::kPreflight:  // CheckBrowser set the CORS headers
@@ -613,8 +629,8 @@ std::shared_ptr<ProxyServer::Exchange> ProxyServer::Start(
     Status result;
     std::optional<Timings> timings;
     int status = 0;
+    std::optional<std::chrono::steady_clock::time_point> first_byte;
     try {
-      std::optional<std::chrono::steady_clock::time_point> first_byte;
       result =
           Exchange::Forward(upstream_, request, lease, raw->pipe, &timings, &status, &first_byte);
       if (lease && first_byte) {
@@ -629,10 +645,30 @@ std::shared_ptr<ProxyServer::Exchange> ProxyServer::Start(
       placer_.Finish(*lease, timings ? std::optional<long long>(timings->cache_n) : std::nullopt,
                      timings ? timings->prompt_n : 0,
                      TurnEndOf(status, result, timings, prompt_key));
+      if (hooks_.activity) Record(*lease, status, timings, arrival, first_byte);
     }
     raw->pipe.Finish(std::move(result));
   });
   return ex;
+}
+
+void ProxyServer::Record(const Lease& lease, int status, const std::optional<Timings>& timings,
+                         std::chrono::steady_clock::time_point arrival,
+                         std::optional<std::chrono::steady_clock::time_point> first_byte) {
+  using std::chrono::duration_cast;
+  using std::chrono::milliseconds;
+  RequestRecord r;
+  r.agent = lease.tenant();
+  r.slot = lease.slot();
+  r.placement = lease.placement();
+  r.status = status;
+  if (timings) {
+    r.cache_n = timings->cache_n;
+    r.prompt_n = timings->prompt_n;
+  }
+  if (first_byte) r.ttft = duration_cast<milliseconds>(*first_byte - arrival);
+  r.total = duration_cast<milliseconds>(std::chrono::steady_clock::now() - arrival);
+  hooks_.activity->Record(std::move(r));
 }
 
 Status ProxyServer::Respond(std::shared_ptr<Exchange> ex, httplib::Response& res) {

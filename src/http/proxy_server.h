@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "agentkv/mutex.h"
+#include "core/activity.h"
 #include "core/metrics.h"
 #include "core/placer.h"
 #include "http/admin_api.h"
@@ -39,6 +40,7 @@ class ContentReader;
 namespace agentkv {
 
 class FrontServer;
+struct Timings;
 
 struct ProxyOptions {
   std::string host = "127.0.0.1";
@@ -73,6 +75,8 @@ class ProxyServer {
     std::function<void()> upstream_unreachable;
     // New agents start from prefix snapshots; null: they start empty.
     PrefixPath* prefixes = nullptr;
+    // Where each request that ran on a slot is recorded; null: nowhere.
+    Activity* activity = nullptr;
   };
   ProxyServer(ProxyOptions options, Upstream& upstream, Placer& placer, AdminApi& admin,
               Metrics& metrics, Hooks hooks);
@@ -124,6 +128,11 @@ class ProxyServer {
   std::shared_ptr<Exchange> Start(ForwardRequest request, std::optional<Lease> lease,
                                   std::chrono::steady_clock::time_point arrival,
                                   PromptKey prompt_key = 0);
+  // Adds a request that ran on `lease`'s slot to hooks_.activity, before its
+  // client sees the end of the answer.
+  void Record(const Lease& lease, int status, const std::optional<Timings>& timings,
+              std::chrono::steady_clock::time_point arrival,
+              std::optional<std::chrono::steady_clock::time_point> first_byte);
   // Writes the exchange's answer to `res`: streamed if it is an event
   // stream. Returns the error if the exchange failed before any answer.
   Status Respond(std::shared_ptr<Exchange> ex, httplib::Response& res);

@@ -91,8 +91,9 @@ struct AdminRoute {
   AdminAction action;
 };
 
-constexpr std::array<AdminRoute, 10> kAdminRoutes = {{
+constexpr std::array<AdminRoute, 11> kAdminRoutes = {{
     {"GET", "/admin/stats", AdminAction::kStats},
+    {"GET", "/admin/status", AdminAction::kStatus},
     {"GET", "/admin/agents", AdminAction::kListAgents},
     {"GET", "/admin/agents/{id}", AdminAction::kGetAgent},
     {"DELETE", "/admin/agents/{id}", AdminAction::kDelete},
@@ -167,6 +168,7 @@ Route MatchRoute(const std::string& method, const std::string& path) {
     if (p == "/healthz") route.kind = RouteKind::kLiveness;
     if (p == "/readyz") route.kind = RouteKind::kReadiness;
     if (p == "/metrics") route.kind = RouteKind::kMetrics;
+    if (p == "/ui" || p.compare(0, 4, "/ui/") == 0) route.kind = RouteKind::kStatusPage;
     if (route.kind != RouteKind::kUnknown) return route;
   }
   if (m == "POST" && p.compare(0, 7, "/slots/") == 0) {
@@ -195,6 +197,8 @@ std::string RouteLabel(const Route& route) {
       return "readyz";
     case RouteKind::kMetrics:
       return "metrics";
+    case RouteKind::kStatusPage:
+      return "ui";
     case RouteKind::kPreflight:
       return "preflight";
     case RouteKind::kReadOnly:

@@ -17,6 +17,7 @@ enum class RouteKind {
   kLiveness,     // GET /healthz: the process answers
   kReadiness,    // GET /readyz: llama-server is ready
   kMetrics,      // GET /metrics: Prometheus text
+  kStatusPage,   // GET /ui and /ui/...: the status page and its files (no data in them)
   kPreflight,    // OPTIONS: answered by agentkv (CORS), never forwarded
   kReadOnly,     // reads or computes, touches no slot and no shared state: forwarded
   kGlobal,       // changes what every agent shares, or reaches another agent's
@@ -28,6 +29,7 @@ enum class RouteKind {
 enum class AdminAction {
   kNone,          // under /admin/ but no such route: 404
   kStats,         // GET    /admin/stats
+  kStatus,        // GET    /admin/status (what the status page shows)
   kListAgents,    // GET    /admin/agents
   kGetAgent,      // GET    /admin/agents/{id}
   kDelete,        // DELETE /admin/agents/{id}
@@ -51,7 +53,7 @@ struct Route {
 
 // `path` is the decoded path, without the query string. HEAD is matched as
 // GET. llama-server's routes match the same under an /agents/{id}/ prefix;
-// agentkv's own (/admin/, /healthz, /readyz, /metrics) only without one.
+// agentkv's own (/admin/, /healthz, /readyz, /metrics, /ui) only without one.
 Route MatchRoute(const std::string& method, const std::string& path);
 
 // A fixed name for metrics: never a raw path (paths carry agent ids).

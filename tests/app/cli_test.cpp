@@ -17,9 +17,9 @@ class CliTest : public ::testing::Test {
   void SetUp() override {
     dir_ = fs::temp_directory_path() / ("agentkv-cli-" + std::to_string(::getpid()));
     fs::create_directories(dir_);
-    for (const char* v :
-         {"AGENTKV_PORT", "AGENTKV_CONFIG", "AGENTKV_API_KEYS", "AGENTKV_ADMIN_KEY",
-          "AGENTKV_SWA_FULL", "AGENTKV_SLOTS", "AGENTKV_ALLOWED_HOSTS", "AGENTKV_ALLOW_NO_AUTH"}) {
+    for (const char* v : {"AGENTKV_PORT", "AGENTKV_CONFIG", "AGENTKV_API_KEYS", "AGENTKV_ADMIN_KEY",
+                          "AGENTKV_SWA_FULL", "AGENTKV_SLOTS", "AGENTKV_ALLOWED_HOSTS",
+                          "AGENTKV_ALLOW_NO_AUTH", "AGENTKV_URL", "AGENTKV_ADMIN_KEY_FILE"}) {
       ::unsetenv(v);
     }
   }
@@ -181,6 +181,53 @@ TEST_F(CliTest, InvalidValuesAreRefusedWithAnExitCode) {
   EXPECT_GT(Parse({"serve", "--unknown"}, &s), 0);
   EXPECT_GT(Parse({}, &s), 0) << "a subcommand is required";
   EXPECT_EQ(Parse({"serve", "--help"}, &s), 0);
+}
+
+TEST_F(CliTest, StatusFindsAgentkvAndItsAdminKeyWhereServeWouldPutThem) {
+  CliSettings defaults;
+  ASSERT_EQ(Parse({"status"}, &defaults), -1);
+  EXPECT_EQ(defaults.command, CliSettings::Command::kStatus);
+  EXPECT_EQ(defaults.status.url, "http://127.0.0.1:8090");
+  EXPECT_EQ(defaults.status.admin_key, "");
+  EXPECT_EQ(defaults.status.watch.count(), 0);
+
+  const fs::path key = Write("admin.key", "from-file\n");
+  const fs::path config = Write("s.toml",
+                                "[serve]\nhost = \"0.0.0.0\"\nport = 9100\n"
+                                "admin-key-file = \"" +
+                                    key.string() + "\"\n");
+  CliSettings file;
+  ASSERT_EQ(Parse({"status", "--config", config.string()}, &file), -1);
+  EXPECT_EQ(file.status.url, "http://127.0.0.1:9100") << "a wildcard host is reached on loopback";
+  EXPECT_EQ(file.status.admin_key, "from-file");
+
+  ::setenv("AGENTKV_CONFIG", config.string().c_str(), 1);
+  ::setenv("AGENTKV_URL", "http://agents.lan:9200", 1);
+  ::setenv("AGENTKV_PORT", "1", 1);  // serve's: not an option of status
+  CliSettings env;
+  ASSERT_EQ(Parse({"status", "--json", "--watch", "2.5", "--count", "3"}, &env), -1);
+  EXPECT_EQ(env.status.url, "http://agents.lan:9200");
+  EXPECT_EQ(env.status.admin_key, "from-file");
+  EXPECT_TRUE(env.status.json);
+  EXPECT_EQ(env.status.watch.count(), 2500);
+  EXPECT_EQ(env.status.count, 3);
+
+  ::unsetenv("AGENTKV_CONFIG");
+  ::setenv("AGENTKV_ADMIN_KEY", "from-env", 1);
+  CliSettings flag;
+  ASSERT_EQ(Parse({"status", "--url", "http://[::1]:9300", "--agents", "5"}, &flag), -1);
+  EXPECT_EQ(flag.status.url, "http://[::1]:9300");
+  EXPECT_EQ(flag.status.admin_key, "from-env");
+  EXPECT_EQ(flag.status.agents, 5u);
+  CliSettings both;
+  ASSERT_EQ(Parse({"status", "--admin-key-file", key.string()}, &both), -1);
+  EXPECT_EQ(both.status.admin_key, "from-file") << "the file wins, as for serve";
+
+  CliSettings bad;
+  EXPECT_GT(Parse({"status", "--watch", "0"}, &bad), 0);
+  EXPECT_GT(Parse({"status", "--agents", "501"}, &bad), 0);
+  EXPECT_GT(Parse({"status", "--port", "1"}, &bad), 0);
+  EXPECT_GT(Parse({"status", "--admin-key-file", Write("two", "a\nb\n").string()}, &bad), 0);
 }
 
 TEST_F(CliTest, TheExampleConfigFileParses) {

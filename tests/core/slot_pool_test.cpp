@@ -173,5 +173,33 @@ TEST(SlotPool, ShutdownReleasesWaitersWithBusy) {
   EXPECT_FALSE(pool.Acquire(Id("c")).ok());
 }
 
+TEST(SlotPool, SnapshotSaysSinceWhenEachSlotHasHadItsPhaseAndOwner) {
+  TimePoint now{};
+  SlotPool pool(2, QueueLimits{4, std::chrono::milliseconds(60000)}, &NoFiles, 0,
+                [&] { return now; });
+  now += std::chrono::seconds(5);
+  Result<Plan> a = pool.Acquire(Id("a"));
+  ASSERT_TRUE(a.ok());
+  now += std::chrono::seconds(1);
+  ASSERT_TRUE(pool.CompleteSwitch(a.value(), {false, false, true}).ok());
+  std::vector<SlotStatus> s = pool.Snapshot();
+  ASSERT_EQ(s.size(), 2u);
+  EXPECT_EQ(s[0].view.phase, SlotPhase::kBusy);
+  EXPECT_EQ(s[0].since, TimePoint{} + std::chrono::seconds(6));
+  EXPECT_EQ(s[1].view.phase, SlotPhase::kFree);
+  EXPECT_EQ(s[1].since, TimePoint{}) << "free since the start";
+
+  now += std::chrono::seconds(3);
+  pool.Release(a->slot, TurnEnd::Ran(10));
+  s = pool.Snapshot();
+  EXPECT_EQ(s[0].view.phase, SlotPhase::kIdle);
+  EXPECT_EQ(s[0].view.owner, Id("a"));
+  EXPECT_TRUE(s[0].view.dirty);
+  EXPECT_EQ(s[0].since, TimePoint{} + std::chrono::seconds(9));
+  now += std::chrono::seconds(3);
+  pool.Unpin(Id("a"));  // a change of nothing the slot shows
+  EXPECT_EQ(pool.Snapshot()[0].since, TimePoint{} + std::chrono::seconds(9));
+}
+
 }  // namespace
 }  // namespace agentkv

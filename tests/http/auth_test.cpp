@@ -35,6 +35,14 @@ TEST(Auth, TheAdminApiTakesOnlyTheAdminKeyAndIsOffWithoutOne) {
   EXPECT_EQ(Authorize(no_admin, RouteKind::kAdmin, "Bearer k1").code(), ErrorCode::kForbidden);
 }
 
+TEST(Auth, TheStatusPageIsServedWithoutAKeyWhereverTheAdminApiIsOn) {
+  EXPECT_TRUE(Authorize(AuthPolicy{}, RouteKind::kStatusPage, "").ok());
+  EXPECT_TRUE(Authorize(Keys(), RouteKind::kStatusPage, "").ok()) << "it holds no data";
+  AuthPolicy no_admin = Keys();
+  no_admin.admin_key.clear();
+  EXPECT_EQ(Authorize(no_admin, RouteKind::kStatusPage, "Bearer k1").code(), ErrorCode::kForbidden);
+}
+
 TEST(Auth, HealthAndMetricsArePublicUnlessConfigured) {
   AuthPolicy p = Keys();
   EXPECT_TRUE(Authorize(p, RouteKind::kLiveness, "").ok());

@@ -81,6 +81,27 @@ TEST(BrowserPolicy, ListedOriginsMatchExactlyAndAStarMatchesAny) {
   EXPECT_FALSE(AllowsOrigin(policy, "")) << "no Origin, no CORS headers";
 }
 
+TEST(BrowserPolicy, AgentkvsOwnOriginIsTheOneItsPageWasServedFrom) {
+  BrowserPolicy policy;
+  policy.allowed_hosts = {"agents.lan"};
+  EXPECT_TRUE(IsOwnOrigin(policy, "http://127.0.0.1:8090", "127.0.0.1:8090"));
+  EXPECT_TRUE(IsOwnOrigin(policy, "http://LOCALHOST:8090", "localhost:8090"));
+  EXPECT_TRUE(IsOwnOrigin(policy, "http://localhost", "localhost"));
+  EXPECT_TRUE(IsOwnOrigin(policy, "http://agents.lan:8090", "agents.lan:8090"));
+  EXPECT_TRUE(IsOwnOrigin(policy, "http://[::1]:8090", "[::1]:8090"));
+  EXPECT_FALSE(IsOwnOrigin(policy, "http://127.0.0.1:8091", "127.0.0.1:8090")) << "another port";
+  EXPECT_FALSE(IsOwnOrigin(policy, "https://127.0.0.1:8090", "127.0.0.1:8090"));
+  EXPECT_FALSE(IsOwnOrigin(policy, "http://evil.example:8090", "127.0.0.1:8090"));
+  EXPECT_FALSE(IsOwnOrigin(policy, "http://evil.example:8090", "evil.example:8090"));
+  EXPECT_FALSE(IsOwnOrigin(policy, "null", "127.0.0.1:8090"));
+  EXPECT_FALSE(IsOwnOrigin(policy, "", "127.0.0.1:8090"));
+  EXPECT_FALSE(IsOwnOrigin(policy, "http://", ""));
+  policy.allowed_hosts = {"*"};
+  EXPECT_FALSE(IsOwnOrigin(policy, "http://rebound.example:8090", "rebound.example:8090"))
+      << "with any Host accepted, a rebound name's site would pass as agentkv";
+  EXPECT_TRUE(IsOwnOrigin(policy, "http://127.0.0.1:8090", "127.0.0.1:8090"));
+}
+
 TEST(BrowserPolicy, OnlyJsonBodiesAreTakenWhereJsonIsRequired) {
   for (const char* type : {"application/json", "application/json; charset=utf-8",
                            "Application/JSON", " application/json ;charset=utf-8"}) {

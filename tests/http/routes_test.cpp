@@ -115,6 +115,17 @@ TEST(Routes, LlamaServersMetricsAreReadOnlyOnlyUnderAnAgentPrefix) {
   EXPECT_EQ(MatchRoute("GET", "/agents/a/metrics").kind, RouteKind::kReadOnly);
 }
 
+TEST(Routes, TheStatusPageIsAgentkvsOwnAndTakesNoPrefix) {
+  for (const char* p : {"/ui", "/ui/", "/ui/app.js", "/ui/app.css", "/ui/nothing"}) {
+    EXPECT_EQ(MatchRoute("GET", p).kind, RouteKind::kStatusPage) << p;
+    EXPECT_EQ(MatchRoute("HEAD", p).kind, RouteKind::kStatusPage) << p;
+  }
+  EXPECT_EQ(RouteLabel(MatchRoute("GET", "/ui/app.js")), "ui");
+  EXPECT_EQ(MatchRoute("POST", "/ui").kind, RouteKind::kUnknown);
+  EXPECT_EQ(MatchRoute("GET", "/uix").kind, RouteKind::kUnknown);
+  EXPECT_EQ(MatchRoute("GET", "/agents/a/ui").kind, RouteKind::kUnknown);
+}
+
 TEST(Routes, PathsAndMethodsLlamaServerDoesNotRouteAreUnknown) {
   for (const auto& [method, path] : std::vector<std::pair<const char*, const char*>>{
            {"GET", "/"},                     // the web UI
@@ -172,6 +183,7 @@ TEST(Routes, AdminRoutesNameTheirActionAndAgent) {
   };
   for (const Case& c : {
            Case{"GET", "/admin/stats", AdminAction::kStats, nullptr},
+           Case{"GET", "/admin/status", AdminAction::kStatus, nullptr},
            Case{"GET", "/admin/agents", AdminAction::kListAgents, nullptr},
            Case{"GET", "/admin/agents/", AdminAction::kListAgents, nullptr},
            Case{"GET", "/admin/agents/coder", AdminAction::kGetAgent, "coder"},
