@@ -87,11 +87,32 @@ install_packages() {
   if ! dpkg --print-foreign-architectures | grep -qx arm64; then
     $sudo dpkg --add-architecture arm64
   fi
-  # On Ubuntu amd64 the arm64 packages are on ports.ubuntu.com, which the
-  # default sources do not list: add it there first (Debian needs nothing).
+  ubuntu_ports "$sudo"
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
     "${missing[@]}" >/dev/null
+}
+
+# Debian's mirrors carry arm64; Ubuntu's main archive does not (arm64 lives on
+# ports.ubuntu.com), so there the existing sources are limited to amd64 and
+# ports is added for arm64. Written for GitHub's ubuntu-24.04 runner (deb822
+# sources); not run on Ubuntu here.
+ubuntu_ports() {
+  local sudo=$1 list=/etc/apt/sources.list.d/agentkv-arm64-ports.sources f
+  [ -r /etc/os-release ] && . /etc/os-release
+  [ "${ID:-}" = ubuntu ] && [ ! -e "$list" ] || return 0
+  for f in /etc/apt/sources.list.d/*.sources; do
+    [ -e "$f" ] && ! grep -q '^Architectures:' "$f" || continue
+    $sudo sed -i '/^Types:/a Architectures: amd64' "$f"
+  done
+  if [ -f /etc/apt/sources.list ]; then
+    $sudo sed -i -E -e '/arch=/!s/^deb \[/deb [arch=amd64 /' \
+      -e 's/^deb (https?|mirror)/deb [arch=amd64] \1/' /etc/apt/sources.list
+  fi
+  printf '%s\n' 'Types: deb' 'URIs: http://ports.ubuntu.com/ubuntu-ports' \
+    "Suites: $VERSION_CODENAME $VERSION_CODENAME-updates $VERSION_CODENAME-security" \
+    'Components: main universe' 'Architectures: arm64' \
+    'Signed-By: /usr/share/keyrings/ubuntu-archive-keyring.gpg' | $sudo tee "$list" >/dev/null
 }
 
 # The pinned source and test models come from scripts/setup.sh's cache.
