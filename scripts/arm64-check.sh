@@ -9,8 +9,9 @@
 #   4. under qemu-user: the unit and component tests, and the integration
 #      tests listed in INTEGRATION below with the aarch64 llama-server on the
 #      test model (--all-integration: every one);
-#   5. scripts/graviton.sh --dry-run checked against what it would run, and
-#      configs/agentkv.service verified with the aarch64 binaries in place.
+#   5. scripts/graviton.sh --dry-run checked against the unit it installs,
+#      and configs/agentkv.service verified (systemd-analyze) with the
+#      aarch64 binaries where graviton.sh puts them.
 # A re-run finds the builds cached and only runs the tests.
 #
 # Emulation proves correctness only: never read a speed from it. Not built
@@ -164,8 +165,10 @@ EOF
   mv "$home/bin/llama-server.tmp" "$home/bin/llama-server"
   ln -sfn "$CACHE/models" "$home/models"
   file -L "$binary" | grep -q 'ARM aarch64' || die "$binary is not an aarch64 binary"
-  "$home/bin/llama-server" --version 2>&1 | grep -m1 -E '^version|build' >&2 \
-    || die "the aarch64 llama-server does not run under qemu"
+  local version
+  version=$("$home/bin/llama-server" --version 2>&1) \
+    || die "the aarch64 llama-server does not run under qemu: $version"
+  say "llama-server (aarch64, under qemu-user): $(grep -m1 '^version' <<<"$version")" >&2
 }
 
 build_agentkv() {
@@ -222,6 +225,26 @@ run_tests() {
   fi
 }
 
+# scripts/graviton.sh as far as a non-Arm machine without systemd allows: its
+# --dry-run against the unit (tests/app/graviton_dry_run_test.sh, also in the
+# unit tests above), and the unit verified by systemd-analyze with the aarch64
+# agentkv and llama-server where graviton.sh installs them.
+check_graviton() {
+  local server=$1 exposure
+  say "graviton.sh: --dry-run against configs/agentkv.service"
+  bash "$ROOT/tests/app/graviton_dry_run_test.sh" | tail -n 1
+  if ! command -v systemd-analyze >/dev/null; then
+    say "systemd-analyze not installed: configs/agentkv.service not verified"
+    return
+  fi
+  say "systemd-analyze verify with the aarch64 binaries in /usr/local/bin"
+  AGENTKV_UNIT_AGENTKV=$BUILD/agentkv AGENTKV_UNIT_LLAMA_SERVER=$server \
+    bash "$ROOT/tests/app/systemd_unit_test.sh" | tail -n 1
+  exposure=$(systemd-analyze security --offline=yes "$ROOT/configs/agentkv.service" 2>&1 \
+    | sed -n 's/.*Overall exposure level for [^:]*: //p') || true
+  echo "systemd-analyze security --offline=yes: exposure ${exposure:-not available}"
+}
+
 main() {
   [ "$(uname -m)" = x86_64 ] || say "warning: written for an x86-64 host; this is $(uname -m)"
   [ "$SKIP_PACKAGES" = 1 ] || install_packages
@@ -232,6 +255,7 @@ main() {
   write_wrapper "$server"
   build_agentkv
   [ "$RUN_TESTS" = 0 ] || run_tests
+  check_graviton "$server"
   say "arm64 check passed"
 }
 
