@@ -13,8 +13,8 @@ set(CMAKE_C_COMPILER aarch64-linux-gnu-gcc)
 set(CMAKE_CXX_COMPILER aarch64-linux-gnu-g++)
 set(CMAKE_LIBRARY_ARCHITECTURE aarch64-linux-gnu)
 
-# The cross toolchain's own libraries (libc, libstdc++, libgomp) live in
-# /usr/aarch64-linux-gnu; the arm64 packages in /usr/lib/aarch64-linux-gnu.
+# At link time the cross toolchain's own libraries (libc, libstdc++, libgomp)
+# live in /usr/aarch64-linux-gnu; the arm64 packages in /usr/lib/aarch64-linux-gnu.
 # Headers of header-only and arch-independent packages stay in /usr/include
 # and /usr/share, so the host prefix is searched too, but never for programs.
 set(CMAKE_FIND_ROOT_PATH /usr/aarch64-linux-gnu /usr)
@@ -27,7 +27,10 @@ set(CMAKE_FIND_ROOT_PATH_MODE_PACKAGE BOTH)
 set(ENV{PKG_CONFIG_LIBDIR} "/usr/lib/aarch64-linux-gnu/pkgconfig:/usr/share/pkgconfig")
 set(ENV{PKG_CONFIG_PATH} "")
 
-# -L gives the emulated dynamic loader the cross toolchain's libraries; qemu
-# falls back to the host's paths, where the arm64 multiarch packages live.
+# At run time every arm64 library, the dynamic loader included, comes from the
+# multiarch packages (libc6:arm64, libgomp1:arm64, ...), never from the cross
+# toolchain's /usr/aarch64-linux-gnu: so no `-L /usr/aarch64-linux-gnu`. With it
+# qemu took that directory's ld.so (glibc 2.36-8) and the multiarch libc
+# (2.36-9+deb12u14), and the first pthread_create spun forever in the mismatch.
 find_program(AGENTKV_QEMU_AARCH64 NAMES qemu-aarch64-static qemu-aarch64 REQUIRED)
-set(CMAKE_CROSSCOMPILING_EMULATOR "${AGENTKV_QEMU_AARCH64};-L;/usr/aarch64-linux-gnu")
+set(CMAKE_CROSSCOMPILING_EMULATOR "${AGENTKV_QEMU_AARCH64}")

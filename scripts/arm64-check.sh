@@ -31,7 +31,6 @@ CACHE=${AGENTKV_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/agentkv}
 ARM=$CACHE/arm64
 BUILD=$ROOT/build-arm64
 TOOLCHAIN=$ROOT/cmake/aarch64-linux-gnu.cmake
-SYSROOT=/usr/aarch64-linux-gnu
 MARCH=${AGENTKV_ARM64_MARCH:-armv8.2-a+dotprod+fp16}
 JOBS=${AGENTKV_JOBS:-$(nproc)}
 NICE=(nice -n 19)  # a heavy build must not starve whatever else runs here
@@ -76,6 +75,7 @@ die() { printf 'arm64-check.sh: %s\n' "$*" >&2; exit 1; }
 install_packages() {
   local pkgs=(g++-aarch64-linux-gnu qemu-user-static cmake pkg-config git
               nlohmann-json3-dev libcli11-dev python3
+              libgomp1:arm64  # llama-server's OpenMP at run time (see the toolchain file)
               libspdlog-dev:arm64 libfmt-dev:arm64 libgtest-dev:arm64 libgmock-dev:arm64
               libcpp-httplib-dev:arm64 libssl-dev:arm64 zlib1g-dev:arm64 libbrotli-dev:arm64)
   local missing=() p sudo=""
@@ -149,7 +149,9 @@ build_llama() {
 }
 
 # An aarch64 binary cannot be exec'd here without binfmt_misc, which a
-# container rarely has: agentkv starts llama-server through this wrapper.
+# container rarely has: agentkv starts llama-server through this wrapper. No
+# qemu -L: the arm64 libraries, ld.so included, must all be the multiarch
+# packages' (cmake/aarch64-linux-gnu.cmake says why).
 # $ARM/home is the cache agentkv and the tests see (AGENTKV_CACHE_DIR): its
 # bin/llama-server is the wrapper, its models the shared test models.
 write_wrapper() {
@@ -159,7 +161,7 @@ write_wrapper() {
   cat >"$home/bin/llama-server.tmp" <<EOF
 #!/bin/sh
 # The aarch64 llama-server under qemu-user (written by scripts/arm64-check.sh).
-exec $qemu -L $SYSROOT $binary "\$@"
+exec $qemu $binary "\$@"
 EOF
   chmod 755 "$home/bin/llama-server.tmp"
   mv "$home/bin/llama-server.tmp" "$home/bin/llama-server"
