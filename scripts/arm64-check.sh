@@ -47,7 +47,6 @@ INTEGRATION=(
   'RealLlamaTest.AConversationRestoredBetweenTurnsGeneratesTheSameTokens'
   'Families/ModelFamily.AReturningAgentIsRestoredWithItsWholeContext/llama'
   'DurabilityTest.AgentkvKilledAfterASaveRestoresTheSavedMemoryOnRestart'
-  'DurabilityTest.AgentkvKilledAtAnyStepOfASaveKeepsTheOldOrTheNewMemory'
   'DurabilityTest.DamagedMemoryFallsBackToAPrefillWithTheSameAnswer'
   'DurabilityTest.AgentsContinueThroughALlamaServerRestart'
   'Supervision.ACrashedLlamaServerIsRestartedWhileRequestsWait'
@@ -206,9 +205,11 @@ skip_regex() {
   printf '%s' "$out"
 }
 
+# Anchored at the start only: a parameterized test's ctest name goes on with
+# '  # GetParam() = ...', and CMake's regex allows too few groups for '( |$)'.
 integration_regex() {
   local t out=""
-  for t in "${INTEGRATION[@]}"; do out+="${out:+|}^${t}\$"; done
+  for t in "${INTEGRATION[@]}"; do out+="${out:+|}^${t}"; done
   printf '%s' "$out"
 }
 
