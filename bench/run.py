@@ -19,8 +19,8 @@ import time
 from types import SimpleNamespace
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (agentic, backtoback, client, cluster, kvtypes, overhead,  # noqa: E402
-                     prefixes, procs, report, sweep, workload)
+from harness import (agentic, backtoback, client, cluster, host, kvtypes,  # noqa: E402
+                     overhead, prefixes, procs, report, sweep, workload)
 from harness.progress import Progress  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -128,6 +128,24 @@ def machine():
     return f"{cpu}, {os.cpu_count()} cores{mem}, {osname}"
 
 
+def refuse_other_host(out, here):
+    """Stops before a run whose results would land beside another host's: a
+    results.json of another host in --out (a partial run keeps the other files)."""
+    try:
+        with open(os.path.join(out, "results.json")) as f:
+            there = json.load(f)["meta"].get("host")
+    except (OSError, ValueError, KeyError, TypeError):
+        return
+    if not there:
+        return
+    same = all(there.get(k) == here[k] for k in ("arch", "cpu_model", "cores"))
+    if here["kleidiai"] is not None and there.get("kleidiai") is not None:
+        same = same and here["kleidiai"] == there["kleidiai"]
+    if not same:
+        sys.exit(f"bench: {out} holds results of another host ({there.get('id')}; this is "
+                 f"{here['id']}): choose another --out")
+
+
 def llama_version(binary):
     res = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=60)
     lines = (res.stdout + res.stderr).strip().splitlines()
@@ -203,6 +221,8 @@ def main():
             sys.exit(f"bench: {path} is missing; run {hint} first")
     tools = SimpleNamespace(model=model, llama_server=args.llama_server, agentkv=args.agentkv,
                             threads=args.threads)
+    llama_build = procs.llama_build(args.llama_server)
+    refuse_other_host(args.out, host.describe(llama_build, binary=args.llama_server))
     os.makedirs(args.out, exist_ok=True)
     work = tempfile.mkdtemp(prefix="agentkv-bench-")
     progress, started = Progress(), time.monotonic()
@@ -252,9 +272,10 @@ def main():
         raise
     p["final_kv_mib"] = raw.get("final_kv_mib")
     meta = {"profile": "quick" if args.quick else "default", "machine": machine(),
+            "host": host.describe(llama_build, host.kleidiai_from_logs(work), args.llama_server),
             "model": os.path.basename(model), "threads": args.threads,
             "llama_server_version": llama_version(args.llama_server),
-            "llama_build": procs.llama_build(args.llama_server),
+            "llama_build": llama_build,
             "command": " ".join(shlex.quote(a) for a in ["python3", "bench/run.py"] + sys.argv[1:]),
             "date": datetime.datetime.now().isoformat(timespec="seconds"),
             "duration_s": round(time.monotonic() - started),

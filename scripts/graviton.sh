@@ -143,8 +143,9 @@ defaults_file() {
 #AGENTKV_SLOTS=4
 
 # Arguments for llama-server. --ctx-size is the total over all slots.
-# Graviton vCPUs are physical cores; this host has $JOBS.
-#AGENTKV_LLAMA_ARGS="--ctx-size 32768 --threads 8"
+# Without --threads llama-server runs one thread per physical core; Graviton
+# vCPUs are physical cores, and this host has $JOBS.
+#AGENTKV_LLAMA_ARGS="--ctx-size 32768 --threads $JOBS"
 
 # More agentkv flags (README, Flags), e.g.:
 #AGENTKV_EXTRA_ARGS="--disk-budget-bytes 50000000000 --log-level info"

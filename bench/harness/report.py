@@ -25,10 +25,21 @@ def table(header, rows):
     return "\n".join(lines)
 
 
+def host_line(h):
+    """The host record as one line (results written before it have none)."""
+    if not h:
+        return []
+    k = {True: "on", False: "off"}.get(h["kleidiai"], "unknown")
+    feats = ", ".join(h["cpu_features"]) or "none listed"
+    return [f"- Host: `{h['id']}`: {h['arch']}, {h['cpu_model']}, {h['cores']} cores; "
+            f"KleidiAI {k} ({h['kleidiai_source']}); CPU features: {feats}"]
+
+
 def markdown(result):
     meta, s = result["meta"], result["summary"]
     out = [f"# agentkv benchmark ({meta['profile']})", "",
            f"- Machine: {meta['machine']}",
+           *host_line(meta.get("host")),
            f"- Model: `{meta['model']}`; llama-server `{meta['llama_server_version']}`, "
            f"{meta['threads']} threads, build options {meta['llama_build']}",
            f"- Command: `{meta['command']}`",

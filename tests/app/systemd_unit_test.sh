@@ -8,6 +8,10 @@
 # unparsable values as warnings with exit status 0, so any line naming the
 # unit counts as a failure too.
 #
+# With AGENTKV_UNIT_AGENTKV and AGENTKV_UNIT_LLAMA_SERVER set (as
+# scripts/arm64-check.sh does with its aarch64 builds), those binaries take
+# the places scripts/graviton.sh installs them to, instead of the stub.
+#
 # Usage: tests/app/systemd_unit_test.sh   (skips, exit 0, without systemd-analyze)
 set -euo pipefail
 
@@ -23,8 +27,14 @@ TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 
 mkdir -p "$TMP/usr/local/bin" "$TMP/etc/systemd/system"
-printf '#!/bin/sh\nexit 0\n' >"$TMP/usr/local/bin/agentkv"
-chmod 755 "$TMP/usr/local/bin/agentkv"
+if [ -n "${AGENTKV_UNIT_AGENTKV:-}" ]; then
+  install -m755 "$AGENTKV_UNIT_AGENTKV" "$TMP/usr/local/bin/agentkv"
+  install -m755 "${AGENTKV_UNIT_LLAMA_SERVER:?with AGENTKV_UNIT_AGENTKV}" \
+    "$TMP/usr/local/bin/llama-server"
+else
+  printf '#!/bin/sh\nexit 0\n' >"$TMP/usr/local/bin/agentkv"
+  chmod 755 "$TMP/usr/local/bin/agentkv"
+fi
 # Without sysinit.target in the root verify cannot build the start job;
 # the others are the unit's own dependencies.
 for target in sysinit.target basic.target shutdown.target network-online.target \
