@@ -31,6 +31,7 @@ import socket
 import subprocess
 import threading
 import time
+import urllib.error
 import urllib.request
 
 from . import client
@@ -161,10 +162,19 @@ def context(p, words_per_token, tokens, seed):
 def ask(cl, agent, messages, p, seed):
     """One turn of `agent`: a new question; the answer joins its messages."""
     messages.append({"role": "user", "content": client.text(seed, QUESTION_WORDS)})
-    t = client.chat(cl.url, f"/agents/{agent}/v1/chat/completions", messages,
-                    p["cluster_answer_tokens"])
+    for attempt in (1, 2):
+        try:
+            t = client.chat(cl.url, f"/agents/{agent}/v1/chat/completions", messages,
+                            p["cluster_answer_tokens"])
+            break
+        except urllib.error.HTTPError as e:
+            # The balancer's 502: the request reached a node as it died (seen
+            # once in CI: nginx connected, then the node's socket was reset).
+            # OpenAI's SDKs resend a 502; so does the bench, once.
+            if e.code != 502 or attempt == 2:
+                raise
     messages.append({"role": "assistant", "content": t["content"]})
-    return dict(client.figures(t), node=cl.node_of(t["upstream"]))
+    return dict(client.figures(t), node=cl.node_of(t["upstream"]), resent=attempt > 1)
 
 
 def failover(tools, p, work, progress, private):
