@@ -272,6 +272,13 @@ int ParseCommandLine(int argc, const char* const* argv, CliSettings* out) {
                    "request path) or eviction (only when their slot is needed)")
       ->capture_default_str()
       ->check(CLI::IsMember({"turn-end", "eviction"}));
+  long long save_deferral_ms = o.save_deferral.bound.count();
+  serve
+      ->add_option("--save-deferral-ms", save_deferral_ms,
+                   "Longest a turn-end save waits while requests wait for their first token "
+                   "(0: saves never wait)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
   serve
       ->add_option("--disk-budget-bytes", o.store.budget_bytes,
                    "Most bytes of saved memory; least recently used agents' files go "
@@ -469,6 +476,7 @@ int ParseCommandLine(int argc, const char* const* argv, CliSettings* out) {
   }
   o.upstream.read_timeout = std::chrono::seconds(upstream_timeout_s);
   o.queue.max_wait = std::chrono::milliseconds(queue_timeout_ms);
+  o.save_deferral.bound = std::chrono::milliseconds(save_deferral_ms);
   o.proxy.connections.request_timeout = std::chrono::milliseconds(request_timeout_ms);
   o.drain_timeout = std::chrono::seconds(drain_s);
   o.stop_timeout = std::chrono::seconds(stop_s);

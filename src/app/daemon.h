@@ -34,6 +34,8 @@ struct DaemonOptions {
   std::filesystem::path memory_dir;
   StoreOptions store;
   SavePolicy save_policy = SavePolicy::kTurnEnd;
+  // How long a turn-end save may wait for requests' first tokens.
+  SaveDeferral save_deferral;
   int max_pins = 1;
   KvSettings kv;  // when fronting an external llama-server
   // Start llama-server as a child (its memory_dir is set from ours).

@@ -34,14 +34,27 @@ void Lease::Release(const TurnEnd& end) {
   if (pool_) std::exchange(pool_, nullptr)->Release(slot_, end);
 }
 
+Placer::PrefillTicket& Placer::PrefillTicket::operator=(PrefillTicket&& other) noexcept {
+  if (this != &other) {
+    End();
+    placer_ = std::exchange(other.placer_, nullptr);
+  }
+  return *this;
+}
+
+void Placer::PrefillTicket::End() {
+  if (placer_) std::exchange(placer_, nullptr)->EndPrefill();
+}
+
 Placer::Placer(SlotPool& pool, SlotActions& upstream, Store& store, SavePolicy policy,
-               Metrics& metrics, ReuseChecks checks)
+               Metrics& metrics, ReuseChecks checks, SaveDeferral deferral)
     : pool_(pool),
       upstream_(upstream),
       store_(store),
       policy_(policy),
       metrics_(metrics),
-      checks_(checks) {
+      checks_(checks),
+      deferral_{std::min(deferral.grace, deferral.bound), deferral.bound} {
   saver_ = std::thread([this] { SaverLoop(); });
 }
 
@@ -297,11 +310,29 @@ void Placer::Finish(Lease& lease, std::optional<long long> cache_n, long long pr
   if (agent && end.kv_changed) ScheduleSave(slot);
 }
 
+Placer::PrefillTicket Placer::Prefilling() {
+  {
+    MutexLock lock(mu_);
+    ++prefilling_;
+    ++arrivals_;
+  }
+  saves_changed_.notify_all();  // ends a save's grace
+  return PrefillTicket(this);
+}
+
+void Placer::EndPrefill() {
+  {
+    MutexLock lock(mu_);
+    if (--prefilling_ > 0) return;
+  }
+  saves_changed_.notify_all();
+}
+
 void Placer::ScheduleSave(SlotId slot) {
   if (policy_ != SavePolicy::kTurnEnd) return;
   {
     MutexLock lock(mu_);
-    save_queue_.push_back(slot);
+    save_queue_.push_back({slot, Steady::now(), arrivals_});
   }
   saves_changed_.notify_all();
 }
@@ -311,8 +342,18 @@ void Placer::SaverLoop() {
   while (true) {
     saves_changed_.wait(lock, [&]() REQUIRES(mu_) { return stopping_ || !save_queue_.empty(); });
     if (stopping_) return;
-    const SlotId slot = save_queue_.front();
+    // See SaveDeferral. A slot taken meanwhile (evicted, or its agent back)
+    // is saved or skipped as usual.
+    const QueuedSave next = save_queue_.front();
+    saves_changed_.wait_until(lock, next.queued + deferral_.grace, [&]() REQUIRES(mu_) {
+      return stopping_ || arrivals_ != next.arrivals || prefilling_ > 0 || draining_ > 0;
+    });
+    saves_changed_.wait_until(lock, next.queued + deferral_.bound, [&]() REQUIRES(mu_) {
+      return stopping_ || prefilling_ == 0 || draining_ > 0;
+    });
+    if (stopping_) return;
     save_queue_.pop_front();
+    const SlotId slot = next.slot;
     saving_ = true;
     lock.unlock();
     SaveIdle(slot);
@@ -324,8 +365,11 @@ void Placer::SaverLoop() {
 
 void Placer::DrainSaves() {
   MutexLock lock(mu_);
+  ++draining_;
+  saves_changed_.notify_all();
   saves_changed_.wait(
       lock, [&]() REQUIRES(mu_) { return stopping_ || (save_queue_.empty() && !saving_); });
+  --draining_;
 }
 
 SaveResult Placer::RunSave(const SaveJob& job, bool judge_empty) {

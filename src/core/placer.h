@@ -5,6 +5,7 @@
 // reports the outcome back. Also runs turn-end saves on a background thread,
 // and the memory operations of the lifecycle API. Thread-safe.
 
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <functional>
@@ -68,6 +69,19 @@ struct ReuseChecks {
   bool resident = true;       // else: a resident slot is never judged so
 };
 
+// When a turn-end save runs. A save competes with a prefill for
+// llama-server's loop and for the CPU, and what a client waits for is the
+// first token: a save waits `grace` for a request to arrive (agents that
+// follow each other send the next turn within milliseconds), then while any
+// request has no first token yet, `bound` at most from the turn's end. A
+// later save only widens, by at most `bound`, the window in which a crash
+// costs the last turn's KV (the older file stays good; the turn is
+// prefilled again).
+struct SaveDeferral {
+  std::chrono::milliseconds grace{50};
+  std::chrono::milliseconds bound{2000};
+};
+
 // A copy of the placement counters (see Metrics).
 struct PlacerStats {
   long long restores = 0, saves = 0, save_failures = 0, evictions = 0;
@@ -77,9 +91,32 @@ struct PlacerStats {
 
 class Placer {
  public:
+  // A request between its arrival and its first byte from llama-server
+  // (Placer::Prefilling); turn-end saves wait while any is open. Move-only.
+  class PrefillTicket {
+   public:
+    PrefillTicket() = default;
+    explicit PrefillTicket(Placer* placer) : placer_(placer) {}
+    PrefillTicket(PrefillTicket&& other) noexcept
+        : placer_(std::exchange(other.placer_, nullptr)) {}
+    PrefillTicket& operator=(PrefillTicket&& other) noexcept;
+    PrefillTicket(const PrefillTicket&) = delete;
+    PrefillTicket& operator=(const PrefillTicket&) = delete;
+    ~PrefillTicket() { End(); }
+    // The first token arrived (or the request ended): saves may run.
+    void End();
+
+   private:
+    Placer* placer_ = nullptr;
+  };
+
+  // Turn-end saves wait for requests' first tokens as `deferral` says.
   Placer(SlotPool& pool, SlotActions& upstream, Store& store, SavePolicy policy, Metrics& metrics,
-         ReuseChecks checks = {});
+         ReuseChecks checks = {}, SaveDeferral deferral = {});
   ~Placer();
+
+  // Opens a ticket for a request that just arrived; see PrefillTicket.
+  PrefillTicket Prefilling();
 
   // Blocks until `tenant` holds a slot with its KV in place (restored, or
   // erased for a cold start). Returns kBusy past the queue bounds, and
@@ -139,7 +176,8 @@ class Placer {
   static constexpr int kMaxRefusals = 3;
 
   PlacerStats stats() const;
-  // Blocks until no turn-end save is queued or running (tests, shutdown).
+  // Blocks until no turn-end save is queued or running (tests, shutdown);
+  // saves queued meanwhile no longer wait for prefills.
   void DrainSaves();
   void Stop();
 
@@ -165,17 +203,28 @@ class Placer {
   void ScheduleSave(SlotId slot);
   void SaverLoop();
 
+  void EndPrefill();
+
   SlotPool& pool_;
   SlotActions& upstream_;
   Store& store_;
   const SavePolicy policy_;
   Metrics& metrics_;
   const ReuseChecks checks_;
+  const SaveDeferral deferral_;
 
   mutable Mutex mu_;
   std::condition_variable_any saves_changed_;
-  std::deque<SlotId> save_queue_ GUARDED_BY(mu_);
+  struct QueuedSave {
+    SlotId slot;
+    std::chrono::steady_clock::time_point queued;
+    long long arrivals = 0;  // arrivals_ then
+  };
+  std::deque<QueuedSave> save_queue_ GUARDED_BY(mu_);
   bool saving_ GUARDED_BY(mu_) = false;
+  int prefilling_ GUARDED_BY(mu_) = 0;      // open PrefillTickets
+  long long arrivals_ GUARDED_BY(mu_) = 0;  // PrefillTickets ever opened
+  int draining_ GUARDED_BY(mu_) = 0;        // DrainSaves callers: saves do not wait
   bool stopping_ GUARDED_BY(mu_) = false;
   std::unordered_map<AgentId, int> refusals_ GUARDED_BY(mu_);  // restores refused in a row
   // Agents a fork is copying from or into. A fork waits on forks_changed_

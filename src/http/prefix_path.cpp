@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <chrono>
 #include <nlohmann/json.hpp>
 #include <vector>
 
@@ -57,7 +58,12 @@ Result<Tokens> PrefixPath::Tokenize(const json& body) {
 std::optional<NewAgentPrompt> PrefixPath::Prepare(const AgentId& agent, const std::string& scope,
                                                   const json& body) {
   if (store_.HasMemory(agent) || pool_.SlotOf(agent)) return std::nullopt;
+  const auto started = std::chrono::steady_clock::now();
   Result<Tokens> t = Tokenize(body);
+  spdlog::debug(
+      "agent {}: prompt tokenized for prefix snapshots in {:.1f} ms", agent.ForLog(),
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started)
+          .count());
   if (!t.ok()) {
     spdlog::debug("agent {}: no prefix snapshot: {}", agent.ForLog(),
                   EscapeForLog(t.status().message()));

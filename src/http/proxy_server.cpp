@@ -138,7 +138,8 @@ struct ProxyServer::Exchange {
   static Status Forward(Upstream& upstream, const ForwardRequest& request,
                         const std::optional<Lease>& lease, ResponsePipe& pipe,
                         std::optional<Timings>* timings, int* status_out,
-                        std::optional<std::chrono::steady_clock::time_point>* first_byte) {
+                        std::optional<std::chrono::steady_clock::time_point>* first_byte,
+                        Placer::PrefillTicket* prefill) {
     const auto start = std::chrono::steady_clock::now();
     TimingsScanner scanner;
     int& status = *status_out;
@@ -147,7 +148,10 @@ struct ProxyServer::Exchange {
                         return pipe.PutHeaders(s, headers);
                       },
                       [&](const char* data, size_t size) {
-                        if (!*first_byte) *first_byte = std::chrono::steady_clock::now();
+                        if (!*first_byte) {
+                          *first_byte = std::chrono::steady_clock::now();
+                          prefill->End();
+                        }
                         scanner.Feed(data, size);
                         return pipe.PutBody(data, size);
                       }};
@@ -555,6 +559,8 @@ Status ProxyServer::HandleInference(const httplib::Request& req, const std::stri
   // for the agent's next turn either: the slot is erased after this one.
   if (!options_.persist || CarriesMedia(body)) tenant = Tenant{};
 
+  // Turn-end saves wait until this request's first token (or a bound).
+  Placer::PrefillTicket prefill = placer_.Prefilling();
   if (!hooks_.wait_upstream()) return Error(ErrorCode::kUnavailable, "llama-server is down");
   const PromptKey prompt_key = PromptKeyOf(body);
   const std::string scope =
@@ -597,7 +603,7 @@ Status ProxyServer::HandleInference(const httplib::Request& req, const std::stri
   res.set_header("X-Agentkv-Slot", std::to_string(lease->slot().value));
   res.set_header("X-Agentkv-Placement", PlacementName(lease->placement()));
   return Respond(Start(ForwardOf(req, upstream_target, body.dump()), std::move(lease.value()),
-                       arrival, prompt_key),
+                       arrival, prompt_key, std::move(prefill)),
                  res);
 }
 
@@ -621,18 +627,20 @@ TurnEnd TurnEndOf(int status, const Status& result, const std::optional<Timings>
 
 std::shared_ptr<ProxyServer::Exchange> ProxyServer::Start(
     ForwardRequest request, std::optional<Lease> lease,
-    std::chrono::steady_clock::time_point arrival, PromptKey prompt_key) {
+    std::chrono::steady_clock::time_point arrival, PromptKey prompt_key,
+    Placer::PrefillTicket prefill) {
   auto ex = std::make_shared<Exchange>(this);
   Exchange* raw = ex.get();  // outlives the worker: ~Exchange joins it
   ex->worker = std::thread([this, raw, arrival, prompt_key, request = std::move(request),
-                            lease = std::move(lease)]() mutable {
+                            lease = std::move(lease), prefill = std::move(prefill)]() mutable {
     Status result;
     std::optional<Timings> timings;
     int status = 0;
     std::optional<std::chrono::steady_clock::time_point> first_byte;
     try {
-      result =
-          Exchange::Forward(upstream_, request, lease, raw->pipe, &timings, &status, &first_byte);
+      result = Exchange::Forward(upstream_, request, lease, raw->pipe, &timings, &status,
+                                 &first_byte, &prefill);
+      prefill.End();  // the answer is over, with or without a first byte
       if (lease && first_byte) {
         metrics_.ObserveTtft(PlacementName(lease->placement()), *first_byte - arrival);
       }

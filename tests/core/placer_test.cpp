@@ -355,6 +355,66 @@ TEST_F(PlacerTest, ShutdownSavesLeastRecentlyUsedFirstAndStopsAtItsDeadline) {
   EXPECT_EQ(saves, (std::vector<std::string>{"save 1", "save 2", "save 0"}));
 }
 
+// Turn-end saves wait while a request waits for its first token, at most
+// the deferral bound; a drain does not wait.
+class SaveDeferralTest : public PlacerTest {
+ protected:
+  void MakeTurnEnd(std::chrono::milliseconds bound,
+                   std::chrono::milliseconds grace = std::chrono::milliseconds(0)) {
+    Make(2);
+    placer_.reset();
+    placer_ = std::make_unique<Placer>(*pool_, *fake_, *store_, SavePolicy::kTurnEnd, metrics_,
+                                       ReuseChecks{}, SaveDeferral{grace, bound});
+  }
+  static constexpr std::chrono::seconds kPatience{10};
+};
+
+TEST_F(SaveDeferralTest, ASaveWaitsForTheBoundWhileARequestHasNoFirstToken) {
+  MakeTurnEnd(std::chrono::milliseconds(150));
+  Placer::PrefillTicket waiting = placer_->Prefilling();
+  const auto before = std::chrono::steady_clock::now();
+  Turn("a", 100);
+  const auto saved = fake_->WaitFor("save 0", kPatience);
+  ASSERT_TRUE(saved) << "the bound ends the wait";
+  EXPECT_GE(*saved - before, std::chrono::milliseconds(150));
+}
+
+TEST_F(SaveDeferralTest, ASaveRunsOnceTheWaitingRequestHasItsFirstToken) {
+  MakeTurnEnd(std::chrono::hours(1));
+  Placer::PrefillTicket waiting = placer_->Prefilling();
+  Placer::PrefillTicket moved = std::move(waiting);  // one ticket still, not two
+  Turn("a", 100);
+  Turn("b", 80);
+  for (const std::string& call : fake_->calls()) EXPECT_NE(call.rfind("save", 0), 0u) << call;
+  moved.End();
+  EXPECT_TRUE(fake_->WaitFor("save 0", kPatience));
+  EXPECT_TRUE(fake_->WaitFor("save 1", kPatience));
+  placer_->DrainSaves();
+  EXPECT_EQ(SavedTokens("a"), 100);
+  EXPECT_EQ(SavedTokens("b"), 80);
+}
+
+TEST_F(SaveDeferralTest, ARequestArrivingWithinTheGraceGoesBeforeTheSave) {
+  MakeTurnEnd(std::chrono::hours(1), std::chrono::hours(1));
+  Turn("a", 100);
+  for (const std::string& call : fake_->calls()) EXPECT_NE(call.rfind("save", 0), 0u) << call;
+  Placer::PrefillTicket next = placer_->Prefilling();
+  Turn("b", 80);
+  EXPECT_EQ(fake_->calls(), (std::vector<std::string>{"erase 0", "erase 1"}));
+  next.End();
+  EXPECT_TRUE(fake_->WaitFor("save 0", kPatience));
+  placer_->DrainSaves();  // b's save is still in its grace: no request came after it
+  EXPECT_EQ(SavedTokens("b"), 80);
+}
+
+TEST_F(SaveDeferralTest, DrainingDoesNotWaitForPrefills) {
+  MakeTurnEnd(std::chrono::hours(1));
+  Placer::PrefillTicket waiting = placer_->Prefilling();
+  Turn("a", 100);
+  placer_->DrainSaves();
+  EXPECT_EQ(SavedTokens("a"), 100);
+}
+
 TEST_F(PlacerTest, TwoForksCrossingEachOtherBothComplete) {
   Make(2);
   Turn("a", 100);
