@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """agentkv's benchmark: one command, every figure side by side. See bench/README.md.
 
-  python3 bench/run.py            # the default run: 1.1B benchmark model, about 35 min on 2 cores
+  python3 bench/run.py            # the default run: 1.1B benchmark model, about 50 min on 2 cores
   python3 bench/run.py --quick    # the test model, about 1.5 min (CI's smoke check)
 """
 import argparse
