@@ -95,8 +95,8 @@ def markdown(result):
         o = s["overhead"]
         out += ["## 5. Proxy overhead (no restore needed)", "",
                 f"{o['samples']} requests each way, {o['gap_s']} s apart, prompt already "
-                "cached in its slot. *Back to back*: no gap, so each turn waits for the "
-                "turn-end save of the one before.", "",
+                "cached in its slot. *Back to back*: no gap; the turn-end save of the "
+                "turn before waits for this turn's first token.", "",
                 "Streaming rate: tokens of a "
                 f"{o['stream_tokens']}-token answer per second of the whole request.", "",
                 table(["", "TTFT p50 ms", "TTFT p99 ms", "streaming tokens/s"],
