@@ -59,7 +59,7 @@ PROFILES = {
                     b2b_sizes=[1024, 4096], b2b_think_s=[0, 0.3], b2b_agents=3,
                     prefix_tokens=2000, prefix_agents=8,
                     agentic=[AGENTIC], **CLUSTER,
-                    agentic_long=dict(AGENTIC, context_tokens=16384,
+                    agentic_long=dict(AGENTIC, agents=6, context_tokens=16384,
                                       model="agentkv-test.gguf", **wider(17408))),
     "quick": dict(WORKLOAD, model="agentkv-test.gguf", think_s=[0.1, 0.3],
                   sizes=[512, 1024, 2048, 4096, 7680], slot_ctx=8192,
@@ -70,7 +70,9 @@ PROFILES = {
                   agentic=[AGENTIC_QUICK], **CLUSTER_QUICK,
                   agentic_long=dict(AGENTIC_QUICK, context_tokens=1536, **wider(9216))),
 }
-PHASES = ("overhead", "sweep", "kv", "workload", "backtoback", "agentic", "prefix", "cluster")
+PHASES = ("overhead", "sweep", "kv", "workload", "backtoback", "agentic", "prefix", "cluster",
+          "agentic-long")
+DEFAULT_PHASES = PHASES[:-1]  # the long agentic variant runs with --agentic-long or --only
 GAP_S = 0.1  # between the overhead scenario's requests: each turn-end save is done
 
 
@@ -84,13 +86,15 @@ def arguments():
     ap.add_argument("--llama-server", default=os.path.join(CACHE, "bin", "llama-server"))
     ap.add_argument("--agentkv", default=os.path.join(ROOT, "build", "agentkv"))
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 2)
-    ap.add_argument("--only", nargs="+", choices=PHASES, default=list(PHASES),
+    ap.add_argument("--only", nargs="+", choices=PHASES, default=list(DEFAULT_PHASES),
                     help="run only these scenarios")
-    ap.add_argument("--agentic-agents", type=int, help="agents in scenario 7")
+    ap.add_argument("--agentic-agents", type=int,
+                    help="agents in scenario 7 (both variants; the default is 3, the long one 6)")
     ap.add_argument("--agentic-tokens", type=int,
                     help="the context scenario 7's agents pass (not its long variant's)")
     ap.add_argument("--agentic-long", action="store_true",
-                    help="add scenario 7's long-context variant (--quick always has it)")
+                    help="add scenario 7's long-context variant (--quick always has it; "
+                         "--only agentic-long runs it alone)")
     ap.add_argument("--agents", type=int, help="agents in the workload")
     ap.add_argument("--rounds", type=int, help="rounds before the restart")
     ap.add_argument("--sizes", type=int, nargs="+", help="context sizes of the sweep")
@@ -247,10 +251,11 @@ def main():
             raw["back_to_back"] = backtoback.run(tools, p, work, progress)
             summary["back_to_back"] = backtoback.summary(raw["back_to_back"], report.pct)
             progress.end()
-        if "agentic" in args.only:
+        variants = ((p["agentic"] if "agentic" in args.only else [])
+                    + ([p["agentic_long"]] if "agentic-long" in args.only or args.agentic_long
+                       or (args.quick and "agentic" in args.only) else []))
+        if variants:
             progress.begin("7. agentic")
-            variants = p["agentic"] + ([p["agentic_long"]]
-                                       if args.quick or args.agentic_long else [])
             raw["agentic"] = agentic.run(tools, p, variants, work, progress,
                                          lambda name: os.path.join(CACHE, "models", name))
             summary["agentic"] = [agentic.summary(r, report.pct) for r in raw["agentic"]]

@@ -7,7 +7,9 @@ llama-server: llama-server alone with its default RAM cache (it reuses the
 prefix from the slot another agent left), agentkv with prefix snapshots off
 (--prefix-min-tokens 0: every new agent starts on an erased slot), and
 agentkv as shipped (the second agent builds a snapshot, the others start
-from it). Reported: p50/p95 TTFT of the agents after the first two, and
+from it). Reported: p50/p95 TTFT of the agents after the first two, the
+second agent's TTFT on its own (llama-server's reuses the first agent's
+slot; agentkv's prefills the prefix again to build the snapshot), and
 tokens prefilled by all."""
 import os
 
@@ -73,6 +75,7 @@ def summary(rows, pct):
                                            for t in r["turns"]], 50),
                     "later_p50_ms": pct(later, 50), "later_p95_ms": pct(later, 95),
                     "all_p50_ms": pct([t["ttft_ms"] for t in r["turns"]], 50),
+                    "second_ms": (r["turns"][1]["ttft_ms"] if len(r["turns"]) > 1 else None),
                     "tokens_prefilled": sum(t["prompt_n"] or 0 for t in r["turns"]),
                     "placements": sorted({t["placement"] for t in r["turns"]
                                           if t["placement"]})})

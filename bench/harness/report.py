@@ -134,14 +134,17 @@ def markdown(result):
     if "shared_prefix" in s:
         out += ["## 8. Shared prefix: new agents with the same system prompt", "",
                 "New agents one after another on 2 slots, the same system text and each "
-                "its own first question. TTFT in ms of the agents after the first two "
-                "(the first two pay the prefix cold everywhere); *x* is that p50 over "
-                "agentkv's.", "",
+                "its own first question. TTFT in ms of the agents after the first two; "
+                "*x* is that p50 over agentkv's. The first agent pays the prefix cold "
+                "everywhere; the second (its TTFT on its own) reuses the first's slot in "
+                "llama-server, and in agentkv prefills the prefix again to build the "
+                "snapshot.", "",
                 table(["serving", "agents", "context", "TTFT p50", "TTFT p95", "x",
-                       "tokens prefilled", "placements"],
+                       "agent 2", "tokens prefilled", "placements"],
                       [[r["label"], r["agents"], n(r["context_tokens"]),
                         n(r["later_p50_ms"], 1), n(r["later_p95_ms"], 1),
-                        f"{r.get('over_agentkv', '–')}x", n(r["tokens_prefilled"]),
+                        f"{r.get('over_agentkv', '–')}x", n(r.get("second_ms")),
+                        n(r["tokens_prefilled"]),
                         ", ".join(r["placements"]) or "–"]
                        for r in s["shared_prefix"]]), ""]
     if "cluster" in s:

@@ -171,14 +171,15 @@ class SharedPrefix(unittest.TestCase):
         def turns(ms, prefill):
             return [{"ttft_ms": v, "prompt_n": prefill, "cache_n": 0, "placement": "cold",
                      "agent": i} for i, v in enumerate(ms)]
-        rows = [{"serving": "llama-default", "label": "llama", "turns": turns([900, 900, 30, 50],
+        rows = [{"serving": "llama-default", "label": "llama", "turns": turns([900, 40, 30, 50],
                                                                               10)},
-                {"serving": "agentkv", "label": "kv", "turns": turns([900, 900, 10, 30], 20)}]
+                {"serving": "agentkv", "label": "kv", "turns": turns([900, 800, 10, 30], 20)}]
         s = prefixes.summary(rows, report.pct)
         self.assertEqual(s[1]["later_p50_ms"], 20)
+        self.assertEqual([r["second_ms"] for r in s], [40, 800])
         self.assertEqual(s[0]["over_agentkv"], 2.0)
         self.assertEqual(s[1]["tokens_prefilled"], 80)
-        self.assertIn("| llama | 4 | 10 | 40.0 |", report.markdown(
+        self.assertIn("| llama | 4 | 10 | 40.0 | 49.0 | 2.0x | 40 | 40 |", report.markdown(
             {"meta": {"profile": "t", "machine": "m", "model": "x", "llama_server_version": "v",
                       "threads": 2, "llama_build": {}, "command": "c", "date": "d",
                       "duration_s": 1},
