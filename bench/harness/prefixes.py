@@ -9,8 +9,8 @@ prefix from the slot another agent left), agentkv with prefix snapshots off
 agentkv as shipped (the second agent builds a snapshot, the others start
 from it). Reported: p50/p95 TTFT of the agents after the first two, the
 second agent's TTFT on its own (llama-server's reuses the first agent's
-slot; agentkv's prefills the prefix again to build the snapshot), and
-tokens prefilled by all."""
+slot; agentkv's builds the snapshot, on the first agent's memory when it is
+idle), and tokens prefilled by all."""
 import os
 
 from . import client, procs

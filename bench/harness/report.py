@@ -137,8 +137,8 @@ def markdown(result):
                 "its own first question. TTFT in ms of the agents after the first two; "
                 "*x* is that p50 over agentkv's. The first agent pays the prefix cold "
                 "everywhere; the second (its TTFT on its own) reuses the first's slot in "
-                "llama-server, and in agentkv prefills the prefix again to build the "
-                "snapshot.", "",
+                "llama-server, and in agentkv builds the snapshot, on the first agent's "
+                "memory when that one is idle (else by a prefill of the prefix).", "",
                 table(["serving", "agents", "context", "TTFT p50", "TTFT p95", "x",
                        "agent 2", "tokens prefilled", "placements"],
                       [[r["label"], r["agents"], n(r["context_tokens"]),

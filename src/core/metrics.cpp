@@ -109,6 +109,9 @@ std::string Metrics::Render(const GaugeSnapshot& g) const {
           "Prompt tokens of those agents' first requests served from the snapshot (cache_n).",
           prefix_tokens_reused);
   Counter(out, "agentkv_prefix_snapshots_total", "Prefix snapshots written.", prefix_snapshots);
+  Counter(out, "agentkv_prefix_snapshots_from_memory_total",
+          "Prefix snapshots built on the memory of an agent that shares them, not from nothing.",
+          prefix_snapshots_from_memory);
   Header(out, "agentkv_restore_duration_seconds", "histogram", "llama-server restore calls.");
   restore_seconds.Render(out, "agentkv_restore_duration_seconds", "");
   Header(out, "agentkv_save_duration_seconds", "histogram",

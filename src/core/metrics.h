@@ -57,9 +57,10 @@ class Metrics {
   std::atomic<long long> tokens_reused{0};
   std::atomic<long long> tokens_prefilled{0};
   std::atomic<long long> upstream_restarts{0};
-  std::atomic<long long> prefix_hits{0};           // new agents started from a snapshot
-  std::atomic<long long> prefix_tokens_reused{0};  // cache_n of those requests
-  std::atomic<long long> prefix_snapshots{0};      // snapshots written
+  std::atomic<long long> prefix_hits{0};                   // new agents started from a snapshot
+  std::atomic<long long> prefix_tokens_reused{0};          // cache_n of those requests
+  std::atomic<long long> prefix_snapshots{0};              // snapshots written
+  std::atomic<long long> prefix_snapshots_from_memory{0};  // of those, built on an agent's memory
   // A shared directory: resident slots found older than the agent's memory
   // there (another node served it since), restored anew instead.
   std::atomic<long long> superseded{0};

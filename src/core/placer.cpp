@@ -109,16 +109,54 @@ Result<Lease> Placer::Place(const Tenant& tenant, const StartFrom& start_from) {
 }
 
 bool Placer::SaveSnapshot(const Lease& lease, const AgentId& snapshot, long long tokens,
-                          PromptKey prompt_key) {
+                          PromptKey prompt_key, const std::optional<AgentId>& from) {
   SaveJob job{lease.slot(), snapshot, tokens, prompt_key};
   job.exact = true;
   if (SaveSlot(job) != SaveResult::kSaved) {
     return false;
   }
   ++metrics_.prefix_snapshots;
-  spdlog::info("saved prefix snapshot {} of {} tokens from slot {}", snapshot.str(), tokens,
-               lease.slot().value);
+  if (from) ++metrics_.prefix_snapshots_from_memory;
+  spdlog::info("saved prefix snapshot {} ({} tokens in the file) from slot {}{}", snapshot.str(),
+               tokens, lease.slot().value,
+               from ? ", built on the memory of " + from->ForLog() : "");
   return true;
+}
+
+Result<bool> Placer::RestoreFrom(const Lease& lease, const AgentId& source) {
+  // Held: no request, save or eviction of `source` while its file is read.
+  std::optional<std::optional<SaveJob>> held = pool_.TryBeginHold(source);
+  if (!held) return false;  // busy: its KV is changing
+  bool restored = false, failed = false;
+  if (!held->has_value() || RunSave(**held, false) == SaveResult::kSaved) {
+    store_.Refresh(source);  // a shared directory: its latest memory
+    Result<RestoreFile> file = store_.PrepareRestore(source);
+    Result<SlotActionResult> r = file.ok() ? upstream_.RestoreSlot(lease.slot(), file->name)
+                                           : Result<SlotActionResult>(file.status());
+    restored = r.ok();
+    failed = file.ok() && !r.ok();
+    if (!r.ok()) {
+      spdlog::debug("no prefix snapshot on the memory of {}: {}", source.ForLog(),
+                    r.status().message());
+    }
+  }
+  pool_.EndHold(source);
+  // A file that failed its check is gone: its slot is the memory now.
+  if (!store_.HasMemory(source)) {
+    if (std::optional<SlotId> slot = pool_.MarkDirty(source)) ScheduleSave(*slot);
+  }
+  // A failed restore may have filled part of the slot.
+  if (failed && !Wipe(lease)) {
+    return Status::Error(ErrorCode::kUpstreamError,
+                         "slot " + std::to_string(lease.slot().value) + " could not be erased");
+  }
+  return restored;
+}
+
+bool Placer::Wipe(const Lease& lease) {
+  Status s = upstream_.EraseSlot(lease.slot());
+  if (!s.ok()) spdlog::warn("slot {} not erased: {}", lease.slot().value, s.message());
+  return s.ok();
 }
 
 // Writes the KV of the job's slot to a new generation of its agent's file.

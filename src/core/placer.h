@@ -137,8 +137,21 @@ class Placer {
   // exactly `tokens` tokens of a shared prefix) to the prefix snapshot
   // `snapshot`. False if it could not, or if the slot held any other count
   // (nothing is committed then); the lease's agent is not affected.
+  // `from`: the agent whose memory the slot was filled from (RestoreFrom).
   bool SaveSnapshot(const Lease& lease, const AgentId& snapshot, long long tokens,
-                    PromptKey prompt_key);
+                    PromptKey prompt_key, const std::optional<AgentId>& from = std::nullopt);
+
+  // Fills `lease`'s slot, placed cold, with `source`'s memory (saving its
+  // latest turn first), so that a prefix snapshot of tokens they share can
+  // be built from KV already computed instead of a prefill from nothing.
+  // The slot then holds `source`'s tokens, private ones too: the caller
+  // must cut it back to the shared tokens or Wipe it before its agent's
+  // request runs. Does not wait: false, with nothing of `source` in the
+  // slot, if `source` is busy, has no memory, or the restore failed; an
+  // error if the slot may hold some of it and could not be erased.
+  Result<bool> RestoreFrom(const Lease& lease, const AgentId& source);
+  // Erases `lease`'s slot; false if llama-server did not.
+  bool Wipe(const Lease& lease);
 
   // The response on `lease` is complete: `cache_n` and `prompt_n` are what
   // llama-server reported reusing and computing (nullopt/0 if unknown), `end`

@@ -75,9 +75,14 @@ PrefixChoice Prefixes::Choose(const std::string& scope, const AgentId& agent, co
   }
   MutexLock lock(mu_);
   std::size_t shared = 0;
-  for (const Seen& s : seen_) {
-    if (s.scope == scope && s.agent != agent)
-      shared = std::max(shared, CommonPrefix(s.tokens, tokens));
+  const AgentId* source = nullptr;
+  for (const Seen& s : seen_) {  // newest first: the newest of equals wins
+    if (s.scope != scope || s.agent == agent) continue;
+    const std::size_t common = CommonPrefix(s.tokens, tokens);
+    if (common > shared) {
+      shared = common;
+      source = &s.agent;
+    }
   }
   // A prompt shorter than its shared part plus one token would be the
   // snapshot itself: nothing left for the request to compute.
@@ -85,6 +90,7 @@ PrefixChoice Prefixes::Choose(const std::string& scope, const AgentId& agent, co
   if (shared >= min_tokens_ && shared >= choice.start_tokens + min_tokens_) {
     choice.build = SnapshotId(scope, tokens, shared);
     choice.build_tokens = shared;
+    if (source) choice.build_source = *source;
   }
   seen_.push_front(Seen{scope, agent, tokens});
   if (seen_.size() > max_seen_) seen_.pop_back();

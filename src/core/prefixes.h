@@ -41,6 +41,9 @@ struct PrefixChoice {
   // A new snapshot to write first: the request's first `build_tokens` tokens.
   std::optional<AgentId> build;
   std::size_t build_tokens = 0;
+  // The agent seen before whose prompt shares those tokens: its memory, if
+  // it has any, holds their KV (see PrefixPath::Build).
+  std::optional<AgentId> build_source;
 };
 
 class Prefixes {

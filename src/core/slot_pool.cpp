@@ -124,6 +124,16 @@ Result<std::optional<SaveJob>> SlotPool::BeginHold(const AgentId& agent) {
   return *held;
 }
 
+std::optional<std::optional<SaveJob>> SlotPool::TryBeginHold(const AgentId& agent) {
+  MutexLock lock(mu_);
+  if (shut_down_) return std::nullopt;
+  bool wait = true;
+  std::optional<std::optional<SaveJob>> held = residency_.TryBeginHold(agent, &wait);
+  if (wait) return std::nullopt;
+  StampLocked();
+  return held;
+}
+
 std::optional<SlotId> SlotPool::MarkDirty(const AgentId& agent) {
   MutexLock lock(mu_);
   return residency_.MarkDirty(agent);

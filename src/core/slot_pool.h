@@ -65,6 +65,9 @@ class SlotPool {
   // it until EndHold; see Residency::TryBeginHold. kBusy on timeout or
   // shutdown.
   Result<std::optional<SaveJob>> BeginHold(const AgentId& agent);
+  // BeginHold without waiting: nullopt if `agent` has something in flight
+  // (or the pool is shutting down), else the held agent's save job, if any.
+  std::optional<std::optional<SaveJob>> TryBeginHold(const AgentId& agent);
   void EndHold(const AgentId& agent);
   std::optional<SlotId> MarkDirty(const AgentId& agent);
 

@@ -76,6 +76,7 @@ json AdminApi::Stats() const {
               {"superseded", metrics_.superseded.load()},
               {"prefix_tokens_reused", metrics_.prefix_tokens_reused.load()},
               {"prefix_snapshots_written", metrics_.prefix_snapshots.load()},
+              {"prefix_snapshots_from_memory", metrics_.prefix_snapshots_from_memory.load()},
               {"quarantined", store_.quarantined()},
               {"quarantine_files", store_.quarantine_usage().files},
               {"quarantine_bytes", store_.quarantine_usage().bytes},

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 #include <vector>
 
+#include "http/llama_fields.h"
 #include "http/log_text.h"
 
 namespace agentkv {
@@ -87,32 +88,91 @@ void PrefixPath::EndBuild(const AgentId& snapshot) {
   building_.erase(snapshot);
 }
 
-void PrefixPath::Build(const Lease& lease, const PrefixChoice& choice, const Tokens& tokens,
-                       PromptKey prompt_key) {
+Result<std::string> PrefixPath::Prefill(SlotId slot, Tokens prompt) {
+  const json prefill = {{"prompt", std::move(prompt)},
+                        {"n_predict", 1},
+                        {"id_slot", slot.value},
+                        {"cache_prompt", true},
+                        {"temperature", 0}};
+  return upstream_.PostJson("/completion", prefill.dump());
+}
+
+Status PrefixPath::Build(const Lease& lease, const PrefixChoice& choice, const Tokens& tokens,
+                         PromptKey prompt_key) {
   const Placement placed = lease.placement();
-  if (!choice.build || (placed != Placement::kCold && placed != Placement::kPrefix)) return;
-  if (!BeginBuild(*choice.build)) return;
+  if (!choice.build || (placed != Placement::kCold && placed != Placement::kPrefix)) {
+    return Status::Ok();
+  }
+  if (!BeginBuild(*choice.build)) return Status::Ok();
   struct End {
     PrefixPath* path;
     const AgentId& id;
     ~End() { path->EndBuild(id); }
   } end{this, *choice.build};
+  if (placed == Placement::kCold && choice.build_source) {
+    Result<bool> filled = placer_.RestoreFrom(lease, *choice.build_source);
+    if (!filled.ok()) return filled.status();
+    if (filled.value()) {
+      Result<bool> built = OnMemory(lease, choice, tokens, prompt_key);
+      if (!built.ok() || built.value()) return built.status();
+      // Not built: the slot is erased, and the snapshot is built from nothing.
+    }
+  }
   const auto length = static_cast<std::ptrdiff_t>(choice.build_tokens);
-  // One token generated and never decoded: the slot holds the prompt alone.
-  const json prefill = {{"prompt", Tokens(tokens.begin(), tokens.begin() + length)},
-                        {"n_predict", 1},
-                        {"id_slot", lease.slot().value},
-                        {"cache_prompt", true},
-                        {"temperature", 0}};
-  Result<std::string> r = upstream_.PostJson("/completion", prefill.dump());
+  Result<std::string> r = Prefill(lease.slot(), Tokens(tokens.begin(), tokens.begin() + length));
   if (!r.ok()) {
     spdlog::warn("prefix snapshot {} not built: {}", choice.build->str(),
                  EscapeForLog(r.status().message()));
-    return;
+    return Status::Ok();
   }
   // A slot holding any other count than the prefix would make a snapshot of
   // tokens nobody sent: SaveSnapshot refuses it before it is committed.
   placer_.SaveSnapshot(lease, *choice.build, length, prompt_key);
+  return Status::Ok();
+}
+
+// The slot holds the source's tokens, the shared ones first. Sent those and
+// one more token, llama-server keeps the shared tokens' KV as the source
+// computed it (the same tokens at the same places), drops the source's other
+// tokens and computes the one token alone. That token, the prompt's first (a
+// BOS for most models), stays at the end of the snapshot: cutting exactly at
+// the shared end would recompute the last shared token alone, and one
+// token's kernels are not a batch's, which can change an answer. It is not
+// this request's next token, so the request reuses the shared tokens only;
+// another agent reuses it only if it sent that token there itself.
+Result<bool> PrefixPath::OnMemory(const Lease& lease, const PrefixChoice& choice,
+                                  const Tokens& tokens, PromptKey prompt_key) {
+  const std::size_t length = choice.build_tokens;  // < tokens.size(): see Prefixes::Choose
+  const std::int32_t end_token = tokens.front();
+  bool saved = false;
+  if (length > 0 && end_token != tokens[length]) {
+    Tokens prompt(tokens.begin(), tokens.begin() + static_cast<std::ptrdiff_t>(length));
+    prompt.push_back(end_token);
+    Result<std::string> r = Prefill(lease.slot(), std::move(prompt));
+    std::optional<Timings> t;
+    if (r.ok()) {
+      TimingsScanner scanner;
+      scanner.Feed(r.value().data(), r.value().size());
+      t = scanner.Finish();
+    }
+    // Computed anything but the one token: the source did not hold the
+    // shared tokens as the snapshot needs them (its memory changed since).
+    const bool kept = t && t->prompt_n == 1 && t->cache_n == static_cast<long long>(length);
+    if (!kept) {
+      spdlog::debug("prefix snapshot {} not built on {}'s memory: {}", choice.build->str(),
+                    choice.build_source->ForLog(),
+                    r.ok() ? "it did not hold the shared tokens" : r.status().message());
+    }
+    saved = kept && placer_.SaveSnapshot(lease, *choice.build, static_cast<long long>(length) + 1,
+                                         prompt_key, choice.build_source);
+  }
+  if (saved) return true;
+  // The slot may still hold the source's other tokens.
+  if (!placer_.Wipe(lease)) {
+    return Status::Error(ErrorCode::kUpstreamError,
+                         "slot " + std::to_string(lease.slot().value) + " could not be erased");
+  }
+  return false;
 }
 
 }  // namespace agentkv

@@ -44,12 +44,24 @@ class PrefixPath {
   // Builds `choice.build`, if any, on `lease`'s slot if the agent was placed
   // cold or from a snapshot: the request's first choice.build_tokens tokens
   // are prefilled and saved as a snapshot. The slot then holds just them,
-  // and the request reuses them.
-  void Build(const Lease& lease, const PrefixChoice& choice, const Tokens& tokens,
-             PromptKey prompt_key);
+  // and the request reuses them. On a cold slot, if the agent the tokens
+  // are shared with (choice.build_source) is idle and has memory, the
+  // snapshot is its KV of them instead, as it computed them (see
+  // OnMemory). An error only if the slot may still hold that agent's other
+  // tokens and could not be erased: the request must not run then.
+  Status Build(const Lease& lease, const PrefixChoice& choice, const Tokens& tokens,
+               PromptKey prompt_key);
 
  private:
   Result<Tokens> Tokenize(const nlohmann::json& body);
+  // A prefill of `prompt` on `slot`, one token generated and never decoded:
+  // the slot then holds the prompt alone.
+  Result<std::string> Prefill(SlotId slot, Tokens prompt);
+  // Builds the snapshot on the source's memory, just restored into the
+  // lease's slot. True if it was saved (the slot holds its tokens alone);
+  // false if not (the slot is erased); an error if the slot could not be.
+  Result<bool> OnMemory(const Lease& lease, const PrefixChoice& choice, const Tokens& tokens,
+                        PromptKey prompt_key);
   // Claims the right to build `snapshot`: false if it exists or another
   // request is building it (agents arriving together all want it).
   bool BeginBuild(const AgentId& snapshot);

@@ -598,7 +598,10 @@ Status ProxyServer::HandleInference(const httplib::Request& req, const std::stri
     lease = placer_.Place(tenant.value(), start_from);
   }
   if (!lease.ok()) return lease.status();
-  if (new_agent) hooks_.prefixes->Build(lease.value(), prefix, new_agent->tokens, prompt_key);
+  if (new_agent) {
+    Status built = hooks_.prefixes->Build(lease.value(), prefix, new_agent->tokens, prompt_key);
+    if (!built.ok()) return built;
+  }
   PinToSlot(body, lease->slot());
   res.set_header("X-Agentkv-Slot", std::to_string(lease->slot().value));
   res.set_header("X-Agentkv-Placement", PlacementName(lease->placement()));

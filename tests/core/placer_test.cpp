@@ -122,6 +122,59 @@ TEST_F(PlacerTest, ANewAgentChoosesItsSnapshotOnceItHoldsASlot) {
   EXPECT_EQ(metrics_.prefix_tokens_reused.load(), 128);
 }
 
+// A prefix snapshot built on another agent's memory (PrefixPath::Build).
+TEST_F(PlacerTest, ASnapshotSourceIsSavedFirstThenRestoredIntoTheBuildersSlot) {
+  Make(2);
+  Turn("a", 300);  // idle, its turn not saved yet
+  Result<Lease> b = placer_->Place(Id("b"));
+  ASSERT_TRUE(b.ok());
+  ASSERT_EQ(b->placement(), Placement::kCold);
+  Result<bool> filled = placer_->RestoreFrom(b.value(), Id("a"));
+  ASSERT_TRUE(filled.ok());
+  EXPECT_TRUE(filled.value());
+  EXPECT_EQ(SavedTokens("a"), 300) << "a's latest turn is saved before it is read";
+  EXPECT_EQ(fake_->TokensIn(b->slot()), 300);
+  EXPECT_EQ(fake_->TokensIn(SlotOf("a")), 300) << "a keeps its slot";
+  EXPECT_TRUE(placer_->Wipe(b.value()));
+  EXPECT_EQ(fake_->TokensIn(b->slot()), 0);
+}
+
+TEST_F(PlacerTest, ABusySnapshotSourceOrOneWithoutMemoryIsNotRead) {
+  Make(2);
+  Result<Lease> a = placer_->Place(Id("a"));  // a request of a is running
+  ASSERT_TRUE(a.ok());
+  fake_->Fill(a->slot(), 300);
+  Result<Lease> b = placer_->Place(Id("b"));
+  ASSERT_TRUE(b.ok());
+  for (const char* source : {"a", "nobody"}) {
+    SCOPED_TRACE(source);
+    Result<bool> filled = placer_->RestoreFrom(b.value(), Id(source));
+    ASSERT_TRUE(filled.ok());
+    EXPECT_FALSE(filled.value());
+  }
+  for (const std::string& call : fake_->calls()) {
+    EXPECT_EQ(call.rfind("restore", 0), std::string::npos) << call;
+    EXPECT_EQ(call.rfind("save", 0), std::string::npos) << call;
+  }
+}
+
+TEST_F(PlacerTest, ASnapshotSourceThatFailsToRestoreLeavesTheBuildersSlotErasedAndItsFile) {
+  Make(2);
+  Turn("a", 300);
+  ASSERT_TRUE(Save("a"));
+  Result<Lease> b = placer_->Place(Id("b"));
+  ASSERT_TRUE(b.ok());
+  for (int i = 0; i < Placer::kMaxRefusals; ++i) {
+    fake_->FailRestores(kRefused);
+    Result<bool> filled = placer_->RestoreFrom(b.value(), Id("a"));
+    ASSERT_TRUE(filled.ok());
+    EXPECT_FALSE(filled.value());
+    EXPECT_EQ(fake_->calls().back(), "erase " + std::to_string(b->slot().value));
+  }
+  EXPECT_TRUE(store_->HasMemory(Id("a"))) << "not a's placement: its refusals do not count";
+  EXPECT_EQ(store_->quarantined(), 0);
+}
+
 TEST_F(PlacerTest, ARestoreThatFailsInTransportOrTimesOutLeavesTheFileInPlace) {
   Make(1);
   Turn("a", 100);

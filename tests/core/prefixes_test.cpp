@@ -30,6 +30,22 @@ TEST(PrefixesTest, ASnapshotIsBuiltFromWhatTwoAgentsOfOneScopeBothSent) {
   EXPECT_EQ(key->scope, "s");
   EXPECT_EQ(key->length, 300u);
   EXPECT_TRUE(second.build->internal());
+  EXPECT_EQ(second.build_source, Id("a")) << "a's memory holds those 300 tokens";
+}
+
+TEST(PrefixesTest, TheBuildSourceIsTheAgentOfTheScopeSharingTheMost) {
+  Prefixes p(100);
+  p.Choose("s", Id("short"), Prompt(200, 50, 1), {});
+  p.Choose("other-scope", Id("other"), Prompt(400, 50, 2), {});
+  p.Choose("s", Id("long"), Prompt(400, 50, 3), {});
+  p.Choose("s", Id("newer-short"), Prompt(200, 50, 4), {});
+  const PrefixChoice c = p.Choose("s", Id("c"), Prompt(400, 50, 5), {});
+  ASSERT_TRUE(c.build);
+  EXPECT_EQ(c.build_tokens, 400u);
+  EXPECT_EQ(c.build_source, Id("long"));
+  const PrefixChoice d = p.Choose("other-scope", Id("d"), Prompt(400, 50, 6), {});
+  EXPECT_EQ(d.build_source, Id("other")) << "never an agent of another scope";
+  EXPECT_FALSE(p.Choose("s", Id("e"), Prompt(50, 50, 7), {}).build_source) << "no build, no source";
 }
 
 TEST(PrefixesTest, NothingIsSharedAcrossScopesNorWithTheSameAgentNorBelowTheMinimum) {

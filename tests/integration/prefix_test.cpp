@@ -82,6 +82,9 @@ TEST_F(PrefixTest, NewAgentsStartFromTheSharedPrefixAndAnswerAsAnAgentWithNoMemo
   const long long shared = prefixes[0]["tokens"].get<long long>();
   EXPECT_GE(shared, 256);
   EXPECT_EQ(second.cache_n(), shared);
+  // Built on the first agent's memory, idle in its slot: the shared tokens
+  // were not prefilled again (see ASnapshotBuiltOnAnAgentsMemory...).
+  EXPECT_EQ(Admin(daemon_->port(), "/admin/stats")["prefix_snapshots_from_memory"], 1);
 
   for (unsigned i = 3; i <= 5; ++i) {
     SCOPED_TRACE("agent " + std::to_string(i));
@@ -153,12 +156,70 @@ TEST_F(PrefixTest, ASnapshotHoldsNoTokenOfAnotherAgentsPrivateTurns) {
   const json prefixes = Admin(daemon_->port(), "/admin/prefixes")["prefixes"];
   ASSERT_EQ(prefixes.size(), 1u);
   const long long shared = prefixes[0]["tokens"].get<long long>();
+  // The snapshot was built on the owner's memory, its question included:
+  // llama-server cut that slot back to the shared tokens before the save.
+  EXPECT_EQ(Admin(daemon_->port(), "/admin/stats")["prefix_snapshots_from_memory"], 1);
   // A third agent that sends the owner's private question too reuses only
   // the shared part: the snapshot never held the owner's question.
   const Reply third = Chat("third", with_secret(3));
   EXPECT_EQ(third.placement, "prefix");
   EXPECT_LE(third.cache_n(), shared);
   EXPECT_GT(third.prompt_n(), 200);
+}
+
+// The agent a snapshot would be built on no longer holds the shared tokens
+// (its memory was deleted and it started over): the slot is erased and the
+// snapshot prefilled from nothing, holding nothing of that agent.
+TEST_F(PrefixTest, ASnapshotIsBuiltFromNothingWhenTheOtherAgentsMemoryChanged) {
+  StartDaemon();
+  Chat("first", Messages(system_, 1));
+  httplib::Client c("127.0.0.1", daemon_->port());
+  ASSERT_EQ(c.Delete("/admin/agents/first")->status, 200);
+  Chat("first", Messages(Words(99, 400), 1));  // a new memory, another system prompt
+  const Reply second = Chat("second", Messages(system_, 2));
+  const json stats = Admin(daemon_->port(), "/admin/stats");
+  EXPECT_EQ(stats["prefix_snapshots_written"], 1);
+  EXPECT_EQ(stats["prefix_snapshots_from_memory"], 0);
+  const json prefixes = Admin(daemon_->port(), "/admin/prefixes")["prefixes"];
+  ASSERT_EQ(prefixes.size(), 1u);
+  EXPECT_EQ(second.cache_n(), prefixes[0]["tokens"].get<long long>());
+  EXPECT_EQ(Chat("third", Messages(system_, 3)).placement, "prefix");
+}
+
+// A snapshot built on another agent's memory holds the KV a snapshot built
+// from nothing holds: agents of key A (built on a1's memory) and of key B
+// (b1's memory deleted first, so built from nothing) answer alike, the
+// builder included, and as agents with no memory do past the builder.
+TEST_F(PrefixTest, ASnapshotBuiltOnAnAgentsMemoryAnswersAsOneBuiltFromNothing) {
+  StartWithKeys();
+  Chat("a1", Messages(system_, 1), "key-a");
+  const Reply a2 = Chat("a2", Messages(system_, 2), "key-a");
+  Chat("b1", Messages(system_, 1), "key-b");
+  daemon_->placer().DrainSaves();  // b1's turn-end save may still wait
+  std::string b1;                  // as the admin API names it: b1@<key B's scope>
+  const json agents = AdminGet("/admin/agents", "admin");
+  for (const json& a : agents["agents"]) {
+    const std::string id = a["id"].get<std::string>();
+    if (id.rfind("b1@", 0) == 0) b1 = id;
+  }
+  ASSERT_FALSE(b1.empty()) << agents.dump();
+  httplib::Client c("127.0.0.1", daemon_->port());
+  ASSERT_EQ(c.Delete("/admin/agents/" + b1, {{"Authorization", "Bearer admin"}})->status, 200);
+  const Reply b2 = Chat("b2", Messages(system_, 2), "key-b");
+  const json stats = AdminGet("/admin/stats", "admin");
+  EXPECT_EQ(stats["prefix_snapshots_written"], 2);
+  EXPECT_EQ(stats["prefix_snapshots_from_memory"], 1) << "key A's only";
+  EXPECT_EQ(a2.cache_n(), b2.cache_n());
+  EXPECT_EQ(a2.content(), b2.content());
+  for (unsigned q = 3; q <= 6; ++q) {
+    SCOPED_TRACE("question " + std::to_string(q));
+    const Reply a = Chat("a" + std::to_string(q), Messages(system_, q), "key-a");
+    const Reply b = Chat("b" + std::to_string(q), Messages(system_, q), "key-b");
+    EXPECT_EQ(a.placement, "prefix");
+    EXPECT_EQ(b.placement, "prefix");
+    EXPECT_EQ(a.content(), b.content());
+    EXPECT_EQ(a.content(), Chat("", Messages(system_, q), "key-a").content());
+  }
 }
 
 // A planner's sub-agent starts from a copy of the planner's memory, named in
