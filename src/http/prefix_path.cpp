@@ -159,9 +159,10 @@ Result<bool> PrefixPath::OnMemory(const Lease& lease, const PrefixChoice& choice
     // shared tokens as the snapshot needs them (its memory changed since).
     const bool kept = t && t->prompt_n == 1 && t->cache_n == static_cast<long long>(length);
     if (!kept) {
-      spdlog::debug("prefix snapshot {} not built on {}'s memory: {}", choice.build->str(),
-                    choice.build_source->ForLog(),
-                    r.ok() ? "it did not hold the shared tokens" : r.status().message());
+      spdlog::debug(
+          "prefix snapshot {} not built on {}'s memory: {}", choice.build->str(),
+          choice.build_source->ForLog(),
+          r.ok() ? "it did not hold the shared tokens" : EscapeForLog(r.status().message()));
     }
     saved = kept && placer_.SaveSnapshot(lease, *choice.build, static_cast<long long>(length) + 1,
                                          prompt_key, choice.build_source);

@@ -2,8 +2,10 @@
 // The proxy's side of prefix snapshots (see core/prefixes.h): tokenizes a
 // new agent's request as llama-server will, asks Prefixes where the agent
 // starts, and before the request runs, builds a new snapshot on the agent's
-// slot by prefilling exactly the shared tokens and saving them. Nothing here
-// fails a request: when a step does not work, the agent starts cold.
+// slot from the shared tokens (on the memory of the agent it shares them
+// with, or by a prefill) and saves it. When a step does not work, the agent
+// starts cold; a request fails only if its slot may hold another agent's
+// tokens and could not be erased.
 // Thread-safe; blocks on llama-server (call without locks).
 
 #include <nlohmann/json_fwd.hpp>
