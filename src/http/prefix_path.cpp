@@ -109,7 +109,10 @@ Status PrefixPath::Build(const Lease& lease, const PrefixChoice& choice, const T
     const AgentId& id;
     ~End() { path->EndBuild(id); }
   } end{this, *choice.build};
-  if (placed == Placement::kCold && choice.build_source) {
+  // The snapshot keeps one token past the shared ones, the prompt's first
+  // (see OnMemory): the request's own next token must be another one.
+  const bool can_cut = choice.build_tokens > 0 && tokens.front() != tokens[choice.build_tokens];
+  if (placed == Placement::kCold && choice.build_source && can_cut) {
     Result<bool> filled = placer_.RestoreFrom(lease, *choice.build_source);
     if (!filled.ok()) return filled.status();
     if (filled.value()) {
@@ -143,31 +146,28 @@ Status PrefixPath::Build(const Lease& lease, const PrefixChoice& choice, const T
 Result<bool> PrefixPath::OnMemory(const Lease& lease, const PrefixChoice& choice,
                                   const Tokens& tokens, PromptKey prompt_key) {
   const std::size_t length = choice.build_tokens;  // < tokens.size(): see Prefixes::Choose
-  const std::int32_t end_token = tokens.front();
-  bool saved = false;
-  if (length > 0 && end_token != tokens[length]) {
-    Tokens prompt(tokens.begin(), tokens.begin() + static_cast<std::ptrdiff_t>(length));
-    prompt.push_back(end_token);
-    Result<std::string> r = Prefill(lease.slot(), std::move(prompt));
-    std::optional<Timings> t;
-    if (r.ok()) {
-      TimingsScanner scanner;
-      scanner.Feed(r.value().data(), r.value().size());
-      t = scanner.Finish();
-    }
-    // Computed anything but the one token: the source did not hold the
-    // shared tokens as the snapshot needs them (its memory changed since).
-    const bool kept = t && t->prompt_n == 1 && t->cache_n == static_cast<long long>(length);
-    if (!kept) {
-      spdlog::debug(
-          "prefix snapshot {} not built on {}'s memory: {}", choice.build->str(),
-          choice.build_source->ForLog(),
-          r.ok() ? "it did not hold the shared tokens" : EscapeForLog(r.status().message()));
-    }
-    saved = kept && placer_.SaveSnapshot(lease, *choice.build, static_cast<long long>(length) + 1,
-                                         prompt_key, choice.build_source);
+  Tokens prompt(tokens.begin(), tokens.begin() + static_cast<std::ptrdiff_t>(length));
+  prompt.push_back(tokens.front());  // not the request's next token: Build checked
+  Result<std::string> r = Prefill(lease.slot(), std::move(prompt));
+  std::optional<Timings> t;
+  if (r.ok()) {
+    TimingsScanner scanner;
+    scanner.Feed(r.value().data(), r.value().size());
+    t = scanner.Finish();
   }
-  if (saved) return true;
+  // Computed anything but the one token: the source did not hold the
+  // shared tokens as the snapshot needs them (its memory changed since).
+  const bool kept = t && t->prompt_n == 1 && t->cache_n == static_cast<long long>(length);
+  if (!kept) {
+    spdlog::debug(
+        "prefix snapshot {} not built on {}'s memory: {}", choice.build->str(),
+        choice.build_source->ForLog(),
+        r.ok() ? "it did not hold the shared tokens" : EscapeForLog(r.status().message()));
+  }
+  if (kept && placer_.SaveSnapshot(lease, *choice.build, static_cast<long long>(length) + 1,
+                                   prompt_key, choice.build_source)) {
+    return true;
+  }
   // The slot may still hold the source's other tokens.
   if (!placer_.Wipe(lease)) {
     return Status::Error(ErrorCode::kUpstreamError,
