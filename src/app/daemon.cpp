@@ -7,6 +7,7 @@
 #include "app/kv_sizing.h"
 #include "app/serving_mode.h"
 #include "store/fingerprint.h"
+#include "upstream/child_record.h"
 #include "upstream/model_info.h"
 
 namespace agentkv {
@@ -138,6 +139,25 @@ Status KeyTheChild(DaemonOptions& o) {
   return Status::Ok();
 }
 
+// A llama-server that an earlier agentkv started on this memory directory
+// and that outlived it holds RAM and would write into the directory.
+Status EndLeftoverChild(const std::filesystem::path& record,
+                        const std::filesystem::path& memory_dir) {
+  RecordedChild found;
+  if (Status s = EndRecordedChild(record, memory_dir, &found); !s.ok()) return s;
+  if (found.ended > 0) {
+    spdlog::warn("ended the llama-server (pid {}) that an earlier agentkv left running on {}",
+                 found.ended, memory_dir.string());
+  }
+  if (found.live_parent > 0) {
+    spdlog::warn(
+        "another agentkv (pid {}) with its llama-server (pid {}) serves {}: two daemons on one "
+        "memory directory overwrite each other's agents; give each its own, or --node-id",
+        found.live_parent, found.left_running, memory_dir.string());
+  }
+  return Status::Ok();
+}
+
 void LogServing(const ServingMode& s) {
   if (!s.model.arch.empty()) {
     spdlog::info(
@@ -178,6 +198,8 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(DaemonOptions o) {
     o.kv = KvSettings::FromArgs(o.launch->extra_args);
     std::error_code ec;
     std::filesystem::create_directories(o.memory_dir, ec);
+    o.launch->record_file = ChildRecordPath(o.memory_dir, o.store.node);
+    if (Status s = EndLeftoverChild(o.launch->record_file, o.memory_dir); !s.ok()) return s;
     llama = std::make_unique<LlamaProcess>(*o.launch);
     o.upstream.base_url = llama->base_url();
   }
@@ -216,6 +238,7 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(DaemonOptions o) {
     return supervisor->WaitUp(wait);
   };
   hooks.upstream_unreachable = [supervisor = d->supervisor_.get()] { supervisor->Suspect(); };
+  hooks.upstream_problem = [supervisor = d->supervisor_.get()] { return supervisor->Problem(); };
   // A snapshot is restored under prompts that go on differently: the KV
   // must be cut back to the shared part, which recurrent and sliding-window
   // caches cannot do.

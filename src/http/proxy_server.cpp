@@ -476,7 +476,9 @@ Status ProxyServer::Route(const httplib::Request& req, const std::string& body,
       return Status::Ok();
     case RouteKind::kReadiness:
       if (!hooks_.gauges().upstream_up) {
-        return Error(ErrorCode::kUnavailable, "llama-server is not ready");
+        const std::string why = hooks_.upstream_problem ? hooks_.upstream_problem() : "";
+        return Error(ErrorCode::kUnavailable,
+                     "llama-server is not ready" + (why.empty() ? "" : ": " + why));
       }
       res.set_content(R"({"status":"ready"})", "application/json");
       return Status::Ok();

@@ -73,6 +73,9 @@ class ProxyServer {
     // A request could not reach llama-server: have it checked now (see
     // UpstreamSupervisor::Suspect). Null: nothing to tell.
     std::function<void()> upstream_unreachable;
+    // Why llama-server is down, when known (UpstreamSupervisor::Problem),
+    // for /readyz; null or empty: not known.
+    std::function<std::string()> upstream_problem;
     // New agents start from prefix snapshots; null: they start empty.
     PrefixPath* prefixes = nullptr;
     // Where each request that ran on a slot is recorded; null: nowhere.

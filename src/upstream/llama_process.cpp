@@ -17,6 +17,7 @@
 #include <thread>
 
 #include "agentkv/errno_text.h"
+#include "upstream/child_record.h"
 #include "upstream/listen_owner.h"
 #include "upstream/upstream.h"
 #include "upstream/upstream_supervisor.h"
@@ -146,8 +147,11 @@ Status LlamaProcess::Spawn() {
   const pid_t parent = ::getpid();
   pid_ = ::fork();
   if (pid_ == 0) {
-    // Child: die with agentkv, whatever kills it.
-    ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+    // Child: die with agentkv, whatever kills it. SIGKILL, not SIGTERM: a
+    // llama-server can hang in its own SIGTERM handler, and a killed agentkv
+    // needs nothing graceful from it (a save cut short is never renamed
+    // into place).
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (::getppid() != parent) ::_exit(127);
     // Its own process group: a signal to agentkv's group (Ctrl-C, kill --
     // -PGID) must reach agentkv alone, which saves agents into this server
@@ -189,6 +193,14 @@ Status LlamaProcess::Spawn() {
   if (pid_ < 0) {
     return Status::Error(ErrorCode::kIo, std::string("fork: ") + ErrnoText(errno));
   }
+  if (!o.record_file.empty()) {
+    if (Status s = WriteChildRecord(o.record_file, pid_); !s.ok()) {
+      spdlog::warn(
+          "cannot record llama-server's pid ({}): a llama-server that outlives this "
+          "agentkv will not be found by the next one",
+          s.message());
+    }
+  }
   spdlog::info("started llama-server (pid {}) on port {}", pid_, port_);
   return Status::Ok();
 }
@@ -209,6 +221,7 @@ void LlamaProcess::Stop(std::chrono::seconds grace) {
     }
     spdlog::info("llama-server (pid {}) stopped", pid_);
     pid_ = -1;
+    if (!options_.record_file.empty()) RemoveChildRecord(options_.record_file);
   }
   if (output_reader_.joinable()) output_reader_.join();
 }
@@ -217,6 +230,7 @@ bool LlamaProcess::Exited(int* wait_status) {
   if (pid_ <= 0) return false;
   if (::waitpid(pid_, wait_status, WNOHANG) != pid_) return false;
   pid_ = -1;
+  if (!options_.record_file.empty()) RemoveChildRecord(options_.record_file);
   if (output_reader_.joinable()) output_reader_.join();
   return true;
 }

@@ -27,6 +27,10 @@ struct LlamaProcessOptions {
   int port = 0;                         // 0: a free loopback port
   std::vector<std::string> extra_args;  // passed through, after ours
   std::filesystem::path log_file;       // empty: inherit agentkv's stderr
+  // Where the running child is recorded (child_record.h), so that the next
+  // agentkv on the memory directory can end it if it outlives this one;
+  // empty: not recorded.
+  std::filesystem::path record_file;
   // llama-server's --api-key, given through its environment (other local
   // users can read a process's arguments, not its environment); empty: none.
   std::string api_key;
@@ -50,7 +54,9 @@ class LlamaProcess final : public ChildProcess {
   Status Start(const LlamaProcessOptions& options);
 
   // ChildProcess: starts llama-server with the options given last, without
-  // waiting for its /health. Returns kInvalidArgument if the binary or model
+  // waiting for its /health, and records it at record_file. It gets SIGKILL
+  // when the calling thread ends (agentkv killed, or crashed): call from a
+  // thread that outlives it. Returns kInvalidArgument if the binary or model
   // is missing, kIo if its log file cannot be opened or fork fails.
   Status Spawn() override;
 

@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <utility>
 
+#include "upstream/exit_text.h"
+
 namespace agentkv {
 
 namespace {
@@ -12,9 +14,8 @@ namespace {
 constexpr auto kHealthPoll = std::chrono::milliseconds(100);
 
 Status ExitedDuringStartup(int wait_status) {
-  return Status::Error(ErrorCode::kUpstreamDown, "llama-server exited during startup (status " +
-                                                     std::to_string(wait_status) +
-                                                     "); see its log");
+  return Status::Error(ErrorCode::kUpstreamDown, "llama-server " + DescribeExit(wait_status) +
+                                                     " during startup; see its log");
 }
 
 }  // namespace
@@ -132,7 +133,10 @@ void UpstreamSupervisor::CheckOnce(WatchState* state) {
 bool UpstreamSupervisor::Supervise(WatchState* state) {
   int wait_status = 0;
   if (!child_->Exited(&wait_status)) return true;
-  spdlog::error("llama-server exited unexpectedly (wait status {})", wait_status);
+  const std::string how = DescribeExit(wait_status);
+  spdlog::error("llama-server {}{}", how,
+                state->restarts_in_a_row == 0 ? "" : " again, soon after a restart");
+  SetProblem("llama-server " + how);
   SetUp(false);
   events_.lost_kv("llama-server exited");
   int& restarts = state->restarts_in_a_row;
@@ -149,11 +153,15 @@ bool UpstreamSupervisor::Supervise(WatchState* state) {
     }
     if (Stopping()) return false;
     spdlog::error("llama-server restart failed: {}", s.message());
+    SetProblem(s.message());
   }
+  const std::string last = Problem();
   spdlog::error(
       "llama-server failed {} times in a row: not restarting it again; requests "
-      "get 503 until agentkv is restarted",
-      options_.max_restarts);
+      "get 503 until agentkv is restarted. Last: {}",
+      options_.max_restarts, last);
+  SetProblem("gave up after " + std::to_string(options_.max_restarts) +
+             " restarts in a row; the last: " + last);
   return false;
 }
 
@@ -167,10 +175,21 @@ void UpstreamSupervisor::StopChildWhenAsked() {
   if (child_) child_->Stop(grace);
 }
 
+void UpstreamSupervisor::SetProblem(std::string why) {
+  MutexLock lock(mu_);
+  problem_ = std::move(why);
+}
+
+std::string UpstreamSupervisor::Problem() const {
+  MutexLock lock(mu_);
+  return problem_;
+}
+
 void UpstreamSupervisor::SetUp(bool up) {
   {
     MutexLock lock(mu_);
     up_ = up;
+    if (up) problem_.clear();
   }
   up_cv_.notify_all();
 }

@@ -57,7 +57,7 @@ struct SupervisorEvents {
 // Thread-safe, except that Start() and Watch() are called once, in that
 // order, by the thread that wires agentkv, before any Stop(). From Watch()
 // on, the child is driven by the watch thread alone, which also stops it: a
-// child restarted from that thread gets SIGTERM when the thread exits
+// child restarted from that thread gets SIGKILL when the thread exits
 // (PR_SET_PDEATHSIG), so the thread outlives it.
 class UpstreamSupervisor {
  public:
@@ -77,6 +77,10 @@ class UpstreamSupervisor {
   void Watch();
 
   bool IsUp() const;
+  // Why llama-server is down, when the supervisor knows (it exited, and how;
+  // a restart failed; the restarts were given up): for /readyz and the
+  // status page. Empty while it is up or nothing is known.
+  std::string Problem() const;
   // A request could not reach llama-server: the gate is down until a health
   // check says otherwise, and the watch runs that check (and a restart if
   // the child died) now rather than at its next interval. WaitUp() callers
@@ -114,7 +118,8 @@ class UpstreamSupervisor {
   void StopChildWhenAsked();
   // Sets stopping_ (and the child's grace, once) and wakes every waiter.
   void BeginStop(std::optional<std::chrono::seconds> grace);
-  void SetUp(bool up);
+  void SetUp(bool up);  // clears the problem when up
+  void SetProblem(std::string why);
   bool Stopping() const;
 
   const SupervisorOptions options_;
@@ -133,6 +138,7 @@ class UpstreamSupervisor {
   bool stopping_ GUARDED_BY(mu_) = false;
   bool watch_idle_ GUARDED_BY(mu_) = true;  // no watch loop runs
   bool check_now_ GUARDED_BY(mu_) = false;  // Suspect() asked for a check
+  std::string problem_ GUARDED_BY(mu_);
   std::optional<std::chrono::seconds> stop_grace_ GUARDED_BY(mu_);
 };
 

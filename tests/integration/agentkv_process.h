@@ -25,6 +25,8 @@ class AgentkvProcess {
   struct Options {
     bool own_group = false;  // lead a process group of its own, as a shell job does
     int port = 0;            // 0: a free port
+    // The construction returns once this appears in its output.
+    std::string ready_line = "agentkv listening";
   };
 
   // `agentkv serve --upstream URL --memory-dir DIR` on a free port.
@@ -66,8 +68,7 @@ class AgentkvProcess {
       changed_.notify_all();
     });
     std::unique_lock<std::mutex> lock(mu_);
-    changed_.wait(lock,
-                  [&] { return eof_ || log_.find("agentkv listening") != std::string::npos; });
+    changed_.wait(lock, [&] { return eof_ || log_.find(options.ready_line) != std::string::npos; });
     EXPECT_FALSE(eof_) << log_;
   }
   ~AgentkvProcess() {
@@ -83,6 +84,14 @@ class AgentkvProcess {
   std::string log() {
     std::lock_guard<std::mutex> lock(mu_);
     return log_;
+  }
+  // Blocks until `text` appears in its output, at most `timeout`; false if
+  // it did not (or the output closed first).
+  bool WaitForLog(const std::string& text, std::chrono::seconds timeout) {
+    std::unique_lock<std::mutex> lock(mu_);
+    return changed_.wait_for(lock, timeout, [&] {
+      return eof_ || log_.find(text) != std::string::npos;
+    }) && log_.find(text) != std::string::npos;
   }
   // Blocks until the process exits (its output closes) and returns its status.
   int Wait() { return *WaitFor(std::chrono::hours(24)); }

@@ -159,6 +159,27 @@ TEST(UpstreamSupervisor, GivesUpAfterMaxRestartsInARowAndStaysDown) {
   EXPECT_EQ(s.child().spawns(), 4) << "the first start and three restarts";
   EXPECT_EQ(s.restarts_, 3);
   EXPECT_FALSE(s.supervisor().WaitUp(milliseconds(0)));
+  // /readyz says why: given up, and how the child ended the last time.
+  const std::string why = s.supervisor().Problem();
+  EXPECT_EQ(why.rfind("gave up after 3 restarts in a row; the last: llama-server was killed by "
+                      "SIGKILL",
+                      0),
+            0u)
+      << why;
+  EXPECT_NE(why.find("during startup"), std::string::npos) << why;
+}
+
+TEST(UpstreamSupervisor, SaysHowTheChildEndedUntilItServesAgain) {
+  Supervised s;
+  s.Run();
+  EXPECT_EQ(s.supervisor().Problem(), "");
+  s.child().Die();
+  s.Step();
+  EXPECT_EQ(s.supervisor().Problem().rfind("llama-server was killed by SIGKILL (Killed)", 0), 0u)
+      << s.supervisor().Problem();
+  s.Step();
+  EXPECT_TRUE(s.supervisor().WaitUp(kBound));
+  EXPECT_EQ(s.supervisor().Problem(), "") << "up again: nothing to report";
 }
 
 TEST(UpstreamSupervisor, CountsDeathsWithinAMinuteAsRestartsInARow) {
@@ -230,7 +251,9 @@ TEST(UpstreamSupervisor, StartFailsWhenTheChildExitsBeforeItServes) {
   s.child().CrashOnStart();
   const Status started = s.supervisor().Start(seconds(60));
   EXPECT_EQ(started.code(), ErrorCode::kUpstreamDown);
-  EXPECT_NE(started.message().find("exited during startup"), std::string::npos);
+  EXPECT_EQ(started.message().rfind("llama-server was killed by SIGKILL (Killed)", 0), 0u)
+      << started.message();
+  EXPECT_NE(started.message().find("during startup"), std::string::npos);
   EXPECT_FALSE(s.supervisor().IsUp());
 }
 
