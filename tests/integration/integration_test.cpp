@@ -43,6 +43,15 @@ class RealLlamaTest : public ::testing::Test {
     o.proxy.port = 0;
     o.memory_dir = dir_ / "memory";
     o.launch = launch;
+    // These tests compare an evicted agent with one never evicted, and that
+    // is exact only when both computed their tokens in batches of the same
+    // shapes: llama.cpp's CPU kernels may differ in the last bits between a
+    // batch of 1 and one of 300 (they do on some CPUs), and a random model's
+    // flat logits turn that into another greedy token. An agent that starts
+    // from a prefix snapshot computes its prompt in other batches than one
+    // that prefills it whole, so snapshots are off here (tests/integration/
+    // prefix_test.cpp has theirs).
+    o.prefix_min_tokens = 0;
     Result<std::unique_ptr<Daemon>> d = Daemon::Start(o);
     ASSERT_TRUE(d.ok()) << d.status().message();
     daemon_ = std::move(d.value());
@@ -181,12 +190,15 @@ TEST_F(RealLlamaTest, AConversationRestoredBetweenTurnsGeneratesTheSameTokens) {
 // An agent that resends what it sent before (n_predict 1, as a client
 // probing or retrying does) computes only the one prompt token llama-server
 // always recomputes: no turn-end save is written for it, and a restore of
-// the file it already had still gives the same tokens as a fresh prefill.
+// the file it already had gives the same token as a resend to its slot
+// never evicted (both compute that one token alone).
 TEST_F(RealLlamaTest, AnAgentResendingItsPromptIsNotSavedAgainAndGetsTheSameTokens) {
   const json body = {
       {"prompt", Words(8, 300)}, {"n_predict", 1}, {"temperature", 0}, {"return_tokens", true}};
-  const Reply fresh = Send("fresh", "/completion", body);
   Send("again", "/completion", body);
+  const Reply resident = Send("again", "/completion", body);
+  ASSERT_EQ(resident.placement, "resident");
+  ASSERT_EQ(resident.body["timings"]["prompt_n"], 1) << resident.body.dump();
   daemon_->placer().DrainSaves();
   const long long saves = daemon_->placer().stats().saves;
   for (int turn = 1; turn <= 3; ++turn) {
@@ -198,7 +210,7 @@ TEST_F(RealLlamaTest, AnAgentResendingItsPromptIsNotSavedAgainAndGetsTheSameToke
     const Reply r = Send("again", "/completion", body);
     EXPECT_EQ(r.placement, "restored");
     EXPECT_EQ(r.body["timings"]["prompt_n"], 1) << r.body.dump();
-    EXPECT_EQ(r.body["tokens"], fresh.body["tokens"]);
+    EXPECT_EQ(r.body["tokens"], resident.body["tokens"]);
     daemon_->placer().DrainSaves();
     EXPECT_EQ(daemon_->placer().stats().saves, saves_before) << "the file already held it";
   }

@@ -1,7 +1,8 @@
 // Prefix snapshots against a real llama-server on the test model: new
 // agents that share a long system prompt start from one saved snapshot of
-// it, answer as an agent with no memory would, and never reuse tokens of
-// another API key or another agent's private turns.
+// it, answer as an agent with no memory would (the same log-probabilities
+// for their first token, as far as batch shapes allow), and never reuse
+// tokens of another API key or another agent's private turns.
 #include <gtest/gtest.h>
 #include <httplib.h>
 
@@ -42,7 +43,11 @@ class PrefixTest : public testing::RealDaemonTest {
     if (!parent.empty()) headers.emplace("X-Agentkv-Parent", parent);
     const std::string path =
         agent.empty() ? "/v1/chat/completions" : "/agents/" + agent + "/v1/chat/completions";
-    const json body = {{"messages", messages}, {"max_tokens", 12}, {"temperature", 0}};
+    const json body = {{"messages", messages},
+                       {"max_tokens", 12},
+                       {"temperature", 0},
+                       {"logprobs", true},
+                       {"top_logprobs", 10}};
     httplib::Result res = c.Post(path, headers, body.dump(), "application/json");
     Reply r;
     if (!res) {
@@ -94,7 +99,14 @@ TEST_F(PrefixTest, NewAgentsStartFromTheSharedPrefixAndAnswerAsAnAgentWithNoMemo
     EXPECT_EQ(warm.cache_n(), shared);
     const Reply cold = Chat("", messages);  // stateless: an erased slot
     EXPECT_EQ(cold.cache_n(), 0);
-    EXPECT_EQ(warm.content(), cold.content());
+    ASSERT_EQ(testing::FirstTokenLogprobs(warm).size(), 10u) << warm.body.dump();
+    EXPECT_EQ(testing::NextTokenDisagreement(warm, cold), "");
+    // The measure tells contexts apart: another question is another answer.
+    if (i == 5) {
+      const Reply other = Chat("", Messages(system_, 6));
+      ASSERT_EQ(testing::FirstTokenLogprobs(other).size(), 10u);
+      EXPECT_NE(testing::NextTokenDisagreement(warm, other), "");
+    }
   }
   daemon_->placer().DrainSaves();  // agent-5's turn-end save may still wait
   const json stats = Admin(daemon_->port(), "/admin/stats");
@@ -190,6 +202,8 @@ TEST_F(PrefixTest, ASnapshotIsBuiltFromNothingWhenTheOtherAgentsMemoryChanged) {
 // from nothing holds: agents of key A (built on a1's memory) and of key B
 // (b1's memory deleted first, so built from nothing) answer alike, the
 // builder included, and as agents with no memory do past the builder.
+// "Alike": the first answer token's log-probabilities agree (see
+// NextTokenDisagreement); the snapshots' KV was computed in other batches.
 TEST_F(PrefixTest, ASnapshotBuiltOnAnAgentsMemoryAnswersAsOneBuiltFromNothing) {
   StartWithKeys();
   Chat("a1", Messages(system_, 1), "key-a");
@@ -210,15 +224,15 @@ TEST_F(PrefixTest, ASnapshotBuiltOnAnAgentsMemoryAnswersAsOneBuiltFromNothing) {
   EXPECT_EQ(stats["prefix_snapshots_written"], 2);
   EXPECT_EQ(stats["prefix_snapshots_from_memory"], 1) << "key A's only";
   EXPECT_EQ(a2.cache_n(), b2.cache_n());
-  EXPECT_EQ(a2.content(), b2.content());
+  EXPECT_EQ(testing::NextTokenDisagreement(a2, b2), "");
   for (unsigned q = 3; q <= 6; ++q) {
     SCOPED_TRACE("question " + std::to_string(q));
     const Reply a = Chat("a" + std::to_string(q), Messages(system_, q), "key-a");
     const Reply b = Chat("b" + std::to_string(q), Messages(system_, q), "key-b");
     EXPECT_EQ(a.placement, "prefix");
     EXPECT_EQ(b.placement, "prefix");
-    EXPECT_EQ(a.content(), b.content());
-    EXPECT_EQ(a.content(), Chat("", Messages(system_, q), "key-a").content());
+    EXPECT_EQ(testing::NextTokenDisagreement(a, b), "");
+    EXPECT_EQ(testing::NextTokenDisagreement(a, Chat("", Messages(system_, q), "key-a")), "");
   }
 }
 

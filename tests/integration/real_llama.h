@@ -6,8 +6,11 @@
 #include <gtest/gtest.h>
 #include <httplib.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <string>
@@ -62,6 +65,48 @@ struct Reply {
   long long prompt_tokens() const { return cache_n() + prompt_n(); }
   std::string content() const { return body["choices"][0]["message"]["content"]; }
 };
+
+// The top log-probabilities of a chat answer's first token, by token id
+// (the request asked for "logprobs": true and "top_logprobs").
+inline std::map<long long, double> FirstTokenLogprobs(const Reply& r) {
+  std::map<long long, double> out;
+  const nlohmann::json& content = r.body["choices"][0]["logprobs"]["content"];
+  if (!content.is_array() || content.empty()) return out;
+  for (const nlohmann::json& t : content[0]["top_logprobs"]) {
+    out[t["id"].get<long long>()] = t["logprob"].get<double>();
+  }
+  return out;
+}
+
+// Whether two answers start from the same context, whatever batches it was
+// computed in: llama.cpp's CPU kernels may differ in the last bits between
+// batch shapes (more on some CPUs), which a random model's flat logits can
+// turn into another greedy token, so equal text is not what a restore can
+// promise. The first token's top log-probabilities can: for the test
+// model's chat prompts (a 400-word system prompt, a 30-word question), the
+// same prompt computed in two batches or in one differed here by at most
+// 0.003 (0.0004 with 64-token micro-batches; threads and --no-repack did
+// not change it), two questions by 0.022 to 0.040 (their top token the
+// same: the chat template's last tokens weigh most). Empty if they agree,
+// else why not.
+inline std::string NextTokenDisagreement(const Reply& a, const Reply& b) {
+  constexpr double kTolerance = 0.01;
+  constexpr std::size_t kCommon = 7;
+  const std::map<long long, double> x = FirstTokenLogprobs(a), y = FirstTokenLogprobs(b);
+  if (x.size() < kCommon || y.size() < kCommon) return "no top_logprobs in the answers";
+  std::size_t common = 0;
+  double gap = 0;
+  for (const auto& [id, logprob] : x) {
+    auto it = y.find(id);
+    if (it == y.end()) continue;
+    ++common;
+    gap = std::max(gap, std::abs(logprob - it->second));
+  }
+  if (common < kCommon)
+    return std::to_string(common) + " common tokens in the top " + std::to_string(x.size());
+  if (gap > kTolerance) return "log-probabilities " + std::to_string(gap) + " apart";
+  return "";
+}
 
 // POSTs `body` to agentkv on `port`; a transport error is a test failure.
 inline Reply PostJson(int port, const std::string& path, const nlohmann::json& body) {
