@@ -1,5 +1,6 @@
 """Starts and stops llama-server and agentkv on loopback, and waits for them."""
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -71,15 +72,35 @@ class Server:
             self.proc.wait()
 
 
+def wrapped(binary):
+    """(real binary, added arguments) of a llama-server that is setup's two-line
+    wrapper script (a build that runs here only with some arguments), else
+    (binary, [])."""
+    try:
+        with open(binary, "rb") as f:
+            if f.read(2) != b"#!":
+                return binary, []
+            f.seek(0)
+            for line in f.read(4096).decode(errors="replace").splitlines():
+                if line.startswith("exec "):
+                    parts = shlex.split(line)
+                    return parts[1], [a for a in parts[2:] if a != "$@"]
+    except OSError:
+        pass
+    return binary, []
+
+
 def llama_build(binary):
     """The CMake options of interest of the build a llama-server binary came from."""
-    cache = os.path.join(os.path.dirname(os.path.dirname(os.path.realpath(binary))),
+    real, added = wrapped(binary)
+    cache = os.path.join(os.path.dirname(os.path.dirname(os.path.realpath(real))),
                          "CMakeCache.txt")
-    found = {}
+    found = {"runtime_args": " ".join(added)} if added else {}
     try:
         with open(cache) as f:
             for line in f:
-                for key in ("GGML_CPU_KLEIDIAI", "GGML_NATIVE", "CMAKE_BUILD_TYPE"):
+                for key in ("GGML_CPU_KLEIDIAI", "GGML_NATIVE", "GGML_AVX2", "CMAKE_C_FLAGS",
+                            "CMAKE_BUILD_TYPE"):
                     if line.startswith(key + ":"):
                         found[key] = line.split("=", 1)[1].strip()
     except OSError:

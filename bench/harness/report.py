@@ -46,10 +46,12 @@ def markdown(result):
            f"- Date: {meta['date']}; took {n(meta['duration_s'])} s", ""]
     if "sweep" in s:
         out += ["## 1. One returning agent, context sweep", "",
-                "Time to first token on the client, in ms. *cold*: the same messages "
-                "from an agent with no memory. *agentkv*: the agent back after an "
-                "eviction (restore included). *floor*: slot restore + first token, "
-                "straight against llama-server.", "",
+                "Time to first token on the client, in ms. *cold*: the first "
+                "returning turn's messages from an agent with no memory (one turn). "
+                "*agentkv*: the agent back after an eviction (restore included), the "
+                "median of its returning turns (`agentkv_turns` in results.json has "
+                "each). *floor*: slot restore + first token, straight against "
+                "llama-server, the median of the same turns.", "",
                 table(["context (tokens)", "cold", "agentkv", "floor", "restore alone",
                        "cold / agentkv", "agentkv / floor"],
                       [[n(r["context_tokens"]), n(r["cold_ms"]), n(r["agentkv_ms"]),

@@ -60,6 +60,11 @@ class SweepOutputs(unittest.TestCase):
         self.assertEqual(s[0]["cold_over_agentkv"], 10.0)
         self.assertEqual(s[0]["agentkv_over_floor"], 2.0)
 
+    def test_a_row_is_its_median_turn_not_one_sample(self):
+        turns = [{"ttft_ms": t} for t in (300.0, 100.0, 200.0)]
+        self.assertEqual(sweep.median_turn(turns), {"ttft_ms": 200.0})
+        self.assertEqual(sweep.median_turn(turns[:2]), {"ttft_ms": 100.0})
+
     def test_chart_is_svg_with_one_line_a_series(self):
         root = ET.fromstring(report.svg(sweep.summary(self.rows), "t"))
         lines = root.findall("{http://www.w3.org/2000/svg}polyline")
