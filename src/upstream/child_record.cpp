@@ -25,7 +25,6 @@ struct Record {
   unsigned long long start_ticks = 0;
   std::string boot_id;
   pid_t parent = -1;  // the agentkv that started it
-  unsigned long long parent_ticks = 0;
 };
 
 std::string ReadFile(const fs::path& path) {
@@ -43,13 +42,13 @@ std::string BootId() {
 
 // Field 22 of /proc/PID/stat, counted after the command name's closing
 // parenthesis (the name itself may hold spaces and parentheses).
-std::optional<unsigned long long> StartTicks(pid_t pid) {
+std::optional<unsigned long long> StatField(pid_t pid, int number) {
   const std::string stat = ReadFile("/proc/" + std::to_string(pid) + "/stat");
   const std::size_t close = stat.rfind(')');
   if (close == std::string::npos) return std::nullopt;
   std::istringstream fields(stat.substr(close + 1));
   std::string field;
-  for (int i = 3; i <= 22; ++i) {
+  for (int i = 3; i <= number; ++i) {
     if (!(fields >> field)) return std::nullopt;
   }
   try {
@@ -58,6 +57,15 @@ std::optional<unsigned long long> StartTicks(pid_t pid) {
     return std::nullopt;
   }
 }
+
+// When the process started, in clock ticks since boot (field 22).
+std::optional<unsigned long long> StartTicks(pid_t pid) { return StatField(pid, 22); }
+
+// Its parent (field 4): the agentkv that started it while that one runs,
+// else whoever reaped it (init, a subreaper). A pid that was reused cannot
+// be the parent of a process it did not start, so this needs no start time
+// of the parent (which, read by a process of itself, qemu-user fakes).
+std::optional<unsigned long long> ParentOf(pid_t pid) { return StatField(pid, 4); }
 
 std::vector<std::string> CommandLine(pid_t pid) {
   const std::string raw = ReadFile("/proc/" + std::to_string(pid) + "/cmdline");
@@ -91,8 +99,8 @@ std::optional<Record> Parse(const std::string& text) {
   std::istringstream in(text);
   Record r;
   long long pid = 0, parent = 0;
-  if (!(in >> pid >> r.start_ticks >> r.boot_id >> parent >> r.parent_ticks) || pid <= 1 ||
-      pid > (1 << 22) || parent <= 0 || parent > (1 << 22)) {
+  if (!(in >> pid >> r.start_ticks >> r.boot_id >> parent) || pid <= 1 || pid > (1 << 22) ||
+      parent <= 0 || parent > (1 << 22)) {
     return std::nullopt;
   }
   r.pid = static_cast<pid_t>(pid);
@@ -122,16 +130,15 @@ fs::path ChildRecordPath(const fs::path& memory_dir, const std::string& node) {
 }
 
 Status WriteChildRecord(const fs::path& record, pid_t pid) {
-  const pid_t self = ::getpid();
-  const std::optional<unsigned long long> ticks = StartTicks(pid), own = StartTicks(self);
-  if (!ticks || !own) {
+  const std::optional<unsigned long long> ticks = StartTicks(pid);
+  if (!ticks) {
     return Status::Error(ErrorCode::kIo, "cannot read /proc/" + std::to_string(pid) + "/stat");
   }
   fs::path temp = record;
   temp += ".tmp";
   {
     std::ofstream out(temp, std::ios::trunc);
-    out << pid << ' ' << *ticks << ' ' << BootId() << ' ' << self << ' ' << *own << '\n';
+    out << pid << ' ' << *ticks << ' ' << BootId() << ' ' << ::getpid() << '\n';
     if (!out.flush()) {
       return Status::Error(ErrorCode::kIo, "cannot write " + temp.string());
     }
@@ -155,7 +162,7 @@ Status EndRecordedChild(const fs::path& record, const fs::path& memory_dir, Reco
   const std::optional<Record> r = Parse(ReadFile(record));
   const bool ours = r && r->boot_id == BootId() && StartTicks(r->pid) == r->start_ticks &&
                     ServesFrom(r->pid, memory_dir);
-  if (ours && StartTicks(r->parent) == r->parent_ticks) {
+  if (ours && ParentOf(r->pid) == static_cast<unsigned long long>(r->parent)) {
     found->live_parent = r->parent;  // its agentkv runs: not an orphan, and not our record
     found->left_running = r->pid;
     return Status::Ok();

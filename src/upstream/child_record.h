@@ -6,13 +6,13 @@
 // started it ends in an unusual way, nor by an init that restarts agentkv
 // alone, and a llama-server left running holds its RAM and its slots.
 //
-// The record holds the pid and start time (clock ticks since boot, from
-// /proc/PID/stat) of llama-server and of the agentkv that started it, and
-// the boot id: a pid that was reused, or a record from before a reboot or
+// The record holds llama-server's pid and start time (clock ticks since
+// boot, from /proc/PID/stat), the boot id and the pid of the agentkv that
+// started it: a pid that was reused, or a record from before a reboot or
 // from another host sharing the directory, never names the process to end,
-// and the llama-server of an agentkv that still runs (a second one started
-// on the same directory by mistake) is left alone. Thread-safe: plain
-// functions on files.
+// and the llama-server of an agentkv that still runs (still its parent: a
+// second agentkv started on the same directory by mistake) is left alone.
+// Thread-safe: plain functions on files.
 
 #include <sys/types.h>
 
@@ -45,7 +45,7 @@ struct RecordedChild {
 
 // If `record` names a process that still runs (same boot, same start time),
 // whose command line holds `--slot-save-path` naming `memory_dir`, and
-// whose agentkv no longer runs, sends it SIGKILL and waits (at most 10 s)
+// whose parent is no longer the agentkv that started it, sends it SIGKILL and waits (at most 10 s)
 // until it is gone, then removes the record. Returns OK with nothing done
 // when there is no record or it names no such process; kIo if the process
 // does not go away; what it found in *found. Blocks.

@@ -91,14 +91,14 @@ class OrphanTest : public ::testing::Test {
 // request streams, four while idle. Each time llama-server exits within
 // seconds, and none is left at the end.
 TEST_F(OrphanTest, AgentkvKilledWithSigkillAtAnyMomentTakesItsLlamaServerWithIt) {
-  for (int round = 0; round < 10; ++round) {
-    SCOPED_TRACE("round " + std::to_string(round));
+  for (int n = 0; n < 10; ++n) {
+    SCOPED_TRACE("kill " + std::to_string(n));
     testing::AgentkvProcess::Options options;
-    if (round < 2) options.ready_line = "started llama-server (pid";
+    if (n < 2) options.ready_line = "started llama-server (pid";
     testing::AgentkvProcess agentkv(ServeArgs(), options);
     const pid_t llama = RecordedPid(dir_ / "memory");
     ASSERT_GT(llama, 0) << agentkv.log();
-    if (round >= 2 && round < 6) {
+    if (n >= 2 && n < 6) {
       // Killed as the first bytes of a long answer arrive: llama-server is
       // decoding for it.
       httplib::Client c("127.0.0.1", agentkv.port());
@@ -143,13 +143,13 @@ TEST_F(OrphanTest, AnAgentkvStartingOnTheDirectoryEndsTheLlamaServerLeftThere) {
   // still runs, and an agentkv never ends a live one's llama-server).
   {
     std::ifstream in(ChildRecordPath(dir_ / "memory", ""));
-    std::string pid_field, ticks, boot, parent, parent_ticks;
-    in >> pid_field >> ticks >> boot >> parent >> parent_ticks;
+    std::string pid_field, ticks, boot, parent;
+    in >> pid_field >> ticks >> boot >> parent;
     const pid_t dead = ::fork();
     if (dead == 0) ::_exit(0);
     ::waitpid(dead, nullptr, 0);
     std::ofstream(ChildRecordPath(dir_ / "memory", ""), std::ios::trunc)
-        << pid_field << ' ' << ticks << ' ' << boot << ' ' << dead << ' ' << parent_ticks << '\n';
+        << pid_field << ' ' << ticks << ' ' << boot << ' ' << dead << '\n';
   }
 
   testing::AgentkvProcess agentkv(ServeArgs(), {});

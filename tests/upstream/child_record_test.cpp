@@ -87,7 +87,7 @@ class ChildRecordTest : public ::testing::Test {
     std::getline(in, text);
     return text;
   }
-  // The record's fields: pid, start ticks, boot id, parent pid, its ticks.
+  // The record's fields: pid, start ticks, boot id, the agentkv's pid.
   std::vector<std::string> Fields() {
     std::istringstream in(Record());
     std::vector<std::string> f;
@@ -100,12 +100,12 @@ class ChildRecordTest : public ::testing::Test {
     out << '\n';
   }
   // Records `pid` as started by an agentkv that has died since (this
-  // test's process, which started it, is alive).
+  // test's process, its parent, is alive).
   void RecordAsOrphan(pid_t pid) {
     ASSERT_TRUE(WriteChildRecord(record_, pid).ok());
     const pid_t dead = DeadPid();
     std::vector<std::string> f = Fields();
-    ASSERT_EQ(f.size(), 5u) << Record();
+    ASSERT_EQ(f.size(), 4u) << Record();
     f[3] = std::to_string(dead);
     Rewrite(f);
   }

@@ -22,7 +22,9 @@ class Socket {
     EXPECT_EQ(::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
     EXPECT_EQ(::getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len), 0);
     port_ = ntohs(addr.sin_port);
-    if (listen) EXPECT_EQ(::listen(fd_, 1), 0);
+    if (listen) {
+      EXPECT_EQ(::listen(fd_, 1), 0);
+    }
   }
   ~Socket() { ::close(fd_); }
   int port() const { return port_; }
