@@ -156,12 +156,13 @@ bool UpstreamSupervisor::Supervise(WatchState* state) {
     SetProblem(s.message());
   }
   const std::string last = Problem();
+  // Set before the log line says so: whoever reads the log may ask /readyz.
+  SetProblem("gave up after " + std::to_string(options_.max_restarts) +
+             " restarts in a row; the last: " + last);
   spdlog::error(
       "llama-server failed {} times in a row: not restarting it again; requests "
       "get 503 until agentkv is restarted. Last: {}",
       options_.max_restarts, last);
-  SetProblem("gave up after " + std::to_string(options_.max_restarts) +
-             " restarts in a row; the last: " + last);
   return false;
 }
 
