@@ -52,6 +52,17 @@ Status CheckHead(const httplib::Request& req, const RequestLimits& limits) {
                                                " header fields, more than the " +
                                                std::to_string(limits.max_headers) + " accepted");
   }
+  // A NUL would cut a value short where it is read as a C string (an agent
+  // id "a\0b" served as agent "a"); no control byte has a meaning in a
+  // header (HTTP allows tab only).
+  for (const auto& [name, value] : req.headers) {
+    const bool control = std::any_of(value.begin(), value.end(), [](unsigned char c) {
+      return (c < 0x20 && c != '\t') || c == 0x7f;
+    });
+    if (control) {
+      return Error(ErrorCode::kInvalidArgument, "header " + name + " holds a control character");
+    }
+  }
   for (const char* name : kSingleHeaders) {
     if (req.headers.count(name) > 1) {
       return Error(ErrorCode::kInvalidArgument,
@@ -81,11 +92,13 @@ Status CheckHead(const httplib::Request& req, const RequestLimits& limits) {
   }
   if (!chunked) {
     const std::string length = req.get_header_value("Content-Length");
-    char* end = nullptr;
-    const unsigned long long n = std::strtoull(length.c_str(), &end, 10);
-    if (length.empty() || *end != '\0' || length[0] == '-') {
+    // Digits only (RFC 9110): strtoull alone takes "+59" and " 59", which a
+    // proxy in front may frame otherwise.
+    if (length.empty() || length.size() > 19 ||
+        length.find_first_not_of("0123456789") != std::string::npos) {
       return Error(ErrorCode::kInvalidArgument, "Content-Length is not a number");
     }
+    const unsigned long long n = std::strtoull(length.c_str(), nullptr, 10);
     if (n > limits.max_body_bytes) {
       return Error(ErrorCode::kTooLarge, "request body exceeds the configured limit of " +
                                              std::to_string(limits.max_body_bytes) + " bytes");

@@ -43,5 +43,36 @@ TEST(RequestHead, AHeaderReadAsOneValueIsRefusedTwiceInAnyCase) {
   EXPECT_TRUE(CheckHead(req, RequestLimits{}).ok()) << "a list-valued header may repeat";
 }
 
+TEST(RequestHead, AControlCharacterInAHeaderValueIsRefused) {
+  for (const std::string& value :
+       {std::string("a\0b", 3), std::string("a\rb"), std::string("a\x01"), std::string("a\x7f")}) {
+    httplib::Request req;
+    req.method = "GET";
+    req.headers.emplace("X-Agent-Id", value);
+    const Status s = CheckHead(req, RequestLimits{});
+    EXPECT_EQ(s.code(), ErrorCode::kInvalidArgument);
+    EXPECT_EQ(s.message(), "header X-Agent-Id holds a control character");
+  }
+  httplib::Request req;
+  req.method = "GET";
+  req.headers.emplace("User-Agent", "a\tb \xc3\xa9");
+  EXPECT_TRUE(CheckHead(req, RequestLimits{}).ok()) << "a tab and UTF-8 are allowed";
+}
+
+TEST(RequestHead, AContentLengthIsDigitsOnly) {
+  for (const char* length : {"+59", " 59", "59 ", "0x10", "-1", "5e3"}) {
+    httplib::Request req;
+    req.method = "POST";
+    req.headers.emplace("Content-Length", length);
+    const Status s = CheckHead(req, RequestLimits{});
+    EXPECT_EQ(s.code(), ErrorCode::kInvalidArgument) << "'" << length << "'";
+    EXPECT_EQ(s.message(), "Content-Length is not a number");
+  }
+  httplib::Request req;
+  req.method = "POST";
+  req.headers.emplace("Content-Length", "59");
+  EXPECT_TRUE(CheckHead(req, RequestLimits{}).ok());
+}
+
 }  // namespace
 }  // namespace agentkv
