@@ -158,6 +158,24 @@ Status EndLeftoverChild(const std::filesystem::path& record,
   return Status::Ok();
 }
 
+// Creates the memory directory (0700) if needed, warns if others may read
+// it, and makes this daemon its owner (see DirLock).
+Result<std::unique_ptr<DirLock>> OwnMemoryDir(const std::filesystem::path& dir,
+                                              const std::string& node) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (fs::create_directories(dir, ec) && !ec) fs::permissions(dir, fs::perms::owner_all, ec);
+  const fs::perms others = fs::perms::group_all | fs::perms::others_all;
+  const fs::file_status st = fs::status(dir, ec);
+  if (!ec && (st.permissions() & others) != fs::perms::none) {
+    spdlog::warn(
+        "memory directory {} can be read by other users (mode {:o}): its files hold agents' "
+        "conversations (a saved KV starts with the prompt's token ids); chmod 700 it",
+        dir.string(), static_cast<unsigned>(st.permissions()));
+  }
+  return DirLock::Acquire(dir, node);
+}
+
 void LogServing(const ServingMode& s) {
   if (!s.model.arch.empty()) {
     spdlog::info(
@@ -184,6 +202,9 @@ void LogServing(const ServingMode& s) {
 
 Result<std::unique_ptr<Daemon>> Daemon::Start(DaemonOptions o) {
   std::unique_ptr<Daemon> d(new Daemon());
+  Result<std::unique_ptr<DirLock>> lock = OwnMemoryDir(o.memory_dir, o.store.node);
+  if (!lock.ok()) return lock.status();
+  d->lock_ = std::move(lock.value());
   std::optional<ServingMode> serving;
   std::unique_ptr<LlamaProcess> llama;
   if (o.launch) {
@@ -196,8 +217,6 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(DaemonOptions o) {
       if (Status s = SizeSlots(o, &*serving); !s.ok()) return s;
     }
     o.kv = KvSettings::FromArgs(o.launch->extra_args);
-    std::error_code ec;
-    std::filesystem::create_directories(o.memory_dir, ec);
     o.launch->record_file = ChildRecordPath(o.memory_dir, o.store.node);
     if (Status s = EndLeftoverChild(o.launch->record_file, o.memory_dir); !s.ok()) return s;
     llama = std::make_unique<LlamaProcess>(*o.launch);
@@ -341,6 +360,7 @@ int Daemon::Stop() {
   if (server_) server_->Stop();
   if (serve_thread_.joinable()) serve_thread_.join();
   if (supervisor_) supervisor_->Stop(std::max(std::chrono::seconds(1), left()));
+  lock_.reset();  // another agentkv may own the directory from here on
   return unsaved;
 }
 }  // namespace agentkv

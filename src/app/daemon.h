@@ -13,6 +13,7 @@
 
 #include "core/placer.h"
 #include "http/proxy_server.h"
+#include "store/dir_lock.h"
 #include "upstream/llama_process.h"
 #include "upstream/upstream_supervisor.h"
 
@@ -99,6 +100,7 @@ class Daemon {
   Status StartSupervisor(const DaemonOptions& o, std::unique_ptr<LlamaProcess> llama);
 
   DaemonOptions options_;
+  std::unique_ptr<DirLock> lock_;  // the memory directory's, until Stop() ends
   std::unique_ptr<Upstream> upstream_;
   std::unique_ptr<UpstreamSupervisor> supervisor_;
   std::unique_ptr<Store> store_;

@@ -49,9 +49,15 @@ Status SyncPath(const fs::path& path, int flags) {
 
 class PosixFileSystem final : public FileSystem {
  public:
+  // Directories agentkv creates are its own alone (0700), whatever the
+  // umask: the files in them hold conversations.
   Status CreateDirs(const Path& dir) override {
     return Checked("create", dir,
-                   [&](std::error_code& ec) { return fs::create_directories(dir, ec); })
+                   [&](std::error_code& ec) {
+                     const bool created = fs::create_directories(dir, ec);
+                     if (created && !ec) fs::permissions(dir, fs::perms::owner_all, ec);
+                     return created;
+                   })
         .status();
   }
 
@@ -104,10 +110,22 @@ class PosixFileSystem final : public FileSystem {
     return Status::Ok();
   }
 
+  // 0600 whatever the umask, as every file agentkv writes.
   Status WriteFile(const Path& file, const std::string& data) override {
-    std::ofstream out(file, std::ios::binary | std::ios::trunc);
-    out << data;
-    if (!out.flush()) return Status::Error(ErrorCode::kIo, "cannot write " + file.string());
+    const int fd = ::open(file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) return IoError("open", file, ErrnoText(errno));
+    std::size_t done = 0;
+    while (done < data.size()) {
+      const ssize_t n = ::write(fd, data.data() + done, data.size() - done);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        const int err = errno;
+        ::close(fd);
+        return IoError("write", file, ErrnoText(err));
+      }
+      done += static_cast<std::size_t>(n);
+    }
+    if (::close(fd) != 0) return IoError("close", file, ErrnoText(errno));
     return Status::Ok();
   }
 
@@ -130,7 +148,13 @@ class PosixFileSystem final : public FileSystem {
   Status CopyFile(const Path& from, const Path& to) override {
     return Checked("copy", from,
                    [&](std::error_code& ec) {
-                     return fs::copy_file(from, to, fs::copy_options::overwrite_existing, ec);
+                     const bool copied =
+                         fs::copy_file(from, to, fs::copy_options::overwrite_existing, ec);
+                     // A copy keeps the source's mode: an older file's may be looser.
+                     if (!ec) {
+                       fs::permissions(to, fs::perms::owner_read | fs::perms::owner_write, ec);
+                     }
+                     return copied;
                    })
         .status();
   }

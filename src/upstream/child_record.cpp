@@ -144,6 +144,7 @@ Status WriteChildRecord(const fs::path& record, pid_t pid) {
     }
   }
   std::error_code ec;
+  fs::permissions(temp, fs::perms::owner_read | fs::perms::owner_write, ec);
   fs::rename(temp, record, ec);
   if (ec)
     return Status::Error(ErrorCode::kIo, "cannot write " + record.string() + ": " + ec.message());

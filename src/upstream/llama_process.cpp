@@ -7,6 +7,7 @@
 #include <spdlog/spdlog.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -135,7 +136,7 @@ Status LlamaProcess::Spawn() {
   // Its output goes to a file, or through a pipe into agentkv's own log.
   int log_fd = -1, pipe_fds[2] = {-1, -1};
   if (!o.log_file.empty()) {
-    log_fd = ::open(o.log_file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    log_fd = ::open(o.log_file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
     if (log_fd < 0) {
       return Status::Error(ErrorCode::kIo,
                            "cannot open " + o.log_file.string() + ": " + ErrnoText(errno));
@@ -164,6 +165,8 @@ Status LlamaProcess::Spawn() {
     ::sigprocmask(SIG_SETMASK, &none, nullptr);  // NOLINT(concurrency-mt-unsafe)
     // The child runs one thread until exec.
     ::signal(SIGPIPE, SIG_DFL);  // NOLINT(concurrency-mt-unsafe)
+    // The slot files it writes hold conversations: its own user's alone.
+    ::umask(077);
     if (log_fd >= 0) {
       ::dup2(log_fd, STDOUT_FILENO);
       ::dup2(log_fd, STDERR_FILENO);

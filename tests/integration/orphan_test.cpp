@@ -165,19 +165,24 @@ TEST_F(OrphanTest, AnAgentkvStartingOnTheDirectoryEndsTheLlamaServerLeftThere) {
   EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) << status;
 }
 
-// A second agentkv started on a directory by mistake leaves the first one's
-// llama-server alone, and says so.
-TEST_F(OrphanTest, ASecondAgentkvOnTheDirectoryLeavesTheFirstOnesLlamaServer) {
+// A second agentkv started on a directory by mistake is refused (the
+// directory's lock names the first one) and leaves the first one's
+// llama-server alone.
+TEST_F(OrphanTest, ASecondAgentkvOnTheDirectoryIsRefusedAndLeavesTheFirstOnesLlamaServer) {
   testing::AgentkvProcess first(ServeArgs(), {});
   const pid_t llama = RecordedPid(dir_ / "memory");
   ASSERT_GT(llama, 0);
-  testing::AgentkvProcess second(ServeArgs(), {});
-  EXPECT_NE(second.log().find("another agentkv (pid " + std::to_string(first.pid()) +
-                              ") with its llama-server (pid " + std::to_string(llama) + ")"),
+  testing::AgentkvProcess::Options options;
+  options.ready_line = "is in use";
+  testing::AgentkvProcess second(ServeArgs(), options);
+  const int status = second.Wait();
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) != 0) << status;
+  EXPECT_NE(second.log().find("LOCK is held by agentkv pid " + std::to_string(first.pid())),
             std::string::npos)
       << second.log();
   EXPECT_EQ(::kill(llama, 0), 0) << "the first one's llama-server still runs";
-  EXPECT_EQ(ServersOn(dir_ / "memory"), 2);
+  EXPECT_EQ(ServersOn(dir_ / "memory"), 1);
+  EXPECT_EQ(RecordedPid(dir_ / "memory"), llama);
 }
 
 }  // namespace
