@@ -48,23 +48,21 @@ httplib::Client MakeClient(const UpstreamOptions& o) {
 using SteadyClock = std::chrono::steady_clock;
 
 // httplib reports a read timeout and a dropped connection alike: only the
-// time spent tells them apart.
+// time spent tells them apart. The messages reach clients (502, 504): they
+// name no internal address (agentkv's start log has it).
 Status TransportError(const UpstreamOptions& o, httplib::Error err,
                       SteadyClock::time_point started) {
-  const std::string& base_url = o.base_url;
   if (err == httplib::Error::Read && SteadyClock::now() - started >= o.read_timeout) {
-    return Status::Error(ErrorCode::kUpstreamTimeout,
-                         "llama-server at " + base_url + " did not answer within " +
-                             std::to_string(o.read_timeout.count()) + " s");
+    return Status::Error(
+        ErrorCode::kUpstreamTimeout,
+        "llama-server did not answer within " + std::to_string(o.read_timeout.count()) + " s");
   }
   if (err == httplib::Error::Read || err == httplib::Error::Write) {
-    return Status::Error(ErrorCode::kUpstreamDown, "llama-server at " + base_url +
-                                                       " dropped the connection (" +
-                                                       httplib::to_string(err) + ")");
+    return Status::Error(ErrorCode::kUpstreamDown,
+                         "llama-server dropped the connection (" + httplib::to_string(err) + ")");
   }
-  return Status::Error(
-      ErrorCode::kUpstreamDown,
-      "llama-server at " + base_url + " is unreachable (" + httplib::to_string(err) + ")");
+  return Status::Error(ErrorCode::kUpstreamDown,
+                       "llama-server is unreachable (" + httplib::to_string(err) + ")");
 }
 
 // llama-server answers {"error":{"message":...}} on failure.

@@ -213,7 +213,14 @@ TEST_F(ProxyTest, AnUnreachableUpstreamIsWaitedForLikeADownOneAndServiceResumes)
   httplib::Result res = Post("/agents/a/v1/chat/completions", Chat("a", "x"));
   ASSERT_TRUE(res);
   EXPECT_EQ(res->status, 503);
-  EXPECT_EQ(Client().Get("/v1/models")->status, 502);
+  httplib::Result passthrough = Client().Get("/v1/models");
+  ASSERT_TRUE(passthrough);
+  EXPECT_EQ(passthrough->status, 502);
+  // The client learns what failed, not where agentkv's llama-server listens.
+  EXPECT_NE(passthrough->body.find("llama-server is unreachable"), std::string::npos)
+      << passthrough->body;
+  EXPECT_EQ(passthrough->body.find(std::to_string(port)), std::string::npos) << passthrough->body;
+  EXPECT_EQ(passthrough->body.find("127.0.0.1"), std::string::npos) << passthrough->body;
   fake_ = std::make_unique<FakeLlamaServer>(2, dir_, port);
   ASSERT_EQ(fake_->port(), port);
   httplib::Client c = Client();
