@@ -24,6 +24,7 @@ if [ -n "$LLAMA_ARGS" ]; then
   trap 'rm -rf "$variant"' EXIT
   mkdir -p "$variant/bin"
   ln -s "$cache/models" "$variant/models"
+  ln -s "$cache/llama.cpp" "$variant/llama.cpp"  # its source, which a test reads
   # The chosen build may itself be a wrapper (setup's fallback): run it.
   printf '#!/bin/sh\nexec %q "$@" %s\n' "$real" "$LLAMA_ARGS" >"$variant/bin/llama-server"
   chmod +x "$variant/bin/llama-server"
