@@ -3,8 +3,9 @@
 For each size: the agent's first turn through agentkv (a cold prefill); then
 RETURNS times: two other agents take both slots (eviction) and the agent
 returns with a new question after its first turn (agentkv restores it). A
-fresh agent then sends the first returning turn's messages (cold, once: it
-is the slow one). The floor is measured later straight against llama-server:
+stateless request then sends the first returning turn's messages (cold,
+once: it is the slow one; a new agent would start from a prefix snapshot
+of this one's memory). The floor is measured later straight against llama-server:
 for each returning turn, the slot file agentkv saved after the first turn is
 restored with the slot API and that turn is sent to the slot. A row's
 agentkv and floor figures are those of its median turn (by TTFT); every turn
@@ -73,8 +74,9 @@ def through_agentkv(kv, memory_dir, sizes, words_per_token, keep_dir, progress,
             turns.append(client.figures(client.chat(kv.url, path, back_messages, ANSWER_TOKENS)))
             sent.append(back_messages)
         progress(f"{size} tokens: the first returning turn, cold")
-        cold = client.chat(kv.url, f"/agents/{agent}-cold/v1/chat/completions", sent[0],
-                           ANSWER_TOKENS)
+        # Stateless: a new agent would start from a prefix snapshot built on
+        # this agent's memory, which is not cold.
+        cold = client.chat(kv.url, "/v1/chat/completions", sent[0], ANSWER_TOKENS)
         rows.append({"size": size, "messages": sent, "floor_file": kept,
                      "first": client.figures(first), "agentkv": median_turn(turns),
                      "agentkv_turns": turns, "cold": client.figures(cold)})
