@@ -18,7 +18,7 @@ namespace {
 
 constexpr char kLockName[] = "LOCK";
 
-// The pid the holder wrote, for the message ("" if unreadable).
+// The pid the holder wrote, for the message ("unknown" if unreadable).
 std::string HolderOf(const fs::path& file) {
   std::ifstream in(file);
   std::string pid;
