@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Checks that a llama-server build runs on this machine, and picks one that does.
 
-A llama-server built for one CPU can die on another (SIGILL), or on a CPU
-whose instructions fail in some virtual machines (AMX: see README, "Any
-CPU"). This starts llama-server on each model with a prompt of a few
+A llama-server built for one CPU can die on another (SIGILL), or on the
+very CPU it was built for when the compiler got it wrong (GCC 12 and ggml's
+AMX kernels: see README, "Any CPU"). This starts llama-server on each model with a prompt of a few
 hundred tokens and asks for a few generated tokens, the way agentkv's first
 request would.
 
@@ -62,7 +62,7 @@ def describe_exit(code):
     out = f"was killed by {name} ({what})"
     if sig == signal.SIGILL:
         out += (": it ran an instruction this CPU cannot run, or one that fails here "
-                "(AMX in some virtual machines)")
+                "(ggml's AMX kernels built by GCC 12)")
     return out
 
 

@@ -14,10 +14,10 @@ const char* Advice(int signal) {
   switch (signal) {
     case SIGILL:
       return "llama-server ran an instruction this CPU cannot run: it was built for another "
-             "CPU (GGML_NATIVE on a different machine), or uses one that fails here (AMX in some "
-             "virtual machines). Rebuild it on this machine (scripts/setup.sh checks the build it "
-             "makes and picks one that runs), or pass -- --no-repack to agentkv serve to turn "
-             "off llama-server's repacked and AMX kernels";
+             "CPU (GGML_NATIVE on a different machine), or miscompiled for this one (ggml's AMX "
+             "kernels built by GCC 12). Rebuild it on this machine (scripts/setup.sh checks the "
+             "build it makes and picks one that runs), or pass -- --no-repack to agentkv serve "
+             "to turn off llama-server's repacked and AMX kernels";
     case SIGKILL:
       return "most often the kernel's out-of-memory killer (see dmesg), else another process; "
              "fewer slots, a smaller --ctx-size or a quantized KV cache need less RAM";
