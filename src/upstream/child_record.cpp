@@ -146,8 +146,9 @@ Status WriteChildRecord(const fs::path& record, pid_t pid) {
   std::error_code ec;
   fs::permissions(temp, fs::perms::owner_read | fs::perms::owner_write, ec);
   fs::rename(temp, record, ec);
-  if (ec)
+  if (ec) {
     return Status::Error(ErrorCode::kIo, "cannot write " + record.string() + ": " + ec.message());
+  }
   return Status::Ok();
 }
 
@@ -182,9 +183,7 @@ Status EndRecordedChild(const fs::path& record, const fs::path& memory_dir, Reco
         if (pidfd >= 0) ::close(pidfd);
         return Status::Error(ErrorCode::kIo, "cannot end the llama-server (pid " +
                                                  std::to_string(r->pid) +
-                                                 ") left by an earlier "
-                                                 "agentkv: " +
-                                                 why);
+                                                 ") left by an earlier agentkv: " + why);
       }
       const bool gone = AwaitGone(r->pid, pidfd, std::chrono::seconds(10));
       if (pidfd >= 0) ::close(pidfd);
