@@ -250,7 +250,7 @@ check_key() {
     echo "$1"
     uname -m
     grep -m1 -E '^(model name|flags|Features)' /proc/cpuinfo || true
-    ls -l "$CACHE"/models/*.gguf
+    ls -lL "$CACHE"/models/*.gguf  # -L: setup relinks demo.gguf each run
   } | sha256sum | cut -c1-16
 }
 
