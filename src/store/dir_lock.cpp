@@ -6,7 +6,6 @@
 
 #include <cerrno>
 #include <fstream>
-#include <sstream>
 
 #include "agentkv/errno_text.h"
 
