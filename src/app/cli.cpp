@@ -232,6 +232,16 @@ int ParseCommandLine(int argc, const char* const* argv, CliSettings* out) {
   serve->add_option("--max-body-bytes", o.proxy.max_body_bytes, "Largest request body")
       ->capture_default_str();
   serve
+      ->add_option("--max-passthrough-body-bytes", o.proxy.max_passthrough_body_bytes,
+                   "Largest request body to a route passed through to llama-server "
+                   "(/tokenize, /apply-template...)")
+      ->capture_default_str();
+  serve
+      ->add_option("--max-json-values", o.proxy.max_json_values,
+                   "Most values (object keys included) in a JSON request body")
+      ->capture_default_str()
+      ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 30));
+  serve
       ->add_option("--max-connections", o.proxy.connections.max_connections,
                    "Client connections served at once; more get 503 (control routes excepted)")
       ->capture_default_str()

@@ -20,6 +20,12 @@
 
 namespace agentkv {
 
+// Larger requests are not tokenized here: they start without prefix
+// snapshots. Tokenizing costs agentkv about 12 times the prompt's bytes (the
+// rendered prompt, the answer of /tokenize and its token ids), and 1 MiB of
+// text is some 250K tokens, more than a slot holds.
+inline constexpr std::size_t kMaxPrefixBodyBytes = 1u << 20;
+
 // A new agent's request, tokenized as llama-server will tokenize it.
 struct NewAgentPrompt {
   AgentId agent;

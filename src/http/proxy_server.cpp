@@ -57,6 +57,11 @@ Status Error(ErrorCode code, std::string message) {
   return Status::Error(code, std::move(message));
 }
 
+Status TooLarge(std::size_t max_bytes) {
+  return Error(ErrorCode::kTooLarge, "request body exceeds this route's limit of " +
+                                         std::to_string(max_bytes) + " bytes");
+}
+
 std::string HeaderValue(const HeaderList& headers, const char* name) {
   for (const auto& [k, v] : headers) {
     if (EqualsIgnoreCase(k, name)) return v;
@@ -77,10 +82,14 @@ void CloseUnread(const httplib::Request& req, httplib::Response& res) {
   if (ConnectionContext* c = ConnectionContext::Current()) c->CloseAfterAnswer();
 }
 
-// A body agentkv or llama-server will parse as JSON.
-bool IsJsonBody(const httplib::Request& req) {
-  const std::string type = req.get_header_value("Content-Type");
-  return type.empty() || type.find("json") != std::string::npos;
+RequestLimits LimitsOf(const ProxyOptions& o) {
+  return RequestLimits{o.max_body_bytes, o.max_headers, o.max_json_depth, o.max_json_values};
+}
+
+// The body limit of a route: the full one where a conversation is sent.
+std::size_t MaxBodyOf(const ProxyOptions& o, const Route& route) {
+  const bool full = route.kind == RouteKind::kInference || route.kind == RouteKind::kAdmin;
+  return full ? o.max_body_bytes : std::min(o.max_body_bytes, o.max_passthrough_body_bytes);
 }
 
 ConnectionLimits ConnectionLimitsOf(const ProxyOptions& o) {
@@ -122,7 +131,10 @@ ForwardRequest ForwardOf(const httplib::Request& req, std::string target, std::s
 // Lives until the client's response is written (its last reference is the
 // response's content provider): Drain() waits for that, not just upstream.
 struct ProxyServer::Exchange {
-  explicit Exchange(ProxyServer* server) : owner(server) { owner->Track(this, true); }
+  explicit Exchange(ProxyServer* server)
+      : owner(server), pipe(server->options_.max_unsent_answer_bytes) {
+    owner->Track(this, true);
+  }
   ~Exchange() {
     pipe.Abandon();
     if (worker.joinable()) worker.join();
@@ -156,6 +168,11 @@ struct ProxyServer::Exchange {
                         return pipe.PutBody(data, size);
                       }};
     Status result = upstream.Forward(request, sink, &pipe.cancel_token());
+    if (pipe.overflowed()) {
+      spdlog::warn("{} {}: the client read the answer too slowly ({} bytes waited for it): cut off",
+                   request.method, EscapeForLog(request.path), pipe.unsent());
+      result = Error(ErrorCode::kTimeout, "the client read the answer too slowly");
+    }
     const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                         std::chrono::steady_clock::now() - start)
                         .count();
@@ -338,9 +355,7 @@ Status CheckBrowser(const BrowserPolicy& policy, const httplib::Request& req, co
 }  // namespace
 
 bool ProxyServer::PreRoute(const httplib::Request& req, httplib::Response& res) {
-  const RequestLimits limits{options_.max_body_bytes, options_.max_headers,
-                             options_.max_json_depth};
-  Status s = CheckHead(req, limits);
+  Status s = CheckHead(req, LimitsOf(options_));
   const ConnectionContext* c = ConnectionContext::Current();
   if (s.ok() && c && c->overflow_only()) {
     const RouteKind kind = MatchRoute(req.method, RawPath(req)).kind;
@@ -357,20 +372,21 @@ bool ProxyServer::PreRoute(const httplib::Request& req, httplib::Response& res) 
 }
 
 Status ProxyServer::ReadRequestBody(const httplib::Request& req, const httplib::ContentReader& read,
-                                    std::string* body) {
+                                    std::size_t max_bytes, std::string* body) {
   const std::string length = req.get_header_value("Content-Length");
-  if (!length.empty()) body->reserve(std::stoull(length));  // CheckHead bounded it
-  Status s = ReadBody(read, options_.max_body_bytes, body);
+  if (!length.empty()) {  // digits, within max_body_bytes (CheckHead)
+    const std::size_t announced = std::stoull(length);
+    if (announced > max_bytes) return TooLarge(max_bytes);
+    body->reserve(announced);
+  }
+  Status s = ReadBody(read, max_bytes, body);
   if (s.ok()) return s;
   const ConnectionContext* c = ConnectionContext::Current();
   const StreamFault fault = c ? c->fault() : StreamFault::kNone;
   if (fault == StreamFault::kTimedOut) {
     return Error(ErrorCode::kTimeout, "request body was not received in time");
   }
-  if (fault == StreamFault::kBodyTooLarge) {
-    return Error(ErrorCode::kTooLarge, "request body exceeds the configured limit of " +
-                                           std::to_string(options_.max_body_bytes) + " bytes");
-  }
+  if (fault == StreamFault::kBodyTooLarge) return TooLarge(options_.max_body_bytes);
   return s;
 }
 
@@ -422,18 +438,15 @@ void ProxyServer::Handle(const httplib::Request& req, httplib::Response& res,
   }
   std::string body;
   if (read && AnnouncesBody(req)) {
-    if (Status s = ReadRequestBody(req, *read, &body); !s.ok()) {
+    if (Status s = ReadRequestBody(req, *read, MaxBodyOf(options_, route), &body); !s.ok()) {
       CloseUnread(req, res);  // the rest of it was not read
       return ReplyError(res, s);
     }
   }
-  // Inference and admin bodies are parsed whatever their Content-Type, and
-  // serialized again (recursively) on their way to llama-server.
-  const bool parsed = route.kind == RouteKind::kInference || route.kind == RouteKind::kAdmin;
-  if (!body.empty() && (parsed || IsJsonBody(req))) {
-    if (Status s = CheckJsonNesting(body, options_.max_json_depth); !s.ok()) {
-      return ReplyError(res, s);
-    }
+  // Whatever its Content-Type: agentkv parses inference and admin bodies,
+  // and llama-server parses every body it is sent as JSON.
+  if (!body.empty()) {
+    if (Status s = CheckJsonShape(body, LimitsOf(options_)); !s.ok()) return ReplyError(res, s);
   }
   if (Status s = Route(req, body, res, route, path_agent); !s.ok()) {
     return ReplyError(res, s);
@@ -578,7 +591,7 @@ Status ProxyServer::HandleInference(const httplib::Request& req, const std::stri
     }
   }
   std::optional<NewAgentPrompt> new_agent;
-  if (tenant.value() && hooks_.prefixes) {
+  if (tenant.value() && hooks_.prefixes && raw_body.size() <= kMaxPrefixBodyBytes) {
     new_agent = hooks_.prefixes->Prepare(*tenant.value(), scope, body);
   }
   PrefixChoice prefix;
@@ -693,30 +706,51 @@ Status ProxyServer::Respond(std::shared_ptr<Exchange> ex, httplib::Response& res
     if (!IsHopHeader(name) && ForwardsResponseHeader(name)) res.set_header(name, value);
   }
   const std::string content_type = HeaderValue(headers, "Content-Type");
-  if (content_type.rfind("text/event-stream", 0) == 0) {
-    res.set_chunked_content_provider(content_type, [ex](size_t, httplib::DataSink& sink) {
-      std::string chunk;
-      while (ex->pipe.NextChunk(&chunk)) {
-        if (!sink.write(chunk.data(), chunk.size())) {
-          ex->pipe.Abandon();  // the client left: cancel upstream
-          return false;
-        }
+  const bool events = content_type.rfind("text/event-stream", 0) == 0;
+  const std::string length = HeaderValue(headers, "Content-Length");
+  const bool sized = !events && !length.empty() && length.size() <= 19 &&
+                     length.find_first_not_of("0123456789") == std::string::npos;
+  // Writes what the pipe brings; false if the client left or the answer
+  // ended early. An event stream ends with an error event instead. The
+  // last chunk of an answer with a length is held until the exchange has
+  // ended: its client, which stops reading there, must find the turn
+  // recorded (the stream's end is its chunked terminator, written after).
+  auto relay = [ex, events](httplib::DataSink& sink, std::size_t* written) {
+    std::string chunk, held;
+    auto write = [&](const std::string& data) {
+      if (data.empty() || sink.write(data.data(), data.size())) {
+        *written += data.size();
+        return true;
       }
-      const Status end = ex->pipe.final_status();
-      if (!end.ok()) {
-        const std::string event = "data: " + ErrorJson(end) + "\n\n";
-        sink.write(event.data(), event.size());
-      }
-      sink.done();
-      return true;
-    });
+      ex->pipe.Abandon();  // the client left: cancel upstream
+      return false;
+    };
+    while (ex->pipe.NextChunk(&chunk)) {
+      if (!write(events ? chunk : held)) return false;
+      if (!events) held = std::move(chunk);
+    }
+    const Status end = ex->pipe.final_status();
+    if (end.ok()) return write(held);
+    if (!events) return false;  // the client sees the answer cut short
+    const std::string event = "data: " + ErrorJson(end) + "\n\n";
+    sink.write(event.data(), event.size());
+    return true;
+  };
+  if (sized) {  // the framing llama-server chose, and the length it said
+    const std::size_t total = std::stoull(length);
+    res.set_content_provider(total, content_type,
+                             [relay, total](size_t, size_t, httplib::DataSink& sink) {
+                               std::size_t written = 0;
+                               return relay(sink, &written) && written == total;
+                             });
     return Status::Ok();
   }
-  std::string body, chunk;
-  while (ex->pipe.NextChunk(&chunk)) body += chunk;
-  const Status end = ex->pipe.final_status();
-  if (!end.ok()) return end;
-  res.set_content(body, content_type);
+  res.set_chunked_content_provider(content_type, [relay](size_t, httplib::DataSink& sink) {
+    std::size_t written = 0;
+    if (!relay(sink, &written)) return false;
+    sink.done();
+    return true;
+  });
   return Status::Ok();
 }
 

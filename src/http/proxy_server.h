@@ -7,8 +7,12 @@
 // Bounds, in the order a request arrives (see front_server.h for the
 // connections themselves): the head is checked as soon as it is parsed
 // (request_limits.h), the route and the API key next, and only then is the
-// body read, counted as it arrives and refused at max_body_bytes before it
-// is all in memory; its JSON nesting is checked before it is parsed.
+// body read, counted as it arrives and refused at its route's limit before
+// it is all in memory; its JSON shape (nesting, number of values) is checked
+// in one pass that builds nothing before any route parses or forwards it.
+// Answers are streamed to the client as they arrive, never held whole; a
+// client that reads them more slowly than llama-server writes is cut off
+// once max_unsent_answer_bytes wait for it.
 
 #include <chrono>
 #include <condition_variable>
@@ -46,8 +50,14 @@ struct ProxyOptions {
   std::string host = "127.0.0.1";
   int port = 8090;                         // 0: any free port
   std::size_t max_body_bytes = 16u << 20;  // decoded, whatever its framing
-  std::size_t max_headers = 100;           // header fields of a request
-  int max_json_depth = 128;                // nesting of a JSON body
+  // The same for routes passed through to llama-server (/tokenize,
+  // /apply-template...): none needs a conversation's media.
+  std::size_t max_passthrough_body_bytes = 2u << 20;
+  std::size_t max_headers = 100;  // header fields of a request
+  int max_json_depth = 128;       // nesting of a JSON body
+  std::size_t max_json_values = 262144;  // values in a JSON body, keys included
+  // What an answer may hold unsent for a client that reads it too slowly.
+  std::size_t max_unsent_answer_bytes = 8u << 20;
   AuthPolicy auth;                         // API keys and the admin key
   // What web pages may do: Host allow-list, CORS origins.
   BrowserPolicy browser;
@@ -112,9 +122,9 @@ class ProxyServer {
   // `read`: the body's reader (null for methods without a body).
   void Handle(const httplib::Request& req, httplib::Response& res,
               const httplib::ContentReader* read);
-  // Reads the body within the limits into *body.
+  // Reads the body within `max_bytes` into *body.
   Status ReadRequestBody(const httplib::Request& req, const httplib::ContentReader& read,
-                         std::string* body);
+                         std::size_t max_bytes, std::string* body);
   // Handlers write a success to `res` and return an error as a Status,
   // which Handle() alone turns into an HTTP answer.
   Status HandleInference(const httplib::Request& req, const std::string& raw_body,

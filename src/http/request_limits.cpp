@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <nlohmann/json.hpp>
 
 namespace agentkv {
 
@@ -120,29 +121,69 @@ Status CheckHead(const httplib::Request& req, const RequestLimits& limits) {
   return Status::Ok();
 }
 
-Status CheckJsonNesting(std::string_view json, int max_depth) {
-  int depth = 0;
-  bool in_string = false;
-  for (std::size_t i = 0; i < json.size(); ++i) {
-    const char c = json[i];
-    if (in_string) {
-      if (c == '\\') {
-        ++i;  // the escaped character cannot end the string
-      } else if (c == '"') {
-        in_string = false;
-      }
-    } else if (c == '"') {
-      in_string = true;
-    } else if (c == '[' || c == '{') {
-      if (++depth > max_depth) {
-        return Error(ErrorCode::kInvalidArgument, "request body has JSON nesting deeper than " +
-                                                      std::to_string(max_depth) + " levels");
-      }
-    } else if ((c == ']' || c == '}') && depth > 0) {
-      --depth;
-    }
+namespace {
+
+// Counts values and depth as the parser reports them, and stops it at the
+// first bound passed.
+class ShapeCounter : public nlohmann::json_sax<nlohmann::json> {
+ public:
+  explicit ShapeCounter(const RequestLimits& limits) : limits_(limits) {}
+
+  bool null() override { return Value(); }
+  bool boolean(bool) override { return Value(); }
+  bool number_integer(number_integer_t) override { return Value(); }
+  bool number_unsigned(number_unsigned_t) override { return Value(); }
+  bool number_float(number_float_t, const string_t&) override { return Value(); }
+  bool string(string_t&) override { return Value(); }
+  bool binary(binary_t&) override { return Value(); }
+  bool key(string_t&) override { return Value(); }
+  bool start_object(std::size_t) override { return Open(); }
+  bool end_object() override { return Close(); }
+  bool start_array(std::size_t) override { return Open(); }
+  bool end_array() override { return Close(); }
+  bool parse_error(std::size_t position, const std::string&,
+                   const nlohmann::detail::exception&) override {
+    error_ = Error(ErrorCode::kInvalidArgument,
+                   "request body is not valid JSON (at byte " + std::to_string(position) + ")");
+    return false;
   }
-  return Status::Ok();
+
+  Status result() const { return error_; }
+
+ private:
+  bool Value() {
+    if (++values_ <= limits_.max_json_values) return true;
+    error_ = Error(ErrorCode::kTooLarge, "request body holds more than " +
+                                             std::to_string(limits_.max_json_values) +
+                                             " JSON values");
+    return false;
+  }
+  bool Open() {
+    if (++depth_ > limits_.max_json_depth) {
+      error_ = Error(ErrorCode::kInvalidArgument, "request body has JSON nesting deeper than " +
+                                                      std::to_string(limits_.max_json_depth) +
+                                                      " levels");
+      return false;
+    }
+    return Value();
+  }
+  bool Close() {
+    --depth_;
+    return true;
+  }
+
+  const RequestLimits& limits_;
+  std::size_t values_ = 0;
+  int depth_ = 0;
+  Status error_;
+};
+
+}  // namespace
+
+Status CheckJsonShape(std::string_view json, const RequestLimits& limits) {
+  ShapeCounter counter(limits);
+  nlohmann::json::sax_parse(json.begin(), json.end(), &counter);
+  return counter.result();
 }
 
 }  // namespace agentkv

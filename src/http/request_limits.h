@@ -2,9 +2,10 @@
 // Bounds on what one request may make agentkv hold in memory, checked in the
 // order the bytes arrive: the head as soon as it is parsed (before any body
 // byte is read), the body while it is read (counted after decoding, refused
-// at the limit before it is all buffered), the JSON nesting of a body before
-// it is parsed. Pure functions of their arguments, thread-safe; ReadBody
-// blocks on the client's socket.
+// at the limit before it is all buffered), the shape of a JSON body (its
+// nesting and its number of values) before any DOM of it is built. Pure
+// functions of their arguments, thread-safe; ReadBody blocks on the
+// client's socket.
 
 #include <cstddef>
 #include <string>
@@ -22,6 +23,10 @@ struct RequestLimits {
   std::size_t max_body_bytes = 16u << 20;  // after decoding
   std::size_t max_headers = 100;           // header fields, not counting httplib's own
   int max_json_depth = 128;                // nested arrays and objects
+  // Values in a JSON body, object keys included: a DOM costs 16 to 100
+  // bytes a value, so a flat body of small numbers would cost 30 times its
+  // size. 262144 holds a prompt of 256K token ids.
+  std::size_t max_json_values = 262144;
 };
 
 // What the head alone tells. Returns kHeadTooLarge (too many header
@@ -46,10 +51,12 @@ bool AnnouncesBody(const httplib::Request& req);
 template <typename ContentReader>
 Status ReadBody(const ContentReader& read, std::size_t max_bytes, std::string* body);
 
-// kInvalidArgument "... nesting deeper than N ..." if arrays and objects in
-// `json` nest deeper than `max_depth`. Looks only at brackets outside
-// strings: it does not validate the JSON, the parser does that after.
-Status CheckJsonNesting(std::string_view json, int max_depth);
+// One streaming pass over `json` that builds nothing (its memory does not
+// grow with the body): kInvalidArgument if it is not JSON, or "... nesting
+// deeper than N ..." if arrays and objects nest deeper than
+// limits.max_json_depth; kTooLarge "... more than N values ..." if it
+// holds more than limits.max_json_values values (object keys counted).
+Status CheckJsonShape(std::string_view json, const RequestLimits& limits);
 
 template <typename ContentReader>
 Status ReadBody(const ContentReader& read, std::size_t max_bytes, std::string* body) {

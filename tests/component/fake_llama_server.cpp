@@ -79,6 +79,17 @@ FakeLlamaServer::FakeLlamaServer(int slots, std::filesystem::path save_dir, int 
     last_authorization_ = req.get_header_value("Authorization");
     res.set_content("[]", "application/json");
   };
+  // The fake's tokenizer: each character's code. Written without a DOM, for
+  // answers of many megabytes.
+  server_.Post("/tokenize", [](const httplib::Request& req, httplib::Response& res) {
+    const std::string content = json::parse(req.body).value("content", "");
+    std::string answer = R"({"tokens":[)";
+    for (std::size_t i = 0; i < content.size(); ++i) {
+      if (i > 0) answer += ',';
+      answer += std::to_string(static_cast<unsigned char>(content[i]));
+    }
+    res.set_content(answer + "]}", "application/json");
+  });
   server_.Post("/lora-adapters", global);
   server_.Get("/slots", global);
   server_.Get("/v1/stream", global);

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <httplib.h>
 #include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/sinks/ringbuffer_sink.h>
 #include <spdlog/spdlog.h>
 
 #include <chrono>
@@ -67,13 +68,13 @@ TEST_F(FrontTest, ARequestWithoutALengthHasNoBodyAndWhatFollowsIsNotRead) {
   // (httplib would read one until the client closes, whatever its size).
   Start(2, [](DaemonOptions& o) { o.proxy.max_body_bytes = 1 << 20; });
   RawClient c(daemon_->port());
-  // POST /tokenize is read-only: passed to the fake, which has no such route.
-  ASSERT_TRUE(c.Send("POST /tokenize HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"));
+  // POST /detokenize is read-only: passed to the fake, which has no such route.
+  ASSERT_TRUE(c.Send("POST /detokenize HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"));
   const std::string piece(0x10000, ' ');
   std::size_t sent = 0;
   while (sent < (256u << 20) && c.SendUnlessAnswered(piece)) sent += piece.size();
   const std::string answer = c.ReadAll(std::chrono::seconds(10));
-  EXPECT_EQ(StatusOf(answer), 404) << "the fake's answer to a POST /tokenize";
+  EXPECT_EQ(StatusOf(answer), 404) << "the fake's answer to a POST /detokenize";
   EXPECT_LT(sent, 64u << 20);
 }
 
@@ -105,6 +106,10 @@ TEST_F(FrontTest, DeeplyNestedJsonIs400AndSaysSo) {
   const std::string deep = std::string(20000, '[') + std::string(20000, ']');  // 40 KB
   for (const char* path : {"/agents/a/v1/chat/completions", "/tokenize", "/admin/agents/a/fork"}) {
     httplib::Result res = Client().Post(path, deep, "application/json");
+    ASSERT_TRUE(res) << path;
+    EXPECT_EQ(res->status, 400) << path << " " << res->body;
+    // llama-server parses any body as JSON, whatever its Content-Type.
+    res = Client().Post(path, deep, "text/plain");
     ASSERT_TRUE(res) << path;
     EXPECT_EQ(res->status, 400) << path << " " << res->body;
     EXPECT_NE(
@@ -228,6 +233,72 @@ TEST_F(FrontTest, ControlCharactersInAQueryStringAreEscapedInTheLog) {
   EXPECT_NE(log.str().find("?q=\\x1b[2J\\x0dforged"), std::string::npos) << log.str();
   EXPECT_EQ(log.str().find('\x1b'), std::string::npos);
   EXPECT_EQ(log.str().find('\r'), std::string::npos);
+}
+
+TEST_F(FrontTest, AFlatBodyOfManySmallValuesIs413BeforeAnyOfItIsParsedOrForwarded) {
+  Start(2, [](DaemonOptions& o) { o.proxy.max_json_values = 1000; });
+  json body = Chat("a", "x");
+  body["extra"] = json::array();
+  for (int i = 0; i < 1000; ++i) body["extra"].push_back(0);
+  httplib::Result res = Client().Post("/agents/a/v1/chat/completions", body.dump(),
+                                      "application/json");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 413) << res->body;
+  EXPECT_NE(res->body.find("more than 1000 JSON values"), std::string::npos) << res->body;
+  res = Client().Post("/tokenize", body.dump(), "text/plain");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 413) << "passthrough routes too: " << res->body;
+  EXPECT_EQ(CountCalls("completion"), 0);
+  body["extra"] = std::vector<int>(900, 0);
+  EXPECT_EQ(Post("/agents/a/v1/chat/completions", body)->status, 200);
+}
+
+TEST_F(FrontTest, APassthroughRouteHasASmallerBodyLimitThanInference) {
+  Start(2, [](DaemonOptions& o) { o.proxy.max_passthrough_body_bytes = 64 << 10; });
+  const json text = {{"content", std::string(100 << 10, 'a')}};
+  httplib::Result res = Client().Post("/tokenize", text.dump(), "application/json");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 413) << res->body;
+  EXPECT_NE(res->body.find("limit of 65536 bytes"), std::string::npos) << res->body;
+  EXPECT_EQ(Post("/agents/a/v1/chat/completions", Chat("a", std::string(100 << 10, 'a')))->status,
+            200);
+  res = Client().Post("/tokenize", json{{"content", "abc"}}.dump(), "application/json");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 200);
+  EXPECT_EQ(json::parse(res->body)["tokens"], json::array({97, 98, 99}));
+}
+
+TEST_F(FrontTest, AClientThatReadsTooSlowlyIsCutOffNotBufferedFor) {
+  daemon_.reset();  // spdlog's sink list may only change while no daemon thread logs
+  auto log = std::make_shared<spdlog::sinks::ringbuffer_sink_mt>(1000);
+  spdlog::default_logger()->sinks().push_back(log);
+  auto logged = [&](const std::string& text) {
+    for (const std::string& line : log->last_formatted()) {
+      if (line.find(text) != std::string::npos) return true;
+    }
+    return false;
+  };
+  Start(2, [](DaemonOptions& o) {
+    o.proxy.max_unsent_answer_bytes = 64 << 10;
+    o.proxy.max_passthrough_body_bytes = 16 << 20;
+  });
+  // An answer of 24 MB, more than the sockets' buffers hold, to a client
+  // that reads nothing until agentkv has given up on it.
+  const std::string body = json{{"content", std::string(8 << 20, 'a')}}.dump();
+  RawClient c(daemon_->port());
+  ASSERT_TRUE(c.Send("POST /tokenize HTTP/1.1\r\nHost: localhost\r\nContent-Type: "
+                     "application/json\r\nContent-Length: " +
+                     std::to_string(body.size()) + "\r\n\r\n" + body));
+  const bool cut =
+      testing::Eventually([&] { return logged("the client read the answer too slowly"); });
+  const std::string answer = c.ReadAll(std::chrono::seconds(10));
+  daemon_.reset();
+  spdlog::default_logger()->sinks().pop_back();
+  ASSERT_TRUE(cut);
+  EXPECT_TRUE(logged("POST /tokenize: the client read the answer too slowly"));
+  ASSERT_EQ(StatusOf(answer), 200) << answer.substr(0, 200);
+  const std::size_t head = answer.find("\r\n\r\n") + 4;
+  EXPECT_LT(answer.size() - head, 24u << 20) << "the answer ends cut short";
 }
 
 }  // namespace

@@ -8,21 +8,54 @@
 namespace agentkv {
 namespace {
 
-TEST(JsonNesting, IsRefusedPastTheLimitWithAMessageThatSaysSo) {
-  const std::string deep = std::string(129, '[') + std::string(129, ']');
-  Status s = CheckJsonNesting(deep, 128);
-  EXPECT_EQ(s.code(), ErrorCode::kInvalidArgument);
-  EXPECT_NE(s.message().find("nesting deeper than 128"), std::string::npos) << s.message();
-  EXPECT_TRUE(CheckJsonNesting(std::string(128, '[') + std::string(128, ']'), 128).ok());
-  EXPECT_FALSE(CheckJsonNesting(R"({"a":{"b":[{"c":[]}]}})", 4).ok());
-  EXPECT_TRUE(CheckJsonNesting(R"({"a":{"b":[{"c":[]}]}})", 5).ok());
+RequestLimits Depth(int depth) {
+  RequestLimits limits;
+  limits.max_json_depth = depth;
+  return limits;
 }
 
-TEST(JsonNesting, IgnoresBracketsInsideStringsAndEscapedQuotes) {
-  EXPECT_TRUE(CheckJsonNesting(R"({"text":"[[[[[[{{{{"})", 1).ok());
-  EXPECT_TRUE(CheckJsonNesting(R"({"text":"a \" [[[[ \\"})", 1).ok());
-  EXPECT_FALSE(CheckJsonNesting(R"({"text":"a \\", "x":[[]]})", 2).ok())
+TEST(JsonShape, NestingIsRefusedPastTheLimitWithAMessageThatSaysSo) {
+  const std::string deep = std::string(129, '[') + std::string(129, ']');
+  Status s = CheckJsonShape(deep, Depth(128));
+  EXPECT_EQ(s.code(), ErrorCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("nesting deeper than 128"), std::string::npos) << s.message();
+  EXPECT_TRUE(CheckJsonShape(std::string(128, '[') + std::string(128, ']'), Depth(128)).ok());
+  EXPECT_FALSE(CheckJsonShape(R"({"a":{"b":[{"c":[]}]}})", Depth(4)).ok());
+  EXPECT_TRUE(CheckJsonShape(R"({"a":{"b":[{"c":[]}]}})", Depth(5)).ok());
+}
+
+TEST(JsonShape, BracketsInsideStringsAndEscapedQuotesAreNotNesting) {
+  EXPECT_TRUE(CheckJsonShape(R"({"text":"[[[[[[{{{{"})", Depth(1)).ok());
+  EXPECT_TRUE(CheckJsonShape(R"({"text":"a \" [[[[ \\"})", Depth(1)).ok());
+  EXPECT_FALSE(CheckJsonShape(R"({"text":"a \\", "x":[[]]})", Depth(2)).ok())
       << "the string ended at the escaped backslash";
+}
+
+TEST(JsonShape, ValuesAreCountedKeysIncludedAndRefusedPastTheLimitAs413) {
+  RequestLimits limits;
+  // The object, its two keys, the array, its two numbers and {}: seven.
+  limits.max_json_values = 7;
+  EXPECT_TRUE(CheckJsonShape(R"({"a":[1,2],"b":{}})", limits).ok());
+  limits.max_json_values = 6;
+  const Status s = CheckJsonShape(R"({"a":[1,2],"b":{}})", limits);
+  EXPECT_EQ(s.code(), ErrorCode::kTooLarge);
+  EXPECT_NE(s.message().find("more than 6 JSON values"), std::string::npos) << s.message();
+}
+
+TEST(JsonShape, AFlatArrayOfAMillionNumbersIsRefusedAtTheDefaultBound) {
+  std::string flat = "[0";
+  for (int i = 1; i < 1000000; ++i) flat += ",0";
+  flat += "]";
+  EXPECT_EQ(CheckJsonShape(flat, RequestLimits{}).code(), ErrorCode::kTooLarge);
+  EXPECT_TRUE(CheckJsonShape(flat.substr(0, 2 * 200000) + "]", RequestLimits{}).ok());
+}
+
+TEST(JsonShape, WhatIsNotJsonIsRefusedWithWhereItStops) {
+  for (const char* text : {"{", "[1,]", "{\"a\" 1}", "hello", "[1] [2]", "\"\xff\""}) {
+    const Status s = CheckJsonShape(text, RequestLimits{});
+    EXPECT_EQ(s.code(), ErrorCode::kInvalidArgument) << text;
+    EXPECT_NE(s.message().find("not valid JSON"), std::string::npos) << s.message();
+  }
 }
 
 TEST(RequestHead, AHeaderReadAsOneValueIsRefusedTwiceInAnyCase) {
