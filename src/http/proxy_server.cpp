@@ -736,8 +736,16 @@ Status ProxyServer::Respond(std::shared_ptr<Exchange> ex, httplib::Response& res
     sink.write(event.data(), event.size());
     return true;
   };
+  const std::size_t total = sized ? std::stoull(length) : 0;
+  if (sized && total == 0) {  // httplib takes a provider of 0 bytes for one without a length
+    std::string chunk;
+    while (ex->pipe.NextChunk(&chunk)) {
+    }
+    if (Status end = ex->pipe.final_status(); !end.ok()) return end;
+    res.set_content("", content_type);
+    return Status::Ok();
+  }
   if (sized) {  // the framing llama-server chose, and the length it said
-    const std::size_t total = std::stoull(length);
     res.set_content_provider(total, content_type,
                              [relay, total](size_t, size_t, httplib::DataSink& sink) {
                                std::size_t written = 0;
