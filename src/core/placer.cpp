@@ -453,8 +453,9 @@ Status Placer::Dropping(const AgentId& agent, bool* had_memory,
     erased = s.ok();
     if (!s.ok()) spdlog::warn("dropping {}: slot not erased: {}", agent.ForLog(), s.message());
   }
-  *had_memory = store_.Remove(agent) || slot.value().has_value();
-  Status s = then ? then() : Status::Ok();
+  Result<bool> removed = store_.Remove(agent);
+  *had_memory = (removed.ok() && removed.value()) || slot.value().has_value();
+  Status s = !removed.ok() ? removed.status() : then ? then() : Status::Ok();
   pool_.EndDrop(agent, slot.value(), erased);
   return s;
 }

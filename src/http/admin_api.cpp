@@ -132,7 +132,10 @@ Result<json> AdminApi::DeletePrefix(const AgentId& listed) {
   const Status none = NotFound("no prefix " + listed.str());
   if (listed.str().size() >= AgentId::kMaxLength) return none;
   const AgentId id = AgentId::Internal(listed.str());
-  if (!Prefixes::Parse(id) || !store_.Remove(id)) return none;
+  if (!Prefixes::Parse(id)) return none;
+  Result<bool> removed = store_.Remove(id);
+  if (!removed.ok()) return removed.status();
+  if (!removed.value()) return none;
   return json{{"id", listed.str()}, {"deleted", true}};
 }
 

@@ -178,24 +178,61 @@ void Store::Quarantine(const AgentId& agent, const std::string& reason) {
   files_.Quarantine(StoreFiles::Hash(agent), e->state_file, reason);
 }
 
-bool Store::DeleteFiles(const AgentId& agent, const std::string& state_file) {
-  const bool deleted = files_.Delete(agent, state_file);
+Result<bool> Store::DeleteFiles(const AgentId& agent, const std::string& state_file) {
+  Result<bool> deleted = files_.Delete(agent, state_file);
   index_.DoneRemoving(agent);
-  if (!deleted) spdlog::info("agent {} was saved by another node meanwhile: kept", agent.ForLog());
+  if (!deleted.ok()) {
+    spdlog::warn("could not delete the memory of agent {}: {} (tried again later)",
+                 agent.ForLog(), deleted.status().message());
+    MutexLock lock(undeleted_mu_);
+    undeleted_[agent] = state_file;
+    return deleted;
+  }
+  if (!deleted.value()) {
+    spdlog::info("agent {} was saved by another node meanwhile: kept", agent.ForLog());
+  }
   return deleted;
 }
 
-bool Store::Remove(const AgentId& agent) {
+Result<bool> Store::Remove(const AgentId& agent) {
+  RetryDeletes();
   Refresh(agent);  // in a shared directory, its latest files are the ones to go
   std::optional<StoredMemory> e = index_.StartRemoving(agent);
   // The temporary a save would write next, if none is in flight.
   EndSave(agent, (e ? e->generation : 0) + 1);
-  DeleteFiles(agent, e ? e->state_file : "");
+  Result<bool> deleted = DeleteFiles(agent, e ? e->state_file : "");
   {
     MutexLock lock(claims_mu_);
     claims_.erase(agent);
   }
+  if (!deleted.ok()) {
+    return Status::Error(ErrorCode::kIo, "could not delete the memory of agent " + agent.str() +
+                                             ": " + deleted.status().message() +
+                                             "; agentkv will not restore it, and tries again");
+  }
   return e.has_value();
+}
+
+std::size_t Store::RetryDeletes() {
+  std::unordered_map<AgentId, std::string> pending;
+  {
+    MutexLock lock(undeleted_mu_);
+    pending.swap(undeleted_);
+  }
+  for (const auto& [agent, state_file] : pending) {
+    if (!index_.StartRemovingAgain(agent)) {
+      // Saved again since: its metadata is the new memory's now, and the
+      // old state file an orphan, removed at the next start.
+      spdlog::info("agent {} was saved again before its old memory could be deleted",
+                   agent.ForLog());
+      continue;
+    }
+    if (DeleteFiles(agent, state_file).ok()) {
+      spdlog::info("deleted the memory of agent {} at last", agent.ForLog());
+    }
+  }
+  MutexLock lock(undeleted_mu_);
+  return undeleted_.size();
 }
 
 Status Store::BudgetHoldsTwo(const StoredMemory& parent_memory, const AgentId& parent) const {
@@ -242,10 +279,12 @@ Status Store::Fork(const AgentId& parent, const AgentId& child) {
 }
 
 std::vector<AgentId> Store::EnforceBudget(const std::vector<AgentId>& keep) {
+  RetryDeletes();
   std::vector<AgentId> gone;
   for (const StoredMemory& victim : index_.ChooseBudgetVictims(keep)) {
     spdlog::info("disk budget: deleting the memory of agent {}", victim.info.agent.ForLog());
-    if (DeleteFiles(victim.info.agent, victim.state_file)) gone.push_back(victim.info.agent);
+    Result<bool> deleted = DeleteFiles(victim.info.agent, victim.state_file);
+    if (!deleted.ok() || deleted.value()) gone.push_back(victim.info.agent);
   }
   return gone;
 }

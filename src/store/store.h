@@ -143,8 +143,14 @@ class Store {
   // Moves the agent's files to quarantine/ and forgets them.
   void Quarantine(const AgentId& agent, const std::string& reason);
   // Deletes the agent's files (in a shared directory, its latest ones).
-  // Returns true if it had any.
-  bool Remove(const AgentId& agent);
+  // Returns true if it had any. kIo if a file could not be removed: the
+  // agent is forgotten all the same (this process never restores it) and
+  // the deletion is tried again (RetryDeletes) until it is done.
+  Result<bool> Remove(const AgentId& agent);
+  // Tries again the deletions that failed (Remove, the budget), unless the
+  // agent was saved again since. Returns how many still failed. Run by
+  // Remove and EnforceBudget; call it now and then besides.
+  std::size_t RetryDeletes();
   // Gives `child` a copy of `parent`'s memory; the copy must match the
   // parent's checksum, else kIo and the child has none. kNotFound if the
   // parent has none, kConflict if the budget cannot hold both copies. Makes
@@ -175,8 +181,9 @@ class Store {
   Status Commit(const AgentId& agent, TokenCount tokens, std::uint64_t prompt_key,
                 std::optional<std::uint64_t> expected, const std::string& scope);
   // Deletes the files of an agent StoreIndex::StartRemoving took out;
-  // false if another node saved it since (then they stay).
-  bool DeleteFiles(const AgentId& agent, const std::string& state_file);
+  // false if another node saved it since (then they stay); kIo if a file
+  // could not be removed (then retried by RetryDeletes).
+  Result<bool> DeleteFiles(const AgentId& agent, const std::string& state_file);
   // Ends the agent's save, if one is in flight, and removes its
   // temporaries: those of generation `fallback` if none was.
   void EndSave(const AgentId& agent, long long fallback);
@@ -186,6 +193,9 @@ class Store {
   const WallClock now_;
   StoreIndex index_;
   StoreFiles files_;
+  Mutex undeleted_mu_;
+  // Agents whose files could not all be removed, with their state file.
+  std::unordered_map<AgentId, std::string> undeleted_ GUARDED_BY(undeleted_mu_);
   mutable Mutex claims_mu_;
   std::unordered_map<AgentId, std::string> claims_ GUARDED_BY(claims_mu_);
 };

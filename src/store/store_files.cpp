@@ -350,15 +350,17 @@ Status StoreFiles::Copy(const std::string& state_file, const std::string& temp) 
   return Status::Error(ErrorCode::kIo, "cannot copy memory: " + s.message());
 }
 
-bool StoreFiles::Delete(const AgentId& agent, const std::string& state_file) {
+Result<bool> StoreFiles::Delete(const AgentId& agent, const std::string& state_file) {
   const std::string hash = Hash(agent);
   if (shared()) {
     const std::string on_disk = StateFileOnDisk(hash);
     if (!on_disk.empty() && on_disk != state_file) return false;  // saved since, elsewhere
   }
   // The metadata first: without it the state file is an orphan, never restored.
-  RemoveQuietly(dir_ / MetaName(hash));
-  if (!state_file.empty()) RemoveQuietly(dir_ / state_file);
+  if (Result<bool> meta = files_.Remove(dir_ / MetaName(hash)); !meta.ok()) return meta.status();
+  if (!state_file.empty()) {
+    if (Result<bool> state = files_.Remove(dir_ / state_file); !state.ok()) return state.status();
+  }
   if (Status synced = files_.SyncDir(dir_); !synced.ok()) {
     // The files are gone from this process's view; a crash now could bring
     // the metadata back, which names a checked file or fails its check.

@@ -93,7 +93,9 @@ class StoreFiles {
   // Deletes an agent's files; the metadata first. In a shared directory,
   // only if its metadata still points to `state_file` (another node may have
   // saved the agent since); returns false if it left them for that reason.
-  bool Delete(const AgentId& agent, const std::string& state_file);
+  // kIo if a file could not be removed (a missing one is removed): the
+  // message names it and why.
+  Result<bool> Delete(const AgentId& agent, const std::string& state_file);
   // Bytes free in the directory's file system, nullopt if unknown.
   std::optional<std::uint64_t> FreeBytes();
 

@@ -180,6 +180,14 @@ std::optional<StoredMemory> StoreIndex::StartRemoving(const AgentId& agent) {
   return EraseLocked(agent);
 }
 
+bool StoreIndex::StartRemovingAgain(const AgentId& agent) {
+  MutexLock lock(mu_);
+  removed_.wait(lock, [&]() REQUIRES(mu_) { return !removing_.count(agent); });
+  if (memories_.count(agent) || saving_.count(agent)) return false;
+  removing_.insert(agent);
+  return true;
+}
+
 void StoreIndex::DoneRemoving(const AgentId& agent) {
   {
     MutexLock lock(mu_);

@@ -108,6 +108,10 @@ class StoreIndex {
   std::optional<StoredMemory> StartRemoving(const AgentId& agent);
   // The agent's files are gone: saves of it may go on.
   void DoneRemoving(const AgentId& agent);
+  // For a removal tried again (Store::RetryDeletes): waits while another
+  // removal of the agent runs, then marks it removing, unless it has memory
+  // again or a save of it is in flight (false: nothing marked).
+  bool StartRemovingAgain(const AgentId& agent);
 
   // Takes out of the index, and marks removing, the least recently used
   // memories until the budget holds; `keep` last, agents in use never.

@@ -101,7 +101,7 @@ TEST_F(SharedStoreTest, AMemoryDeletedElsewhereIsNotQuarantinedButADamagedNewest
   auto b = Node("node-b");
   ASSERT_TRUE(Save(*a, "gone", "v1").ok());
   b->Refresh(Id("gone"));
-  EXPECT_TRUE(a->Remove(Id("gone")));
+  EXPECT_TRUE(a->Remove(Id("gone")).value());
   EXPECT_FALSE(b->PrepareRestore(Id("gone")).ok());
   EXPECT_FALSE(b->HasMemory(Id("gone")));
   EXPECT_EQ(b->quarantined(), 0);
@@ -143,7 +143,7 @@ TEST_F(SharedStoreTest, ADeletionElsewhereIsSeenAndAStaleDeletionKeepsTheNewerSa
   auto b = Node("node-b");
   ASSERT_TRUE(Save(*a, "critic", "v1").ok());
   b->Refresh(Id("critic"));
-  EXPECT_TRUE(b->Remove(Id("critic")));
+  EXPECT_TRUE(b->Remove(Id("critic")).value());
   EXPECT_EQ(a->Refresh(Id("critic")), std::nullopt);
   EXPECT_FALSE(a->HasMemory(Id("critic")));
 

@@ -292,7 +292,7 @@ TEST_F(StoreFaultsTest, ACrashBeforeADeletionRemovesAnythingLeavesTheMemoryWhole
     auto s = Open();
     ASSERT_TRUE(Save(*s, "a", "old").ok());
     faults_.CrashAt(Op::kRemove, ".meta");
-    EXPECT_TRUE(s->Remove(Id("a")));
+    (void)s->Remove(Id("a"));
     ASSERT_TRUE(faults_.crashed());
   }
   ExpectOldMemory(*Reopen());
@@ -303,7 +303,7 @@ TEST_F(StoreFaultsTest, ACrashBetweenRemovingTheMetadataAndTheStateLeavesNothing
     auto s = Open();
     ASSERT_TRUE(Save(*s, "a", "old").ok());
     faults_.CrashAt(Op::kRemove, ".kv");
-    EXPECT_TRUE(s->Remove(Id("a")));
+    (void)s->Remove(Id("a"));
     ASSERT_TRUE(faults_.crashed());
     ASSERT_EQ(FilesOf("a").size(), 1u) << "the state file, an orphan";
   }
@@ -328,6 +328,51 @@ TEST_F(StoreFaultsTest, ACrashWhileTheBudgetDeletesAMemoryLeavesNothingOfItAfter
   EXPECT_FALSE(s->HasMemory(Id("a")));
   EXPECT_TRUE(FilesOf("a").empty());
   EXPECT_EQ(Restored(*s, "b"), "bb");
+}
+
+// A deletion is a user's request about their data: it either happened or
+// the caller is told it did not.
+TEST_F(StoreFaultsTest, ARemovalThatFailsSaysSoForgetsTheAgentAndIsTriedAgain) {
+  for (const char* file : {".meta", ".kv"}) {
+    SCOPED_TRACE(file);
+    auto s = Open();
+    ASSERT_TRUE(Save(*s, "a", "old").ok());
+    faults_.FailOn(Op::kRemove, file, EACCES);
+    Result<bool> removed = s->Remove(Id("a"));
+    ASSERT_FALSE(removed.ok());
+    EXPECT_EQ(removed.status().code(), ErrorCode::kIo);
+    EXPECT_NE(removed.status().message().find("could not delete the memory of agent a"),
+              std::string::npos)
+        << removed.status().message();
+    EXPECT_FALSE(s->HasMemory(Id("a"))) << "never restored by this process";
+    EXPECT_FALSE(FilesOf("a").empty());
+    EXPECT_EQ(s->RetryDeletes(), 0u);
+    EXPECT_TRUE(FilesOf("a").empty()) << "deleted when tried again";
+  }
+}
+
+TEST_F(StoreFaultsTest, AFailedRemovalIsTriedAgainByTheNextRemovalAndByTheBudget) {
+  auto s = Open();
+  ASSERT_TRUE(Save(*s, "a", "old").ok());
+  ASSERT_TRUE(Save(*s, "b", "old").ok());
+  faults_.FailOn(Op::kRemove, ".meta", EIO, 2);
+  EXPECT_FALSE(s->Remove(Id("a")).ok());
+  EXPECT_TRUE(s->Remove(Id("b")).ok()) << "a's retry, first, met the second failure";
+  EXPECT_FALSE(FilesOf("a").empty());
+  EXPECT_TRUE(FilesOf("b").empty());
+  s->EnforceBudget();
+  EXPECT_TRUE(FilesOf("a").empty());
+}
+
+TEST_F(StoreFaultsTest, AnAgentSavedAgainBeforeTheRetryKeepsItsNewMemory) {
+  auto s = Open();
+  ASSERT_TRUE(Save(*s, "a", "old").ok());
+  faults_.FailOn(Op::kRemove, ".meta", EIO);
+  ASSERT_FALSE(s->Remove(Id("a")).ok());
+  ASSERT_TRUE(Save(*s, "a", "new").ok());
+  EXPECT_EQ(s->RetryDeletes(), 0u);
+  EXPECT_TRUE(s->HasMemory(Id("a")));
+  ExpectMemory(*Reopen(), "new");
 }
 
 }  // namespace

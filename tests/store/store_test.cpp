@@ -189,8 +189,8 @@ TEST_F(StoreTest, RemoveLeavesNothingOfTheAgentOnDisk) {
   auto s = Open();
   ASSERT_TRUE(Save(*s, "a", "abc").ok());
   ASSERT_TRUE(Save(*s, "b", "xyz").ok());
-  EXPECT_TRUE(s->Remove(Id("a")));
-  EXPECT_FALSE(s->Remove(Id("a")));
+  EXPECT_TRUE(s->Remove(Id("a")).value());
+  EXPECT_FALSE(s->Remove(Id("a")).value());
   EXPECT_EQ(Files(dir_).size(), 2u);
   EXPECT_TRUE(s->HasMemory(Id("b")));
 }
