@@ -4,7 +4,10 @@
 // (tests/store/fault_file_system.h). RealFileSystem() is the POSIX one.
 //
 // Every call returns kIo on failure, with the operation, the path and the
-// system's reason in the message. None throws. Implementations are
+// system's reason in the message. None throws. None follows a symbolic link
+// in a path's last part (a file that is a link is not one of agentkv's: it
+// is not listed, and reading, writing or copying it fails), so nothing in
+// the memory directory leads agentkv to a file elsewhere. Implementations are
 // thread-safe and block on I/O: call them without holding a lock.
 
 #include <cstddef>
@@ -50,7 +53,7 @@ class FileSystem {
 
   // Creates `dir` and its parents; Ok if it exists already.
   virtual Status CreateDirs(const Path& dir) = 0;
-  // The regular files of `dir` (directories and the like are skipped).
+  // The regular files of `dir` (directories, links and the like are skipped).
   virtual Result<std::vector<FileEntry>> ListFiles(const Path& dir) = 0;
   // kIo also when the file is missing.
   virtual Result<std::uint64_t> FileSize(const Path& file) = 0;
@@ -58,6 +61,9 @@ class FileSystem {
   virtual Result<FileStamp> Stamp(const Path& file) = 0;
   // False if nothing has that name; kIo if that cannot be told.
   virtual Result<bool> Exists(const Path& path) = 0;
+  // What `path` itself is (a symbolic link is kOther, whatever it points to).
+  enum class Kind { kNone, kFile, kDirectory, kOther };
+  virtual Result<Kind> KindOf(const Path& path) = 0;
   // Feeds the whole file to `sink`. A read error after some chunks were fed
   // returns kIo: what was fed is then not the file.
   virtual Status Read(const Path& file, const ChunkSink& sink) = 0;

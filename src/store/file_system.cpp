@@ -47,6 +47,31 @@ Status SyncPath(const fs::path& path, int flags) {
   return Status::Ok();
 }
 
+// Created or truncated, 0600 whatever the umask (the files hold
+// conversations), never through a link. -1 and errno on failure.
+int OpenForWriting(const fs::path& file) {
+  return ::open(file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+}
+
+Status WriteFully(int fd, const fs::path& file, const char* data, std::size_t size) {
+  std::size_t done = 0;
+  while (done < size) {
+    const ssize_t n = ::write(fd, data + done, size - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return IoError("write", file, ErrnoText(errno));
+    done += static_cast<std::size_t>(n);
+  }
+  return Status::Ok();
+}
+
+// The status of `path` itself (a link's own); nothing by that name is no
+// error.
+fs::file_status OwnStatus(const fs::path& path, std::error_code& ec) {
+  const fs::file_status st = fs::symlink_status(path, ec);
+  if (st.type() == fs::file_type::not_found) ec.clear();
+  return st;
+}
+
 class PosixFileSystem final : public FileSystem {
  public:
   // Directories agentkv creates are its own alone (0700), whatever the
@@ -66,7 +91,7 @@ class PosixFileSystem final : public FileSystem {
     std::error_code ec;
     for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
       std::error_code file_ec;
-      if (!it->is_regular_file(file_ec)) continue;
+      if (!fs::is_regular_file(it->symlink_status(file_ec))) continue;
       const std::uintmax_t size = it->file_size(file_ec);
       files.push_back({it->path().filename().string(), file_ec ? 0 : size});
     }
@@ -75,14 +100,15 @@ class PosixFileSystem final : public FileSystem {
   }
 
   Result<std::uint64_t> FileSize(const Path& file) override {
-    return Checked("stat", file, [&](std::error_code& ec) {
-      return static_cast<std::uint64_t>(fs::file_size(file, ec));
-    });
+    Result<FileStamp> stamp = Stamp(file);
+    if (!stamp.ok()) return stamp.status();
+    return stamp->size;
   }
 
+  // A link's own size and times: a link is no file of agentkv's.
   Result<FileStamp> Stamp(const Path& file) override {
     struct stat st {};
-    if (::stat(file.c_str(), &st) != 0) return IoError("stat", file, ErrnoText(errno));
+    if (::lstat(file.c_str(), &st) != 0) return IoError("stat", file, ErrnoText(errno));
     FileStamp stamp;
     stamp.device = static_cast<std::uint64_t>(st.st_dev);
     stamp.inode = static_cast<std::uint64_t>(st.st_ino);
@@ -93,40 +119,47 @@ class PosixFileSystem final : public FileSystem {
   }
 
   Result<bool> Exists(const Path& path) override {
-    return Checked("stat", path, [&](std::error_code& ec) { return fs::exists(path, ec); });
+    return Checked("stat", path,
+                   [&](std::error_code& ec) { return fs::exists(OwnStatus(path, ec)); });
+  }
+
+  Result<Kind> KindOf(const Path& path) override {
+    return Checked("stat", path, [&](std::error_code& ec) {
+      const fs::file_status st = OwnStatus(path, ec);
+      if (!fs::exists(st)) return Kind::kNone;
+      if (fs::is_regular_file(st)) return Kind::kFile;
+      return fs::is_directory(st) ? Kind::kDirectory : Kind::kOther;
+    });
   }
 
   // In 1 MiB reads: memory files run to hundreds of MB, and a byte-at-a-time
   // read made the check before each restore cost more than the restore itself.
   Status Read(const Path& file, const ChunkSink& sink) override {
-    std::ifstream in(file, std::ios::binary);
-    if (!in) return Status::Error(ErrorCode::kIo, "cannot read " + file.string());
+    const int fd = ::open(file.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) return IoError("open", file, ErrnoText(errno));
     std::vector<char> chunk(std::size_t{1} << 20);
-    while (in) {
-      in.read(chunk.data(), static_cast<std::streamsize>(chunk.size()));
-      sink(chunk.data(), static_cast<std::size_t>(in.gcount()));
+    for (;;) {
+      const ssize_t n = ::read(fd, chunk.data(), chunk.size());
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) {
+        const int err = errno;
+        ::close(fd);
+        return IoError("read", file, ErrnoText(err));
+      }
+      if (n == 0) break;
+      sink(chunk.data(), static_cast<std::size_t>(n));
     }
-    if (in.bad()) return Status::Error(ErrorCode::kIo, "read error on " + file.string());
+    ::close(fd);
     return Status::Ok();
   }
 
   // 0600 whatever the umask, as every file agentkv writes.
   Status WriteFile(const Path& file, const std::string& data) override {
-    const int fd = ::open(file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    const int fd = OpenForWriting(file);
     if (fd < 0) return IoError("open", file, ErrnoText(errno));
-    std::size_t done = 0;
-    while (done < data.size()) {
-      const ssize_t n = ::write(fd, data.data() + done, data.size() - done);
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) {
-        const int err = errno;
-        ::close(fd);
-        return IoError("write", file, ErrnoText(err));
-      }
-      done += static_cast<std::size_t>(n);
-    }
-    if (::close(fd) != 0) return IoError("close", file, ErrnoText(errno));
-    return Status::Ok();
+    Status written = WriteFully(fd, file, data.data(), data.size());
+    if (::close(fd) != 0 && written.ok()) written = IoError("close", file, ErrnoText(errno));
+    return written;
   }
 
   Status SyncFile(const Path& file) override { return SyncPath(file, O_RDONLY); }
@@ -146,17 +179,14 @@ class PosixFileSystem final : public FileSystem {
   }
 
   Status CopyFile(const Path& from, const Path& to) override {
-    return Checked("copy", from,
-                   [&](std::error_code& ec) {
-                     const bool copied =
-                         fs::copy_file(from, to, fs::copy_options::overwrite_existing, ec);
-                     // A copy keeps the source's mode: an older file's may be looser.
-                     if (!ec) {
-                       fs::permissions(to, fs::perms::owner_read | fs::perms::owner_write, ec);
-                     }
-                     return copied;
-                   })
-        .status();
+    const int out = OpenForWriting(to);
+    if (out < 0) return IoError("open", to, ErrnoText(errno));
+    Status written = Status::Ok();
+    Status read = Read(from, [&](const char* data, std::size_t size) {
+      if (written.ok()) written = WriteFully(out, to, data, size);
+    });
+    if (::close(out) != 0 && written.ok()) written = IoError("close", to, ErrnoText(errno));
+    return read.ok() ? written : read;
   }
 
   Result<std::uint64_t> FreeBytes(const Path& dir) override {

@@ -131,6 +131,7 @@ Result<std::vector<StoredMemory>> StoreFiles::Recover() {
     return Status::Error(ErrorCode::kIo,
                          "cannot create memory directory " + dir_.string() + ": " + s.message());
   }
+  if (Status s = CheckQuarantine(); !s.ok()) return s;
   Result<Listing> listing = ListAndRemoveTemporaries();
   if (!listing.ok()) return listing.status();
   std::vector<StoredMemory> loaded;
@@ -329,12 +330,15 @@ Status StoreFiles::Check(const StoredMemory& e, std::int64_t now,
 Status StoreFiles::CheckDigest(const StoredMemory& e) {
   std::string why;
   if (Result<FileDigest> d = DigestFile(files_, dir_ / e.state_file); !d.ok()) {
-    Result<bool> exists = files_.Exists(dir_ / e.state_file);
-    if (!exists.ok() || exists.value()) {
+    Result<FileSystem::Kind> kind = files_.KindOf(dir_ / e.state_file);
+    if (kind.ok() && kind.value() == FileSystem::Kind::kNone) {
+      why = "state file missing";
+    } else if (kind.ok() && kind.value() == FileSystem::Kind::kOther) {
+      why = "state file is a symbolic link (or not a file at all)";
+    } else {
       // Proves nothing about the file: try again next time.
       return Status::Error(ErrorCode::kIo, d.status().message());
     }
-    why = "state file missing";
   } else if (static_cast<long long>(d->size) != e.info.bytes) {
     why = "state file has " + std::to_string(d->size) + " bytes, expected " +
           std::to_string(e.info.bytes);
@@ -376,6 +380,17 @@ std::optional<std::uint64_t> StoreFiles::FreeBytes() {
   return free.value();
 }
 
+Status StoreFiles::CheckQuarantine() {
+  const fs::path q = dir_ / kQuarantine;
+  Result<FileSystem::Kind> kind = files_.KindOf(q);
+  if (kind.ok() && kind.value() == FileSystem::Kind::kDirectory) return Status::Ok();
+  return Status::Error(ErrorCode::kIo,
+                       q.string() + " is not a directory of its own (" +
+                           (kind.ok() ? "a symbolic link, or a file" : kind.status().message()) +
+                           "): agentkv moves and deletes files in it, and will not elsewhere; "
+                           "remove it");
+}
+
 void StoreFiles::Quarantine(const std::string& hash, const std::string& state_file,
                             const std::string& reason, bool new_event) {
   std::string prefix;
@@ -391,6 +406,12 @@ void StoreFiles::Quarantine(const std::string& hash, const std::string& state_fi
   // Each step on its own: whatever moves is kept aside, whatever fails is
   // logged and the rest still tried.
   LogIfFailed(files_.CreateDirs(q));
+  if (Status own = CheckQuarantine(); !own.ok()) {
+    // The index has let the memory go: it is not restored, and checked again
+    // (and quarantined) at the next start.
+    spdlog::error("memory of agent hash {} left in place: {}", hash, own.message());
+    return;
+  }
   // In a shared directory the metadata may name another node's newer save
   // by now: it goes only if it still names the bad file.
   if (!shared() || state_file.empty() || StateFileOnDisk(hash) == state_file) {
@@ -404,6 +425,10 @@ void StoreFiles::Quarantine(const std::string& hash, const std::string& state_fi
 // Names of an earlier layout sort first, as oldest.
 void StoreFiles::PruneQuarantine() {
   const fs::path q = dir_ / kQuarantine;
+  if (Status own = CheckQuarantine(); !own.ok()) {
+    spdlog::error("quarantine not pruned: {}", own.message());
+    return;
+  }
   Result<std::vector<FileEntry>> listed = files_.ListFiles(q);
   if (!listed.ok()) {
     spdlog::warn("cannot prune the quarantine: {}", listed.status().message());

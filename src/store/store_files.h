@@ -103,6 +103,9 @@ class StoreFiles {
   // counts in quarantined() (false: part of an event counted).
   void Quarantine(const std::string& hash, const std::string& state_file, const std::string& reason,
                   bool new_event = true);
+  // kIo unless quarantine/ is a directory itself, not a link to one: moved
+  // or deleted through a link, files elsewhere would go.
+  Status CheckQuarantine();
   // Deletes the oldest files of quarantine/ past its bounds.
   void PruneQuarantine();
   int quarantined() const;

@@ -69,6 +69,22 @@ std::variant<StoredMemory, std::string> DecodeMeta(const std::string& text,
       !prompt_key || !scope) {
     return "metadata has a field of the wrong type";
   }
+  // Counts and times no memory agentkv wrote can have: shown and summed,
+  // they would mislead (a budget, a status page).
+  constexpr long long kMaxTokens = 1LL << 31;  // llama-server's counts are 32-bit
+  constexpr long long kMaxBytes = 1LL << 50;
+  constexpr std::int64_t kMaxTime = 253402300800;  // 10000-01-01
+  if (*tokens < -1 || *tokens >= kMaxTokens || *bytes < 0 || *bytes >= kMaxBytes ||
+      *generation < 1 || *generation >= (1LL << 53) || *created < 0 || *created >= kMaxTime ||
+      *updated < 0 || *updated >= kMaxTime) {
+    return "metadata has a value out of bounds";
+  }
+  // Its own file, in the directory itself: never a path elsewhere.
+  const std::string own = hash + "." + std::to_string(*generation) + ".";
+  if (state->rfind(own, 0) != 0 || state->find('/') != std::string::npos ||
+      state->size() < 3 || state->compare(state->size() - 3, 3, ".kv") != 0) {
+    return "metadata names a state file that is not the agent's own";
+  }
   const TokenCount known = *tokens >= 0 ? TokenCount(*tokens) : std::nullopt;
   // Not verified: a file found on disk is read in full before its restore.
   return StoredMemory{MemoryInfo{id.value(), known, *bytes, *created, *updated, *updated},

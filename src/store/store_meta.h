@@ -11,8 +11,10 @@ namespace agentkv {
 std::string EncodeMeta(const StoredMemory& e);
 
 // The memory the text describes, or why it cannot be one: unreadable, of
-// another agent than `hash` names, or with a field of the wrong type. Does
-// not check the state file it names.
+// another agent than `hash` names, with a field of the wrong type or out of
+// bounds (a count no llama-server context holds, a time after the year
+// 10000), or naming a state file that is not the agent's own in the memory
+// directory itself (`H.<generation>[.<node>].kv`). Does not read that file.
 std::variant<StoredMemory, std::string> DecodeMeta(const std::string& text,
                                                    const std::string& hash);
 

@@ -68,6 +68,10 @@ Result<bool> FaultFileSystem::Exists(const Path& path) {
   return Pass(Op::kExists, path, [&] { return real_.Exists(path); });
 }
 
+Result<FileSystem::Kind> FaultFileSystem::KindOf(const Path& path) {
+  return Pass(Op::kExists, path, [&] { return real_.KindOf(path); });
+}
+
 Status FaultFileSystem::Read(const Path& file, const ChunkSink& sink) {
   return Pass(Op::kRead, file, [&] { return real_.Read(file, sink); });
 }

@@ -55,6 +55,7 @@ class FaultFileSystem final : public FileSystem {
   Result<std::uint64_t> FileSize(const Path& file) override;
   Result<FileStamp> Stamp(const Path& file) override;
   Result<bool> Exists(const Path& path) override;
+  Result<Kind> KindOf(const Path& path) override;
   Status Read(const Path& file, const ChunkSink& sink) override;
   Status WriteFile(const Path& file, const std::string& data) override;
   Status SyncFile(const Path& file) override;

@@ -244,6 +244,70 @@ TEST_F(StoreTest, OpeningSkipsAMetadataFileWithAWrongTypedFieldAndKeepsTheRest) 
   EXPECT_EQ(a_states, 1);
 }
 
+TEST_F(StoreTest, MetadataWithValuesOutOfBoundsOrAStateFileElsewhereIsQuarantined) {
+  std::ofstream(dir_.parent_path() / (dir_.filename().string() + "-outside.kv")) << "not ours";
+  const std::pair<const char*, nlohmann::json> cases[] = {
+      {"tokens", 9000000000000000000LL},
+      {"created", -5},
+      {"generation", 0},
+      {"state_file", "../" + dir_.filename().string() + "-outside.kv"},
+      {"state_file", Sha256Hex("b") + ".1.kv"},
+  };
+  for (const auto& [field, value] : cases) {
+    SCOPED_TRACE(std::string(field) + " " + value.dump());
+    fs::remove_all(dir_);
+    {
+      auto s = Open();
+      ASSERT_TRUE(Save(*s, "a", "aaaa").ok());
+    }
+    nlohmann::json meta = nlohmann::json::parse(std::ifstream(dir_ / MetaName("a")));
+    meta[field] = value;
+    std::ofstream(dir_ / MetaName("a")) << meta.dump();
+    auto s = Open();
+    EXPECT_FALSE(s->HasMemory(Id("a")));
+    EXPECT_EQ(s->quarantined(), 1);
+  }
+  EXPECT_EQ(Read(dir_.parent_path() / (dir_.filename().string() + "-outside.kv")), "not ours");
+  fs::remove(dir_.parent_path() / (dir_.filename().string() + "-outside.kv"));
+}
+
+TEST_F(StoreTest, AStateFileThatIsALinkIsNeverReadOrRestoredThrough) {
+  const fs::path outside = dir_.parent_path() / (dir_.filename().string() + "-outside");
+  auto s = Open();
+  ASSERT_TRUE(Save(*s, "a", "aaaa").ok());
+  const fs::path state = StateOf(*s, "a");
+  fs::rename(state, outside);  // the same bytes, the same size: only the link differs
+  fs::create_symlink(outside, state);
+  EXPECT_EQ(s->PrepareRestore(Id("a")).status().code(), ErrorCode::kNotFound);
+  EXPECT_EQ(s->quarantined(), 1);
+  EXPECT_EQ(Read(outside), "aaaa") << "the file it pointed to is untouched";
+  fs::remove(outside);
+}
+
+TEST_F(StoreTest, AQuarantineThatIsALinkStopsTheStartAndNothingElsewhereIsMovedOrDeleted) {
+  const fs::path elsewhere = dir_.parent_path() / (dir_.filename().string() + "-elsewhere");
+  fs::create_directories(elsewhere);
+  for (int i = 0; i < 5; ++i) std::ofstream(elsewhere / std::to_string(i)) << i;
+  {
+    StoreOptions o;
+    o.quarantine_max_files = 2;
+    auto s = Open("fp1", o);
+    ASSERT_TRUE(Save(*s, "a", "aaaa").ok());
+    fs::remove_all(dir_ / "quarantine");
+    fs::create_directory_symlink(elsewhere, dir_ / "quarantine");
+    s->Quarantine(Id("a"), "test");  // a link made while it runs
+    EXPECT_FALSE(s->HasMemory(Id("a")));
+  }
+  Store s(dir_, "fp1", StoreOptions{}, [this] { return clock_; });
+  const Status opened = s.Open();
+  EXPECT_FALSE(opened.ok());
+  EXPECT_NE(opened.message().find("is not a directory of its own"), std::string::npos)
+      << opened.message();
+  EXPECT_EQ(Files(elsewhere).size(), 5u);
+  EXPECT_EQ(Files(dir_).size(), 2u) << "a's files stay where they were";
+  fs::remove_all(elsewhere);
+}
+
 TEST_F(StoreTest, OpeningNeitherStopsAtAnEntryItCannotRemoveNorDeletesFilesThatAreNotItsOwn) {
   {
     auto s = Open();
