@@ -139,7 +139,16 @@ Result<json> AdminApi::DeletePrefix(const AgentId& listed) {
   return json{{"id", listed.str()}, {"deleted", true}};
 }
 
-void AdminApi::Claim(const AgentId& agent, const std::string& scope) { store_.Claim(agent, scope); }
+ClaimHold AdminApi::Claim(const AgentId& agent, const std::string& scope) {
+  store_.Claim(agent, scope);
+  return ClaimHold([this, agent] {
+    store_.Unclaim(agent, pool_.SlotOf(agent).has_value());
+    if (store_.ClaimCount() > 2 * claims_swept_at_.load() + 1024) {
+      claims_swept_at_ =
+          store_.SweepClaims([this](const AgentId& a) { return pool_.SlotOf(a).has_value(); });
+    }
+  });
+}
 
 Status AdminApi::Spawn(const AgentId& child, const AgentId& parent, const std::string& scope) {
   if (Known(child)) return Status::Ok();

@@ -17,9 +17,13 @@
 //   GET    /admin/status               what the status page shows (status_report.h)
 // Thread-safe.
 
+#include <atomic>
+#include <cstddef>
+#include <functional>
 #include <nlohmann/json_fwd.hpp>
 #include <optional>
 #include <string>
+#include <utility>
 
 #include "app/serving_mode.h"
 #include "core/placer.h"
@@ -27,6 +31,29 @@
 #include "http/status_report.h"
 
 namespace agentkv {
+
+// One request's claim of an agent's scope (AdminApi::Claim), ended when
+// this is reset or destroyed. Move-only.
+class ClaimHold {
+ public:
+  ClaimHold() = default;
+  explicit ClaimHold(std::function<void()> release) : release_(std::move(release)) {}
+  ClaimHold(ClaimHold&& o) noexcept : release_(std::exchange(o.release_, nullptr)) {}
+  ClaimHold& operator=(ClaimHold&& o) noexcept {
+    Reset();
+    release_ = std::exchange(o.release_, nullptr);
+    return *this;
+  }
+  ClaimHold(const ClaimHold&) = delete;
+  ClaimHold& operator=(const ClaimHold&) = delete;
+  ~ClaimHold() { Reset(); }
+  void Reset() {
+    if (release_) std::exchange(release_, nullptr)();
+  }
+
+ private:
+  std::function<void()> release_;
+};
 
 class AdminApi {
  public:
@@ -49,8 +76,10 @@ class AdminApi {
                                 const std::string& body, const std::string& query = "");
 
   // The inference path: `agent`'s requests come with the API key of `scope`
-  // (see Prefixes::ScopeOf). Recorded with its memory.
-  void Claim(const AgentId& agent, const std::string& scope);
+  // (see Prefixes::ScopeOf). Recorded with its memory; held for one request
+  // until the hold ends (after its turn is recorded: Store::Unclaim). Now
+  // and then, claims of agents that hold nothing any more are swept.
+  ClaimHold Claim(const AgentId& agent, const std::string& scope);
   // Starts new agent `child` from a copy of `parent`'s memory, for a request
   // under `scope`. Nothing if `child` exists already (resident or saved).
   // kNotFound if agentkv knows no `parent`, kForbidden if the parent's
@@ -76,6 +105,9 @@ class AdminApi {
   Metrics& metrics_;
   const ServingMode serving_;
   StatusReport* const status_;
+  // Claims after the last sweep: the next comes at twice as many (plus a
+  // margin), so sweeping costs O(1) a request.
+  std::atomic<std::size_t> claims_swept_at_{0};
 };
 
 }  // namespace agentkv

@@ -580,9 +580,10 @@ Status ProxyServer::HandleInference(const httplib::Request& req, const std::stri
   const PromptKey prompt_key = PromptKeyOf(body);
   const std::string scope =
       Prefixes::ScopeOf(ApiKeyOf(options_.auth, req.get_header_value("Authorization")));
+  ClaimHold claim;
   if (tenant.value()) {
     tenant = Tenant(InKeyNamespace(*tenant.value(), scope));
-    admin_.Claim(*tenant.value(), scope);
+    claim = admin_.Claim(*tenant.value(), scope);
   }
   if (tenant.value() && req.has_header(kParentHeader)) {
     if (Status s = SpawnFrom(req.get_header_value(kParentHeader), *tenant.value(), scope);
@@ -621,7 +622,7 @@ Status ProxyServer::HandleInference(const httplib::Request& req, const std::stri
   res.set_header("X-Agentkv-Slot", std::to_string(lease->slot().value));
   res.set_header("X-Agentkv-Placement", PlacementName(lease->placement()));
   return Respond(Start(ForwardOf(req, upstream_target, body.dump()), std::move(lease.value()),
-                       arrival, prompt_key, std::move(prefill)),
+                       arrival, prompt_key, std::move(prefill), std::move(claim)),
                  res);
 }
 
@@ -646,11 +647,12 @@ TurnEnd TurnEndOf(int status, const Status& result, const std::optional<Timings>
 std::shared_ptr<ProxyServer::Exchange> ProxyServer::Start(
     ForwardRequest request, std::optional<Lease> lease,
     std::chrono::steady_clock::time_point arrival, PromptKey prompt_key,
-    Placer::PrefillTicket prefill) {
+    Placer::PrefillTicket prefill, ClaimHold claim) {
   auto ex = std::make_shared<Exchange>(this);
   Exchange* raw = ex.get();  // outlives the worker: ~Exchange joins it
   ex->worker = std::thread([this, raw, arrival, prompt_key, request = std::move(request),
-                            lease = std::move(lease), prefill = std::move(prefill)]() mutable {
+                            lease = std::move(lease), prefill = std::move(prefill),
+                            claim = std::move(claim)]() mutable {
     Status result;
     std::optional<Timings> timings;
     int status = 0;
@@ -673,6 +675,7 @@ std::shared_ptr<ProxyServer::Exchange> ProxyServer::Start(
                      TurnEndOf(status, result, timings, prompt_key));
       if (hooks_.activity) Record(*lease, status, timings, arrival, first_byte);
     }
+    claim.Reset();  // the turn is recorded: a save to come is the slot's
     raw->pipe.Finish(std::move(result));
   });
   return ex;

@@ -139,9 +139,11 @@ class ProxyServer {
   // Forwards `request` on a worker thread that holds `lease` until the
   // upstream answer is complete; `arrival` starts the TTFT clock, and
   // `prefill` ends at the answer's first byte.
+  // `claim` is held until then too.
   std::shared_ptr<Exchange> Start(ForwardRequest request, std::optional<Lease> lease,
                                   std::chrono::steady_clock::time_point arrival,
-                                  PromptKey prompt_key = 0, Placer::PrefillTicket prefill = {});
+                                  PromptKey prompt_key = 0, Placer::PrefillTicket prefill = {},
+                                  ClaimHold claim = {});
   // Adds a request that ran on `lease`'s slot to hooks_.activity, before its
   // client sees the end of the answer.
   void Record(const Lease& lease, int status, const std::optional<Timings>& timings,

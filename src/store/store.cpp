@@ -105,7 +105,42 @@ Status Store::CommitSave(const AgentId& agent, long long tokens, std::uint64_t p
 
 void Store::Claim(const AgentId& agent, const std::string& scope) {
   MutexLock lock(claims_mu_);
-  claims_.emplace(agent, scope);
+  ClaimRecord& claim = claims_.try_emplace(agent, ClaimRecord{scope, 0}).first->second;
+  ++claim.holders;
+}
+
+void Store::Unclaim(const AgentId& agent, bool resident) {
+  const bool keep = resident || index_.Has(agent) || index_.InUse(agent);
+  MutexLock lock(claims_mu_);
+  auto it = claims_.find(agent);
+  if (it == claims_.end()) return;  // saved or removed meanwhile
+  if (--it->second.holders <= 0 && !keep) claims_.erase(it);
+}
+
+std::size_t Store::SweepClaims(const std::function<bool(const AgentId&)>& resident) {
+  std::vector<AgentId> idle;
+  {
+    MutexLock lock(claims_mu_);
+    for (const auto& [agent, claim] : claims_) {
+      if (claim.holders <= 0) idle.push_back(agent);
+    }
+  }
+  // Asked without the lock: `resident` takes the slot pool's.
+  std::vector<AgentId> gone;
+  for (const AgentId& agent : idle) {
+    if (!resident(agent) && !index_.Has(agent) && !index_.InUse(agent)) gone.push_back(agent);
+  }
+  MutexLock lock(claims_mu_);
+  for (const AgentId& agent : gone) {
+    auto it = claims_.find(agent);
+    if (it != claims_.end() && it->second.holders <= 0) claims_.erase(it);
+  }
+  return claims_.size();
+}
+
+std::size_t Store::ClaimCount() const {
+  MutexLock lock(claims_mu_);
+  return claims_.size();
 }
 
 std::optional<std::string> Store::ScopeOf(const AgentId& agent) const {
@@ -115,7 +150,7 @@ std::optional<std::string> Store::ScopeOf(const AgentId& agent) const {
   MutexLock lock(claims_mu_);
   auto it = claims_.find(agent);
   if (it == claims_.end()) return std::nullopt;
-  return it->second;
+  return it->second.scope;
 }
 
 Status Store::Commit(const AgentId& agent, TokenCount tokens, std::uint64_t prompt_key,

@@ -112,8 +112,19 @@ class Store {
   std::vector<AgentId> InternalIds() const;  // internal memories only (prefix snapshots)
   // The scope (API key) whose requests `agent` runs for, recorded with its
   // next save unless its memory already has one. The first claim holds:
-  // kept in memory until that save (or until the agent is removed).
+  // kept in memory until that save (or until the agent is removed), or
+  // until no request holds it and the agent has nothing to save. Each
+  // Claim is ended by one Unclaim.
   void Claim(const AgentId& agent, const std::string& scope);
+  // Ends one Claim. The last one drops the claim if `resident` is false and
+  // the agent has no memory and no save in flight: a client that invents
+  // ids leaves nothing behind.
+  void Unclaim(const AgentId& agent, bool resident);
+  // Drops every claim no request holds, of an agent without memory or a
+  // save in flight that `resident` says holds no slot (an agent evicted
+  // with nothing to save since its last Unclaim). Returns how many remain.
+  std::size_t SweepClaims(const std::function<bool(const AgentId&)>& resident);
+  std::size_t ClaimCount() const;
   // The scope of the agent's memory, else its claim; nullopt if neither.
   std::optional<std::string> ScopeOf(const AgentId& agent) const;
   // Marks the memory as used now (for the budget's LRU order).
@@ -197,7 +208,11 @@ class Store {
   // Agents whose files could not all be removed, with their state file.
   std::unordered_map<AgentId, std::string> undeleted_ GUARDED_BY(undeleted_mu_);
   mutable Mutex claims_mu_;
-  std::unordered_map<AgentId, std::string> claims_ GUARDED_BY(claims_mu_);
+  struct ClaimRecord {
+    std::string scope;
+    int holders = 0;  // requests in flight
+  };
+  std::unordered_map<AgentId, ClaimRecord> claims_ GUARDED_BY(claims_mu_);
 };
 
 }  // namespace agentkv

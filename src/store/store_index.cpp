@@ -180,6 +180,11 @@ std::optional<StoredMemory> StoreIndex::StartRemoving(const AgentId& agent) {
   return EraseLocked(agent);
 }
 
+bool StoreIndex::InUse(const AgentId& agent) const {
+  MutexLock lock(mu_);
+  return in_use_.count(agent) || saving_.count(agent) || removing_.count(agent);
+}
+
 bool StoreIndex::StartRemovingAgain(const AgentId& agent) {
   MutexLock lock(mu_);
   removed_.wait(lock, [&]() REQUIRES(mu_) { return !removing_.count(agent); });

@@ -108,6 +108,8 @@ class StoreIndex {
   std::optional<StoredMemory> StartRemoving(const AgentId& agent);
   // The agent's files are gone: saves of it may go on.
   void DoneRemoving(const AgentId& agent);
+  // True while a save or a hold has the agent, or it is being removed.
+  bool InUse(const AgentId& agent) const;
   // For a removal tried again (Store::RetryDeletes): waits while another
   // removal of the agent runs, then marks it removing, unless it has memory
   // again or a save of it is in flight (false: nothing marked).

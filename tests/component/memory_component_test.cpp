@@ -30,6 +30,24 @@ std::vector<std::string> FilesOf(const fs::path& dir, const AgentId& agent) {
   return out;
 }
 
+// A client that invents agent ids for requests that never run leaves
+// nothing behind: each request's claim of its scope ends with it.
+TEST_F(MemoryTest, RefusedRequestsOfInventedAgentsLeaveNoClaimBehind) {
+  httplib::Client c = Client();
+  for (int i = 0; i < 300; ++i) {
+    const std::string agent = "invented-" + std::to_string(i);
+    httplib::Result res = c.Post("/agents/" + agent + "/v1/chat/completions",
+                                 {{"X-Agentkv-Parent", "nobody"}}, Chat(agent, "x").dump(),
+                                 "application/json");
+    ASSERT_TRUE(res);
+    ASSERT_EQ(res->status, 404) << res->body;
+  }
+  EXPECT_EQ(daemon_->store().ClaimCount(), 0u);
+  Turn("a");  // resident, saved at its turn's end: its memory holds its scope
+  daemon_->placer().DrainSaves();
+  EXPECT_EQ(daemon_->store().ClaimCount(), 0u);
+}
+
 TEST_F(MemoryTest, TurnEndSavesLetAnEvictionOnlyRestore) {
   Start(1);
   EXPECT_EQ(Turn("a"), "cold");

@@ -185,6 +185,28 @@ TEST_F(StoreTest, TheBudgetDeletesLeastRecentlyUsedMemoriesFirst) {
   EXPECT_EQ(Files(dir_).size(), 4u);
 }
 
+TEST_F(StoreTest, AClaimLastsWhileARequestOrASlotOrAMemoryHoldsIt) {
+  auto s = Open();
+  s->Claim(Id("a"), "key-a");
+  s->Claim(Id("a"), "key-b");  // the first claim holds
+  s->Unclaim(Id("a"), false);
+  EXPECT_EQ(s->ScopeOf(Id("a")), "key-a") << "one request still holds it";
+  s->Unclaim(Id("a"), false);
+  EXPECT_FALSE(s->ScopeOf(Id("a"))) << "nothing to save: nothing kept";
+
+  s->Claim(Id("b"), "key-b");
+  s->Unclaim(Id("b"), true);
+  EXPECT_EQ(s->ScopeOf(Id("b")), "key-b") << "resident: its save will need it";
+  s->Claim(Id("c"), "key-c");  // a request in flight
+  EXPECT_EQ(s->SweepClaims([](const AgentId& a) { return a == Id("b"); }), 2u);
+  EXPECT_EQ(s->SweepClaims([](const AgentId&) { return false; }), 1u) << "b was evicted";
+  EXPECT_EQ(s->ScopeOf(Id("c")), "key-c");
+  ASSERT_TRUE(Save(*s, "c", "cccc").ok());
+  s->Unclaim(Id("c"), false);
+  EXPECT_EQ(s->ClaimCount(), 0u);
+  EXPECT_EQ(s->ScopeOf(Id("c")), "key-c") << "its memory holds the scope now";
+}
+
 TEST_F(StoreTest, RemoveLeavesNothingOfTheAgentOnDisk) {
   auto s = Open();
   ASSERT_TRUE(Save(*s, "a", "abc").ok());
