@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "app/paths.h"
+#include "core/prefixes.h"
 #include "http/browser_policy.h"
 #include "store/store_files.h"
 
@@ -108,18 +109,40 @@ Status LoadSingleKey(const std::string& file, const char* env, std::string* key)
   return Status::Ok();
 }
 
+// Entries "KEY" or "KEY TENANT" (see AuthPolicy::tenants) into `auth`.
+// `source` names where they came from, for errors: never the key.
+Status TakeApiKeys(const std::vector<std::string>& entries, const std::string& source,
+                   AuthPolicy& auth) {
+  for (std::size_t i = 0; i < entries.size(); ++i) {
+    std::istringstream words(entries[i]);
+    std::string key, tenant, extra;
+    words >> key >> tenant >> extra;
+    if (!extra.empty() || (!tenant.empty() && !Prefixes::ValidTenant(tenant))) {
+      return Status::Error(ErrorCode::kInvalidArgument,
+                           source + ": entry " + std::to_string(i + 1) +
+                               " is not KEY or KEY TENANT (a tenant is 1 to 64 of "
+                               "[A-Za-z0-9._-], or @ and a scope as /admin/agents shows it)");
+    }
+    auth.api_keys.push_back(key);
+    auth.tenants.push_back(tenant);
+  }
+  return Status::Ok();
+}
+
 // Keys are never logged: errors name the file or variable, not the content.
 Status LoadKeys(const std::string& api_file, const std::string& admin_file,
                 const std::string& upstream_file, DaemonOptions& o) {
   if (!api_file.empty()) {
     Result<std::string> text = ReadFile(api_file);
     if (!text.ok()) return text.status();
-    o.proxy.auth.api_keys = SplitKeys(text.value(), '\n');
+    if (Status s = TakeApiKeys(SplitKeys(text.value(), '\n'), api_file, o.proxy.auth); !s.ok())
+      return s;
     if (o.proxy.auth.api_keys.empty()) {
       return Status::Error(ErrorCode::kInvalidArgument, api_file + " holds no key");
     }
   } else if (const char* env = std::getenv("AGENTKV_API_KEYS")) {  // NOLINT(concurrency-mt-unsafe)
-    o.proxy.auth.api_keys = SplitKeys(env, ',');
+    if (Status s = TakeApiKeys(SplitKeys(env, ','), "AGENTKV_API_KEYS", o.proxy.auth); !s.ok())
+      return s;
     // Set but naming no key (","): a mistake, not a wish to run without keys.
     if (*env && o.proxy.auth.api_keys.empty()) {
       return Status::Error(ErrorCode::kInvalidArgument, "AGENTKV_API_KEYS holds no key");

@@ -1,6 +1,7 @@
 #include "core/prefixes.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cstdio>
 
 #include "store/checksum.h"
@@ -35,6 +36,22 @@ std::size_t CommonPrefix(const Tokens& a, const Tokens& b) {
 std::string Prefixes::ScopeOf(const std::string& api_key) {
   if (api_key.empty()) return "open";
   return Sha256Hex("agentkv prefix scope\n" + api_key).substr(0, kHashHex);
+}
+
+std::string Prefixes::ScopeOfTenant(const std::string& tenant) {
+  if (tenant.rfind('@', 0) == 0) return tenant.substr(1);
+  return Sha256Hex("agentkv tenant scope\n" + tenant).substr(0, kHashHex);
+}
+
+bool Prefixes::ValidTenant(const std::string& tenant) {
+  if (tenant.rfind('@', 0) == 0) {
+    return tenant.size() == kHashHex + 1 &&
+           tenant.find_first_not_of("0123456789abcdef", 1) == std::string::npos;
+  }
+  return !tenant.empty() && tenant.size() <= 64 &&
+         std::all_of(tenant.begin(), tenant.end(), [](unsigned char c) {
+           return std::isalnum(c) || c == '.' || c == '_' || c == '-';
+         });
 }
 
 AgentId Prefixes::SnapshotId(const std::string& scope, const Tokens& tokens, std::size_t length) {

@@ -56,6 +56,12 @@ class Prefixes {
   // The scope of requests made with `api_key` ("" when agentkv has no keys):
   // a hash of the key, never the key itself.
   static std::string ScopeOf(const std::string& api_key);
+  // The scope of the keys of a tenant (see AuthPolicy::tenants): a hash of
+  // its name, or "@<scope>" for a scope as the admin API shows it (a key's
+  // own, kept when the key is replaced). Valid tenants: see ValidTenant.
+  static std::string ScopeOfTenant(const std::string& tenant);
+  // 1 to 64 of [A-Za-z0-9._-], or "@" and a scope (16 of [0-9a-f]).
+  static bool ValidTenant(const std::string& tenant);
   // The internal id of a snapshot of `tokens`' first `length` tokens.
   static AgentId SnapshotId(const std::string& scope, const Tokens& tokens, std::size_t length);
   // nullopt if `id` is not a snapshot's.

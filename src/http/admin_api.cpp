@@ -150,16 +150,17 @@ ClaimHold AdminApi::Claim(const AgentId& agent, const std::string& scope) {
   });
 }
 
+Status AdminApi::CheckOwner(const AgentId& agent, const std::string& scope) const {
+  const std::optional<std::string> owner = store_.ScopeOf(agent);
+  if (!owner || *owner == scope) return Status::Ok();
+  if (owner->empty() && scope == Prefixes::ScopeOf("")) return Status::Ok();
+  return Status::Error(ErrorCode::kForbidden, "agent " + agent.str() + " belongs to another API key");
+}
+
 Status AdminApi::Spawn(const AgentId& child, const AgentId& parent, const std::string& scope) {
   if (Known(child)) return Status::Ok();
   if (!Known(parent)) return NotFound("no agent " + parent.str() + " to start from");
-  // Memory saved before agentkv recorded scopes has none: only a daemon
-  // without keys may share it.
-  const std::string of_parent = store_.ScopeOf(parent).value_or("");
-  if (of_parent != scope && !(of_parent.empty() && scope == Prefixes::ScopeOf(""))) {
-    return Status::Error(ErrorCode::kForbidden,
-                         "agent " + parent.str() + " belongs to another API key");
-  }
+  if (Status s = CheckOwner(parent, scope); !s.ok()) return s;
   if (child == parent) return Status::Ok();
   return placer_.Fork(parent, child);
 }

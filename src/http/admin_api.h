@@ -80,6 +80,11 @@ class AdminApi {
   // until the hold ends (after its turn is recorded: Store::Unclaim). Now
   // and then, claims of agents that hold nothing any more are swept.
   ClaimHold Claim(const AgentId& agent, const std::string& scope);
+  // kForbidden if `agent` belongs to another scope than `scope` (its memory's
+  // or its claim's; see Store::ScopeOf): in one namespace shared by all
+  // keys, an agent is its first key's. Memory saved before scopes were
+  // recorded has none, and is open to a daemon without keys only.
+  Status CheckOwner(const AgentId& agent, const std::string& scope) const;
   // Starts new agent `child` from a copy of `parent`'s memory, for a request
   // under `scope`. Nothing if `child` exists already (resident or saved).
   // kNotFound if agentkv knows no `parent`, kForbidden if the parent's

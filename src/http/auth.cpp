@@ -1,5 +1,7 @@
 #include "http/auth.h"
 
+#include "core/prefixes.h"
+
 namespace agentkv {
 
 namespace {
@@ -18,6 +20,16 @@ bool SameSecret(const std::string& given, const std::string& expected) {
 std::string ApiKeyOf(const AuthPolicy& policy, const std::string& authorization) {
   if (policy.api_keys.empty() || authorization.rfind("Bearer ", 0) != 0) return "";
   return authorization.substr(7);
+}
+
+std::string ScopeOfRequest(const AuthPolicy& policy, const std::string& authorization) {
+  const std::string key = ApiKeyOf(policy, authorization);
+  for (std::size_t i = 0; i < policy.api_keys.size() && i < policy.tenants.size(); ++i) {
+    if (!policy.tenants[i].empty() && SameSecret(key, policy.api_keys[i])) {
+      return Prefixes::ScopeOfTenant(policy.tenants[i]);
+    }
+  }
+  return Prefixes::ScopeOf(key);
 }
 
 Status Authorize(const AuthPolicy& policy, RouteKind kind, const std::string& authorization) {

@@ -12,6 +12,9 @@ namespace agentkv {
 
 struct AuthPolicy {
   std::vector<std::string> api_keys;  // empty: no authentication
+  // The tenant of each key, by index ("" or missing: the key is a tenant of
+  // its own). Keys of one tenant share agents (Prefixes::ScopeOfTenant).
+  std::vector<std::string> tenants;
   std::string admin_key;  // empty: /admin/ open only without api_keys, global routes refused
   bool metrics_need_key = false;
   bool health_needs_key = false;
@@ -29,5 +32,9 @@ Status Authorize(const AuthPolicy& policy, RouteKind kind, const std::string& au
 
 // The API key an authorized request used: "" when agentkv has no keys.
 std::string ApiKeyOf(const AuthPolicy& policy, const std::string& authorization);
+
+// The scope of an authorized request: its key's tenant's, else its key's
+// own (Prefixes::ScopeOf; "open" when agentkv has no keys).
+std::string ScopeOfRequest(const AuthPolicy& policy, const std::string& authorization);
 
 }  // namespace agentkv

@@ -578,12 +578,14 @@ Status ProxyServer::HandleInference(const httplib::Request& req, const std::stri
   Placer::PrefillTicket prefill = placer_.Prefilling();
   if (!hooks_.wait_upstream()) return Error(ErrorCode::kUnavailable, "llama-server is down");
   const PromptKey prompt_key = PromptKeyOf(body);
-  const std::string scope =
-      Prefixes::ScopeOf(ApiKeyOf(options_.auth, req.get_header_value("Authorization")));
+  const std::string scope = ScopeOfRequest(options_.auth, req.get_header_value("Authorization"));
   ClaimHold claim;
   if (tenant.value()) {
     tenant = Tenant(InKeyNamespace(*tenant.value(), scope));
     claim = admin_.Claim(*tenant.value(), scope);
+    // One namespace for all keys: an agent is served to its first key only
+    // (the claim that won, or its memory's scope).
+    if (Status s = admin_.CheckOwner(*tenant.value(), scope); !s.ok()) return s;
   }
   if (tenant.value() && req.has_header(kParentHeader)) {
     if (Status s = SpawnFrom(req.get_header_value(kParentHeader), *tenant.value(), scope);

@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "component/fake_daemon_fixture.h"
+#include "core/prefixes.h"
 
 namespace agentkv {
 namespace {
@@ -116,8 +117,33 @@ TEST_F(OpsTest, ApiKeysGuardEveryRouteAndNeverReachLlamaServerOrTheLog) {
   EXPECT_NE(log.str().find("agent=a"), std::string::npos) << "the log did capture requests";
 }
 
+// A key replaced by another keeps its agents when the key file names the
+// old key's scope as the new key's tenant; keys of one tenant share agents.
+TEST_F(OpsTest, ARotatedKeyKeepsItsAgentsThroughItsTenant) {
+  Start(2, [](DaemonOptions& o) {
+    o.proxy.auth.api_keys = {"old-key"};
+    o.proxy.auth.admin_key = "admin-key";
+  });
+  auto turn = [&](const std::string& key, const char* text) {
+    httplib::Result r = Post("/agents/planner/v1/chat/completions", Chat("planner", text),
+                             {{"Authorization", "Bearer " + key}});
+    return std::to_string(r->status) + " " + r->get_header_value("X-Agentkv-Placement");
+  };
+  EXPECT_EQ(turn("old-key", "hi"), "200 cold");
+  daemon_->placer().DrainSaves();
+  Restart([](DaemonOptions& o) {
+    o.proxy.auth.api_keys = {"new-key", "laptop-key"};
+    o.proxy.auth.tenants = {"@" + Prefixes::ScopeOf("old-key"), "@" + Prefixes::ScopeOf("old-key")};
+    o.proxy.auth.admin_key = "admin-key";
+  });
+  EXPECT_EQ(turn("old-key", "hi"), "401 ");
+  EXPECT_EQ(turn("new-key", "hi again"), "200 restored") << "the old key's memory";
+  EXPECT_EQ(turn("laptop-key", "and again"), "200 resident") << "one tenant, one agent";
+}
+
 // Two tenants both call their agent "planner": by default each key has its
-// own agents, so neither runs on the other's KV or learns it exists.
+// own agents, so neither runs on the other's KV or learns it exists. In a
+// shared namespace "planner" is the first key's: the other is refused.
 TEST_F(OpsTest, EachApiKeyHasItsOwnAgentsUnlessTheNamespaceIsShared) {
   for (const bool shared : {false, true}) {
     SCOPED_TRACE(shared ? "shared" : "per-key");
@@ -129,12 +155,15 @@ TEST_F(OpsTest, EachApiKeyHasItsOwnAgentsUnlessTheNamespaceIsShared) {
     auto turn = [&](const std::string& key, const char* text) {
       httplib::Result r = Post("/agents/planner/v1/chat/completions", Chat("planner", text),
                                {{"Authorization", "Bearer " + key}});
-      EXPECT_EQ(r->status, 200) << r->body;
-      return r->get_header_value("X-Agentkv-Placement");
+      return std::to_string(r->status) + " " + r->get_header_value("X-Agentkv-Placement");
     };
-    EXPECT_EQ(turn("key-of-alice", "hi"), "cold");
-    EXPECT_EQ(turn("key-of-bob", "hi"), shared ? "resident" : "cold");
-    EXPECT_EQ(turn("key-of-alice", "again"), "resident");
+    EXPECT_EQ(turn("key-of-alice", "hi"), "200 cold");
+    EXPECT_EQ(turn("key-of-bob", "hi"), shared ? "403 " : "200 cold")
+        << "no reuse count to read, no memory to overwrite";
+    EXPECT_EQ(turn("key-of-alice", "again"), "200 resident");
+    daemon_->placer().DrainSaves();
+    EXPECT_EQ(turn("key-of-bob", "hi"), shared ? "403 " : "200 resident")
+        << "once saved, its memory says whose it is";
     // Bob's sub-agent starts from his own planner; in a shared namespace
     // "planner" is Alice's, whose first request claimed it.
     httplib::Result spawn =

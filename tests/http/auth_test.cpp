@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include "core/prefixes.h"
+
 namespace agentkv {
 namespace {
 
@@ -10,6 +12,18 @@ AuthPolicy Keys() {
   p.api_keys = {"k1", "k2"};
   p.admin_key = "adm";
   return p;
+}
+
+TEST(Auth, KeysOfOneTenantShareAScopeAndAKeyAloneHasItsOwn) {
+  AuthPolicy p;
+  p.api_keys = {"alone", "ci", "laptop", "new"};
+  p.tenants = {"", "team-a", "team-a", "@" + Prefixes::ScopeOf("old")};
+  EXPECT_EQ(ScopeOfRequest(p, "Bearer alone"), Prefixes::ScopeOf("alone"));
+  EXPECT_EQ(ScopeOfRequest(p, "Bearer ci"), ScopeOfRequest(p, "Bearer laptop"));
+  EXPECT_NE(ScopeOfRequest(p, "Bearer ci"), Prefixes::ScopeOf("ci"));
+  EXPECT_EQ(ScopeOfRequest(p, "Bearer new"), Prefixes::ScopeOf("old"))
+      << "a key that replaces another keeps its agents";
+  EXPECT_EQ(ScopeOfRequest(AuthPolicy{}, ""), Prefixes::ScopeOf(""));
 }
 
 TEST(Auth, WithoutKeysEverythingIsOpen) {
