@@ -290,6 +290,11 @@ int ParseCommandLine(int argc, const char* const* argv, CliSettings* out) {
                    "Of the waiting requests, how many may be one agent's; more get 503")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
+  serve
+      ->add_option("--max-queue-per-key", o.queue.max_waiting_per_key,
+                   "Of the waiting requests, how many may be one API key's (tenant's); more "
+                   "get 503 (default: three quarters of --max-queue)")
+      ->check(CLI::PositiveNumber);
   serve->add_option("--queue-timeout-ms", queue_timeout_ms, "Longest wait for a slot before 503")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);

@@ -1,6 +1,9 @@
 #include "core/slot_pool.h"
 
+#include <algorithm>
 #include <string>
+#include <string_view>
+#include <unordered_map>
 #include <utility>
 
 namespace agentkv {
@@ -43,23 +46,58 @@ auto SlotPool::Changing(F f) {
   return f();
 }
 
+namespace {
+
+// The API key whose namespace an agent is in ("" for none, and for a
+// request without an agent).
+std::string_view KeyOf(const Tenant& tenant) {
+  if (!tenant) return {};
+  const std::string& id = tenant->str();
+  const std::size_t at = id.rfind('@');
+  return at == std::string::npos ? std::string_view() : std::string_view(id).substr(at + 1);
+}
+
+}  // namespace
+
 void SlotPool::DispatchLocked() {
   if (!shut_down_) {
-    for (auto it = queue_.begin(); it != queue_.end();) {
-      if (std::optional<Plan> plan = residency_.TryAcquire(*(*it)->tenant)) {
-        (*it)->plan = std::move(plan);
-        it = queue_.erase(it);
-      } else {
-        ++it;
-      }
+    for (;;) {
+      std::optional<Plan> plan;
+      auto next = NextWaiterLocked(&plan);
+      if (next == queue_.end()) break;
+      (*next)->plan = std::move(plan);
+      queue_.erase(next);
     }
   }
   StampLocked();
 }
 
+std::list<SlotPool::Waiter*>::iterator SlotPool::NextWaiterLocked(std::optional<Plan>* plan) {
+  std::unordered_map<std::string_view, int> held;  // slots each key's requests hold
+  for (int i = 0; i < n_slots_; ++i) {
+    const SlotView v = residency_.View(SlotId{i});
+    if (v.phase == SlotPhase::kBusy || v.phase == SlotPhase::kSwitching) ++held[KeyOf(v.owner)];
+  }
+  std::vector<std::list<Waiter*>::iterator> order;
+  for (auto it = queue_.begin(); it != queue_.end(); ++it) order.push_back(it);
+  std::stable_sort(order.begin(), order.end(), [&](const auto& a, const auto& b) {
+    return held[KeyOf(*(*a)->tenant)] < held[KeyOf(*(*b)->tenant)];
+  });
+  for (auto it : order) {
+    if ((*plan = residency_.TryAcquire(*(*it)->tenant))) return it;
+  }
+  return queue_.end();
+}
+
 int SlotPool::WaitingOfLocked(const AgentId& agent) const {
   int n = 0;
   for (const Waiter* w : queue_) n += *w->tenant == agent ? 1 : 0;
+  return n;
+}
+
+int SlotPool::WaitingOfKeyLocked(std::string_view key) const {
+  int n = 0;
+  for (const Waiter* w : queue_) n += KeyOf(*w->tenant) == key ? 1 : 0;
   return n;
 }
 
@@ -81,6 +119,13 @@ Result<Plan> SlotPool::Acquire(const Tenant& tenant) {
     return Status::Error(ErrorCode::kBusy, "agent " + tenant->str() + " already has " +
                                                std::to_string(limits_.max_waiting_per_agent) +
                                                " requests waiting; its requests run one at a time");
+  }
+  const int per_key = limits_.max_waiting_per_key >= 0 ? limits_.max_waiting_per_key
+                                                       : std::max(1, limits_.max_waiting * 3 / 4);
+  if (WaitingOfKeyLocked(KeyOf(tenant)) >= per_key) {
+    return Status::Error(ErrorCode::kBusy,
+                         "this API key already has " + std::to_string(per_key) +
+                             " requests waiting for a slot: the rest of the queue is other keys'");
   }
   Waiter me{&tenant, std::nullopt};
   queue_.push_back(&me);

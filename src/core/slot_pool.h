@@ -1,11 +1,13 @@
 #pragma once
 // Thread-safe front of Residency: blocks a request until its tenant may
 // proceed, within bounds (queue length and wait time). Waiting requests are
-// served first come, first served as slots free up; a waiter whose own agent
-// is still busy does not hold up those behind it, and a newcomer proceeds at
-// once only with a slot that no waiter can use. One agent may hold only a
-// share of the queue's places (its requests run one at a time anyway), so
-// an agent that floods the queue cannot turn every other agent away.
+// served as slots free up, first those of the API key holding the fewest
+// slots (an agent's key is its namespace, "id@scope"; agents without one
+// share a key), first come, first served within a key and among equals; a
+// waiter whose own agent is still busy does not hold up those behind it, and
+// a newcomer proceeds at once only with a slot that no waiter can use. One
+// agent, and one key, may hold only a share of the queue's places, so an
+// agent or a key that floods the queue cannot turn every other one away.
 // Never held across network I/O: callers run the returned Plan upstream
 // without the lock. Safe for concurrent use from any number of threads.
 
@@ -31,6 +33,9 @@ struct QueueLimits {
   int max_waiting = 64;                        // requests waiting for a slot
   std::chrono::milliseconds max_wait{120000};  // per request
   int max_waiting_per_agent = 8;               // of those, requests of one agent
+  // Of those, requests of one API key; -1: three quarters of max_waiting
+  // (at least 1), so that other keys always find room.
+  int max_waiting_per_key = -1;
 };
 
 class SlotPool {
@@ -43,7 +48,7 @@ class SlotPool {
 
   // Blocks until `tenant` may proceed and returns its plan. Returns kBusy if
   // the wait queue is full, or holds limits.max_waiting_per_agent requests
-  // of this agent already, the wait exceeds limits.max_wait, or the pool is
+  // of this agent or limits.max_waiting_per_key of its key already, the wait exceeds limits.max_wait, or the pool is
   // shutting down.
   Result<Plan> Acquire(const Tenant& tenant);
 
@@ -98,6 +103,10 @@ class SlotPool {
   // Gives plans to queued waiters in arrival order.
   void DispatchLocked() REQUIRES(mu_);
   int WaitingOfLocked(const AgentId& agent) const REQUIRES(mu_);
+  int WaitingOfKeyLocked(std::string_view key) const REQUIRES(mu_);
+  // The waiter to serve next that can proceed now, and its plan; end() if
+  // none can.
+  std::list<Waiter*>::iterator NextWaiterLocked(std::optional<Plan>* plan) REQUIRES(mu_);
   // Notes now as the `since` of each slot whose phase or owner changed.
   // Every call that may change a slot ends with it.
   void StampLocked() REQUIRES(mu_);

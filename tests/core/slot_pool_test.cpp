@@ -9,7 +9,7 @@
 namespace agentkv {
 namespace {
 
-AgentId Id(const char* s) { return AgentId::Parse(s).value(); }
+AgentId Id(const char* s) { return AgentId::ParseQualified(s).value(); }
 
 TimePoint FakeNow() { return TimePoint{}; }
 
@@ -159,6 +159,51 @@ TEST(SlotPool, OneAgentCannotTakeEveryPlaceInTheQueue) {
   pool.Shutdown();
   for (auto& w : waiters) EXPECT_FALSE(w.get().ok());
   EXPECT_FALSE(b.get().ok());
+}
+
+// Agents of two API keys ("id@key"): the key holding fewer slots is served
+// first, whoever came first.
+TEST(SlotPool, AWaiterOfTheKeyHoldingFewerSlotsIsServedFirst) {
+  SlotPool pool(2, QueueLimits{8, std::chrono::milliseconds(60000)}, &NoFiles, 0, &FakeNow);
+  Result<Plan> a1 = pool.Acquire(Id("a1@ka"));
+  Result<Plan> a2 = pool.Acquire(Id("a2@ka"));
+  ASSERT_TRUE(a1.ok() && a2.ok());
+  ASSERT_TRUE(pool.CompleteSwitch(a1.value(), {true, true, true}).ok());
+  ASSERT_TRUE(pool.CompleteSwitch(a2.value(), {true, true, true}).ok());
+  auto a3 = std::async(std::launch::async, [&] { return pool.Acquire(Id("a3@ka")); });
+  WaitUntil([&] { return pool.waiting() == 1; });
+  auto b1 = std::async(std::launch::async, [&] { return pool.Acquire(Id("b1@kb")); });
+  WaitUntil([&] { return pool.waiting() == 2; });
+  pool.Release(a1->slot, TurnEnd::Ran(10));
+  Result<Plan> b = b1.get();
+  ASSERT_TRUE(b.ok()) << "kb holds no slot, ka one";
+  EXPECT_EQ(pool.waiting(), 1);
+  pool.Release(a2->slot, TurnEnd::Ran(10));
+  EXPECT_TRUE(a3.get().ok());
+}
+
+TEST(SlotPool, OneKeyCannotTakeEveryPlaceInTheQueue) {
+  SlotPool pool(1, QueueLimits{4, std::chrono::milliseconds(60000), 8, 2}, &NoFiles, 0, &FakeNow);
+  Result<Plan> x = pool.Acquire(Id("x@ka"));
+  ASSERT_TRUE(x.ok());
+  ASSERT_TRUE(pool.CompleteSwitch(x.value(), {true, true, true}).ok());
+  std::vector<std::future<Result<Plan>>> waiters;
+  for (const char* id : {"a@ka", "b@ka"}) {
+    const int before = pool.waiting();
+    waiters.push_back(std::async(std::launch::async, [&pool, id] { return pool.Acquire(Id(id)); }));
+    WaitUntil([&] { return pool.waiting() == before + 1; });
+  }
+  Result<Plan> third = pool.Acquire(Id("c@ka"));
+  ASSERT_FALSE(third.ok());
+  EXPECT_EQ(third.status().code(), ErrorCode::kBusy);
+  EXPECT_NE(third.status().message().find("this API key already has 2 requests waiting"),
+            std::string::npos)
+      << third.status().message();
+  auto other = std::async(std::launch::async, [&] { return pool.Acquire(Id("d@kb")); });
+  WaitUntil([&] { return pool.waiting() == 3; });  // another key still queues
+  pool.Shutdown();
+  for (auto& w : waiters) EXPECT_FALSE(w.get().ok());
+  EXPECT_FALSE(other.get().ok());
 }
 
 TEST(SlotPool, ShutdownReleasesWaitersWithBusy) {
