@@ -23,6 +23,7 @@ enum class ErrorCode {
   kConflict,          // the request clashes with the current state (409)
   kUnsupported,       // agentkv cannot serve this route (501)
   kBusy,              // no slot within the wait bounds (503 + Retry-After)
+  kRateLimited,       // over a per-key rate (429 + Retry-After)
   kUnavailable,       // llama-server is down or not ready yet (503 + Retry-After)
   kUpstreamDown,      // llama-server unreachable (502)
   kUpstreamTimeout,   // llama-server did not answer in time (504)

@@ -291,6 +291,12 @@ int ParseCommandLine(int argc, const char* const* argv, CliSettings* out) {
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
   serve
+      ->add_option("--max-new-agents-per-minute", o.proxy.max_new_agents_per_minute,
+                   "Requests for agents agentkv does not know, per API key and minute; more get "
+                   "429 (0: no limit)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  serve
       ->add_option("--max-queue-per-key", o.queue.max_waiting_per_key,
                    "Of the waiting requests, how many may be one API key's (tenant's); more "
                    "get 503 (default: three quarters of --max-queue)")

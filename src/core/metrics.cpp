@@ -103,6 +103,10 @@ std::string Metrics::Render(const GaugeSnapshot& g) const {
           "Resident slots found older than the agent's memory in the shared directory "
           "(another node served the agent since), restored anew instead.",
           superseded);
+  Counter(out, "agentkv_new_agents_refused_total",
+          "Requests for agents agentkv did not know, refused with 429 past their API key's "
+          "--max-new-agents-per-minute.",
+          new_agents_refused);
   Counter(out, "agentkv_prefix_hits_total",
           "New agents started from a prefix snapshot instead of an empty slot.", prefix_hits);
   Counter(out, "agentkv_prefix_tokens_reused_total",

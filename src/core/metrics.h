@@ -64,6 +64,8 @@ class Metrics {
   // A shared directory: resident slots found older than the agent's memory
   // there (another node served it since), restored anew instead.
   std::atomic<long long> superseded{0};
+  // Requests for new agents refused past an API key's rate (429).
+  std::atomic<long long> new_agents_refused{0};
   Histogram restore_seconds;
   Histogram save_seconds;
 

@@ -80,6 +80,8 @@ class AdminApi {
   // until the hold ends (after its turn is recorded: Store::Unclaim). Now
   // and then, claims of agents that hold nothing any more are swept.
   ClaimHold Claim(const AgentId& agent, const std::string& scope);
+  // Resident or saved (in a shared directory, by any node).
+  bool Known(const AgentId& agent) const;
   // kForbidden if `agent` belongs to another scope than `scope` (its memory's
   // or its claim's; see Store::ScopeOf): in one namespace shared by all
   // keys, an agent is its first key's. Memory saved before scopes were
@@ -101,8 +103,6 @@ class AdminApi {
   Result<nlohmann::json> Warm(const AgentId& id);
   Result<nlohmann::json> Fork(const AgentId& id, const std::string& body);
   nlohmann::json Describe(const AgentId& agent) const;
-  // Resident or saved.
-  bool Known(const AgentId& agent) const;
 
   SlotPool& pool_;
   Placer& placer_;

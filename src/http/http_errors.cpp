@@ -31,6 +31,8 @@ int HttpStatusFor(ErrorCode code) {
     case ErrorCode::kBusy:
     case ErrorCode::kUnavailable:
       return 503;
+    case ErrorCode::kRateLimited:
+      return 429;
     case ErrorCode::kUpstreamDown:
     case ErrorCode::kUpstreamError:
       return 502;
@@ -64,6 +66,8 @@ const char* TypeFor(int status) {
       return "unsupported_media_type";
     case 431:
       return "request_too_large";
+    case 429:
+      return "rate_limit_error";
     case 501:
       return "not_supported_error";
     case 503:

@@ -201,7 +201,8 @@ ProxyServer::ProxyServer(ProxyOptions options, Upstream& upstream, Placer& place
       admin_(admin),
       metrics_(metrics),
       hooks_(std::move(hooks)),
-      server_(std::make_unique<FrontServer>(ConnectionLimitsOf(options_))) {
+      server_(std::make_unique<FrontServer>(ConnectionLimitsOf(options_))),
+      new_agents_(options_.max_new_agents_per_minute) {
   server_->set_payload_max_length(options_.max_body_bytes);
   server_->set_error_handler(
       httplib::Server::HandlerWithResponse([](const httplib::Request&, httplib::Response& res) {
@@ -586,6 +587,16 @@ Status ProxyServer::HandleInference(const httplib::Request& req, const std::stri
     // One namespace for all keys: an agent is served to its first key only
     // (the claim that won, or its memory's scope).
     if (Status s = admin_.CheckOwner(*tenant.value(), scope); !s.ok()) return s;
+    int retry_after = 0;
+    if (!admin_.Known(*tenant.value()) &&
+        !new_agents_.Take(scope, std::chrono::steady_clock::now(), &retry_after)) {
+      metrics_.new_agents_refused++;
+      res.set_header("Retry-After", std::to_string(retry_after));
+      return Error(ErrorCode::kRateLimited,
+                   "this API key started " + std::to_string(options_.max_new_agents_per_minute) +
+                       " new agents in the last minute: retry in " + std::to_string(retry_after) +
+                       " s, or reuse an agent id");
+    }
   }
   if (tenant.value() && req.has_header(kParentHeader)) {
     if (Status s = SpawnFrom(req.get_header_value(kParentHeader), *tenant.value(), scope);

@@ -27,6 +27,7 @@
 #include "core/activity.h"
 #include "core/metrics.h"
 #include "core/placer.h"
+#include "core/rate_limit.h"
 #include "http/admin_api.h"
 #include "http/auth.h"
 #include "http/browser_policy.h"
@@ -58,6 +59,9 @@ struct ProxyOptions {
   std::size_t max_json_values = 262144;  // values in a JSON body, keys included
   // What an answer may hold unsent for a client that reads it too slowly.
   std::size_t max_unsent_answer_bytes = 8u << 20;
+  // Requests for agents agentkv does not know (neither resident nor saved),
+  // per API key (tenant) and minute; more get 429. 0: no limit.
+  int max_new_agents_per_minute = 600;
   AuthPolicy auth;                         // API keys and the admin key
   // What web pages may do: Host allow-list, CORS origins.
   BrowserPolicy browser;
@@ -160,6 +164,7 @@ class ProxyServer {
   Metrics& metrics_;
   const Hooks hooks_;
   std::unique_ptr<FrontServer> server_;
+  RateLimit new_agents_;
   Mutex live_mu_;
   std::condition_variable_any live_changed_;
   std::set<Exchange*> live_ GUARDED_BY(live_mu_);

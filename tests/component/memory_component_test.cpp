@@ -48,6 +48,27 @@ TEST_F(MemoryTest, RefusedRequestsOfInventedAgentsLeaveNoClaimBehind) {
   EXPECT_EQ(daemon_->store().ClaimCount(), 0u);
 }
 
+TEST_F(MemoryTest, NewAgentsPastTheKeysRateAre429WhileKnownAgentsAreServed) {
+  Start(2, [](DaemonOptions& o) {
+    o.proxy.max_new_agents_per_minute = 3;
+    o.proxy.auth.api_keys = {"key-a", "key-b"};
+  });
+  auto turn = [&](const std::string& agent, const char* key) {
+    return Post("/agents/" + agent + "/v1/chat/completions", Chat(agent, "x"),
+                {{"Authorization", std::string("Bearer ") + key}});
+  };
+  for (const char* agent : {"n1", "n2", "n3"}) EXPECT_EQ(turn(agent, "key-a")->status, 200);
+  httplib::Result refused = turn("n4", "key-a");
+  ASSERT_TRUE(refused);
+  EXPECT_EQ(refused->status, 429) << refused->body;
+  EXPECT_EQ(json::parse(refused->body)["error"]["type"], "rate_limit_error");
+  EXPECT_GE(std::stoi(refused->get_header_value("Retry-After")), 1);
+  EXPECT_EQ(turn("n1", "key-a")->status, 200) << "an agent it knows";
+  EXPECT_EQ(turn("m1", "key-b")->status, 200) << "another key has its own rate";
+  EXPECT_NE(Client().Get("/metrics")->body.find("agentkv_new_agents_refused_total 1"),
+            std::string::npos);
+}
+
 TEST_F(MemoryTest, TurnEndSavesLetAnEvictionOnlyRestore) {
   Start(1);
   EXPECT_EQ(Turn("a"), "cold");
