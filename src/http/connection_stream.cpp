@@ -65,6 +65,8 @@ void ConnectionStream::BeginRequest(Clock::time_point deadline) {
   deadline_ = deadline;
   head_bytes_ = body_bytes_ = 0;
   in_head_ = true;
+  folded_ = false;
+  last_head_byte_ = '\n';
   wrote_ = false;
   fault_ = StreamFault::kNone;
 }
@@ -124,6 +126,12 @@ ssize_t ConnectionStream::read(char* ptr, size_t size) {
   }
   const std::size_t n = std::min({size, end_ - begin_, cap - used});
   std::memcpy(ptr, buf_.data() + begin_, n);
+  if (in_head_) {
+    for (std::size_t i = 0; i < n; ++i) {
+      folded_ |= last_head_byte_ == '\n' && (ptr[i] == ' ' || ptr[i] == '\t');
+      last_head_byte_ = ptr[i];
+    }
+  }
   begin_ += n;
   used += n;
   return static_cast<ssize_t>(n);

@@ -46,6 +46,10 @@ class ConnectionStream : public httplib::Stream {
   // Its head has been parsed: the bytes that follow are its body.
   void EndHead() { in_head_ = false; }
   StreamFault fault() const { return fault_; }
+  // Whether a line of this request's head began with a space or a tab: a
+  // folded header (obs-fold, RFC 9112 5.2), which a proxy in front may
+  // read as one header where httplib reads another.
+  bool folded_head() const { return folded_; }
   // Whether any byte of an answer was written for this request.
   bool wrote() const { return wrote_; }
   // Before closing a connection whose request was answered unread: stops
@@ -78,6 +82,8 @@ class ConnectionStream : public httplib::Stream {
   Clock::time_point deadline_ = Clock::time_point::max();
   std::size_t head_bytes_ = 0, body_bytes_ = 0;
   bool in_head_ = false;
+  bool folded_ = false;
+  char last_head_byte_ = '\n';
   bool wrote_ = false;
   StreamFault fault_ = StreamFault::kNone;
 };

@@ -52,6 +52,7 @@ class ConnectionContext {
   bool overflow_only() const { return overflow_only_; }
   // Why reading the request failed, if it did.
   StreamFault fault() const { return stream_.fault(); }
+  bool folded_head() const { return stream_.folded_head(); }
   // The request's body was not read to its end: the connection cannot carry
   // another request. Also sets Connection: close on the answer.
   void CloseAfterAnswer() { close_after_ = true; }

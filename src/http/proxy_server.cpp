@@ -358,6 +358,10 @@ Status CheckBrowser(const BrowserPolicy& policy, const httplib::Request& req, co
 bool ProxyServer::PreRoute(const httplib::Request& req, httplib::Response& res) {
   Status s = CheckHead(req, LimitsOf(options_));
   const ConnectionContext* c = ConnectionContext::Current();
+  if (s.ok() && c && c->folded_head()) {
+    s = Error(ErrorCode::kInvalidArgument,
+              "a header line begins with a space or a tab (a folded header): not accepted");
+  }
   if (s.ok() && c && c->overflow_only()) {
     const RouteKind kind = MatchRoute(req.method, RawPath(req)).kind;
     if (kind != RouteKind::kLiveness && kind != RouteKind::kReadiness &&
@@ -673,6 +677,12 @@ std::shared_ptr<ProxyServer::Exchange> ProxyServer::Start(
     try {
       result = Exchange::Forward(upstream_, request, lease, raw->pipe, &timings, &status,
                                  &first_byte, &prefill);
+      // Unreachable (not cancelled by its client): /readyz turns 503 now,
+      // not at the next health check.
+      if (result.code() == ErrorCode::kUpstreamDown && status == 0 &&
+          !raw->pipe.cancel_token().cancelled() && hooks_.upstream_unreachable) {
+        hooks_.upstream_unreachable();
+      }
       prefill.End();  // the answer is over, with or without a first byte
       if (lease && first_byte) {
         metrics_.ObserveTtft(PlacementName(lease->placement()), *first_byte - arrival);

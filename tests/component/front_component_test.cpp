@@ -301,5 +301,20 @@ TEST_F(FrontTest, AClientThatReadsTooSlowlyIsCutOffNotBufferedFor) {
   EXPECT_LT(answer.size() - head, 24u << 20) << "the answer ends cut short";
 }
 
+TEST_F(FrontTest, AFoldedHeaderIs400) {
+  for (const char* fold : {" ", "\t"}) {
+    RawClient c(daemon_->port());
+    ASSERT_TRUE(c.Send(std::string("GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Agent-Id: a\r\n") +
+                       fold + "b\r\nConnection: close\r\n\r\n"));
+    const std::string answer = c.ReadAll(std::chrono::seconds(10));
+    EXPECT_EQ(StatusOf(answer), 400) << answer.substr(0, 300);
+    EXPECT_NE(answer.find("folded header"), std::string::npos) << answer;
+  }
+  RawClient c(daemon_->port());
+  ASSERT_TRUE(c.Send("GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-A: a b\tc\r\n"
+                     "Connection: close\r\n\r\n"));
+  EXPECT_EQ(StatusOf(c.ReadAll(std::chrono::seconds(10))), 200) << "spaces inside a value are fine";
+}
+
 }  // namespace
 }  // namespace agentkv

@@ -117,6 +117,17 @@ TEST_F(OpsTest, ApiKeysGuardEveryRouteAndNeverReachLlamaServerOrTheLog) {
   EXPECT_NE(log.str().find("agent=a"), std::string::npos) << "the log did capture requests";
 }
 
+TEST_F(OpsTest, ReadinessTurns503OnTheFirstForwardThatCannotReachLlamaServer) {
+  Start(2, [](DaemonOptions& o) { o.health_interval = std::chrono::hours(1); });
+  EXPECT_EQ(Client().Get("/readyz")->status, 200);
+  fake_.reset();  // llama-server gone; the next health check is an hour away
+  httplib::Result models = Client().Get("/v1/models");
+  ASSERT_TRUE(models);
+  EXPECT_EQ(models->status, 502) << models->body;
+  EXPECT_EQ(models->body.find("127.0.0.1"), std::string::npos) << "no internal address";
+  EXPECT_EQ(Client().Get("/readyz")->status, 503);
+}
+
 // A key replaced by another keeps its agents when the key file names the
 // old key's scope as the new key's tenant; keys of one tenant share agents.
 TEST_F(OpsTest, ARotatedKeyKeepsItsAgentsThroughItsTenant) {
