@@ -168,6 +168,16 @@ def stream(port, path, body, headers, abort_after=None, timeout=CLIENT_TIMEOUT):
     return out
 
 
+def list_agents(port):
+    """Every agent GET /admin/agents lists, page by page."""
+    agents = []
+    while True:
+        page = json_of(call(port, "GET", f"/admin/agents?offset={len(agents)}&limit=500"))
+        agents += page["agents"]
+        if not page["agents"] or len(agents) >= page["total"]:
+            return agents
+
+
 def json_of(res):
     try:
         return json.loads(res["body"] or b"null")
@@ -592,12 +602,12 @@ def main():
         rest_start = time.monotonic()
         listing = []
         while time.monotonic() - rest_start < 60:
-            listing = json_of(call(server.port, "GET", "/admin/agents"))["agents"]
+            listing = list_agents(server.port)
             if not any(a.get("dirty") for a in listing):
                 break
             time.sleep(0.5)
         time.sleep(1.0)
-        listing = json_of(call(server.port, "GET", "/admin/agents"))["agents"]
+        listing = list_agents(server.port)
         prefixes = json_of(call(server.port, "GET", "/admin/prefixes"))["prefixes"]
         stats = json_of(call(server.port, "GET", "/admin/stats"))
         metrics = call(server.port, "GET", "/metrics")["body"].decode()
@@ -611,7 +621,7 @@ def main():
         # The same directory after a restart: the index rebuilt from disk.
         log2 = os.path.join(work, "agentkv-restart.log")
         again = procs.Server("agentkv", serve, port, log2, "/readyz").start(timeout=120)
-        relisted = json_of(call(again.port, "GET", "/admin/agents"))["agents"]
+        relisted = list_agents(again.port)
         again.stop(timeout=90)
     finally:
         soak.stop.set()

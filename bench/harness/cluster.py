@@ -147,7 +147,7 @@ class Cluster:
         while clean < 2:
             dirty = any(a.get("dirty") for i in nodes for a in
                         client.request(f"http://127.0.0.1:{self.node_port(i)}",
-                                       "/admin/agents")["agents"])
+                                       "/admin/agents?limit=500")["agents"])
             clean = 0 if dirty else clean + 1
             if time.monotonic() > deadline:
                 raise RuntimeError(f"turn-end saves did not finish in {timeout} s")

@@ -146,7 +146,7 @@ class Run:
         stream ends, so one look could come too early)."""
         deadline, clean = time.monotonic() + timeout, 0
         while clean < 2:
-            agents = client.request(self.kv.url, "/admin/agents")["agents"]
+            agents = client.request(self.kv.url, "/admin/agents?limit=500")["agents"]
             clean = 0 if any(a.get("dirty") for a in agents) else clean + 1
             if time.monotonic() > deadline:
                 raise RuntimeError(f"agentkv's turn-end saves did not finish in {timeout} s")

@@ -48,8 +48,11 @@ Result<json> AdminApi::Handle(AdminAction action, const std::optional<AgentId>& 
       if (!q.ok()) return q.status();
       return status_->Render(q.value());
     }
-    case AdminAction::kListAgents:
-      return ListAgents();
+    case AdminAction::kListAgents: {
+      Result<StatusQuery> q = ParseStatusQuery(query);
+      if (!q.ok()) return q.status();
+      return ListAgents(q->offset, q->limit, q->filter);
+    }
     case AdminAction::kListPrefixes:
       return ListPrefixes();
     case AdminAction::kDeletePrefix:
@@ -97,18 +100,24 @@ json AdminApi::Stats() const {
                 {"kv_bytes_per_slot_in_ram", static_cast<long long>(serving_.kv_bytes_per_slot)}}}};
 }
 
-json AdminApi::ListAgents() const {
+json AdminApi::ListAgents(std::size_t offset, std::size_t limit,
+                          const std::string& filter) const {
   std::set<AgentId> agents;
+  auto take = [&](const AgentId& a) {
+    if (filter.empty() || a.str().find(filter) != std::string::npos) agents.insert(a);
+  };
   for (const MemoryInfo& m : store_.List()) {
-    if (!m.agent.internal()) agents.insert(m.agent);
+    if (!m.agent.internal()) take(m.agent);
   }
   for (int i = 0; i < pool_.slot_count(); ++i) {
     const SlotView v = pool_.View(SlotId{i});
-    if (v.owner && v.phase != SlotPhase::kFree) agents.insert(*v.owner);
+    if (v.owner && v.phase != SlotPhase::kFree) take(*v.owner);
   }
   json list = json::array();
-  for (const AgentId& a : agents) list.push_back(Describe(a));
-  return json{{"agents", list}};
+  auto it = agents.begin();
+  std::advance(it, std::min(offset, agents.size()));
+  for (; it != agents.end() && list.size() < limit; ++it) list.push_back(Describe(*it));
+  return json{{"agents", list}, {"total", agents.size()}, {"offset", offset}, {"limit", limit}};
 }
 
 // A snapshot is listed by its internal id without the "~", which no client

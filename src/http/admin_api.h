@@ -3,7 +3,8 @@
 // table (routes.cpp) names the action, the http front validates the agent id
 // and maps errors to status codes.
 //
-//   GET    /admin/agents               list (resident or not, tokens, bytes, last used)
+//   GET    /admin/agents               list (resident or not, tokens, bytes, last used),
+//                                      by id, ?offset=&limit= (50; at most 500)&filter=
 //   GET    /admin/agents/{id}          one agent
 //   DELETE /admin/agents/{id}          slot erased, files removed: the memory is gone
 //   POST   /admin/agents/{id}/warm     restore it now, ahead of its next request
@@ -95,7 +96,9 @@ class AdminApi {
 
  private:
   nlohmann::json Stats() const;
-  nlohmann::json ListAgents() const;
+  // By id, `limit` from `offset`, those whose id contains `filter`.
+  nlohmann::json ListAgents(std::size_t offset, std::size_t limit,
+                            const std::string& filter) const;
   nlohmann::json ListPrefixes() const;
   Result<nlohmann::json> DeletePrefix(const AgentId& listed);
   Result<nlohmann::json> HandleAgent(AdminAction action, const AgentId& id,

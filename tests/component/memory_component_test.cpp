@@ -328,6 +328,14 @@ TEST_F(MemoryTest, TheLifecycleApiListsShowsWarmsForksPinsAndDeletes) {
   EXPECT_EQ(list["agents"][0]["id"], "a");
   EXPECT_EQ(list["agents"][0]["resident"], true);
   EXPECT_GT(list["agents"][0]["saved"]["bytes"].get<long long>(), 0);
+  EXPECT_EQ(list["total"], 2);
+  // Paged as /admin/status is: by id, a page of `limit` from `offset`.
+  json page = json::parse(c.Get("/admin/agents?offset=1&limit=1")->body);
+  ASSERT_EQ(page["agents"].size(), 1u);
+  EXPECT_EQ(page["agents"][0]["id"], "b");
+  EXPECT_EQ(page["total"], 2);
+  EXPECT_EQ(json::parse(c.Get("/admin/agents?filter=b")->body)["total"], 1);
+  EXPECT_EQ(c.Get("/admin/agents?limit=100000")->status, 400);
 
   EXPECT_EQ(c.Get("/admin/agents/nobody")->status, 404);
   EXPECT_EQ(c.Post("/admin/agents/nobody/warm", "", "application/json")->status, 404);
