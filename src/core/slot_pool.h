@@ -48,8 +48,8 @@ class SlotPool {
 
   // Blocks until `tenant` may proceed and returns its plan. Returns kBusy if
   // the wait queue is full, or holds limits.max_waiting_per_agent requests
-  // of this agent or limits.max_waiting_per_key of its key already, the wait exceeds limits.max_wait, or the pool is
-  // shutting down.
+  // of this agent or limits.max_waiting_per_key of its key already, the
+  // wait exceeds limits.max_wait, or the pool is shutting down.
   Result<Plan> Acquire(const Tenant& tenant);
 
   // See Residency. Each wakes waiters.
@@ -100,12 +100,13 @@ class SlotPool {
   // Runs `f` under the lock, hands out what it freed, then wakes waiters.
   template <typename F>
   auto Changing(F f);
-  // Gives plans to queued waiters in arrival order.
+  // Gives plans to queued waiters that can proceed, in NextWaiterLocked's
+  // order.
   void DispatchLocked() REQUIRES(mu_);
   int WaitingOfLocked(const AgentId& agent) const REQUIRES(mu_);
   int WaitingOfKeyLocked(std::string_view key) const REQUIRES(mu_);
-  // The waiter to serve next that can proceed now, and its plan; end() if
-  // none can.
+  // The waiter to serve next that can proceed now, and its plan: of the key
+  // holding the fewest busy slots, the first to come. end() if none can.
   std::list<Waiter*>::iterator NextWaiterLocked(std::optional<Plan>* plan) REQUIRES(mu_);
   // Notes now as the `since` of each slot whose phase or owner changed.
   // Every call that may change a slot ends with it.
