@@ -307,6 +307,8 @@ void CheckInference(const std::optional<AgentId>& path_agent,
                     const std::optional<std::string>& header_agent, const std::string& raw,
                     int slot) {
   json body = json::parse(raw, nullptr, false);
+  // A body that passed the shape check is JSON.
+  FUZZ_CHECK(raw.empty() || !body.is_discarded());
   if (body.is_discarded()) return;
   // Everything agentkv parses has passed the nesting bound first.
   FUZZ_CHECK(Depth(body) <= RequestLimits{}.max_json_depth);
@@ -394,9 +396,11 @@ void Run(std::string_view input) {
     if (id.ok()) path_agent = id.value();
   }
 
-  const Status nesting = CheckJsonNesting(raw.body, limits.max_json_depth);
-  if (!nesting.ok()) {
-    CheckErrorShape(nesting);
+  // agentkv checks every non-empty body's shape before anything parses it.
+  const Status shape = raw.body.empty() ? Status::Ok() : CheckJsonShape(raw.body, limits);
+  if (!shape.ok()) {
+    CheckErrorShape(shape);
+    FUZZ_CHECK(shape.code() == ErrorCode::kInvalidArgument || shape.code() == ErrorCode::kTooLarge);
   } else if (route.kind == RouteKind::kInference || route.kind == RouteKind::kUnknown) {
     // Unknown routes too: the body checks then see bodies of every shape.
     std::optional<std::string> header_agent;

@@ -298,7 +298,8 @@ Status Store::Fork(const AgentId& parent, const AgentId& child) {
   } release{index_, parent};
   // The parent's file is not read twice: the copy must match its checksum.
   if (Status s = BudgetHoldsTwo(*p, parent); !s.ok()) return s;
-  Remove(child);
+  // The child's old memory goes first; if it cannot, the fork says so.
+  if (Result<bool> removed = Remove(child); !removed.ok()) return removed.status();
   Result<std::string> temp = BeginSave(child, p->info.tokens);
   if (!temp.ok()) return temp.status();
   if (Status s = files_.Copy(p->state_file, temp.value()); !s.ok()) {
