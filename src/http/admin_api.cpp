@@ -100,8 +100,7 @@ json AdminApi::Stats() const {
                 {"kv_bytes_per_slot_in_ram", static_cast<long long>(serving_.kv_bytes_per_slot)}}}};
 }
 
-json AdminApi::ListAgents(std::size_t offset, std::size_t limit,
-                          const std::string& filter) const {
+json AdminApi::ListAgents(std::size_t offset, std::size_t limit, const std::string& filter) const {
   std::set<AgentId> agents;
   auto take = [&](const AgentId& a) {
     if (filter.empty() || a.str().find(filter) != std::string::npos) agents.insert(a);
@@ -163,7 +162,8 @@ Status AdminApi::CheckOwner(const AgentId& agent, const std::string& scope) cons
   const std::optional<std::string> owner = store_.ScopeOf(agent);
   if (!owner || *owner == scope) return Status::Ok();
   if (owner->empty() && scope == Prefixes::ScopeOf("")) return Status::Ok();
-  return Status::Error(ErrorCode::kForbidden, "agent " + agent.str() + " belongs to another API key");
+  return Status::Error(ErrorCode::kForbidden,
+                       "agent " + agent.str() + " belongs to another API key");
 }
 
 Status AdminApi::Spawn(const AgentId& child, const AgentId& parent, const std::string& scope) {

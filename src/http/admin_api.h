@@ -97,8 +97,7 @@ class AdminApi {
  private:
   nlohmann::json Stats() const;
   // By id, `limit` from `offset`, those whose id contains `filter`.
-  nlohmann::json ListAgents(std::size_t offset, std::size_t limit,
-                            const std::string& filter) const;
+  nlohmann::json ListAgents(std::size_t offset, std::size_t limit, const std::string& filter) const;
   nlohmann::json ListPrefixes() const;
   Result<nlohmann::json> DeletePrefix(const AgentId& listed);
   Result<nlohmann::json> HandleAgent(AdminAction action, const AgentId& id,

@@ -54,15 +54,15 @@ struct ProxyOptions {
   // The same for routes passed through to llama-server (/tokenize,
   // /apply-template...): none needs a conversation's media.
   std::size_t max_passthrough_body_bytes = 2u << 20;
-  std::size_t max_headers = 100;  // header fields of a request
-  int max_json_depth = 128;       // nesting of a JSON body
+  std::size_t max_headers = 100;         // header fields of a request
+  int max_json_depth = 128;              // nesting of a JSON body
   std::size_t max_json_values = 262144;  // values in a JSON body, keys included
   // What an answer may hold unsent for a client that reads it too slowly.
   std::size_t max_unsent_answer_bytes = 8u << 20;
   // Requests for agents agentkv does not know (neither resident nor saved),
   // per API key (tenant) and minute; more get 429. 0: no limit.
   int max_new_agents_per_minute = 600;
-  AuthPolicy auth;                         // API keys and the admin key
+  AuthPolicy auth;  // API keys and the admin key
   // What web pages may do: Host allow-list, CORS origins.
   BrowserPolicy browser;
   // Connections at once, per client, deadlines, keep-alive.

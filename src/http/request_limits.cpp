@@ -153,9 +153,9 @@ class ShapeCounter : public nlohmann::json_sax<nlohmann::json> {
  private:
   bool Value() {
     if (++values_ <= limits_.max_json_values) return true;
-    error_ = Error(ErrorCode::kTooLarge, "request body holds more than " +
-                                             std::to_string(limits_.max_json_values) +
-                                             " JSON values");
+    error_ =
+        Error(ErrorCode::kTooLarge, "request body holds more than " +
+                                        std::to_string(limits_.max_json_values) + " JSON values");
     return false;
   }
   bool Open() {

@@ -65,8 +65,7 @@ bool ResponsePipe::WaitHeaders(int* status, HeaderList* headers) {
 
 bool ResponsePipe::NextChunk(std::string* chunk) {
   MutexLock lock(mu_);
-  changed_.wait(lock,
-                [&]() REQUIRES(mu_) { return !chunks_.empty() || finished_ || overflowed_; });
+  changed_.wait(lock, [&]() REQUIRES(mu_) { return !chunks_.empty() || finished_ || overflowed_; });
   if (chunks_.empty()) return false;
   *chunk = std::move(chunks_.front());
   chunks_.pop_front();

@@ -217,8 +217,8 @@ Result<bool> Store::DeleteFiles(const AgentId& agent, const std::string& state_f
   Result<bool> deleted = files_.Delete(agent, state_file);
   index_.DoneRemoving(agent);
   if (!deleted.ok()) {
-    spdlog::warn("could not delete the memory of agent {}: {} (tried again later)",
-                 agent.ForLog(), deleted.status().message());
+    spdlog::warn("could not delete the memory of agent {}: {} (tried again later)", agent.ForLog(),
+                 deleted.status().message());
     MutexLock lock(undeleted_mu_);
     undeleted_[agent] = state_file;
     return deleted;

@@ -81,8 +81,8 @@ std::variant<StoredMemory, std::string> DecodeMeta(const std::string& text,
   }
   // Its own file, in the directory itself: never a path elsewhere.
   const std::string own = hash + "." + std::to_string(*generation) + ".";
-  if (state->rfind(own, 0) != 0 || state->find('/') != std::string::npos ||
-      state->size() < 3 || state->compare(state->size() - 3, 3, ".kv") != 0) {
+  if (state->rfind(own, 0) != 0 || state->find('/') != std::string::npos || state->size() < 3 ||
+      state->compare(state->size() - 3, 3, ".kv") != 0) {
     return "metadata names a state file that is not the agent's own";
   }
   const TokenCount known = *tokens >= 0 ? TokenCount(*tokens) : std::nullopt;

@@ -110,12 +110,12 @@ TEST_F(CliTest, KeysComeFromFilesOrTheEnvironment) {
 
 TEST_F(CliTest, AKeyMayNameItsTenantAndAMalformedTenantStopsAgentkv) {
   CliSettings s;
-  ASSERT_EQ(Parse({"serve", "--api-key-file",
-                   Write("keys", "old\nnew @0123456789abcdef\nci team-a\nlaptop team-a\n").string()},
-                  &s),
-            -1);
-  EXPECT_EQ(s.daemon.proxy.auth.api_keys,
-            (std::vector<std::string>{"old", "new", "ci", "laptop"}));
+  ASSERT_EQ(
+      Parse({"serve", "--api-key-file",
+             Write("keys", "old\nnew @0123456789abcdef\nci team-a\nlaptop team-a\n").string()},
+            &s),
+      -1);
+  EXPECT_EQ(s.daemon.proxy.auth.api_keys, (std::vector<std::string>{"old", "new", "ci", "laptop"}));
   EXPECT_EQ(s.daemon.proxy.auth.tenants,
             (std::vector<std::string>{"", "@0123456789abcdef", "team-a", "team-a"}));
   for (const char* bad : {"k team/a\n", "k a b\n", "k @0123\n", "k @0123456789ABCDEF\n"}) {

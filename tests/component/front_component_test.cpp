@@ -240,8 +240,8 @@ TEST_F(FrontTest, AFlatBodyOfManySmallValuesIs413BeforeAnyOfItIsParsedOrForwarde
   json body = Chat("a", "x");
   body["extra"] = json::array();
   for (int i = 0; i < 1000; ++i) body["extra"].push_back(0);
-  httplib::Result res = Client().Post("/agents/a/v1/chat/completions", body.dump(),
-                                      "application/json");
+  httplib::Result res =
+      Client().Post("/agents/a/v1/chat/completions", body.dump(), "application/json");
   ASSERT_TRUE(res);
   EXPECT_EQ(res->status, 413) << res->body;
   EXPECT_NE(res->body.find("more than 1000 JSON values"), std::string::npos) << res->body;
@@ -286,9 +286,10 @@ TEST_F(FrontTest, AClientThatReadsTooSlowlyIsCutOffNotBufferedFor) {
   // that reads nothing until agentkv has given up on it.
   const std::string body = json{{"content", std::string(8 << 20, 'a')}}.dump();
   RawClient c(daemon_->port());
-  ASSERT_TRUE(c.Send("POST /tokenize HTTP/1.1\r\nHost: localhost\r\nContent-Type: "
-                     "application/json\r\nContent-Length: " +
-                     std::to_string(body.size()) + "\r\n\r\n" + body));
+  ASSERT_TRUE(
+      c.Send("POST /tokenize HTTP/1.1\r\nHost: localhost\r\nContent-Type: "
+             "application/json\r\nContent-Length: " +
+             std::to_string(body.size()) + "\r\n\r\n" + body));
   const bool cut =
       testing::Eventually([&] { return logged("the client read the answer too slowly"); });
   const std::string answer = c.ReadAll(std::chrono::seconds(10));
@@ -304,15 +305,17 @@ TEST_F(FrontTest, AClientThatReadsTooSlowlyIsCutOffNotBufferedFor) {
 TEST_F(FrontTest, AFoldedHeaderIs400) {
   for (const char* fold : {" ", "\t"}) {
     RawClient c(daemon_->port());
-    ASSERT_TRUE(c.Send(std::string("GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Agent-Id: a\r\n") +
-                       fold + "b\r\nConnection: close\r\n\r\n"));
+    ASSERT_TRUE(
+        c.Send(std::string("GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Agent-Id: a\r\n") + fold +
+               "b\r\nConnection: close\r\n\r\n"));
     const std::string answer = c.ReadAll(std::chrono::seconds(10));
     EXPECT_EQ(StatusOf(answer), 400) << answer.substr(0, 300);
     EXPECT_NE(answer.find("folded header"), std::string::npos) << answer;
   }
   RawClient c(daemon_->port());
-  ASSERT_TRUE(c.Send("GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-A: a b\tc\r\n"
-                     "Connection: close\r\n\r\n"));
+  ASSERT_TRUE(
+      c.Send("GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-A: a b\tc\r\n"
+             "Connection: close\r\n\r\n"));
   EXPECT_EQ(StatusOf(c.ReadAll(std::chrono::seconds(10))), 200) << "spaces inside a value are fine";
 }
 

@@ -36,9 +36,9 @@ TEST_F(MemoryTest, RefusedRequestsOfInventedAgentsLeaveNoClaimBehind) {
   httplib::Client c = Client();
   for (int i = 0; i < 300; ++i) {
     const std::string agent = "invented-" + std::to_string(i);
-    httplib::Result res = c.Post("/agents/" + agent + "/v1/chat/completions",
-                                 {{"X-Agentkv-Parent", "nobody"}}, Chat(agent, "x").dump(),
-                                 "application/json");
+    httplib::Result res =
+        c.Post("/agents/" + agent + "/v1/chat/completions", {{"X-Agentkv-Parent", "nobody"}},
+               Chat(agent, "x").dump(), "application/json");
     ASSERT_TRUE(res);
     ASSERT_EQ(res->status, 404) << res->body;
   }
