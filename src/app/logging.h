@@ -7,9 +7,12 @@
 
 namespace agentkv {
 
-void ConfigureLogging(const std::string& level, const std::string& format);
+// `journal`: stderr goes to journald (systemd::StderrIsJournal): each line
+// starts with its priority, "<N>", which journald takes off and keeps.
+void ConfigureLogging(const std::string& level, const std::string& format, bool journal = false);
 
-// `text` escaped for a JSON string (without the quotes).
+// `text` escaped for a JSON string (without the quotes), by nlohmann/json;
+// bytes that are not UTF-8 become U+FFFD.
 std::string JsonEscape(const std::string& text);
 
 }  // namespace agentkv
