@@ -80,7 +80,7 @@ install_packages() {
   local pkgs=(g++-aarch64-linux-gnu qemu-user-static cmake pkg-config git
               nlohmann-json3-dev libcli11-dev python3
               libgomp1:arm64  # llama-server's OpenMP at run time (see the toolchain file)
-              libspdlog-dev:arm64 libfmt-dev:arm64 libgtest-dev:arm64 libgmock-dev:arm64
+              libspdlog-dev:arm64 libfmt-dev:arm64 libgtest-dev:arm64 libsystemd-dev:arm64 libxxhash-dev:arm64
               libcpp-httplib-dev:arm64 libssl-dev:arm64 zlib1g-dev:arm64 libbrotli-dev:arm64)
   local missing=() p sudo=""
   [ "$(id -u)" -eq 0 ] || sudo=sudo

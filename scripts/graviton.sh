@@ -77,7 +77,7 @@ preflight() {
 
 install_packages() {
   local pkgs=(build-essential cmake git pkg-config libcpp-httplib-dev nlohmann-json3-dev
-              libspdlog-dev libcli11-dev libgtest-dev libgmock-dev python3-numpy
+              libspdlog-dev libcli11-dev libgtest-dev libsystemd-dev libxxhash-dev libssl-dev python3-numpy
               ca-certificates)
   local missing=() p
   for p in "${pkgs[@]}"; do

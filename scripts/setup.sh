@@ -56,7 +56,7 @@ say() { printf '\033[1m== %s\033[0m\n' "$*"; }
 install_packages() {
   local pkgs=(build-essential cmake git pkg-config ca-certificates
               libcpp-httplib-dev nlohmann-json3-dev libspdlog-dev libcli11-dev
-              libgtest-dev libgmock-dev python3-numpy
+              libgtest-dev libsystemd-dev libxxhash-dev libssl-dev python3-numpy
               clang  # scripts/fuzz.sh (libFuzzer) and scripts/lint.sh threads
               prometheus   # for promtool, which checks our /metrics in the tests
               nginx haproxy curl)  # scripts/cluster.sh and the cluster tests

@@ -87,7 +87,7 @@ die() { printf 'x86-check.sh: %s\n' "$*" >&2; exit 1; }
 
 install_packages() {
   local pkgs=(qemu-user-static binutils cmake pkg-config git build-essential
-              nlohmann-json3-dev libcli11-dev libspdlog-dev libgtest-dev libgmock-dev
+              nlohmann-json3-dev libcli11-dev libspdlog-dev libgtest-dev libsystemd-dev libxxhash-dev libssl-dev
               libcpp-httplib-dev python3)
   local missing=() p sudo=""
   [ "$(id -u)" -eq 0 ] || sudo=sudo

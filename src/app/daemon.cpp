@@ -303,6 +303,7 @@ Status Daemon::StartSupervisor(const DaemonOptions& o, std::unique_ptr<LlamaProc
   SupervisorEvents events;
   events.lost_kv = [this](const char* why) { placer_->ResetSlots(why); };
   events.restarting = [this] { ++metrics_.upstream_restarts; };
+  events.alive = o.on_alive;
   // A started llama-server is healthy only if it answers on its own port.
   auto health = [upstream = upstream_.get(), child = llama.get()] {
     return child != nullptr ? child->CheckHealth(*upstream) : upstream->Health();

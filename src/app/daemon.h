@@ -7,6 +7,7 @@
 #include <atomic>
 #include <chrono>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <thread>
@@ -29,6 +30,9 @@ struct KvSettings {
 };
 
 struct DaemonOptions {
+  // Called by the watch loop after each check of llama-server (systemd's
+  // watchdog); null: nothing.
+  std::function<void()> on_alive;
   ProxyOptions proxy;
   UpstreamOptions upstream;  // base_url is ignored when `launch` is set
   QueueLimits queue;

@@ -6,16 +6,19 @@
 
 #include <cerrno>
 #include <chrono>
+#include <condition_variable>
 #include <csignal>
 #include <cstdlib>
 #include <ctime>
 #include <iostream>
+#include <mutex>
 #include <thread>
 
 #include "app/cli.h"
 #include "app/daemon.h"
 #include "app/logging.h"
 #include "app/status_command.h"
+#include "app/systemd_notify.h"
 
 namespace {
 
@@ -56,7 +59,8 @@ int main(int argc, char** argv) {
   if (cli.command == CliSettings::Command::kStatus) {
     return RunStatus(cli.status, std::cout, std::cerr);
   }
-  ConfigureLogging(cli.log_level, cli.log_format);
+  ConfigureLogging(cli.log_level, cli.log_format, systemd::StderrIsJournal());
+  cli.daemon.on_alive = &systemd::Alive;
   const DaemonOptions& o = cli.daemon;
 
   sigset_t signals;
@@ -67,16 +71,37 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   std::signal(SIGPIPE, SIG_IGN);
 
+  // Under a Type=notify unit: the start lasts as long as the model takes
+  // to load, 30 s at a time, and ends with READY=1.
+  systemd::Status("starting llama-server and loading the model");
+  std::mutex starting_mu;
+  std::condition_variable started_cv;
+  bool started = false;
+  std::thread extender([&] {
+    std::unique_lock<std::mutex> lock(starting_mu);
+    do {
+      systemd::ExtendTimeout(std::chrono::seconds(30));
+    } while (!started_cv.wait_for(lock, std::chrono::seconds(10), [&] { return started; }));
+  });
   Result<std::unique_ptr<Daemon>> daemon = Daemon::Start(o);
+  {
+    std::lock_guard<std::mutex> lock(starting_mu);
+    started = true;
+  }
+  started_cv.notify_all();
+  extender.join();
   if (!daemon.ok()) {
+    systemd::Status("failed to start: " + daemon.status().message());
     spdlog::error("{}", daemon.status().message());
     return 1;
   }
+  systemd::Ready("serving on " + o.proxy.host + ":" + std::to_string(daemon.value()->port()));
   int sig = 0;
   while ((sig = WaitForSignal(signals)) == SIGUSR1) {
   }
   spdlog::info("received signal {}, shutting down within {} s (again to exit at once)", sig,
                o.stop_timeout.count());
+  systemd::Stopping("draining requests and saving agents");
   int unsaved = 0;
   std::thread stopper([&] {
     unsaved = daemon.value()->Stop();

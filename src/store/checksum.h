@@ -1,7 +1,7 @@
 #pragma once
-// XXH64 of a byte range or a whole file: a fast checksum (GB/s) that detects
-// torn, truncated or flipped memory files. Not a defence against tampering.
-// Pure functions, thread-safe.
+// XXH64 of a byte range or a whole file (libxxhash): a fast checksum (GB/s)
+// that detects torn, truncated or flipped memory files. Not a defence
+// against tampering. Pure functions, thread-safe.
 
 #include <cstddef>
 #include <cstdint>
@@ -9,6 +9,8 @@
 
 #include "agentkv/file_system.h"
 #include "agentkv/status.h"
+
+struct XXH64_state_s;
 
 namespace agentkv {
 
@@ -19,17 +21,14 @@ std::uint64_t Xxh64(const void* data, std::size_t size, std::uint64_t seed = 0);
 class Xxh64Stream {
  public:
   explicit Xxh64Stream(std::uint64_t seed = 0);
+  ~Xxh64Stream();
+  Xxh64Stream(const Xxh64Stream&) = delete;
+  Xxh64Stream& operator=(const Xxh64Stream&) = delete;
   void Update(const void* data, std::size_t size);
   std::uint64_t Digest() const;
 
  private:
-  void Stripe(const unsigned char* p);
-
-  std::uint64_t seed_;
-  std::uint64_t v_[4];
-  std::uint64_t total_ = 0;
-  unsigned char buf_[32] = {};
-  std::size_t buffered_ = 0;
+  XXH64_state_s* state_;  // libxxhash's XXH64_state_t
 };
 
 struct FileDigest {

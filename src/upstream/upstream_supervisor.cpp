@@ -84,7 +84,10 @@ void UpstreamSupervisor::Watch() {
 void UpstreamSupervisor::WatchLoop() {
   WatchState state;
   state.unhealthy_at = clock_->Now();
-  while (Pause(options_.health_interval)) CheckOnce(&state);
+  while (Pause(options_.health_interval)) {
+    CheckOnce(&state);
+    if (events_.alive) events_.alive();
+  }
   {
     MutexLock lock(mu_);
     watch_idle_ = true;

@@ -52,6 +52,8 @@ struct SupervisorEvents {
   std::function<void(const char* why)> lost_kv;
   // A restart of the child begins (counted in the metrics).
   std::function<void()> restarting;
+  // The watch loop ran a check (systemd's watchdog); null: nothing.
+  std::function<void()> alive;
 };
 
 // Thread-safe, except that Start() and Watch() are called once, in that

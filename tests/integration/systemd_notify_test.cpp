@@ -1,0 +1,93 @@
+// agentkv under a Type=notify unit, as systemd sees it: the datagrams it
+// sends to NOTIFY_SOCKET while it starts a real llama-server, serves and
+// stops. systemd itself is not needed to listen on that socket.
+#include <gtest/gtest.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "integration/agentkv_process.h"
+#include "integration/real_llama.h"
+
+namespace agentkv {
+namespace {
+
+namespace fs = std::filesystem;
+
+class SystemdNotifyTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / ("agentkv-notify-" + std::to_string(::getpid()));
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+    socket_path_ = (dir_ / "notify.sock").string();
+    fd_ = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    socket_path_.copy(addr.sun_path, sizeof addr.sun_path - 1);
+    ASSERT_EQ(::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+    timeval timeout{30, 0};
+    ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+  }
+  void TearDown() override {
+    ::close(fd_);
+    if (!HasFailure()) fs::remove_all(dir_);
+  }
+
+  // Datagrams until one contains `text` (true), or 30 s pass without one.
+  bool ReceiveUntil(const std::string& text) {
+    char buf[4096];
+    for (ssize_t n; (n = ::recv(fd_, buf, sizeof buf, 0)) > 0;) {
+      received_.emplace_back(buf, static_cast<std::size_t>(n));
+      if (received_.back().find(text) != std::string::npos) return true;
+    }
+    return false;
+  }
+
+  fs::path dir_;
+  std::string socket_path_;
+  int fd_ = -1;
+  std::vector<std::string> received_;
+};
+
+TEST_F(SystemdNotifyTest, ItSaysItStartsIsReadyIsAliveAndStops) {
+  // The child inherits these at its fork; nothing else reads them here.
+  ::setenv("NOTIFY_SOCKET", socket_path_.c_str(), 1);
+  ::setenv("WATCHDOG_USEC", "5000000", 1);
+  testing::AgentkvProcess agentkv(
+      {"--memory-dir", (dir_ / "memory").string(), "--model", testing::TestModel().string(),
+       "--llama-log", (dir_ / "llama.log").string(), "--", "--threads", "1"},
+      {});
+  ::unsetenv("NOTIFY_SOCKET");
+  ::unsetenv("WATCHDOG_USEC");
+  ASSERT_TRUE(ReceiveUntil("READY=1"));
+  ASSERT_GE(received_.size(), 3u);
+  EXPECT_NE(received_[0].find("STATUS=starting llama-server"), std::string::npos) << received_[0];
+  EXPECT_EQ(received_[1], "EXTEND_TIMEOUT_USEC=30000000") << "the model may take long to load";
+  EXPECT_NE(received_.back().find("STATUS=serving on 127.0.0.1:" + std::to_string(agentkv.port())),
+            std::string::npos)
+      << received_.back();
+  EXPECT_TRUE(ReceiveUntil("WATCHDOG=1")) << "the watch loop pings";
+  ::kill(agentkv.pid(), SIGTERM);
+  EXPECT_TRUE(ReceiveUntil("STOPPING=1"));
+  EXPECT_EQ(agentkv.Wait(), 0);
+}
+
+TEST_F(SystemdNotifyTest, WithoutNotifySocketNothingIsSent) {
+  ::unsetenv("NOTIFY_SOCKET");
+  testing::AgentkvProcess agentkv({"--memory-dir", (dir_ / "memory").string(), "--model",
+                                   testing::TestModel().string(), "--", "--threads", "1"},
+                                  {});
+  char buf[64];
+  EXPECT_EQ(::recv(fd_, buf, sizeof buf, MSG_DONTWAIT), -1);
+  EXPECT_EQ(agentkv.Terminate(), 0);
+}
+
+}  // namespace
+}  // namespace agentkv
