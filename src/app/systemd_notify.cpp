@@ -1,11 +1,15 @@
 #include "app/systemd_notify.h"
 
+#include <spdlog/spdlog.h>
 #include <sys/stat.h>
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
+
+#include "agentkv/errno_text.h"
 
 namespace agentkv::systemd {
 
@@ -19,7 +23,16 @@ std::string OneLine(std::string text) {
   return text;
 }
 
-void Notify(const std::string& state) { sd_notify(0, state.c_str()); }
+// A socket that cannot be written never stops agentkv: one warning.
+void Notify(const std::string& state) {
+  const int sent = sd_notify(0, state.c_str());
+  static std::atomic<bool> warned{false};
+  if (sent < 0 && !warned.exchange(true)) {
+    const char* socket = std::getenv("NOTIFY_SOCKET");  // NOLINT(concurrency-mt-unsafe)
+    spdlog::warn("cannot tell systemd ({}): NOTIFY_SOCKET {}: {}", OneLine(state),
+                 socket ? socket : "(unset)", ErrnoText(-sent));
+  }
+}
 
 }  // namespace
 

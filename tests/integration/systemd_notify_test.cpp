@@ -79,6 +79,24 @@ TEST_F(SystemdNotifyTest, ItSaysItStartsIsReadyIsAliveAndStops) {
   EXPECT_EQ(agentkv.Wait(), 0);
 }
 
+TEST_F(SystemdNotifyTest, ASocketThatCannotBeWrittenIsOneWarningAndAgentkvServes) {
+  ::setenv("NOTIFY_SOCKET", (dir_ / "no-such.sock").c_str(), 1);
+  testing::AgentkvProcess agentkv({"--memory-dir", (dir_ / "memory").string(), "--model",
+                                   testing::TestModel().string(), "--", "--threads", "1"},
+                                  {});
+  ::unsetenv("NOTIFY_SOCKET");
+  EXPECT_EQ(
+      testing::PostJson(agentkv.port(), "/v1/chat/completions",
+                        {{"messages", {{{"role", "user"}, {"content", "hi"}}}}, {"max_tokens", 2}})
+          .status,
+      200);
+  EXPECT_EQ(agentkv.Terminate(), 0);
+  const std::string log = agentkv.log();
+  const std::size_t first = log.find("cannot tell systemd");
+  ASSERT_NE(first, std::string::npos) << log;
+  EXPECT_EQ(log.find("cannot tell systemd", first + 1), std::string::npos) << "one warning";
+}
+
 TEST_F(SystemdNotifyTest, WithoutNotifySocketNothingIsSent) {
   ::unsetenv("NOTIFY_SOCKET");
   testing::AgentkvProcess agentkv({"--memory-dir", (dir_ / "memory").string(), "--model",

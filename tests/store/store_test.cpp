@@ -185,6 +185,20 @@ TEST_F(StoreTest, TheBudgetDeletesLeastRecentlyUsedMemoriesFirst) {
   EXPECT_EQ(Files(dir_).size(), 4u);
 }
 
+// Files written before agentkv took SHA-256 from OpenSSL and XXH64 from
+// libxxhash (names from sha256sum, the checksum from xxhsum -H1): the same
+// values, so every memory directory on disk stays valid.
+TEST_F(StoreTest, ACommittedMemoryDirectoryStillOpensAndPassesItsCheck) {
+  fs::copy(fs::path(AGENTKV_STORE_FIXTURES) / "memory-v1", dir_, fs::copy_options::recursive);
+  fs::remove(dir_ / "README");
+  auto s = Open("fp-fixture");
+  ASSERT_TRUE(s->HasMemory(Id("fixture-agent")));
+  Result<RestoreFile> restore = s->PrepareRestore(Id("fixture-agent"));
+  ASSERT_TRUE(restore.ok()) << restore.status().message();
+  EXPECT_EQ(restore->tokens, TokenCount(10));
+  EXPECT_EQ(s->quarantined(), 0);
+}
+
 TEST_F(StoreTest, AClaimLastsWhileARequestOrASlotOrAMemoryHoldsIt) {
   auto s = Open();
   s->Claim(Id("a"), "key-a");
