@@ -23,7 +23,7 @@ namespace agentkv {
 // Larger requests are not tokenized here: they start without prefix
 // snapshots. Tokenizing costs agentkv several times the prompt's bytes (the
 // rendered prompt, the answer of /tokenize, its DOM and the token ids: a
-// 15.8 MB message peaked at 251 MB with it, 118 MB without), and 1 MiB of
+// 15.8 MB message peaked at 268 MB with it, 112 MB without), and 1 MiB of
 // text is some 250K tokens, more than a slot holds.
 inline constexpr std::size_t kMaxPrefixBodyBytes = 1u << 20;
 
