@@ -34,6 +34,11 @@ class AgentId {
   // internal one.
   static Result<AgentId> ParseStored(std::string_view text);
   bool internal() const { return !value_.empty() && value_[0] == '~'; }
+  // The namespace of an id made by InNamespace ("" for any other id).
+  std::string_view ns() const {
+    const std::size_t at = value_.rfind('@');
+    return at == std::string::npos ? std::string_view() : std::string_view(value_).substr(at + 1);
+  }
 
   const std::string& str() const { return value_; }
   // For logs: at most 16 characters, so long ids (which may carry user

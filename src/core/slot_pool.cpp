@@ -50,12 +50,7 @@ namespace {
 
 // The API key whose namespace an agent is in ("" for none, and for a
 // request without an agent).
-std::string_view KeyOf(const Tenant& tenant) {
-  if (!tenant) return {};
-  const std::string& id = tenant->str();
-  const std::size_t at = id.rfind('@');
-  return at == std::string::npos ? std::string_view() : std::string_view(id).substr(at + 1);
-}
+std::string_view KeyOf(const Tenant& tenant) { return tenant ? tenant->ns() : std::string_view(); }
 
 }  // namespace
 

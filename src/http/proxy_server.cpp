@@ -592,7 +592,8 @@ Status ProxyServer::HandleInference(const httplib::Request& req, const std::stri
     // (the claim that won, or its memory's scope).
     if (Status s = admin_.CheckOwner(*tenant.value(), scope); !s.ok()) return s;
     int retry_after = 0;
-    if (!admin_.Known(*tenant.value()) &&
+    // Known() may read a shared directory: asked only when there is a limit.
+    if (options_.max_new_agents_per_minute > 0 && !admin_.Known(*tenant.value()) &&
         !new_agents_.Take(scope, std::chrono::steady_clock::now(), &retry_after)) {
       metrics_.new_agents_refused++;
       res.set_header("Retry-After", std::to_string(retry_after));

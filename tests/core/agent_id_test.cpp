@@ -48,5 +48,12 @@ TEST(AgentId, AnIdInAKeysNamespaceIsAnotherAgentThatNoClientCanName) {
   EXPECT_THROW(AgentId::InNamespace(planner, "not a scope"), std::invalid_argument);
 }
 
+TEST(AgentId, TheNamespaceIsWhatInNamespaceAdded) {
+  const AgentId plain = AgentId::Parse("planner").value();
+  EXPECT_EQ(plain.ns(), "");
+  EXPECT_EQ(AgentId::InNamespace(plain, "0f3a").ns(), "0f3a");
+  EXPECT_EQ(AgentId::Internal("p.x").ns(), "");
+}
+
 }  // namespace
 }  // namespace agentkv
