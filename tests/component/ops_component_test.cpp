@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <spdlog/sinks/ostream_sink.h>
 #include <spdlog/spdlog.h>
+#include <sys/wait.h>
 
 #include <cstdio>
 #include <sstream>
@@ -10,6 +11,7 @@
 
 #include "component/fake_daemon_fixture.h"
 #include "core/prefixes.h"
+#include "support/launcher.h"
 
 namespace agentkv {
 namespace {
@@ -22,16 +24,8 @@ using testing::Eventually;
 
 // Runs `promtool check metrics` on `text`; returns its exit code and output.
 std::pair<int, std::string> Promtool(const std::string& text) {
-  const std::string path = ::testing::TempDir() + "agentkv-metrics.txt";
-  FILE* f = std::fopen(path.c_str(), "w");
-  std::fwrite(text.data(), 1, text.size(), f);
-  std::fclose(f);
-  FILE* p = ::popen(("promtool check metrics < " + path + " 2>&1").c_str(), "r");
-  std::string out;
-  char buf[512];
-  while (std::fgets(buf, sizeof buf, p)) out += buf;
-  const int status = ::pclose(p);
-  return {WEXITSTATUS(status), out};
+  const testing::Finished f = testing::RunToEnd({"promtool", "check", "metrics"}, text);
+  return {f.status < 0 ? 127 : WEXITSTATUS(f.status), f.output};
 }
 
 TEST_F(OpsTest, LivenessAnswersAndReadinessFollowsLlamaServer) {

@@ -4,7 +4,6 @@
 
 #include <gtest/gtest.h>
 #include <signal.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -16,9 +15,26 @@
 #include <thread>
 #include <vector>
 
+#include "integration/real_llama.h"
+#include "support/launcher.h"
 #include "upstream/llama_process.h"
 
 namespace agentkv::testing {
+
+// `serve` arguments for an agentkv that starts its own llama-server on the
+// test model (one thread), memory in `dir`/memory, llama-server's log in
+// `dir`/llama.log.
+inline std::vector<std::string> OwnLlamaArgs(const std::filesystem::path& dir) {
+  return {"--memory-dir",
+          (dir / "memory").string(),
+          "--model",
+          TestModel().string(),
+          "--llama-log",
+          (dir / "llama.log").string(),
+          "--",
+          "--threads",
+          "1"};
+}
 
 class AgentkvProcess {
  public:
@@ -27,6 +43,8 @@ class AgentkvProcess {
     int port = 0;            // 0: a free port
     // The construction returns once this appears in its output.
     std::string ready_line = "agentkv listening";
+    // Its environment: the test's, with these set ("NAME=VALUE") or removed ("NAME").
+    std::vector<std::string> env;
   };
 
   // `agentkv serve --upstream URL --memory-dir DIR` on a free port.
@@ -39,23 +57,18 @@ class AgentkvProcess {
     std::vector<std::string> argv_s = {AGENTKV_BINARY,        "serve",       "--port",
                                        std::to_string(port_), "--log-level", "debug"};
     argv_s.insert(argv_s.end(), args.begin(), args.end());
-    std::vector<char*> argv;
-    for (std::string& a : argv_s) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    int out[2];
-    EXPECT_EQ(::pipe(out), 0);
-    pid_ = ::fork();
-    if (pid_ == 0) {
-      if (options.own_group) ::setpgid(0, 0);
-      ::dup2(out[1], STDOUT_FILENO);
-      ::dup2(out[1], STDERR_FILENO);
-      ::close(out[0]);
-      ::close(out[1]);  // the output closes when agentkv exits, not its child
-      ::execv(AGENTKV_BINARY, argv.data());
-      ::_exit(127);
+    LaunchOptions launch;
+    launch.pipe_output = true;  // the output closes when agentkv exits, not its child
+    launch.own_group = options.own_group;
+    launch.env = options.env;
+    const Launched child = Launch(argv_s, launch);
+    EXPECT_GT(child.pid, 0) << child.error;
+    pid_ = child.pid;
+    if (pid_ < 0) {
+      eof_ = true;  // nothing will say more
+      return;
     }
-    ::close(out[1]);
-    reader_ = std::thread([this, fd = out[0]] {
+    reader_ = std::thread([this, fd = child.output] {
       char buf[4096];
       for (ssize_t n; (n = ::read(fd, buf, sizeof buf)) > 0;) {
         std::lock_guard<std::mutex> lock(mu_);
@@ -102,8 +115,8 @@ class AgentkvProcess {
       std::unique_lock<std::mutex> lock(mu_);
       if (!changed_.wait_for(lock, timeout, [&] { return eof_; })) return std::nullopt;
     }
-    int status = 0;
-    ::waitpid(pid_, &status, 0);
+    if (pid_ < 0) return -1;  // never started, or reaped already
+    const int status = Reap(pid_);
     pid_ = -1;
     return status;
   }

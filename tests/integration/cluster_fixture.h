@@ -9,12 +9,10 @@
 #include <gtest/gtest.h>
 #include <httplib.h>
 #include <signal.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
-#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -30,6 +28,7 @@
 #include "integration/agentkv_process.h"
 #include "integration/real_llama.h"
 #include "store/sha256.h"
+#include "support/launcher.h"
 
 namespace agentkv::testing {
 
@@ -144,21 +143,10 @@ inline json GetJson(int port, const std::string& path) {
   return r && r->status == 200 ? json::parse(r->body, nullptr, false) : json();
 }
 
-// Output of `command`, "" if it fails.
-inline std::string Output(const std::string& command) {
-  std::string out;
-  FILE* p = ::popen(command.c_str(), "r");
-  if (!p) return out;
-  char buf[4096];
-  for (std::size_t n; (n = std::fread(buf, 1, sizeof buf, p)) > 0;) out.append(buf, n);
-  return ::pclose(p) == 0 ? out : "";
-}
-
 // nginx or HAProxy in the foreground, on the shipped configuration.
 class Balancer {
  public:
-  Balancer(const std::string& kind, const std::vector<int>& nodes, const fs::path& dir,
-           const std::string& extra_args = "")
+  Balancer(const std::string& kind, const std::vector<int>& nodes, const fs::path& dir)
       : kind_(kind) {
     const std::string binary = kind == "nginx" ? FindTool("AGENTKV_NGINX", "nginx")
                                                : FindTool("AGENTKV_HAPROXY", "haproxy");
@@ -167,15 +155,17 @@ class Balancer {
       return;
     }
     port_ = FindFreePort();
-    std::string command = "bash " + std::string(AGENTKV_SOURCE_DIR) +
-                          "/scripts/cluster.sh lb-config " + kind + " --port " +
-                          std::to_string(port_) + " " + extra_args;
-    for (int p : nodes) command += " " + std::to_string(p);
-    const std::string config = Output(command);
-    if (config.empty()) {
-      ADD_FAILURE() << "failed: " << command;
+    std::vector<std::string> command = {
+        "bash",      std::string(AGENTKV_SOURCE_DIR) + "/scripts/cluster.sh",
+        "lb-config", kind,
+        "--port",    std::to_string(port_)};
+    for (int p : nodes) command.push_back(std::to_string(p));
+    const Finished generated = RunToEnd(command);
+    if (generated.status != 0) {
+      ADD_FAILURE() << "scripts/cluster.sh lb-config failed:\n" << generated.output;
       return;
     }
+    const std::string& config = generated.output;
     const fs::path lb = dir / kind;
     fs::create_directories(lb / "tmp");
     std::vector<std::string> argv;
@@ -196,17 +186,14 @@ class Balancer {
       std::ofstream(lb / "haproxy.cfg") << config;
       argv = {binary, "-db", "-f", (lb / "haproxy.cfg").string()};
     }
-    const std::string out = (lb / "output.log").string();
-    pid_ = ::fork();
-    if (pid_ == 0) {
-      ::freopen(out.c_str(), "w", stdout);
-      ::dup2(STDOUT_FILENO, STDERR_FILENO);
-      std::vector<char*> args;
-      for (std::string& a : argv) args.push_back(a.data());
-      args.push_back(nullptr);
-      ::execv(args[0], args.data());
-      ::_exit(127);
+    LaunchOptions launch;
+    launch.output_file = lb / "output.log";
+    const Launched child = Launch(argv, launch);
+    if (child.pid < 0) {
+      ADD_FAILURE() << child.error;
+      return;
     }
+    pid_ = child.pid;
     // Ready once it passes a request to a ready node.
     const auto deadline = Clock::now() + std::chrono::seconds(60);
     while (Clock::now() < deadline && Running(pid_)) {
@@ -219,8 +206,7 @@ class Balancer {
   ~Balancer() {
     if (pid_ <= 0) return;
     ::kill(pid_, SIGTERM);
-    int status = 0;
-    ::waitpid(pid_, &status, 0);
+    Reap(pid_);
   }
   int port() const { return port_; }
   // Reads the configuration again (nginx, on SIGHUP: a new worker, which
@@ -276,10 +262,10 @@ class ClusterTest : public ::testing::Test {
     nodes_[i] = std::move(node);
     return n;
   }
-  void StartBalancer(const std::string& kind, const std::string& extra_args = "") {
+  void StartBalancer(const std::string& kind) {
     std::vector<int> ports;
     for (auto& [i, n] : nodes_) ports.push_back(n->port());
-    balancer_ = std::make_unique<Balancer>(kind, ports, dir_, extra_args);
+    balancer_ = std::make_unique<Balancer>(kind, ports, dir_);
   }
   ClusterNode& node(int i) { return *nodes_.at(i); }
 

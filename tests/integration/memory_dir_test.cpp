@@ -32,17 +32,7 @@ class MemoryDirTest : public ::testing::Test {
     ::umask(saved_umask_);
     if (!HasFailure()) fs::remove_all(dir_);
   }
-  std::vector<std::string> ServeArgs() const {
-    return {"--memory-dir",
-            (dir_ / "memory").string(),
-            "--model",
-            testing::TestModel().string(),
-            "--llama-log",
-            (dir_ / "llama.log").string(),
-            "--",
-            "--threads",
-            "1"};
-  }
+  std::vector<std::string> ServeArgs() const { return testing::OwnLlamaArgs(dir_); }
   static bool OthersHaveAccess(const fs::path& p) {
     const fs::perms others = fs::perms::group_all | fs::perms::others_all;
     return (fs::symlink_status(p).permissions() & others) != fs::perms::none;

@@ -74,12 +74,14 @@ TEST(GracefulStop, ASignalToTheWholeProcessGroupStillSavesTheDirtyAgentWithinThe
   const fs::path memory = dir / "memory";
   const fs::path meta = memory / (Sha256Hex("dirty") + ".meta");
   {
+    testing::AgentkvProcess::Options own_group;
+    own_group.own_group = true;
     testing::AgentkvProcess a(
         {"--llama-server", testing::LlamaServerBinary().string(), "--model",
          testing::TestModel().string(), "--memory-dir", memory.string(), "--llama-log",
          (dir / "llama.log").string(), "--save-policy", "eviction", "--stop-timeout", "30", "--",
          "--ctx-size", "4096", "--threads", "2"},
-        {/*own_group=*/true});
+        own_group);
     Reply r = testing::PostJson(a.port(), "/agents/dirty/completion",
                                 {{"prompt", Words(90, 100)}, {"n_predict", 4}});
     ASSERT_EQ(r.status, 200);

@@ -72,17 +72,7 @@ class OrphanTest : public ::testing::Test {
     if (!HasFailure()) fs::remove_all(dir_);
   }
 
-  std::vector<std::string> ServeArgs() const {
-    return {"--memory-dir",
-            (dir_ / "memory").string(),
-            "--model",
-            testing::TestModel().string(),
-            "--llama-log",
-            (dir_ / "llama.log").string(),
-            "--",
-            "--threads",
-            "1"};
-  }
+  std::vector<std::string> ServeArgs() const { return testing::OwnLlamaArgs(dir_); }
 
   fs::path dir_;
 };
@@ -145,9 +135,7 @@ TEST_F(OrphanTest, AnAgentkvStartingOnTheDirectoryEndsTheLlamaServerLeftThere) {
     std::ifstream in(ChildRecordPath(dir_ / "memory", ""));
     std::string pid_field, ticks, boot, parent;
     in >> pid_field >> ticks >> boot >> parent;
-    const pid_t dead = ::fork();
-    if (dead == 0) ::_exit(0);
-    ::waitpid(dead, nullptr, 0);
+    const pid_t dead = testing::EndedPid();
     std::ofstream(ChildRecordPath(dir_ / "memory", ""), std::ios::trunc)
         << pid_field << ' ' << ticks << ' ' << boot << ' ' << dead << '\n';
   }

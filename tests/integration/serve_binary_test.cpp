@@ -17,6 +17,7 @@
 #include <thread>
 
 #include "integration/real_llama.h"
+#include "support/launcher.h"
 #include "upstream/llama_process.h"
 
 namespace agentkv {
@@ -31,21 +32,16 @@ TEST(ServeBinary, ServesTheDemoModelAndExitsCleanlyOnSigterm) {
   const int port = FindFreePort();
   ASSERT_GT(port, 0);
 
-  int out[2];
-  ASSERT_EQ(::pipe(out), 0);
-  const std::string port_arg = std::to_string(port);
-  const std::string mem_arg = (dir / "memory").string();
   const std::string log_arg = (dir / "llama.log").string();
-  const pid_t pid = ::fork();
-  if (pid == 0) {
-    ::dup2(out[1], STDOUT_FILENO);
-    ::dup2(out[1], STDERR_FILENO);
-    ::execl(AGENTKV_BINARY, AGENTKV_BINARY, "serve", "--port", port_arg.c_str(), "--memory-dir",
-            mem_arg.c_str(), "--llama-log", log_arg.c_str(), nullptr);
-    ::_exit(127);
-  }
-  ::close(out[1]);
-  FILE* log = ::fdopen(out[0], "r");
+  testing::LaunchOptions launch;
+  launch.pipe_output = true;
+  const testing::Launched daemon =
+      testing::Launch({AGENTKV_BINARY, "serve", "--port", std::to_string(port), "--memory-dir",
+                       (dir / "memory").string(), "--llama-log", log_arg},
+                      launch);
+  ASSERT_GT(daemon.pid, 0) << daemon.error;
+  const pid_t pid = daemon.pid;
+  FILE* log = ::fdopen(daemon.output, "r");
   std::string seen;
   int llama_pid = -1, llama_port = -1;
   char line[4096];
@@ -100,8 +96,7 @@ TEST(ServeBinary, ServesTheDemoModelAndExitsCleanlyOnSigterm) {
   EXPECT_EQ(cmdline.find("api-key"), std::string::npos);
 
   ASSERT_EQ(::kill(pid, SIGTERM), 0);
-  int status = 0;
-  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  const int status = testing::Reap(pid);
   EXPECT_TRUE(WIFEXITED(status));
   EXPECT_EQ(WEXITSTATUS(status), 0);
   // agentkv reaped its llama-server before exiting.

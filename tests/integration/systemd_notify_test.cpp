@@ -57,15 +57,9 @@ class SystemdNotifyTest : public ::testing::Test {
 };
 
 TEST_F(SystemdNotifyTest, ItSaysItStartsIsReadyIsAliveAndStops) {
-  // The child inherits these at its fork; nothing else reads them here.
-  ::setenv("NOTIFY_SOCKET", socket_path_.c_str(), 1);
-  ::setenv("WATCHDOG_USEC", "5000000", 1);
-  testing::AgentkvProcess agentkv(
-      {"--memory-dir", (dir_ / "memory").string(), "--model", testing::TestModel().string(),
-       "--llama-log", (dir_ / "llama.log").string(), "--", "--threads", "1"},
-      {});
-  ::unsetenv("NOTIFY_SOCKET");
-  ::unsetenv("WATCHDOG_USEC");
+  testing::AgentkvProcess::Options o;
+  o.env = {"NOTIFY_SOCKET=" + socket_path_, "WATCHDOG_USEC=5000000"};
+  testing::AgentkvProcess agentkv(testing::OwnLlamaArgs(dir_), o);
   ASSERT_TRUE(ReceiveUntil("READY=1"));
   ASSERT_GE(received_.size(), 3u);
   EXPECT_NE(received_[0].find("STATUS=starting llama-server"), std::string::npos) << received_[0];
@@ -80,11 +74,9 @@ TEST_F(SystemdNotifyTest, ItSaysItStartsIsReadyIsAliveAndStops) {
 }
 
 TEST_F(SystemdNotifyTest, ASocketThatCannotBeWrittenIsOneWarningAndAgentkvServes) {
-  ::setenv("NOTIFY_SOCKET", (dir_ / "no-such.sock").c_str(), 1);
-  testing::AgentkvProcess agentkv({"--memory-dir", (dir_ / "memory").string(), "--model",
-                                   testing::TestModel().string(), "--", "--threads", "1"},
-                                  {});
-  ::unsetenv("NOTIFY_SOCKET");
+  testing::AgentkvProcess::Options o;
+  o.env = {"NOTIFY_SOCKET=" + (dir_ / "no-such.sock").string()};
+  testing::AgentkvProcess agentkv(testing::OwnLlamaArgs(dir_), o);
   EXPECT_EQ(
       testing::PostJson(agentkv.port(), "/v1/chat/completions",
                         {{"messages", {{{"role", "user"}, {"content", "hi"}}}}, {"max_tokens", 2}})
@@ -98,10 +90,9 @@ TEST_F(SystemdNotifyTest, ASocketThatCannotBeWrittenIsOneWarningAndAgentkvServes
 }
 
 TEST_F(SystemdNotifyTest, WithoutNotifySocketNothingIsSent) {
-  ::unsetenv("NOTIFY_SOCKET");
-  testing::AgentkvProcess agentkv({"--memory-dir", (dir_ / "memory").string(), "--model",
-                                   testing::TestModel().string(), "--", "--threads", "1"},
-                                  {});
+  testing::AgentkvProcess::Options o;
+  o.env = {"NOTIFY_SOCKET"};  // as the test's runner may have it set
+  testing::AgentkvProcess agentkv(testing::OwnLlamaArgs(dir_), o);
   char buf[64];
   EXPECT_EQ(::recv(fd_, buf, sizeof buf, MSG_DONTWAIT), -1);
   EXPECT_EQ(agentkv.Terminate(), 0);

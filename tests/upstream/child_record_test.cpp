@@ -3,7 +3,6 @@
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -12,6 +11,8 @@
 #include <sstream>
 #include <string>
 #include <vector>
+
+#include "support/launcher.h"
 
 namespace agentkv {
 namespace {
@@ -24,30 +25,20 @@ namespace fs = std::filesystem;
 class Waiter {
  public:
   explicit Waiter(const std::vector<std::string>& args) {
-    int fds[2], out[2];
-    EXPECT_EQ(::pipe(fds), 0);
-    EXPECT_EQ(::pipe(out), 0);
     std::vector<std::string> argv = {"/bin/sh", "-c", "echo ready; read line", "sh"};
     argv.insert(argv.end(), args.begin(), args.end());
-    std::vector<char*> p;
-    for (std::string& a : argv) p.push_back(a.data());
-    p.push_back(nullptr);
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_adddup2(&actions, fds[0], STDIN_FILENO);
-    posix_spawn_file_actions_adddup2(&actions, out[1], STDOUT_FILENO);
-    posix_spawn_file_actions_addclose(&actions, fds[1]);
-    posix_spawn_file_actions_addclose(&actions, out[0]);
-    EXPECT_EQ(::posix_spawn(&pid_, "/bin/sh", &actions, nullptr, p.data(), environ), 0);
-    posix_spawn_file_actions_destroy(&actions);
-    ::close(fds[0]);
-    ::close(out[1]);
-    input_ = fds[1];
+    testing::LaunchOptions o;
+    o.pipe_input = true;
+    o.pipe_output = true;
+    const testing::Launched child = testing::Launch(argv, o);
+    EXPECT_GT(child.pid, 0) << child.error;
+    pid_ = child.pid;
+    input_ = child.input;
     // Its first line: the shell runs, its command line is in /proc (right
     // after posix_spawn it may still be empty).
     char ready[6] = {};
-    EXPECT_EQ(::read(out[0], ready, sizeof ready), 6);
-    ::close(out[0]);
+    EXPECT_EQ(::read(child.output, ready, sizeof ready), 6);
+    ::close(child.output);
   }
   ~Waiter() {
     ::close(input_);  // it exits, if it still runs
@@ -103,18 +94,11 @@ class ChildRecordTest : public ::testing::Test {
   // test's process, its parent, is alive).
   void RecordAsOrphan(pid_t pid) {
     ASSERT_TRUE(WriteChildRecord(record_, pid).ok());
-    const pid_t dead = DeadPid();
+    const pid_t dead = testing::EndedPid();
     std::vector<std::string> f = Fields();
     ASSERT_EQ(f.size(), 4u) << Record();
     f[3] = std::to_string(dead);
     Rewrite(f);
-  }
-  static pid_t DeadPid() {
-    const pid_t pid = ::fork();
-    if (pid == 0) ::_exit(0);
-    int status = 0;
-    ::waitpid(pid, &status, 0);
-    return pid;
   }
 
   fs::path dir_, record_;
