@@ -104,6 +104,11 @@ FrontServer::FrontServer(ConnectionLimits limits)
   set_keep_alive_timeout(
       std::chrono::duration_cast<std::chrono::seconds>(limits_.keep_alive_timeout).count());
   set_write_timeout(limits_.stream.write_timeout);
+  // httplib writes an answer's head and body in separate sends: with Nagle's
+  // algorithm the body waits for the client to acknowledge the head, which a
+  // client on a kept-alive connection delays by up to 40 ms (bench/README.md,
+  // scenario 10). Accepted sockets inherit the option from the listening one.
+  set_tcp_nodelay(true);
 }
 
 FrontServer::~FrontServer() { ::close(stop_fd_); }

@@ -41,6 +41,7 @@ httplib::Client MakeClient(const UpstreamOptions& o) {
   cli.set_read_timeout(o.read_timeout);
   cli.set_write_timeout(o.read_timeout);
   cli.set_keep_alive(false);
+  cli.set_tcp_nodelay(true);  // a request's head and body are separate sends (see FrontServer)
   if (!o.api_key.empty()) cli.set_bearer_token_auth(o.api_key);
   return cli;
 }
