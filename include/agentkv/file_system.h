@@ -53,8 +53,10 @@ class FileSystem {
 
   // Creates `dir` and its parents; Ok if it exists already.
   virtual Status CreateDirs(const Path& dir) = 0;
-  // The regular files of `dir` (directories, links and the like are skipped).
-  virtual Result<std::vector<FileEntry>> ListFiles(const Path& dir) = 0;
+  // The regular files of `dir` (directories, links and the like are skipped),
+  // with their sizes if `sizes` (else 0: a directory of a million files is
+  // listed without a stat of each).
+  virtual Result<std::vector<FileEntry>> ListFiles(const Path& dir, bool sizes) = 0;
   // kIo also when the file is missing.
   virtual Result<std::uint64_t> FileSize(const Path& file) = 0;
   // kIo also when the file is missing.

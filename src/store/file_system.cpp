@@ -1,12 +1,15 @@
 #include "agentkv/file_system.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <fstream>
+#include <memory>
 #include <system_error>
 #include <utility>
 
@@ -86,16 +89,27 @@ class PosixFileSystem final : public FileSystem {
         .status();
   }
 
-  Result<std::vector<FileEntry>> ListFiles(const Path& dir) override {
+  Result<std::vector<FileEntry>> ListFiles(const Path& dir, bool sizes) override {
+    DIR* d = ::opendir(dir.c_str());
+    if (!d) return IoError("list", dir, ErrnoText(errno));
     std::vector<FileEntry> files;
-    std::error_code ec;
-    for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
-      std::error_code file_ec;
-      if (!fs::is_regular_file(it->symlink_status(file_ec))) continue;
-      const std::uintmax_t size = it->file_size(file_ec);
-      files.push_back({it->path().filename().string(), file_ec ? 0 : size});
+    errno = 0;
+    for (const dirent* e; (e = ::readdir(d)) != nullptr; errno = 0) {
+      // The entry's type, from the directory itself where the file system
+      // gives it; a stat of the entry (not what it links to) where not.
+      unsigned char type = e->d_type;
+      struct stat st {};
+      const bool stat_needed = sizes || type == DT_UNKNOWN;
+      if (stat_needed && ::fstatat(::dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+        continue;  // gone since the listing began
+      }
+      if (type == DT_UNKNOWN) type = S_ISREG(st.st_mode) ? DT_REG : DT_DIR;
+      if (type != DT_REG) continue;
+      files.push_back({e->d_name, sizes ? static_cast<std::uint64_t>(st.st_size) : 0});
     }
-    if (ec) return IoError("list", dir, ec);
+    const int err = errno;
+    ::closedir(d);
+    if (err != 0) return IoError("list", dir, ErrnoText(err));
     return files;
   }
 
@@ -137,9 +151,18 @@ class PosixFileSystem final : public FileSystem {
   Status Read(const Path& file, const ChunkSink& sink) override {
     const int fd = ::open(file.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0) return IoError("open", file, ErrnoText(errno));
-    std::vector<char> chunk(std::size_t{1} << 20);
+    // A chunk of at most 1 MiB, no larger than the file (a metadata file is
+    // a few hundred bytes, and start-up reads one per agent), left
+    // uninitialised: read fills it.
+    constexpr std::size_t kMaxChunk = std::size_t{1} << 20;
+    struct stat info {};
+    const std::size_t size = ::fstat(fd, &info) == 0 && info.st_size >= 0
+                                 ? static_cast<std::size_t>(info.st_size)
+                                 : kMaxChunk;
+    const std::size_t chunk_size = std::clamp<std::size_t>(size + 1, 4096, kMaxChunk);
+    const std::unique_ptr<char[]> chunk(new char[chunk_size]);
     for (;;) {
-      const ssize_t n = ::read(fd, chunk.data(), chunk.size());
+      const ssize_t n = ::read(fd, chunk.get(), chunk_size);
       if (n < 0 && errno == EINTR) continue;
       if (n < 0) {
         const int err = errno;
@@ -147,7 +170,7 @@ class PosixFileSystem final : public FileSystem {
         return IoError("read", file, ErrnoText(err));
       }
       if (n == 0) break;
-      sink(chunk.data(), static_cast<std::size_t>(n));
+      sink(chunk.get(), static_cast<std::size_t>(n));
     }
     ::close(fd);
     return Status::Ok();

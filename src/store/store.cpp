@@ -1,5 +1,6 @@
 #include "store/store.h"
 
+#include <malloc.h>
 #include <spdlog/spdlog.h>
 
 #include <chrono>
@@ -31,6 +32,11 @@ Status Store::Open() {
   Result<std::vector<StoredMemory>> found = files_.Recover();
   if (!found.ok()) return found.status();
   index_.Load(std::move(found.value()));
+  found = std::vector<StoredMemory>();
+  // Loading a large directory leaves tens of MiB free in malloc's arenas
+  // (the listing, the decoded metadata, one arena per loading thread):
+  // given back, so that RSS is what the index keeps.
+  ::malloc_trim(0);
   spdlog::info("memory directory {}: {} agents, {} bytes ({} bytes per 1K tokens)", dir().string(),
                AgentCount(), TotalBytes(), bytes_per_1k_tokens());
   return Status::Ok();

@@ -5,6 +5,8 @@
 
 #include <algorithm>
 #include <cstring>
+#include <thread>
+#include <unordered_set>
 
 #include "store/sha256.h"
 #include "store/store_meta.h"
@@ -134,13 +136,28 @@ Result<std::vector<StoredMemory>> StoreFiles::Recover() {
   if (Status s = CheckQuarantine(); !s.ok()) return s;
   Result<Listing> listing = ListAndRemoveTemporaries();
   if (!listing.ok()) return listing.status();
+  // Each metadata file is a read, a parse and a stat: spread over the cores
+  // (LoadMeta is safe to run concurrently: its quarantines lock).
+  const std::vector<std::string>& metas = listing->metas;
+  std::vector<std::optional<StoredMemory>> found(metas.size());
+  const std::size_t cores = std::max(1U, std::thread::hardware_concurrency());
+  const std::size_t threads = std::min<std::size_t>({cores, 8, metas.size() / 1024 + 1});
+  std::vector<std::thread> loaders;
+  for (std::size_t t = 1; t < threads; ++t) {
+    loaders.emplace_back([&, t] {
+      for (std::size_t i = t; i < metas.size(); i += threads) found[i] = LoadMeta(metas[i]);
+    });
+  }
+  for (std::size_t i = 0; i < metas.size(); i += threads) found[i] = LoadMeta(metas[i]);
+  for (std::thread& loader : loaders) loader.join();
   std::vector<StoredMemory> loaded;
+  loaded.reserve(metas.size());
   std::unordered_set<std::string> unloaded;  // hashes whose metadata was quarantined
-  for (const std::string& meta : listing->metas) {
-    if (std::optional<StoredMemory> e = LoadMeta(meta)) {
-      loaded.push_back(std::move(*e));
+  for (std::size_t i = 0; i < metas.size(); ++i) {
+    if (found[i]) {
+      loaded.push_back(std::move(*found[i]));
     } else {
-      unloaded.insert(meta.substr(0, 64));
+      unloaded.insert(metas[i].substr(0, 64));
     }
   }
   RemoveOrphans(listing->states, loaded, unloaded);
@@ -149,7 +166,7 @@ Result<std::vector<StoredMemory>> StoreFiles::Recover() {
 }
 
 Result<StoreFiles::Listing> StoreFiles::ListAndRemoveTemporaries() {
-  Result<std::vector<FileEntry>> entries = files_.ListFiles(dir_);
+  Result<std::vector<FileEntry>> entries = files_.ListFiles(dir_, /*sizes=*/false);
   if (!entries.ok()) {
     return Status::Error(ErrorCode::kIo, "cannot list memory directory " + dir_.string() + ": " +
                                              entries.status().message());
@@ -429,7 +446,7 @@ void StoreFiles::PruneQuarantine() {
     spdlog::error("quarantine not pruned: {}", own.message());
     return;
   }
-  Result<std::vector<FileEntry>> listed = files_.ListFiles(q);
+  Result<std::vector<FileEntry>> listed = files_.ListFiles(q, /*sizes=*/true);
   if (!listed.ok()) {
     spdlog::warn("cannot prune the quarantine: {}", listed.status().message());
     return;

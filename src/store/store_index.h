@@ -6,6 +6,12 @@
 //
 // Thread-safe: one lock, never held while a caller does file I/O.
 //
+// Cost (bench/README.md, scenario 10): an agent's entry is about 220 bytes
+// plus its id beyond 15 characters (strings every memory shares, such as
+// the fingerprint, are kept once); Lookup, Has, Touch, saves and counts are
+// O(1); the budget's victims come from the least recently used end of a
+// list, O(victims); List is O(n log n) and copies every entry.
+//
 // Holds and removals: a save (BeginSave to Commit or Release) and a fork's
 // copy of its parent (Hold to Release) put the agent in use, and the budget
 // spares it. An agent whose files are being deleted is out of the index
@@ -117,17 +123,57 @@ class StoreIndex {
 
   // Takes out of the index, and marks removing, the least recently used
   // memories until the budget holds; `keep` last, agents in use never.
+  // Least recently used: in the order of their last use, save or refresh
+  // (at Load, of the last use their metadata records).
   std::vector<StoredMemory> ChooseBudgetVictims(const std::vector<AgentId>& keep);
 
  private:
-  const StoredMemory* FindLocked(const AgentId& agent) const REQUIRES(mu_);
+  // A memory as the index keeps it: StoredMemory without its agent id (the
+  // map's key) and with its shared strings as numbers (see Intern); linked
+  // into the list of memories by last use.
+  struct Entry {
+    const AgentId* agent = nullptr;  // the map's key
+    Entry* older = nullptr;
+    Entry* newer = nullptr;
+    long long tokens = -1;  // -1: unknown
+    long long bytes = 0;
+    std::int64_t created = 0, updated = 0, last_used = 0;
+    long long generation = 0;
+    std::uint64_t checksum = 0;
+    std::uint64_t prompt_key = 0;
+    std::uint32_t fingerprint = 0, scope = 0;
+    // The state file's name after "<hash>.<generation>." ("kv", or
+    // "<node>.kv"), or, if it is not of that shape, its whole name.
+    std::uint32_t state_file = 0;
+    bool state_file_whole = false;
+    std::optional<FileStamp> verified;
+    std::int64_t verified_at = 0;
+  };
+
+  Entry* FindLocked(const AgentId& agent) REQUIRES(mu_);
+  const Entry* FindLocked(const AgentId& agent) const REQUIRES(mu_);
   std::optional<StoredMemory> EraseLocked(const AgentId& agent) REQUIRES(mu_);
   void ReleaseLocked(const AgentId& agent) REQUIRES(mu_);
+  // Adds the memory (replacing the agent's), as the most recently used.
+  void PutLocked(const StoredMemory& memory) REQUIRES(mu_);
+  Entry Pack(const StoredMemory& memory) REQUIRES(mu_);
+  StoredMemory Unpack(const AgentId& agent, const Entry& e) const REQUIRES(mu_);
+  std::string StateFileLocked(const AgentId& agent, const Entry& e) const REQUIRES(mu_);
+  std::uint32_t Intern(const std::string& text) REQUIRES(mu_);
+  void LinkNewestLocked(Entry* e) REQUIRES(mu_);
+  void UnlinkLocked(Entry* e) REQUIRES(mu_);
 
   const std::uint64_t budget_bytes_;  // 0: no budget
 
   mutable Mutex mu_;
-  std::unordered_map<AgentId, StoredMemory> memories_ GUARDED_BY(mu_);
+  std::unordered_map<AgentId, Entry> memories_ GUARDED_BY(mu_);
+  Entry* oldest_ GUARDED_BY(mu_) = nullptr;
+  Entry* newest_ GUARDED_BY(mu_) = nullptr;
+  std::unordered_set<AgentId> internal_ GUARDED_BY(mu_);  // internal ids with memory
+  // Strings many memories share (fingerprints, scopes, state file endings),
+  // each kept once; only grows, by the distinct values seen.
+  std::vector<std::string> strings_ GUARDED_BY(mu_);
+  std::unordered_map<std::string, std::uint32_t> string_ids_ GUARDED_BY(mu_);
   std::uint64_t total_bytes_ GUARDED_BY(mu_) = 0;
   double bytes_per_token_ GUARDED_BY(mu_) = 0;
   std::unordered_map<AgentId, int> in_use_ GUARDED_BY(mu_);

@@ -52,8 +52,8 @@ Status FaultFileSystem::CreateDirs(const Path& dir) {
   return Pass(Op::kCreateDirs, dir, [&] { return real_.CreateDirs(dir); });
 }
 
-Result<std::vector<FileEntry>> FaultFileSystem::ListFiles(const Path& dir) {
-  return Pass(Op::kListFiles, dir, [&] { return real_.ListFiles(dir); });
+Result<std::vector<FileEntry>> FaultFileSystem::ListFiles(const Path& dir, bool sizes) {
+  return Pass(Op::kListFiles, dir, [&] { return real_.ListFiles(dir, sizes); });
 }
 
 Result<std::uint64_t> FaultFileSystem::FileSize(const Path& file) {

@@ -51,7 +51,7 @@ class FaultFileSystem final : public FileSystem {
   void SetFreeBytes(std::optional<std::uint64_t> bytes);
 
   Status CreateDirs(const Path& dir) override;
-  Result<std::vector<FileEntry>> ListFiles(const Path& dir) override;
+  Result<std::vector<FileEntry>> ListFiles(const Path& dir, bool sizes) override;
   Result<std::uint64_t> FileSize(const Path& file) override;
   Result<FileStamp> Stamp(const Path& file) override;
   Result<bool> Exists(const Path& path) override;
