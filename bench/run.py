@@ -20,7 +20,7 @@ from types import SimpleNamespace
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (agentic, backtoback, client, cluster, host, kvtypes,  # noqa: E402
-                     overhead, prefixes, procs, report, sweep, workload)
+                     overhead, prefixes, procs, report, scale, sweep, workload)
 from harness.progress import Progress  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -71,8 +71,11 @@ PROFILES = {
                   agentic_long=dict(AGENTIC_QUICK, context_tokens=1536, **wider(9216))),
 }
 PHASES = ("overhead", "sweep", "kv", "workload", "backtoback", "agentic", "prefix", "cluster",
-          "agentic-long")
-DEFAULT_PHASES = PHASES[:-1]  # the long agentic variant runs with --agentic-long or --only
+          "agentic-long", "scale")
+# The long agentic variant runs with --agentic-long or --only; scale (no model,
+# an hour) with --only.
+DEFAULT_PHASES = PHASES[:-2]
+SCALE_SIZES = [100, 1000, 10000, 100000, 1000000]
 GAP_S = 0.1  # between the overhead scenario's requests: each turn-end save is done
 
 
@@ -100,6 +103,13 @@ def arguments():
     ap.add_argument("--sizes", type=int, nargs="+", help="context sizes of the sweep")
     ap.add_argument("--keep", action="store_true",
                     help="keep the working directory (server logs, memory files)")
+    ap.add_argument("--scale-sizes", type=int, nargs="+", default=SCALE_SIZES,
+                    help="agents on disk in the scale scenario")
+    ap.add_argument("--scale-traffic-s", type=int, default=600,
+                    help="seconds of returning agents at each size before RSS is read again")
+    ap.add_argument("--fake-llama", default=os.path.join(ROOT, "build", "tests",
+                                                         "agentkv-fake-llama"),
+                    help="the fake llama-server the scale scenario runs agentkv on")
     ap.add_argument("--cache-ram-small", type=int,
                     help="llama-server --cache-ram (MiB) of the workload's small-budget run "
                          "(default: a quarter of the agents' final KV, measured by the sweep)")
@@ -219,12 +229,17 @@ def main():
     if args.agentic_agents:
         p["agentic_long"] = dict(p["agentic_long"], agents=args.agentic_agents)
     model = args.model or os.path.join(CACHE, "models", p["model"])
-    for path, hint in ((model, "scripts/setup.sh" + ("" if args.quick else " --bench-model")),
-                       (args.llama_server, "scripts/setup.sh"), (args.agentkv, "scripts/setup.sh")):
+    needed = [(args.agentkv, "scripts/setup.sh")]
+    if set(args.only) - {"scale"}:
+        needed += [(model, "scripts/setup.sh" + ("" if args.quick else " --bench-model")),
+                   (args.llama_server, "scripts/setup.sh")]
+    if "scale" in args.only:
+        needed.append((args.fake_llama, "scripts/setup.sh"))
+    for path, hint in needed:
         if not os.path.exists(path):
             sys.exit(f"bench: {path} is missing; run {hint} first")
     tools = SimpleNamespace(model=model, llama_server=args.llama_server, agentkv=args.agentkv,
-                            threads=args.threads)
+                            threads=args.threads, fake_llama=args.fake_llama)
     llama_build = procs.llama_build(args.llama_server)
     refuse_other_host(args.out, host.describe(llama_build, binary=args.llama_server))
     os.makedirs(args.out, exist_ok=True)
@@ -272,6 +287,12 @@ def main():
             summary["cluster"]["profile"] = {k: v for k, v in p.items()
                                              if k.startswith("cluster_")}
             progress.end()
+        if "scale" in args.only:
+            progress.begin("10. how cost grows")
+            raw["scale"] = scale.run(tools, args.scale_sizes, work, args.scale_traffic_s,
+                                     os.path.join(CACHE, "scale"), progress)
+            summary["scale"] = scale.summary(raw["scale"], report.pct)
+            progress.end()
     except BaseException:
         sys.stderr.write(f"\nbench: failed; logs are in {work}\n")
         raise
@@ -293,13 +314,17 @@ def main():
     if "sweep" in summary:
         with open(os.path.join(args.out, "ttft_vs_context.svg"), "w") as f:
             f.write(report.svg(summary["sweep"], f"Returning agent, {meta['model']}"))
+    if "scale" in summary:
+        with open(os.path.join(args.out, "cost_vs_agents.svg"), "w") as f:
+            f.write(report.scale_svg(summary["scale"]))
     if args.keep:
         print(f"working directory kept: {work}")
     else:
         shutil.rmtree(work, ignore_errors=True)
     print(report.markdown(result))
     print(f"\nwritten to {args.out}/: results.json, results.md"
-          + (", ttft_vs_context.svg" if "sweep" in summary else ""))
+          + (", ttft_vs_context.svg" if "sweep" in summary else "")
+          + (", cost_vs_agents.svg" if "scale" in summary else ""))
 
 
 def run_workload(tools, p, args, work, progress, raw, summary):

@@ -151,7 +151,43 @@ def markdown(result):
                        for r in s["shared_prefix"]]), ""]
     if "cluster" in s:
         out += several_nodes(s["cluster"])
+    if "scale" in s:
+        out += how_cost_grows(s["scale"])
     return "\n".join(out)
+
+
+def how_cost_grows(rows):
+    out = ["## 10. How cost grows with the agents on disk", "",
+           "agentkv in front of the fake llama-server (no model: agentkv's own cost), "
+           "on a memory directory of *agents* synthesised in the on-disk format; "
+           "2 slots, one client on a kept-alive connection. Turn times are on the "
+           "client, in ms; *added* is the returning turn's p50 less the same request "
+           "sent straight to the fake. *budget*: agentkv again with a disk budget the "
+           "directory fills, so that each turn-end save deletes the least recently "
+           "used memory.", "",
+           table(["agents", "ready (s)", "RSS start (MiB)", "RSS after traffic (MiB)",
+                  "returning p50", "p99", "added p50", "new p50", "p99",
+                  "budget p50", "p99"],
+                 [[n(r["agents"]), n(r["ready_s"], 2), n(r["rss_start_mib"], 1),
+                   n(r["rss_after_traffic_mib"], 1), n(r["returning_p50_ms"], 2),
+                   n(r["returning_p99_ms"], 2), n(r["returning_added_p50_ms"], 2),
+                   n(r["new_p50_ms"], 2), n(r["new_p99_ms"], 2),
+                   n(r["budget_returning_p50_ms"], 2), n(r["budget_returning_p99_ms"], 2)]
+                  for r in rows]), "",
+           table(["agents", "/admin/agents first page (ms)", "a middle page (ms)",
+                  "page bytes", "/admin/status (ms)", "bytes", "/metrics (ms)", "bytes",
+                  "`agentkv status` (ms)", "traffic turns"],
+                 [[n(r["agents"]), n(r["admin_first_page_ms"], 2),
+                   n(r["admin_middle_page_ms"], 2), n(r["admin_page_bytes"]),
+                   n(r["admin_status_ms"], 2), n(r["admin_status_bytes"]),
+                   n(r["metrics_ms"], 2), n(r["metrics_bytes"]), n(r["status_command_ms"], 1),
+                   f"{n(r['traffic_turns'])} in {r['traffic_s']} s"]
+                  for r in rows]), ""]
+    per_agent = rows[-1].get("rss_per_agent_bytes")
+    if per_agent is not None:
+        out += [f"RSS per agent known (start, from {n(rows[0]['agents'])} to "
+                f"{n(rows[-1]['agents'])} agents): {n(per_agent)} bytes.", ""]
+    return out
 
 
 def several_nodes(c):
@@ -258,6 +294,64 @@ def svg(sweep, title):
         for r in sweep:
             e.append(f'<circle cx="{px(r["context_tokens"]):.1f}" cy="{py(r[key]):.1f}" '
                      f'r="3" fill="{color}"/>')
+        ly = T + 10 + i * 20
+        e += [f'<line x1="{W - R + 15}" x2="{W - R + 35}" y1="{ly}" y2="{ly}" '
+              f'stroke="{color}" stroke-width="2"/>',
+              f'<text x="{W - R + 40}" y="{ly + 4}">{name}</text>']
+    e.append("</svg>")
+    return "\n".join(e) + "\n"
+
+
+SCALE_SERIES = [("ready (ms)", "ready_s", 1000, "#2471a3"),
+                ("RSS at start (MiB)", "rss_start_mib", 1, "#8e44ad"),
+                ("returning turn p99 (ms)", "returning_p99_ms", 1, "#c0392b"),
+                ("new turn p99 (ms)", "new_p99_ms", 1, "#e67e22"),
+                ("budget turn p99 (ms)", "budget_returning_p99_ms", 1, "#d35400"),
+                ("/admin/agents page (ms)", "admin_middle_page_ms", 1, "#16a085"),
+                ("/admin/status (ms)", "admin_status_ms", 1, "#27ae60"),
+                ("/metrics (ms)", "metrics_ms", 1, "#7f8c8d")]
+
+
+def scale_svg(rows):
+    """Each cost (log scale) against agents on disk (log scale)."""
+    W, H, L, R, T, B = 720, 420, 60, 220, 40, 50
+    series = [(name, [(r["agents"], r[key] * factor) for r in rows if r.get(key)], color)
+              for name, key, factor, color in SCALE_SERIES]
+    series = [(name, pts, color) for name, pts, color in series if pts]
+    xs = [r["agents"] for r in rows]
+    ys = [y for _, pts, _ in series for _, y in pts]
+    x0, x1 = math.log10(min(xs)) - 0.2, math.log10(max(xs)) + 0.2
+    y0, y1 = math.floor(math.log10(min(ys))), math.ceil(math.log10(max(ys)))
+    y1 = max(y1, y0 + 1)
+
+    def px(x):
+        return L + (math.log10(x) - x0) / (x1 - x0) * (W - L - R)
+
+    def py(y):
+        return T + (y1 - math.log10(y)) / (y1 - y0) * (H - T - B)
+
+    e = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" '
+         f'font-family="sans-serif" font-size="12">',
+         f'<rect width="{W}" height="{H}" fill="white"/>',
+         f'<text x="{(L + W - R) / 2}" y="22" text-anchor="middle" font-size="14">'
+         'agentkv\'s own cost against agents on disk (fake llama-server)</text>']
+    for d in range(y0, y1 + 1):
+        y = py(10 ** d)
+        e += [f'<line x1="{L}" x2="{W - R}" y1="{y:.1f}" y2="{y:.1f}" stroke="#ddd"/>',
+              f'<text x="{L - 6}" y="{y + 4:.1f}" text-anchor="end">{10.0 ** d:g}</text>']
+    for x in xs:
+        e.append(f'<text x="{px(x):.1f}" y="{H - B + 18}" text-anchor="middle">{x:,}</text>')
+    e += [f'<text x="{(L + W - R) / 2}" y="{H - 12}" text-anchor="middle">'
+          'agents on disk</text>',
+          f'<text x="16" y="{(T + H - B) / 2}" text-anchor="middle" '
+          f'transform="rotate(-90 16 {(T + H - B) / 2})">ms, or MiB (log scale)</text>',
+          f'<line x1="{L}" x2="{W - R}" y1="{H - B}" y2="{H - B}" stroke="#333"/>',
+          f'<line x1="{L}" x2="{L}" y1="{T}" y2="{H - B}" stroke="#333"/>']
+    for i, (name, pts, color) in enumerate(series):
+        line = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y in pts)
+        e.append(f'<polyline points="{line}" fill="none" stroke="{color}" stroke-width="2"/>')
+        for x, y in pts:
+            e.append(f'<circle cx="{px(x):.1f}" cy="{py(y):.1f}" r="3" fill="{color}"/>')
         ly = T + 10 + i * 20
         e += [f'<line x1="{W - R + 15}" x2="{W - R + 35}" y1="{ly}" y2="{ly}" '
               f'stroke="{color}" stroke-width="2"/>',
