@@ -107,6 +107,8 @@ def arguments():
                     help="agents on disk in the scale scenario")
     ap.add_argument("--scale-traffic-s", type=int, default=600,
                     help="seconds of returning agents at each size before RSS is read again")
+    ap.add_argument("--scale-flood-requests", type=int, default=100000,
+                    help="requests of the scale scenario's client that invents an id for each")
     ap.add_argument("--fake-llama", default=os.path.join(ROOT, "build", "tests",
                                                          "agentkv-fake-llama"),
                     help="the fake llama-server the scale scenario runs agentkv on")
@@ -290,7 +292,8 @@ def main():
         if "scale" in args.only:
             progress.begin("10. how cost grows")
             raw["scale"] = scale.run(tools, args.scale_sizes, work, args.scale_traffic_s,
-                                     os.path.join(CACHE, "scale"), progress)
+                                     os.path.join(CACHE, "scale"), progress,
+                                     args.scale_flood_requests)
             summary["scale"] = scale.summary(raw["scale"], report.pct)
             progress.end()
     except BaseException:

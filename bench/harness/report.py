@@ -156,7 +156,8 @@ def markdown(result):
     return "\n".join(out)
 
 
-def how_cost_grows(rows):
+def how_cost_grows(scale):
+    rows, f = scale["sizes"], scale["flood"]
     out = ["## 10. How cost grows with the agents on disk", "",
            "agentkv in front of the fake llama-server (no model: agentkv's own cost), "
            "on a memory directory of *agents* synthesised in the on-disk format; "
@@ -187,6 +188,14 @@ def how_cost_grows(rows):
     if per_agent is not None:
         out += [f"RSS per agent known (start, from {n(rows[0]['agents'])} to "
                 f"{n(rows[-1]['agents'])} agents): {n(per_agent)} bytes.", ""]
+    statuses = ", ".join(f"{count:,} answered {status}" for status, count
+                         in sorted(f["statuses"].items()))
+    out += [f"A client inventing a new agent id on every request ({n(f['requests'])} "
+            f"requests in {f['seconds']} s on one connection, after 50 real agents): "
+            f"{statuses}; `Retry-After: {f['retry_after']}`; "
+            f"`agentkv_new_agents_refused_total` {n(f['refused_metric'])}; RSS "
+            f"{f['rss_before_mib']} MiB before, {f['rss_after_mib']} MiB after; "
+            f"{n(f['memories_on_disk'])} memories on disk at the end.", ""]
     return out
 
 
@@ -312,8 +321,9 @@ SCALE_SERIES = [("ready (ms)", "ready_s", 1000, "#2471a3"),
                 ("/metrics (ms)", "metrics_ms", 1, "#7f8c8d")]
 
 
-def scale_svg(rows):
+def scale_svg(scale):
     """Each cost (log scale) against agents on disk (log scale)."""
+    rows = scale["sizes"]
     W, H, L, R, T, B = 720, 420, 60, 220, 40, 50
     series = [(name, [(r["agents"], r[key] * factor) for r in rows if r.get(key)], color)
               for name, key, factor, color in SCALE_SERIES]

@@ -276,19 +276,55 @@ def measure(tools, n, cached, work, traffic_s, progress):
     return out
 
 
-def run(tools, sizes, work, traffic_s, cache_root, progress):
+def flood(tools, work, requests, progress):
+    """A client inventing a new agent id on every request, as fast as one
+    connection goes: what agentkv admits (--max-new-agents-per-minute, 600
+    by default), refuses, and holds in RSS and on disk."""
+    d = os.path.join(work, "flood")
+    os.makedirs(d, mode=0o700)
+    fake = Fake(tools.fake_llama, d, 2, os.path.join(work, "flood-fake.log"))
+    try:
+        a = Agentkv(tools.agentkv, fake, d, os.path.join(work, "flood-agentkv.log"))
+        c = Client(a.port)
+        for i in range(50):  # a few real agents first, and the server warm
+            turn(c, f"/agents/{agent_id(i)}/completion", i)
+        out = {"requests": requests, "rss_before_kib": a.rss_kib(), "statuses": {},
+               "retry_after": None}
+        started = time.monotonic()
+        for k in range(requests):
+            if k % 20000 == 0:
+                progress(f"invented ids: {k:,} of {requests:,}")
+            _, status, headers, _ = turn(c, f"/agents/invented-{k}/completion", k)
+            out["statuses"][str(status)] = out["statuses"].get(str(status), 0) + 1
+            if status == 429 and out["retry_after"] is None:
+                out["retry_after"] = headers.get("Retry-After")
+        out["seconds"] = round(time.monotonic() - started, 1)
+        out["rss_after_kib"] = a.rss_kib()
+        _, _, _, body = c.call("GET", "/metrics")
+        m = re.search(rb"\nagentkv_new_agents_refused_total (\d+)", body)
+        out["refused_metric"] = int(m.group(1)) if m else None
+        c.close()
+        a.stop()
+        out["memories_on_disk"] = sum(f.endswith(".meta") for f in os.listdir(d))
+    finally:
+        fake.stop()
+        shutil.rmtree(d, ignore_errors=True)
+    return out
+
+
+def run(tools, sizes, work, traffic_s, cache_root, progress, flood_requests=100000):
     os.makedirs(cache_root, exist_ok=True)
     fingerprint = fingerprint_of(tools, work, progress)
     results = []
     for n in sizes:
         cached = synthesise(cache_root, n, fingerprint, progress)
         results.append(measure(tools, n, cached, work, traffic_s, progress))
-    return results
+    return {"sizes": results, "flood": flood(tools, work, flood_requests, progress)}
 
 
 def summary(raw, pct):
     rows = []
-    for r in raw:
+    for r in raw["sizes"]:
         direct = pct(r["direct_ms"], 50)
         rows.append({
             "agents": r["agents"], "ready_s": r["ready_s"],
@@ -316,4 +352,7 @@ def summary(raw, pct):
             row["rss_per_agent_bytes"] = None
         b["rss_per_agent_bytes"] = round((b["rss_start_mib"] - a["rss_start_mib"]) * 2**20
                                          / (b["agents"] - a["agents"]))
-    return rows
+    f = raw["flood"]
+    flood_row = dict(f, rss_before_mib=round(f["rss_before_kib"] / 1024, 1),
+                     rss_after_mib=round(f["rss_after_kib"] / 1024, 1))
+    return {"sizes": rows, "flood": flood_row}
