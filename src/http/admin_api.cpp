@@ -101,22 +101,15 @@ json AdminApi::Stats() const {
 }
 
 json AdminApi::ListAgents(std::size_t offset, std::size_t limit, const std::string& filter) const {
-  std::set<AgentId> agents;
-  auto take = [&](const AgentId& a) {
-    if (filter.empty() || a.str().find(filter) != std::string::npos) agents.insert(a);
-  };
-  for (const MemoryInfo& m : store_.List()) {
-    if (!m.agent.internal()) take(m.agent);
-  }
+  std::vector<AgentId> resident;
   for (int i = 0; i < pool_.slot_count(); ++i) {
     const SlotView v = pool_.View(SlotId{i});
-    if (v.owner && v.phase != SlotPhase::kFree) take(*v.owner);
+    if (v.owner && v.phase != SlotPhase::kFree) resident.push_back(*v.owner);
   }
+  const StoreIndex::IdPage page = store_.PageOfIds(filter, offset, limit, resident);
   json list = json::array();
-  auto it = agents.begin();
-  std::advance(it, std::min(offset, agents.size()));
-  for (; it != agents.end() && list.size() < limit; ++it) list.push_back(Describe(*it));
-  return json{{"agents", list}, {"total", agents.size()}, {"offset", offset}, {"limit", limit}};
+  for (const AgentId& agent : page.ids) list.push_back(Describe(agent));
+  return json{{"agents", list}, {"total", page.total}, {"offset", offset}, {"limit", limit}};
 }
 
 // A snapshot is listed by its internal id without the "~", which no client

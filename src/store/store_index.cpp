@@ -137,6 +137,39 @@ std::vector<MemoryInfo> StoreIndex::List() const {
   return out;
 }
 
+StoreIndex::IdPage StoreIndex::PageOfIds(const std::string& filter, std::size_t offset,
+                                         std::size_t limit,
+                                         const std::vector<AgentId>& more) const {
+  auto matches = [&](const AgentId& a) {
+    return !a.internal() && (filter.empty() || a.str().find(filter) != std::string::npos);
+  };
+  auto before = [](const AgentId* a, const AgentId* b) { return *a < *b; };
+  IdPage page;
+  MutexLock lock(mu_);
+  std::vector<const AgentId*> ids;
+  for (const auto& [agent, e] : memories_) {
+    if (matches(agent)) ids.push_back(&agent);
+  }
+  const std::size_t with_memory = ids.size();
+  for (const AgentId& a : more) {  // a few: each looked for among the others of `more`
+    auto same = [&](const AgentId* b) { return *b == a; };
+    if (matches(a) && !memories_.count(a) &&
+        std::none_of(ids.begin() + static_cast<std::ptrdiff_t>(with_memory), ids.end(), same)) {
+      ids.push_back(&a);
+    }
+  }
+  page.total = ids.size();
+  if (offset >= ids.size()) return page;
+  // The page's ids in order, the others only on the right side of it: O(n).
+  const auto first = ids.begin() + static_cast<std::ptrdiff_t>(offset);
+  const auto last =
+      ids.begin() + static_cast<std::ptrdiff_t>(std::min(ids.size() - offset, limit) + offset);
+  std::nth_element(ids.begin(), first, ids.end(), before);
+  std::partial_sort(first, last, ids.end(), before);
+  for (auto it = first; it != last; ++it) page.ids.push_back(**it);
+  return page;
+}
+
 std::vector<AgentId> StoreIndex::InternalIds() const {
   MutexLock lock(mu_);
   return std::vector<AgentId>(internal_.begin(), internal_.end());

@@ -69,7 +69,17 @@ class StoreIndex {
 
   std::optional<StoredMemory> Lookup(const AgentId& agent) const;
   bool Has(const AgentId& agent) const;
-  std::vector<MemoryInfo> List() const;      // by agent id
+  std::vector<MemoryInfo> List() const;  // by agent id
+  // One page of agents' ids in id order: of the agents (not internal) with
+  // memory and those in `more` (say, holding a slot without memory yet),
+  // the ones whose id contains `filter`; how many match, and those from
+  // `offset` on, at most `limit`. O(n), nothing copied but the page.
+  struct IdPage {
+    std::size_t total = 0;
+    std::vector<AgentId> ids;
+  };
+  IdPage PageOfIds(const std::string& filter, std::size_t offset, std::size_t limit,
+                   const std::vector<AgentId>& more) const;
   std::vector<AgentId> InternalIds() const;  // in no order
   std::size_t Count(bool internal) const;    // memories that are internal, or not
   std::uint64_t TotalBytes() const;

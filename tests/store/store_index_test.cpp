@@ -108,5 +108,31 @@ TEST(StoreIndex, TheBudgetTakesTheLeastRecentlyUsedFirstAndSparesWhatItMust) {
   EXPECT_EQ(victims[0].info.agent, Id("d"));
 }
 
+TEST(StoreIndex, PagesOfIdsAreInIdOrderWithTheirTotal) {
+  StoreIndex index(0);
+  std::vector<StoredMemory> loaded;
+  for (const char* id : {"m", "c", "x", "a", "k", "plan-2", "plan-1"}) {
+    loaded.push_back(Memory(Id(id), 1, 1));
+  }
+  loaded.push_back(Memory(AgentId::Internal("snapshot"), 1, 1));  // never listed
+  index.Load(loaded);
+  auto ids = [](const StoreIndex::IdPage& page) {
+    std::string out;
+    for (const AgentId& a : page.ids) out += a.str() + " ";
+    return out;
+  };
+  // "b" holds a slot and has no memory yet; "c" has both; "b" twice.
+  const std::vector<AgentId> more = {Id("b"), Id("c"), Id("b")};
+  StoreIndex::IdPage page = index.PageOfIds("", 0, 3, more);
+  EXPECT_EQ(page.total, 8u);
+  EXPECT_EQ(ids(page), "a b c ");
+  EXPECT_EQ(ids(index.PageOfIds("", 3, 3, more)), "k m plan-1 ");
+  EXPECT_EQ(ids(index.PageOfIds("", 6, 3, more)), "plan-2 x ");
+  EXPECT_EQ(ids(index.PageOfIds("", 8, 3, more)), "");
+  page = index.PageOfIds("plan", 1, 5, more);
+  EXPECT_EQ(page.total, 2u);
+  EXPECT_EQ(ids(page), "plan-2 ");
+}
+
 }  // namespace
 }  // namespace agentkv
