@@ -6,6 +6,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <unordered_map>
 #include <vector>
 
 namespace agentkv {
@@ -103,26 +104,22 @@ struct Row {
   long long bytes = -1;
 };
 
-bool Before(StatusQuery::Sort sort, const std::pair<const AgentId*, const Row*>& a,
-            const std::pair<const AgentId*, const Row*>& b) {
-  auto key = [sort](const Row& r) -> long long {
-    switch (sort) {
-      case StatusQuery::Sort::kLastUsed:
-        return r.last_used;
-      case StatusQuery::Sort::kTokens:
-        return r.tokens;
-      case StatusQuery::Sort::kBytes:
-        return r.bytes;
-      case StatusQuery::Sort::kRequests:
-        return r.activity.requests;
-      case StatusQuery::Sort::kId:
-        break;
-    }
-    return 0;
-  };
-  const long long ka = key(*a.second), kb = key(*b.second);
-  if (ka != kb) return ka > kb;  // largest, most recent first
-  return *a.first < *b.first;
+// The value the list is sorted by, largest (most recent) first; 0 for all
+// when sorted by id.
+long long Key(StatusQuery::Sort sort, const Row& r) {
+  switch (sort) {
+    case StatusQuery::Sort::kLastUsed:
+      return r.last_used;
+    case StatusQuery::Sort::kTokens:
+      return r.tokens;
+    case StatusQuery::Sort::kBytes:
+      return r.bytes;
+    case StatusQuery::Sort::kRequests:
+      return r.activity.requests;
+    case StatusQuery::Sort::kId:
+      break;
+  }
+  return 0;
 }
 
 json Placements(const AgentActivity& a) {
@@ -198,54 +195,64 @@ Result<StatusQuery> ParseStatusQuery(const std::string& query) {
 
 json StatusReport::Render(const StatusQuery& q) const {
   const std::vector<SlotStatus> slots = s_.pool.Snapshot();
-  std::map<AgentId, Row> rows;
-  for (MemoryInfo& m : s_.store.List()) {
-    if (m.agent.internal()) continue;
-    Row& r = rows[m.agent];
-    r.last_used = m.last_used * 1000;
-    r.tokens = m.tokens.value_or(-1);
-    r.bytes = m.bytes;
-    r.saved = std::move(m);
-  }
+  std::unordered_map<AgentId, std::size_t> slot_of;  // agents holding a slot
+  std::vector<AgentId> holders;
   int resident = 0;
   for (std::size_t i = 0; i < slots.size(); ++i) {
     const SlotView& v = slots[i].view;
     if (v.phase == SlotPhase::kFree || !v.owner) continue;
     ++resident;
     if (v.owner->internal()) continue;
-    Row& r = rows[*v.owner];
-    r.slot = static_cast<int>(i);
-    r.view = v;
-    if (v.tokens && *v.tokens >= 0) r.tokens = *v.tokens;
+    slot_of.emplace(*v.owner, i);
+    holders.push_back(*v.owner);
   }
-  for (const auto& [agent, a] : s_.activity.Agents()) {
-    auto it = rows.find(agent);
-    if (it == rows.end()) continue;  // neither resident nor saved: not an agent to list
-    it->second.activity = a;
-    it->second.last_used = std::max(it->second.last_used, a.last_ms);
-  }
+  const std::unordered_map<AgentId, AgentActivity> activity = s_.activity.Agents();
 
-  std::vector<std::pair<const AgentId*, const Row*>> listed;
-  for (const auto& [id, r] : rows) {
-    if (q.filter.empty() || id.str().find(q.filter) != std::string::npos) {
-      listed.emplace_back(&id, &r);
+  // An agent as the list shows it: its memory (if any), slot and traffic.
+  auto row_of = [&](const AgentId& id, const MemoryInfo* saved) {
+    Row r;
+    if (saved) {
+      r.last_used = saved->last_used * 1000;
+      r.tokens = saved->tokens.value_or(-1);
+      r.bytes = saved->bytes;
     }
-  }
+    if (auto it = slot_of.find(id); it != slot_of.end()) {
+      const SlotView& v = slots[it->second].view;
+      r.slot = static_cast<int>(it->second);
+      r.view = v;
+      if (v.tokens && *v.tokens >= 0) r.tokens = *v.tokens;
+    }
+    if (auto it = activity.find(id); it != activity.end()) {
+      r.activity = it->second;
+      r.last_used = std::max(r.last_used, it->second.last_ms);
+    }
+    return r;
+  };
+  // Every agent with memory is ranked, under the store's lock: the rank
+  // reads only what was gathered above. The page's rows are built after.
+  StoreIndex::Rank rank;
   if (q.sort != StatusQuery::Sort::kId) {
-    std::stable_sort(listed.begin(), listed.end(),
-                     [&](const auto& a, const auto& b) { return Before(q.sort, a, b); });
+    rank = [&](const AgentId& id, const MemoryInfo* saved) {
+      return Key(q.sort, row_of(id, saved));
+    };
   }
+  const StoreIndex::IdPage page = s_.store.PageOfIds(q.filter, q.offset, q.limit, holders, rank);
   json items = json::array();
-  for (std::size_t i = q.offset; i < listed.size() && i < q.offset + q.limit; ++i) {
-    items.push_back(Item(*listed[i].first, *listed[i].second, s_.pool.Pinned(*listed[i].first)));
+  for (const AgentId& id : page.ids) {
+    const std::optional<MemoryInfo> saved = s_.store.Find(id);
+    Row r = row_of(id, saved ? &*saved : nullptr);
+    r.saved = saved;
+    items.push_back(Item(id, r, s_.pool.Pinned(id)));
   }
+  std::size_t known = s_.store.AgentCount();
+  for (const AgentId& id : holders) known += s_.store.HasMemory(id) ? 0 : 1;
   return {{"now", s_.activity.now_ms()},
           {"upstream_up", s_.upstream_up ? s_.upstream_up() : true},
           {"persistence", s_.persistence},
-          {"totals", Totals(rows.size(), resident)},
+          {"totals", Totals(known, resident)},
           {"slots", Slots(slots)},
           {"agents",
-           {{"total", listed.size()},
+           {{"total", page.total},
             {"offset", q.offset},
             {"limit", q.limit},
             {"sort", SortName(q.sort)},

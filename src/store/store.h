@@ -107,10 +107,11 @@ class Store {
   bool HasMemory(const AgentId& agent) const;
   std::optional<MemoryInfo> Find(const AgentId& agent) const;
   std::vector<MemoryInfo> List() const;  // agents' and internal memories (prefix snapshots)
-  // One page of agents' ids in id order (see StoreIndex::PageOfIds).
+  // One page of agents' ids (see StoreIndex::PageOfIds).
   StoreIndex::IdPage PageOfIds(const std::string& filter, std::size_t offset, std::size_t limit,
-                               const std::vector<AgentId>& more) const {
-    return index_.PageOfIds(filter, offset, limit, more);
+                               const std::vector<AgentId>& more,
+                               const StoreIndex::Rank& rank = nullptr) const {
+    return index_.PageOfIds(filter, offset, limit, more, rank);
   }
   std::uint64_t TotalBytes() const;
   std::size_t AgentCount() const;            // agents only

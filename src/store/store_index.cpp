@@ -138,35 +138,50 @@ std::vector<MemoryInfo> StoreIndex::List() const {
 }
 
 StoreIndex::IdPage StoreIndex::PageOfIds(const std::string& filter, std::size_t offset,
-                                         std::size_t limit,
-                                         const std::vector<AgentId>& more) const {
+                                         std::size_t limit, const std::vector<AgentId>& more,
+                                         const Rank& rank) const {
   auto matches = [&](const AgentId& a) {
     return !a.internal() && (filter.empty() || a.str().find(filter) != std::string::npos);
   };
-  auto before = [](const AgentId* a, const AgentId* b) { return *a < *b; };
+  struct Ranked {
+    long long rank;
+    const AgentId* id;
+  };
+  auto before = [](const Ranked& a, const Ranked& b) {
+    if (a.rank != b.rank) return a.rank > b.rank;
+    return *a.id < *b.id;
+  };
   IdPage page;
   MutexLock lock(mu_);
-  std::vector<const AgentId*> ids;
+  std::vector<Ranked> ids;
   for (const auto& [agent, e] : memories_) {
-    if (matches(agent)) ids.push_back(&agent);
+    if (!matches(agent)) continue;
+    long long r = 0;
+    if (rank) {
+      const MemoryInfo info{agent,     e.tokens >= 0 ? TokenCount(e.tokens) : std::nullopt,
+                            e.bytes,   e.created,
+                            e.updated, e.last_used};
+      r = rank(agent, &info);
+    }
+    ids.push_back({r, &agent});
   }
   const std::size_t with_memory = ids.size();
   for (const AgentId& a : more) {  // a few: each looked for among the others of `more`
-    auto same = [&](const AgentId* b) { return *b == a; };
+    auto same = [&](const Ranked& b) { return *b.id == a; };
     if (matches(a) && !memories_.count(a) &&
         std::none_of(ids.begin() + static_cast<std::ptrdiff_t>(with_memory), ids.end(), same)) {
-      ids.push_back(&a);
+      ids.push_back({rank ? rank(a, nullptr) : 0, &a});
     }
   }
   page.total = ids.size();
   if (offset >= ids.size()) return page;
   // The page's ids in order, the others only on the right side of it: O(n).
+  const std::size_t end = offset + std::min(ids.size() - offset, limit);
   const auto first = ids.begin() + static_cast<std::ptrdiff_t>(offset);
-  const auto last =
-      ids.begin() + static_cast<std::ptrdiff_t>(std::min(ids.size() - offset, limit) + offset);
+  const auto last = ids.begin() + static_cast<std::ptrdiff_t>(end);
   std::nth_element(ids.begin(), first, ids.end(), before);
   std::partial_sort(first, last, ids.end(), before);
-  for (auto it = first; it != last; ++it) page.ids.push_back(**it);
+  for (auto it = first; it != last; ++it) page.ids.push_back(*it->id);
   return page;
 }
 

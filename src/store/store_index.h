@@ -20,6 +20,7 @@
 
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <unordered_map>
@@ -70,16 +71,20 @@ class StoreIndex {
   std::optional<StoredMemory> Lookup(const AgentId& agent) const;
   bool Has(const AgentId& agent) const;
   std::vector<MemoryInfo> List() const;  // by agent id
-  // One page of agents' ids in id order: of the agents (not internal) with
-  // memory and those in `more` (say, holding a slot without memory yet),
-  // the ones whose id contains `filter`; how many match, and those from
-  // `offset` on, at most `limit`. O(n), nothing copied but the page.
+  // One page of agents' ids: of the agents (not internal) with memory and
+  // those in `more` (say, holding a slot without memory yet), the ones
+  // whose id contains `filter`; how many match, and those from `offset` on,
+  // at most `limit`. In id order, or, with `rank`, largest rank first (ties
+  // in id order); `rank` sees the agent's memory (null for one of `more`
+  // without memory) and runs under the index's lock: it must not call the
+  // index. O(n), nothing copied but the page.
   struct IdPage {
     std::size_t total = 0;
     std::vector<AgentId> ids;
   };
+  using Rank = std::function<long long(const AgentId&, const MemoryInfo* memory)>;
   IdPage PageOfIds(const std::string& filter, std::size_t offset, std::size_t limit,
-                   const std::vector<AgentId>& more) const;
+                   const std::vector<AgentId>& more, const Rank& rank = nullptr) const;
   std::vector<AgentId> InternalIds() const;  // in no order
   std::size_t Count(bool internal) const;    // memories that are internal, or not
   std::uint64_t TotalBytes() const;
