@@ -327,7 +327,7 @@ def summary(raw, pct):
     for r in raw["sizes"]:
         direct = pct(r["direct_ms"], 50)
         rows.append({
-            "agents": r["agents"], "ready_s": r["ready_s"],
+            "agents": r["agents"], "ready_s": r["ready_s"], "ready_again_s": r["budget_ready_s"],
             "rss_start_mib": round(r["rss_start_kib"] / 1024, 1),
             "rss_after_traffic_mib": round(r["rss_after_traffic_kib"] / 1024, 1),
             "direct_p50_ms": direct,
