@@ -19,8 +19,8 @@ import time
 from types import SimpleNamespace
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (agentic, backtoback, client, cluster, host, kvtypes,  # noqa: E402
-                     overhead, prefixes, procs, report, scale, sweep, workload)
+from harness import (agentic, backtoback, client, clients, cluster, host,  # noqa: E402
+                     kvtypes, overhead, prefixes, procs, report, scale, sweep, workload)
 from harness.progress import Progress  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -71,10 +71,10 @@ PROFILES = {
                   agentic_long=dict(AGENTIC_QUICK, context_tokens=1536, **wider(9216))),
 }
 PHASES = ("overhead", "sweep", "kv", "workload", "backtoback", "agentic", "prefix", "cluster",
-          "agentic-long", "scale")
+          "agentic-long", "scale", "connections")
 # The long agentic variant runs with --agentic-long or --only; scale (no model,
-# an hour) with --only.
-DEFAULT_PHASES = PHASES[:-2]
+# an hour) and connections (no model) with --only.
+DEFAULT_PHASES = PHASES[:-3]
 SCALE_SIZES = [100, 1000, 10000, 100000, 1000000]
 GAP_S = 0.1  # between the overhead scenario's requests: each turn-end save is done
 
@@ -109,6 +109,8 @@ def arguments():
                     help="seconds of returning agents at each size before RSS is read again")
     ap.add_argument("--scale-flood-requests", type=int, default=100000,
                     help="requests of the scale scenario's client that invents an id for each")
+    ap.add_argument("--connections", type=int, nargs="+", default=[10, 100, 500, 2000],
+                    help="client connections held open in the connections scenario")
     ap.add_argument("--fake-llama", default=os.path.join(ROOT, "build", "tests",
                                                          "agentkv-fake-llama"),
                     help="the fake llama-server the scale scenario runs agentkv on")
@@ -232,10 +234,10 @@ def main():
         p["agentic_long"] = dict(p["agentic_long"], agents=args.agentic_agents)
     model = args.model or os.path.join(CACHE, "models", p["model"])
     needed = [(args.agentkv, "scripts/setup.sh")]
-    if set(args.only) - {"scale"}:
+    if set(args.only) - {"scale", "connections"}:
         needed += [(model, "scripts/setup.sh" + ("" if args.quick else " --bench-model")),
                    (args.llama_server, "scripts/setup.sh")]
-    if "scale" in args.only:
+    if {"scale", "connections"} & set(args.only):
         needed.append((args.fake_llama, "scripts/setup.sh"))
     for path, hint in needed:
         if not os.path.exists(path):
@@ -295,6 +297,11 @@ def main():
                                      os.path.join(CACHE, "scale"), progress,
                                      args.scale_flood_requests)
             summary["scale"] = scale.summary(raw["scale"], report.pct)
+            progress.end()
+        if "connections" in args.only:
+            progress.begin("10. connections held open")
+            raw["connections"] = clients.run(tools, args.connections, work, progress)
+            summary["connections"] = clients.summary(raw["connections"], report.pct)
             progress.end()
     except BaseException:
         sys.stderr.write(f"\nbench: failed; logs are in {work}\n")

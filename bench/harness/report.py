@@ -153,7 +153,23 @@ def markdown(result):
         out += several_nodes(s["cluster"])
     if "scale" in s:
         out += how_cost_grows(s["scale"])
+    if "connections" in s:
+        out += connections(s["connections"])
     return "\n".join(out)
+
+
+def connections(rows):
+    return ["## 10. Client connections held open", "",
+            "agentkv in front of the fake llama-server (4 slots), with *connections* "
+            "kept alive beside one measured client, each asking `GET /healthz` every 2 s; "
+            "the measured client runs turns of two resident agents (no restore) for 10 s. Turn "
+            "times on the client, in ms; *added* against no connection held; RSS and "
+            "threads of agentkv with the connections open; *pings* answered meanwhile.", "",
+            table(["connections", "turn p50", "p99", "added p50", "RSS (MiB)", "threads",
+                   "pings", "failed"],
+                  [[n(r["connections"]), n(r["turn_p50_ms"], 2), n(r["turn_p99_ms"], 2),
+                    n(r["added_p50_ms"], 2), n(r["rss_mib"], 1), n(r["threads"]),
+                    n(r["pings"]), n(r["ping_failures"])] for r in rows]), ""]
 
 
 def how_cost_grows(scale):
