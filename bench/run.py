@@ -20,7 +20,8 @@ from types import SimpleNamespace
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (agentic, backtoback, client, clients, cluster, host,  # noqa: E402
-                     kvtypes, overhead, prefixes, procs, report, scale, sweep, workload)
+                     kvtypes, overhead, prefixes, procs, report, scale, slots, sweep,
+                     workload)
 from harness.progress import Progress  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -71,10 +72,10 @@ PROFILES = {
                   agentic_long=dict(AGENTIC_QUICK, context_tokens=1536, **wider(9216))),
 }
 PHASES = ("overhead", "sweep", "kv", "workload", "backtoback", "agentic", "prefix", "cluster",
-          "agentic-long", "scale", "connections")
-# The long agentic variant runs with --agentic-long or --only; scale (no model,
-# an hour) and connections (no model) with --only.
-DEFAULT_PHASES = PHASES[:-3]
+          "agentic-long", "scale", "connections", "slots")
+# The long agentic variant runs with --agentic-long or --only; so do scale (no
+# model, an hour), connections (no model) and slots (scenario 10's axes).
+DEFAULT_PHASES = PHASES[:-4]
 SCALE_SIZES = [100, 1000, 10000, 100000, 1000000]
 GAP_S = 0.1  # between the overhead scenario's requests: each turn-end save is done
 
@@ -111,6 +112,10 @@ def arguments():
                     help="requests of the scale scenario's client that invents an id for each")
     ap.add_argument("--connections", type=int, nargs="+", default=[10, 100, 500, 2000],
                     help="client connections held open in the connections scenario")
+    ap.add_argument("--slot-counts", type=int, nargs="+", default=[1, 4, 16, 64],
+                    help="slots of the slots scenario")
+    ap.add_argument("--slots-duration-s", type=int, default=30,
+                    help="seconds of turns at each slot count")
     ap.add_argument("--fake-llama", default=os.path.join(ROOT, "build", "tests",
                                                          "agentkv-fake-llama"),
                     help="the fake llama-server the scale scenario runs agentkv on")
@@ -302,6 +307,12 @@ def main():
             progress.begin("10. connections held open")
             raw["connections"] = clients.run(tools, args.connections, work, progress)
             summary["connections"] = clients.summary(raw["connections"], report.pct)
+            progress.end()
+        if "slots" in args.only:
+            progress.begin("10. slots")
+            raw["slots"] = slots.run(tools, args.slot_counts, work, args.slots_duration_s,
+                                     progress)
+            summary["slots"] = slots.summary(raw["slots"], report.pct)
             progress.end()
     except BaseException:
         sys.stderr.write(f"\nbench: failed; logs are in {work}\n")

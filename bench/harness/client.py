@@ -57,7 +57,8 @@ def chat(url, path, messages, max_tokens, ignore_eos=True, extra=None, timeout=3
     return {"ttft_ms": ms(ttft), "total_ms": ms(end - start),
             "stream_tok_s": round(chunks / (last - start), 1),
             "chunks": chunks, "placement": placement, "upstream": upstream, "content": content,
-            "prompt_n": timings.get("prompt_n"), "cache_n": timings.get("cache_n")}
+            "prompt_n": timings.get("prompt_n"), "cache_n": timings.get("cache_n"),
+            "timings": timings}
 
 
 def figures(turn):

@@ -155,7 +155,26 @@ def markdown(result):
         out += how_cost_grows(s["scale"])
     if "connections" in s:
         out += connections(s["connections"])
+    if "slots" in s:
+        out += slot_counts(s["slots"])
     return "\n".join(out)
+
+
+def slot_counts(rows):
+    return ["## 10. Slots", "",
+            "The real llama-server with *slots* slots of 512 tokens, agentkv in front, "
+            "as many clients at once, each alternating between two agents of its own. "
+            "*placement*: time to first token on the client less llama-server's prompt "
+            "time and one token's decode (the wait for a slot, an eviction's save, the "
+            "restore), ms. *fairness*: Jain's index over the turns each agent completed.",
+            "",
+            table(["slots", "turns", "errors", "placement p50", "p99", "TTFT p50", "p99",
+                   "fairness", "placements"],
+                  [[n(r["slots"]), n(r["turns"]), n(r["errors"]), n(r["placement_p50_ms"], 1),
+                    n(r["placement_p99_ms"], 1), n(r["ttft_p50_ms"], 1), n(r["ttft_p99_ms"], 1),
+                    r["fairness"], ", ".join(f"{k} {v}" for k, v in
+                                             sorted(r["placements"].items()))]
+                   for r in rows]), ""]
 
 
 def connections(rows):
