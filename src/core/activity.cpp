@@ -16,6 +16,37 @@ std::size_t IndexOf(Placement p) { return static_cast<std::size_t>(p); }
 
 }  // namespace
 
+const char* FinishName(TurnFinish f) {
+  switch (f) {
+    case TurnFinish::kStop:
+      return "stop";
+    case TurnFinish::kToolCalls:
+      return "tool_calls";
+    case TurnFinish::kLength:
+      return "length";
+    case TurnFinish::kAborted:
+      return "aborted";
+    case TurnFinish::kUnknown:
+      break;
+  }
+  return "unknown";
+}
+
+std::string NextHintText(const NextHint& hint) {
+  switch (hint.kind) {
+    case NextHint::Kind::kTool:
+      return "tool";
+    case NextHint::Kind::kDone:
+      return "done";
+    case NextHint::Kind::kSeconds:
+      break;
+  }
+  std::string text = std::to_string(hint.seconds);
+  text.erase(text.find_last_not_of('0') + 1);  // "2.500000" -> "2.5", "3.000000" -> "3."
+  if (!text.empty() && text.back() == '.') text.pop_back();
+  return text;
+}
+
 Activity::Activity(ActivityLimits limits, WallClock now)
     : limits_(limits), now_(now ? std::move(now) : WallClock(&SystemNowMs)) {
   MutexLock lock(mu_);
@@ -28,16 +59,24 @@ std::int64_t Activity::BucketStart(std::int64_t ms) const {
   return ms - ((ms % width) + width) % width;
 }
 
-void Activity::Record(RequestRecord r) {
+std::optional<Return> Activity::Record(RequestRecord r) {
   r.at_ms = now_();
+  std::optional<Return> back;
   MutexLock lock(mu_);
   if (r.agent) {
     AgentActivity& a = agents_[*r.agent];
+    if (a.requests > 0) {
+      const std::int64_t arrived = r.at_ms - r.total.count();
+      back = Return{a.last_finish, std::max<std::int64_t>(arrived - a.last_ms, 0)};
+      a.last_gap_ms = back->gap_ms;
+    }
     ++a.requests;
     ++a.placements[IndexOf(r.placement)];
     a.tokens_reused += std::max(r.cache_n, 0LL);
     a.tokens_prefilled += std::max(r.prompt_n, 0LL);
     a.last_ms = r.at_ms;
+    a.last_finish = r.finish;
+    a.next = r.next;
     if (agents_.size() > limits_.agents) DropLeastRecentAgentLocked();
   }
   if (r.ttft.count() >= 0) {
@@ -53,6 +92,7 @@ void Activity::Record(RequestRecord r) {
   }
   recent_.push_front(std::move(r));
   while (recent_.size() > limits_.recent) recent_.pop_back();
+  return back;
 }
 
 // O(agents), and only when a new agent arrives past the limit.
@@ -77,6 +117,13 @@ std::vector<RequestRecord> Activity::Recent(std::size_t n) const {
 std::unordered_map<AgentId, AgentActivity> Activity::Agents() const {
   MutexLock lock(mu_);
   return agents_;
+}
+
+std::optional<AgentActivity> Activity::Of(const AgentId& agent) const {
+  MutexLock lock(mu_);
+  auto it = agents_.find(agent);
+  if (it == agents_.end()) return std::nullopt;
+  return it->second;
 }
 
 std::vector<TtftBucket> Activity::Ttft() const {

@@ -14,6 +14,7 @@
 #include <deque>
 #include <functional>
 #include <optional>
+#include <string>
 #include <unordered_map>
 #include <vector>
 
@@ -26,6 +27,29 @@ namespace agentkv {
 // Placement values, kResident to kStateless, index the arrays below.
 inline constexpr std::size_t kPlacementCount = static_cast<std::size_t>(Placement::kStateless) + 1;
 
+// How a turn ended, from llama-server's answer: what an agent does next
+// follows from it (a tool call is back in seconds; a stop waits for a
+// person, or for nothing).
+enum class TurnFinish {
+  kUnknown,    // an answer that did not say (an error, a route that does not tell)
+  kStop,       // the model ended its answer (OpenAI "stop", Anthropic "end_turn")
+  kToolCalls,  // the model called tools: the agent runs them and comes back
+  kLength,     // cut at the token limit
+  kAborted,    // the client left, or the exchange broke, before the end
+};
+inline constexpr std::size_t kFinishCount = static_cast<std::size_t>(TurnFinish::kAborted) + 1;
+// "unknown", "stop", "tool_calls", "length", "aborted".
+const char* FinishName(TurnFinish f);
+
+// What a client said of its agent's next request (the X-Agent-Next header).
+struct NextHint {
+  enum class Kind { kTool, kDone, kSeconds };
+  Kind kind = Kind::kTool;
+  double seconds = 0;  // kSeconds: back in about this many seconds
+};
+// "tool", "done", or the seconds as a number.
+std::string NextHintText(const NextHint& hint);
+
 // One request that ran on a slot.
 struct RequestRecord {
   std::int64_t at_ms = 0;  // unix ms when it ended; set by Activity::Record
@@ -37,6 +61,15 @@ struct RequestRecord {
   long long prompt_n = -1;             // tokens prefilled, likewise
   std::chrono::milliseconds ttft{-1};  // arrival to first answer byte; -1: none
   std::chrono::milliseconds total{0};  // arrival (placement included) to the end
+  TurnFinish finish = TurnFinish::kUnknown;
+  std::optional<NextHint> next;  // what the request said of the agent's next one
+};
+
+// An agent back: the gap from the end of its last turn to this request's
+// arrival, and how that turn had ended.
+struct Return {
+  TurnFinish after = TurnFinish::kUnknown;
+  std::int64_t gap_ms = 0;
 };
 
 // An agent's requests since agentkv started (or since it was forgotten).
@@ -45,7 +78,10 @@ struct AgentActivity {
   std::array<long long, kPlacementCount> placements{};  // indexed by Placement
   long long tokens_reused = 0;                          // sum of cache_n
   long long tokens_prefilled = 0;                       // sum of prompt_n
-  std::int64_t last_ms = 0;                             // unix ms of its last request
+  std::int64_t last_ms = 0;                             // unix ms of its last request's end
+  TurnFinish last_finish = TurnFinish::kUnknown;        // how its last turn ended
+  std::optional<NextHint> next;                         // what its last request said of the next
+  std::int64_t last_gap_ms = -1;                        // its last return's gap; -1: none yet
 };
 
 // Time to first token of the requests that ended in one bucket of time.
@@ -73,8 +109,9 @@ class Activity {
   // `now` defaults to the system clock.
   explicit Activity(ActivityLimits limits = {}, WallClock now = nullptr);
 
-  // Stamps `r` with the time now and counts it.
-  void Record(RequestRecord r);
+  // Stamps `r` with the time now and counts it. Returns the agent's return
+  // (the gap since its previous turn ended) if it had one on record.
+  std::optional<Return> Record(RequestRecord r);
   // The agent's memory is gone: so are its counts (its requests stay in the
   // recent list until newer ones push them out).
   void Forget(const AgentId& agent);
@@ -83,6 +120,8 @@ class Activity {
   std::vector<RequestRecord> Recent(std::size_t n) const;
   // Every agent with counts.
   std::unordered_map<AgentId, AgentActivity> Agents() const;
+  // One agent's counts; nullopt if it has none (none yet, or dropped).
+  std::optional<AgentActivity> Of(const AgentId& agent) const;
   // The last limits.buckets buckets, oldest first, ending with the one that
   // holds now; buckets without requests are included, empty.
   std::vector<TtftBucket> Ttft() const;

@@ -35,8 +35,8 @@ void Gauge(std::string& out, const char* name, const char* help, double v) {
 
 void Histogram::Observe(double seconds) {
   MutexLock lock(mu_);
-  for (size_t i = 0; i < kBounds.size(); ++i) {
-    if (seconds <= kBounds[i]) ++counts_[i];
+  for (size_t i = 0; i < bounds_.size(); ++i) {
+    if (seconds <= bounds_[i]) ++counts_[i];
   }
   ++count_;
   sum_ += seconds;
@@ -45,8 +45,8 @@ void Histogram::Observe(double seconds) {
 void Histogram::Render(std::string& out, const std::string& name, const std::string& labels) const {
   MutexLock lock(mu_);
   const std::string sep = labels.empty() ? "" : labels + ",";
-  for (size_t i = 0; i < kBounds.size(); ++i) {
-    Sample(out, name + "_bucket", sep + "le=\"" + Number(kBounds[i]) + "\"",
+  for (size_t i = 0; i < bounds_.size(); ++i) {
+    Sample(out, name + "_bucket", sep + "le=\"" + Number(bounds_[i]) + "\"",
            static_cast<double>(counts_[i]));
   }
   Sample(out, name + "_bucket", sep + "le=\"+Inf\"", static_cast<double>(count_));
@@ -62,6 +62,11 @@ void Metrics::CountRequest(const std::string& route, int status) {
 void Metrics::ObserveTtft(const std::string& placement, std::chrono::duration<double> ttft) {
   MutexLock lock(mu_);
   ttft_[placement].Observe(ttft.count());
+}
+
+void Metrics::ObserveReturnGap(const std::string& after, std::chrono::duration<double> gap) {
+  MutexLock lock(mu_);
+  return_gap_.try_emplace(after, Histogram::kGapBounds).first->second.Observe(gap.count());
 }
 
 std::string Metrics::Render(const GaugeSnapshot& g) const {
@@ -80,6 +85,12 @@ std::string Metrics::Render(const GaugeSnapshot& g) const {
            "agent's KV was placed.");
     for (const auto& [placement, h] : ttft_) {
       h.Render(out, "agentkv_ttft_seconds", "placement=\"" + placement + "\"");
+    }
+    Header(out, "agentkv_return_gap_seconds", "histogram",
+           "Time from the end of an agent's turn to its next request, by how that turn ended "
+           "(stop, tool_calls, length, aborted, unknown).");
+    for (const auto& [after, h] : return_gap_) {
+      h.Render(out, "agentkv_return_gap_seconds", "after=\"" + after + "\"");
     }
   }
   Counter(out, "agentkv_restores_total", "Agent KV files restored into a slot.", restores);

@@ -10,6 +10,7 @@
 #include <map>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "agentkv/mutex.h"
 
@@ -18,15 +19,27 @@ namespace agentkv {
 // A Prometheus histogram with fixed buckets (seconds).
 class Histogram {
  public:
+  // Request times: 1 ms to 30 s.
+  static constexpr std::array<double, 14> kRequestBounds = {
+      0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30};
+  // Gaps between an agent's turns: 1 s to a day.
+  static constexpr std::array<double, 13> kGapBounds = {1,   2.5, 5,    10,   30,    60,   120,
+                                                        300, 600, 1800, 3600, 14400, 86400};
+
+  // `bounds`: the buckets' upper bounds, increasing.
+  template <std::size_t N>
+  explicit Histogram(const std::array<double, N>& bounds)
+      : bounds_(bounds.begin(), bounds.end()), counts_(N, 0) {}
+  Histogram() : Histogram(kRequestBounds) {}
+
   void Observe(double seconds);
   // Appends the _bucket, _sum and _count series; `labels` like `a="b"` or "".
   void Render(std::string& out, const std::string& name, const std::string& labels) const;
 
  private:
-  static constexpr std::array<double, 14> kBounds = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
-                                                     0.25,  0.5,    1,     2.5,  5,     10,   30};
+  const std::vector<double> bounds_;
   mutable Mutex mu_;
-  std::array<long long, kBounds.size()> counts_ GUARDED_BY(mu_){};
+  std::vector<long long> counts_ GUARDED_BY(mu_);
   long long count_ GUARDED_BY(mu_) = 0;
   double sum_ GUARDED_BY(mu_) = 0;
 };
@@ -73,6 +86,9 @@ class Metrics {
   // resident, restored, prefix, cold, stateless.
   void CountRequest(const std::string& route, int status);
   void ObserveTtft(const std::string& placement, std::chrono::duration<double> ttft);
+  // An agent back after `gap` since its last turn, which ended with
+  // `after` (FinishName: stop, tool_calls, length, aborted, unknown).
+  void ObserveReturnGap(const std::string& after, std::chrono::duration<double> gap);
 
   std::string Render(const GaugeSnapshot& gauges) const;
 
@@ -80,6 +96,7 @@ class Metrics {
   mutable Mutex mu_;
   std::map<std::pair<std::string, int>, long long> requests_ GUARDED_BY(mu_);
   std::map<std::string, Histogram> ttft_ GUARDED_BY(mu_);
+  std::map<std::string, Histogram> return_gap_ GUARDED_BY(mu_);
 };
 
 }  // namespace agentkv

@@ -34,6 +34,7 @@ json AdminApi::Describe(const AgentId& agent) const {
   } else {
     j["saved"] = nullptr;
   }
+  j["last_turn"] = status_ ? status_->LastTurn(agent) : json(nullptr);
   return j;
 }
 

@@ -45,6 +45,36 @@ std::optional<Timings> TimingsFrom(const json& j) {
   return t;
 }
 
+// The finish reason an answer (or one of its events) gives, if any.
+std::optional<TurnFinish> FinishFrom(const json& j) {
+  if (!j.is_object()) return std::nullopt;
+  auto text = [](const json& obj, const char* key) -> std::string {
+    if (!obj.is_object()) return "";
+    auto it = obj.find(key);
+    return it != obj.end() && it->is_string() ? it->get<std::string>() : "";
+  };
+  std::string reason;
+  if (auto c = j.find("choices"); c != j.end() && c->is_array() && !c->empty()) {
+    reason = text((*c)[0], "finish_reason");
+  }
+  if (reason.empty()) reason = text(j, "stop_reason");
+  if (reason.empty()) {
+    if (auto d = j.find("delta"); d != j.end()) reason = text(*d, "stop_reason");
+  }
+  if (reason.empty()) reason = text(j, "stop_type");
+  if (reason == "stop" || reason == "end_turn" || reason == "stop_sequence" || reason == "eos" ||
+      reason == "word") {
+    return TurnFinish::kStop;
+  }
+  if (reason == "tool_calls" || reason == "function_call" || reason == "tool_use") {
+    return TurnFinish::kToolCalls;
+  }
+  if (reason == "length" || reason == "max_tokens" || reason == "limit") {
+    return TurnFinish::kLength;
+  }
+  return std::nullopt;  // none yet (null on every token), or "none"
+}
+
 }  // namespace
 
 Status CheckInferenceBody(const json& body) {
@@ -145,14 +175,25 @@ void TimingsScanner::ScanLine(const std::string& line) {
   if (line.rfind("data: ", 0) != 0) return;
   saw_event_ = true;
   body_.clear();
-  if (line.find("\"timings\"") == std::string::npos) return;
-  if (auto t = TimingsFrom(json::parse(line.substr(6), nullptr, false))) timings_ = t;
+  // Only the events that can carry what is looked for are parsed: a token's
+  // event has "finish_reason":null.
+  const bool timings = line.find("\"timings\"") != std::string::npos;
+  const bool finish = line.find("\"finish_reason\":\"") != std::string::npos ||
+                      line.find("\"stop_reason\":\"") != std::string::npos ||
+                      line.find("\"stop_type\":\"") != std::string::npos;
+  if (!timings && !finish) return;
+  const json event = json::parse(line.substr(6), nullptr, false);
+  if (auto t = TimingsFrom(event)) timings_ = t;
+  if (auto f = FinishFrom(event)) finish_ = *f;
 }
 
 std::optional<Timings> TimingsScanner::Finish() {
   if (!saw_event_ && !body_.empty()) {
-    timings_ = TimingsFrom(json::parse(body_, nullptr, false));
+    const json answer = json::parse(body_, nullptr, false);
+    timings_ = TimingsFrom(answer);
+    if (auto f = FinishFrom(answer)) finish_ = *f;
   }
+  if (timings_) timings_->finish = finish_;
   return timings_;
 }
 

@@ -9,6 +9,7 @@
 
 #include "agentkv/agent_id.h"
 #include "agentkv/status.h"
+#include "core/activity.h"
 
 namespace agentkv {
 
@@ -40,6 +41,10 @@ struct Timings {
   long long prompt_n = 0;     // prompt tokens computed (prefilled)
   long long predicted_n = 0;  // tokens generated
   double prompt_ms = 0;
+  // How the answer ended, where it said: choices[0].finish_reason (OpenAI),
+  // stop_reason (Anthropic's messages), stop_type (llama-server's
+  // /completion). The responses API is not read: kUnknown.
+  TurnFinish finish = TurnFinish::kUnknown;
 };
 
 // Finds the timings in a response fed to it piece by piece: the last SSE
@@ -59,6 +64,7 @@ class TimingsScanner {
   std::string body_;     // the whole response, while it looks like plain JSON
   bool saw_event_ = false;
   std::optional<Timings> timings_;
+  TurnFinish finish_ = TurnFinish::kUnknown;
 };
 
 }  // namespace agentkv

@@ -16,6 +16,7 @@
 #include "http/identity.h"
 #include "http/llama_fields.h"
 #include "http/log_text.h"
+#include "http/next_hint.h"
 #include "http/request_limits.h"
 #include "http/response_pipe.h"
 #include "http/routes.h"
@@ -40,7 +41,7 @@ bool EqualsIgnoreCase(const std::string& a, const char* b) {
 bool IsHopHeader(const std::string& name) {
   for (const char* h : {"Host", "Connection", "Keep-Alive", "Transfer-Encoding", "Content-Length",
                         "Content-Type", "Accept-Encoding", "Content-Encoding", "X-Agent-Id",
-                        "REMOTE_ADDR", "REMOTE_PORT", "LOCAL_ADDR", "LOCAL_PORT"}) {
+                        kNextHeader, "REMOTE_ADDR", "REMOTE_PORT", "LOCAL_ADDR", "LOCAL_PORT"}) {
     if (EqualsIgnoreCase(name, h)) return true;
   }
   return false;
@@ -567,6 +568,8 @@ Status ProxyServer::HandleInference(const httplib::Request& req, const std::stri
   if (body.is_discarded())
     return Error(ErrorCode::kInvalidArgument, "request body is not valid JSON");
   if (Status s = CheckInferenceBody(body); !s.ok()) return s;
+  Result<std::optional<NextHint>> next = ParseNextHint(req.get_header_value(kNextHeader));
+  if (!next.ok()) return next.status();
   std::optional<std::string> header_agent;
   if (req.has_header("X-Agent-Id")) header_agent = req.get_header_value("X-Agent-Id");
   Result<Tenant> tenant = ResolveTenant(path_agent, header_agent, &body);
@@ -640,7 +643,7 @@ Status ProxyServer::HandleInference(const httplib::Request& req, const std::stri
   res.set_header("X-Agentkv-Slot", std::to_string(lease->slot().value));
   res.set_header("X-Agentkv-Placement", PlacementName(lease->placement()));
   return Respond(Start(ForwardOf(req, upstream_target, body.dump()), std::move(lease.value()),
-                       arrival, prompt_key, std::move(prefill), std::move(claim)),
+                       arrival, prompt_key, std::move(prefill), std::move(claim), next.value()),
                  res);
 }
 
@@ -665,10 +668,10 @@ TurnEnd TurnEndOf(int status, const Status& result, const std::optional<Timings>
 std::shared_ptr<ProxyServer::Exchange> ProxyServer::Start(
     ForwardRequest request, std::optional<Lease> lease,
     std::chrono::steady_clock::time_point arrival, PromptKey prompt_key,
-    Placer::PrefillTicket prefill, ClaimHold claim) {
+    Placer::PrefillTicket prefill, ClaimHold claim, std::optional<NextHint> next) {
   auto ex = std::make_shared<Exchange>(this);
   Exchange* raw = ex.get();  // outlives the worker: ~Exchange joins it
-  ex->worker = std::thread([this, raw, arrival, prompt_key, request = std::move(request),
+  ex->worker = std::thread([this, raw, arrival, prompt_key, next, request = std::move(request),
                             lease = std::move(lease), prefill = std::move(prefill),
                             claim = std::move(claim)]() mutable {
     Status result;
@@ -697,7 +700,14 @@ std::shared_ptr<ProxyServer::Exchange> ProxyServer::Start(
       placer_.Finish(*lease, timings ? std::optional<long long>(timings->cache_n) : std::nullopt,
                      timings ? timings->prompt_n : 0,
                      TurnEndOf(status, result, timings, prompt_key));
-      if (hooks_.activity) Record(*lease, status, timings, arrival, first_byte);
+      if (hooks_.activity) {
+        // No timings: an error answer, or one that did not end as
+        // llama-server ends one (the client left, the exchange broke).
+        const TurnFinish finish = timings         ? timings->finish
+                                  : status >= 400 ? TurnFinish::kUnknown
+                                                  : TurnFinish::kAborted;
+        Record(*lease, status, timings, arrival, first_byte, finish, next);
+      }
     }
     claim.Reset();  // the turn is recorded: a save to come is the slot's
     raw->pipe.Finish(std::move(result));
@@ -707,7 +717,8 @@ std::shared_ptr<ProxyServer::Exchange> ProxyServer::Start(
 
 void ProxyServer::Record(const Lease& lease, int status, const std::optional<Timings>& timings,
                          std::chrono::steady_clock::time_point arrival,
-                         std::optional<std::chrono::steady_clock::time_point> first_byte) {
+                         std::optional<std::chrono::steady_clock::time_point> first_byte,
+                         TurnFinish finish, const std::optional<NextHint>& next) {
   using std::chrono::duration_cast;
   using std::chrono::milliseconds;
   RequestRecord r;
@@ -721,7 +732,11 @@ void ProxyServer::Record(const Lease& lease, int status, const std::optional<Tim
   }
   if (first_byte) r.ttft = duration_cast<milliseconds>(*first_byte - arrival);
   r.total = duration_cast<milliseconds>(std::chrono::steady_clock::now() - arrival);
-  hooks_.activity->Record(std::move(r));
+  r.finish = finish;
+  r.next = next;
+  if (std::optional<Return> back = hooks_.activity->Record(std::move(r))) {
+    metrics_.ObserveReturnGap(FinishName(back->after), milliseconds(back->gap_ms));
+  }
 }
 
 Status ProxyServer::Respond(std::shared_ptr<Exchange> ex, httplib::Response& res) {

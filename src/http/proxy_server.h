@@ -147,12 +147,14 @@ class ProxyServer {
   std::shared_ptr<Exchange> Start(ForwardRequest request, std::optional<Lease> lease,
                                   std::chrono::steady_clock::time_point arrival,
                                   PromptKey prompt_key = 0, Placer::PrefillTicket prefill = {},
-                                  ClaimHold claim = {});
-  // Adds a request that ran on `lease`'s slot to hooks_.activity, before its
-  // client sees the end of the answer.
+                                  ClaimHold claim = {}, std::optional<NextHint> next = {});
+  // Adds a request that ran on `lease`'s slot to hooks_.activity, with how
+  // it ended and what it said of the agent's next, before its client sees
+  // the end of the answer; an agent's return goes to the gap histogram.
   void Record(const Lease& lease, int status, const std::optional<Timings>& timings,
               std::chrono::steady_clock::time_point arrival,
-              std::optional<std::chrono::steady_clock::time_point> first_byte);
+              std::optional<std::chrono::steady_clock::time_point> first_byte, TurnFinish finish,
+              const std::optional<NextHint>& next);
   // Writes the exchange's answer to `res`: streamed if it is an event
   // stream. Returns the error if the exchange failed before any answer.
   Status Respond(std::shared_ptr<Exchange> ex, httplib::Response& res);

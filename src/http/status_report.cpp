@@ -141,6 +141,9 @@ json Item(const AgentId& id, const Row& r, bool pinned) {
           {"saved_bytes", r.saved ? json(r.saved->bytes) : json(nullptr)},
           {"last_used", r.last_used > 0 ? json(r.last_used) : json(nullptr)},
           {"requests", r.activity.requests},
+          {"last_finish",
+           r.activity.requests > 0 ? json(FinishName(r.activity.last_finish)) : json(nullptr)},
+          {"next", r.activity.next ? json(NextHintText(*r.activity.next)) : json(nullptr)},
           {"placements", Placements(r.activity)},
           {"tokens_reused", r.activity.tokens_reused},
           {"tokens_prefilled", r.activity.tokens_prefilled},
@@ -260,6 +263,15 @@ json StatusReport::Render(const StatusQuery& q) const {
             {"items", std::move(items)}}},
           {"ttft", Ttft()},
           {"recent", Recent(q.recent)}};
+}
+
+json StatusReport::LastTurn(const AgentId& agent) const {
+  const std::optional<AgentActivity> a = s_.activity.Of(agent);
+  if (!a) return nullptr;
+  return {{"finish", FinishName(a->last_finish)},
+          {"next", a->next ? json(NextHintText(*a->next)) : json(nullptr)},
+          {"ended", a->last_ms},
+          {"gap_ms", a->last_gap_ms >= 0 ? json(a->last_gap_ms) : json(nullptr)}};
 }
 
 json StatusReport::Totals(std::size_t known_agents, int resident) const {

@@ -66,6 +66,9 @@ class StatusReport {
   nlohmann::json Render(const StatusQuery& query) const;
   // The agent's memory is gone: its traffic counts go too.
   void Forget(const AgentId& agent) { s_.activity.Forget(agent); }
+  // How the agent's last turn ended, what it said of its next, when, and
+  // the gap before it (JSON, as /admin/agents shows it); null if unknown.
+  nlohmann::json LastTurn(const AgentId& agent) const;
 
  private:
   nlohmann::json Totals(std::size_t known_agents, int resident) const;

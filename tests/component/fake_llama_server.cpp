@@ -234,16 +234,20 @@ void FakeLlamaServer::Completion(const httplib::Request& req, httplib::Response&
     }
   }
   const std::string id = "fake-" + AgentTag(prompt);
+  json finish;  // null: not given
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!finish_reason_.empty()) finish = finish_reason_;
+  }
   if (!body.value("stream", false)) {
-    res.set_content(json{{"id", id},
-                         {"choices", {{{"message", {{"role", "assistant"}, {"content", "ok"}}}}}},
-                         {"timings", timings}}
-                        .dump(),
+    json choice = {{"message", {{"role", "assistant"}, {"content", "ok"}}}};
+    if (!finish.is_null()) choice["finish_reason"] = finish;
+    res.set_content(json{{"id", id}, {"choices", {choice}}, {"timings", timings}}.dump(),
                     "application/json");
     return;
   }
   res.set_chunked_content_provider(
-      "text/event-stream", [this, id, timings](size_t, httplib::DataSink& sink) {
+      "text/event-stream", [this, id, timings, finish](size_t, httplib::DataSink& sink) {
         int chunks;
         {
           std::lock_guard<std::mutex> lock(mu_);
@@ -258,7 +262,10 @@ void FakeLlamaServer::Completion(const httplib::Request& req, httplib::Response&
                           {"choices", {{{"delta", {{"content", "t" + std::to_string(i - 1)}}}}}}});
           }
           if (i == chunks + 1) {
-            return Event({{"id", id}, {"choices", json::array()}, {"timings", timings}});
+            json choices = json::array();
+            if (!finish.is_null())
+              choices.push_back({{"finish_reason", finish}, {"delta", json::object()}});
+            return Event({{"id", id}, {"choices", choices}, {"timings", timings}});
           }
           return "data: [DONE]\n\n";
         };

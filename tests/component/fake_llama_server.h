@@ -72,6 +72,10 @@ class FakeLlamaServer {
   void SetStreamChunks(int n) {
     Set([&] { stream_chunks_ = n; });
   }
+  // The finish_reason answers give ("stop", "tool_calls"...); none if "".
+  void SetFinishReason(const std::string& reason) {
+    Set([&] { finish_reason_ = reason; });
+  }
 
   // Observations.
   struct Call {
@@ -118,6 +122,7 @@ class FakeLlamaServer {
   bool held_ = false;
   int cancelled_ = 0;
   int stream_chunks_ = 3;
+  std::string finish_reason_;
 };
 
 }  // namespace agentkv::testing

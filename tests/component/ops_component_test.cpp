@@ -67,6 +67,57 @@ TEST_F(OpsTest, MetricsPassPromtoolAndCountWhatHappened) {
   EXPECT_EQ(m->body.find("agent=\""), std::string::npos) << "no per-agent labels";
 }
 
+// How each turn ended and what the client said of the next are kept per
+// agent, and the gaps before agents came back are in /metrics by how the
+// turn before had ended.
+TEST_F(OpsTest, AnAgentsLastTurnSaysHowItEndedWhatComesNextAndTheGapBeforeItsReturn) {
+  fake_->SetFinishReason("tool_calls");
+  ASSERT_EQ(Post("/agents/coder/v1/chat/completions", Chat("coder", "run the tests"),
+                 {{"X-Agent-Next", "tool"}})
+                ->status,
+            200);
+  httplib::Client c = Client();
+  json agent = json::parse(c.Get("/admin/agents/coder")->body);
+  EXPECT_EQ(agent["last_turn"]["finish"], "tool_calls") << agent.dump();
+  EXPECT_EQ(agent["last_turn"]["next"], "tool");
+  EXPECT_TRUE(agent["last_turn"]["gap_ms"].is_null()) << "no return yet";
+  EXPECT_EQ(c.Get("/metrics")->body.find("agentkv_return_gap_seconds_count"), std::string::npos);
+
+  // Back from its tool, streamed this time; the model stops.
+  fake_->SetFinishReason("stop");
+  std::string streamed;
+  ASSERT_TRUE(Stream("coder", [&](const char* d, size_t n) {
+    streamed.append(d, n);
+    return true;
+  }));
+  ASSERT_NE(streamed.find("\"finish_reason\":\"stop\""), std::string::npos) << streamed;
+  agent = json::parse(c.Get("/admin/agents/coder")->body);
+  EXPECT_EQ(agent["last_turn"]["finish"], "stop");
+  EXPECT_TRUE(agent["last_turn"]["next"].is_null()) << "the second request said nothing";
+  EXPECT_GE(agent["last_turn"]["gap_ms"].get<long long>(), 0);
+  const std::string metrics = c.Get("/metrics")->body;
+  EXPECT_NE(metrics.find("agentkv_return_gap_seconds_count{after=\"tool_calls\"} 1\n"),
+            std::string::npos)
+      << metrics;
+  const auto [code, lint] = Promtool(metrics);
+  EXPECT_EQ(code, 0) << lint;
+  json status = json::parse(c.Get("/admin/status")->body);
+  ASSERT_EQ(status["agents"]["items"].size(), 1u);
+  EXPECT_EQ(status["agents"]["items"][0]["last_finish"], "stop");
+
+  // A hint agentkv cannot read is refused before anything runs.
+  const std::size_t calls = fake_->calls().size();
+  httplib::Result bad = Post("/agents/coder/v1/chat/completions", Chat("coder", "again"),
+                             {{"X-Agent-Next", "later"}});
+  ASSERT_TRUE(bad);
+  EXPECT_EQ(bad->status, 400);
+  EXPECT_NE(json::parse(bad->body)["error"]["message"].get<std::string>().find("X-Agent-Next"),
+            std::string::npos)
+      << bad->body;
+  EXPECT_EQ(fake_->calls().size(), calls);
+  EXPECT_EQ(fake_->last_header("X-Agent-Next"), "(absent)") << "never passed to llama-server";
+}
+
 TEST_F(OpsTest, ApiKeysGuardEveryRouteAndNeverReachLlamaServerOrTheLog) {
   // spdlog's sink list may only change while no daemon thread logs.
   daemon_.reset();

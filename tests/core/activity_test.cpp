@@ -75,6 +75,41 @@ TEST_F(ActivityTest, DropsTheLeastRecentAgentPastItsLimit) {
   EXPECT_EQ(agents.count(Id("b")), 0u);
 }
 
+TEST_F(ActivityTest, RecordsHowAnAgentsTurnEndedAndTheGapBeforeItCameBack) {
+  Activity a({}, Clock());
+  RequestRecord first = Ran("coder", Placement::kCold, 0, 10);
+  first.finish = TurnFinish::kToolCalls;
+  first.next = NextHint{NextHint::Kind::kSeconds, 2.5};
+  EXPECT_FALSE(a.Record(first)) << "a first turn is no return";
+  ASSERT_TRUE(a.Of(Id("coder")));
+  EXPECT_EQ(a.Of(Id("coder"))->last_finish, TurnFinish::kToolCalls);
+  EXPECT_EQ(NextHintText(*a.Of(Id("coder"))->next), "2.5");
+  EXPECT_EQ(a.Of(Id("coder"))->last_gap_ms, -1);
+
+  now_ms_ += 4000;  // the next turn ends 4 s later and took 15 ms: it came back after 3,985 ms
+  RequestRecord second = Ran("coder", Placement::kResident, 10, 2);
+  second.finish = TurnFinish::kStop;
+  std::optional<Return> back = a.Record(second);
+  ASSERT_TRUE(back);
+  EXPECT_EQ(back->after, TurnFinish::kToolCalls);
+  EXPECT_EQ(back->gap_ms, 3985);
+  EXPECT_EQ(a.Of(Id("coder"))->last_finish, TurnFinish::kStop);
+  EXPECT_FALSE(a.Of(Id("coder"))->next) << "this request said nothing of the next";
+  EXPECT_EQ(a.Of(Id("coder"))->last_gap_ms, 3985);
+  EXPECT_FALSE(a.Of(Id("planner")));
+  EXPECT_FALSE(a.Record(Ran(nullptr, Placement::kStateless, 0, 1))) << "nobody's request";
+}
+
+TEST(NextHint, ReadsAsWritten) {
+  EXPECT_EQ(NextHintText({NextHint::Kind::kTool, 0}), "tool");
+  EXPECT_EQ(NextHintText({NextHint::Kind::kDone, 0}), "done");
+  EXPECT_EQ(NextHintText({NextHint::Kind::kSeconds, 30}), "30");
+  EXPECT_EQ(NextHintText({NextHint::Kind::kSeconds, 0}), "0");
+  EXPECT_EQ(NextHintText({NextHint::Kind::kSeconds, 0.25}), "0.25");
+  EXPECT_STREQ(FinishName(TurnFinish::kToolCalls), "tool_calls");
+  EXPECT_STREQ(FinishName(TurnFinish::kAborted), "aborted");
+}
+
 TEST_F(ActivityTest, ForgetsAnAgentsCounts) {
   Activity activity({}, Clock());
   activity.Record(Ran("a", Placement::kCold, 0, 1));

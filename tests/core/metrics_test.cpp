@@ -36,5 +36,25 @@ TEST(Metrics, RequestsAreCountedByRouteAndStatusWithoutAgentLabels) {
   EXPECT_EQ(out.find("agent="), std::string::npos);
 }
 
+TEST(Metrics, ReturnGapsAreBucketedFromASecondToADayByHowTheTurnEnded) {
+  Metrics m;
+  m.ObserveReturnGap("tool_calls", std::chrono::milliseconds(1500));
+  m.ObserveReturnGap("tool_calls", std::chrono::seconds(4));
+  m.ObserveReturnGap("stop", std::chrono::hours(2));
+  const std::string out = m.Render(GaugeSnapshot{});
+  EXPECT_NE(out.find("# TYPE agentkv_return_gap_seconds histogram\n"), std::string::npos) << out;
+  EXPECT_NE(out.find("agentkv_return_gap_seconds_bucket{after=\"tool_calls\",le=\"1\"} 0\n"),
+            std::string::npos);
+  EXPECT_NE(out.find("agentkv_return_gap_seconds_bucket{after=\"tool_calls\",le=\"2.5\"} 1\n"),
+            std::string::npos);
+  EXPECT_NE(out.find("agentkv_return_gap_seconds_bucket{after=\"tool_calls\",le=\"5\"} 2\n"),
+            std::string::npos);
+  EXPECT_NE(out.find("agentkv_return_gap_seconds_bucket{after=\"stop\",le=\"3600\"} 0\n"),
+            std::string::npos);
+  EXPECT_NE(out.find("agentkv_return_gap_seconds_bucket{after=\"stop\",le=\"14400\"} 1\n"),
+            std::string::npos);
+  EXPECT_NE(out.find("agentkv_return_gap_seconds_count{after=\"stop\"} 1\n"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace agentkv

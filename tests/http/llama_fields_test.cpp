@@ -64,6 +64,44 @@ TEST(LlamaFields, FindsTimingsInTheLastEventOfAStreamSplitAnywhere) {
   }
 }
 
+TimingsScanner Scanned(const std::string& answer) {
+  TimingsScanner s;
+  s.Feed(answer.data(), answer.size());
+  return s;
+}
+
+TEST(LlamaFields, ReadsHowTheTurnEndedFromEachApisAnswer) {
+  const std::string timings = R"("timings":{"cache_n":1,"prompt_n":2})";
+  const std::pair<std::string, TurnFinish> cases[] = {
+      // OpenAI chat, whole.
+      {R"({"choices":[{"finish_reason":"tool_calls","message":{}}],)" + timings + "}",
+       TurnFinish::kToolCalls},
+      {R"({"choices":[{"finish_reason":"length"}],)" + timings + "}", TurnFinish::kLength},
+      // OpenAI chat, streamed: tokens say null, the last event says why.
+      {"data: {\"choices\":[{\"finish_reason\":null,\"delta\":{\"content\":\"a\"}}]}\n\n"
+       "data: {\"choices\":[{\"finish_reason\":\"stop\",\"delta\":{}}]," +
+           timings + "}\n\ndata: [DONE]\n\n",
+       TurnFinish::kStop},
+      // Anthropic's messages, whole and streamed.
+      {R"({"stop_reason":"tool_use","content":[],)" + timings + "}", TurnFinish::kToolCalls},
+      {"data: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"}}\n\n"
+       "data: {\"type\":\"message_stop\"," +
+           timings + "}\n\n",
+       TurnFinish::kStop},
+      // llama-server's /completion.
+      {R"({"content":"x","stop":true,"stop_type":"limit",)" + timings + "}", TurnFinish::kLength},
+      {R"({"content":"x","stop":true,"stop_type":"eos",)" + timings + "}", TurnFinish::kStop},
+      // Nothing said, or something agentkv does not know.
+      {"{" + timings + "}", TurnFinish::kUnknown},
+      {R"({"choices":[{"finish_reason":"content_filter"}],)" + timings + "}", TurnFinish::kUnknown},
+  };
+  for (const auto& [answer, finish] : cases) {
+    std::optional<Timings> t = Scanned(answer).Finish();
+    ASSERT_TRUE(t) << answer;
+    EXPECT_EQ(t->finish, finish) << answer;
+  }
+}
+
 TEST(LlamaFields, OddTimingFieldsReadAsZeroInsteadOfThrowing) {
   TimingsScanner s;
   const std::string body = R"({"timings":{"cache_n":null,"prompt_n":"x"}})";
