@@ -296,6 +296,32 @@ TEST_F(RealLlamaTest, StreamingYieldsTheSameContentAsNonStreaming) {
   EXPECT_EQ(streamed, expected);
 }
 
+// llama-server's own answers say how a turn ended, whole or streamed, on
+// each API: agentkv reads the same from both.
+TEST_F(RealLlamaTest, TheLastTurnSaysHowTheRealAnswerEndedWholeOrStreamed) {
+  const json messages = json::array({Msg("user", Words(12, 40))});
+  Chat("whole", messages, 8);
+  httplib::Client c("127.0.0.1", daemon_->port());
+  c.set_read_timeout(std::chrono::seconds(300));
+  httplib::Result streamed = c.Post(
+      "/agents/streamed/v1/chat/completions",
+      json{{"messages", messages}, {"max_tokens", 8}, {"temperature", 0}, {"stream", true}}.dump(),
+      "application/json");
+  ASSERT_TRUE(streamed);
+  ASSERT_EQ(streamed->status, 200);
+  Send("native", "/completion", {{"prompt", Words(12, 40)}, {"n_predict", 8}});
+  auto finish = [&](const std::string& agent) {
+    return json::parse(c.Get("/admin/agents/" + agent)->body)["last_turn"]["finish"];
+  };
+  // 8 tokens of a random model: cut at the limit, unless it drew its end
+  // token first; never unknown.
+  const json whole = finish("whole");
+  EXPECT_TRUE(whole == "length" || whole == "stop") << whole;
+  EXPECT_EQ(finish("streamed"), whole) << "the same answer, streamed";
+  const json native = finish("native");
+  EXPECT_TRUE(native == "length" || native == "stop") << native;
+}
+
 // A client that hangs up mid-stream: llama-server stops generating and the
 // agent's slot serves its next request.
 TEST_F(RealLlamaTest, AClientLeavingMidStreamLeavesTheSlotUsable) {
