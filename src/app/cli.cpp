@@ -316,6 +316,14 @@ int ParseCommandLine(int argc, const char* const* argv, CliSettings* out) {
                    "request path) or eviction (only when their slot is needed)")
       ->capture_default_str()
       ->check(CLI::IsMember({"turn-end", "eviction"}));
+  std::string eviction = "predicted";
+  serve
+      ->add_option("--eviction", eviction,
+                   "Which idle agent gives up its slot: predicted (done first, then those "
+                   "waiting for a person, least recently used first; agents in a tool call "
+                   "last) or lru (least recently used)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"predicted", "lru"}));
   long long save_deferral_ms = o.save_deferral.bound.count();
   serve
       ->add_option("--save-deferral-ms", save_deferral_ms,
@@ -526,6 +534,7 @@ int ParseCommandLine(int argc, const char* const* argv, CliSettings* out) {
   o.stop_timeout = std::chrono::seconds(stop_s);
   o.upstream_wait = std::chrono::seconds(upstream_wait_s);
   o.save_policy = save_policy == "eviction" ? SavePolicy::kEviction : SavePolicy::kTurnEnd;
+  o.eviction = eviction == "lru" ? Eviction::kLru : Eviction::kPredicted;
   if (!o.store.node.empty() && o.save_policy == SavePolicy::kEviction) {
     std::cerr << "--node-id needs --save-policy turn-end: another node restores an agent from "
                  "its last saved turn\n";

@@ -239,7 +239,7 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(DaemonOptions o) {
   Store* store = d->store_.get();
   d->pool_ = std::make_unique<SlotPool>(
       props->total_slots, o.queue, [store](const AgentId& a) { return store->HasMemory(a); },
-      o.max_pins);
+      o.max_pins, &Clock::now, o.eviction);
   const ReuseChecks checks{!serving->model.recurrent && serving->model.sliding_window == 0,
                            !serving->model.recurrent};
   d->placer_ = std::make_unique<Placer>(*d->pool_, *d->upstream_, *d->store_, o.save_policy,

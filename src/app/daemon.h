@@ -42,6 +42,8 @@ struct DaemonOptions {
   // How long a turn-end save may wait for requests' first tokens.
   SaveDeferral save_deferral;
   int max_pins = 1;
+  // Which idle agent gives up its slot: the one least likely back soon.
+  Eviction eviction = Eviction::kPredicted;
   KvSettings kv;  // when fronting an external llama-server
   // Start llama-server as a child (its memory_dir is set from ours).
   std::optional<LlamaProcessOptions> launch;

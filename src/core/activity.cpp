@@ -13,6 +13,7 @@ std::int64_t SystemNowMs() {
 }
 
 std::size_t IndexOf(Placement p) { return static_cast<std::size_t>(p); }
+std::size_t IndexOf(TurnFinish f) { return static_cast<std::size_t>(f); }
 
 }  // namespace
 
@@ -47,6 +48,33 @@ std::string NextHintText(const NextHint& hint) {
   return text;
 }
 
+std::pair<Expect, std::chrono::milliseconds> ExpectationOf(TurnFinish finish,
+                                                           const std::optional<NextHint>& next,
+                                                           std::chrono::milliseconds tool_gap) {
+  using std::chrono::milliseconds;
+  if (next) {
+    switch (next->kind) {
+      case NextHint::Kind::kDone:
+        return {Expect::kDone, milliseconds(0)};
+      case NextHint::Kind::kSeconds:
+        return {Expect::kReturning, milliseconds(static_cast<long long>(next->seconds * 1000))};
+      case NextHint::Kind::kTool:
+        return {Expect::kReturning, tool_gap};
+    }
+  }
+  switch (finish) {
+    case TurnFinish::kToolCalls:
+      return {Expect::kReturning, tool_gap};
+    case TurnFinish::kStop:
+    case TurnFinish::kLength:
+      return {Expect::kPerson, milliseconds(0)};
+    case TurnFinish::kAborted:
+    case TurnFinish::kUnknown:
+      break;
+  }
+  return {Expect::kUnknown, milliseconds(0)};
+}
+
 Activity::Activity(ActivityLimits limits, WallClock now)
     : limits_(limits), now_(now ? std::move(now) : WallClock(&SystemNowMs)) {
   MutexLock lock(mu_);
@@ -69,6 +97,9 @@ std::optional<Return> Activity::Record(RequestRecord r) {
       const std::int64_t arrived = r.at_ms - r.total.count();
       back = Return{a.last_finish, std::max<std::int64_t>(arrived - a.last_ms, 0)};
       a.last_gap_ms = back->gap_ms;
+      double& typical = typical_gap_ms_[std::string(r.agent->ns())][IndexOf(back->after)];
+      const auto gap = static_cast<double>(back->gap_ms);
+      typical = typical == 0 ? gap : 0.8 * typical + 0.2 * gap;
     }
     ++a.requests;
     ++a.placements[IndexOf(r.placement)];
@@ -124,6 +155,14 @@ std::optional<AgentActivity> Activity::Of(const AgentId& agent) const {
   auto it = agents_.find(agent);
   if (it == agents_.end()) return std::nullopt;
   return it->second;
+}
+
+std::optional<std::chrono::milliseconds> Activity::TypicalGap(const AgentId& agent,
+                                                              TurnFinish after) const {
+  MutexLock lock(mu_);
+  auto it = typical_gap_ms_.find(std::string(agent.ns()));
+  if (it == typical_gap_ms_.end() || it->second[IndexOf(after)] == 0) return std::nullopt;
+  return std::chrono::milliseconds(static_cast<long long>(it->second[IndexOf(after)]));
 }
 
 std::vector<TtftBucket> Activity::Ttft() const {

@@ -16,6 +16,7 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "agentkv/agent_id.h"
@@ -49,6 +50,15 @@ struct NextHint {
 };
 // "tool", "done", or the seconds as a number.
 std::string NextHintText(const NextHint& hint);
+
+// What a turn's end says of the agent's return (TurnEnd::expect, back_in):
+// the client's hint first; else a tool call is back after `tool_gap` (what
+// agents of its scope took lately), a stop or a cut at the limit waits for
+// a person, and anything else says nothing.
+inline constexpr std::chrono::milliseconds kDefaultToolGap{10000};
+std::pair<Expect, std::chrono::milliseconds> ExpectationOf(TurnFinish finish,
+                                                           const std::optional<NextHint>& next,
+                                                           std::chrono::milliseconds tool_gap);
 
 // One request that ran on a slot.
 struct RequestRecord {
@@ -122,6 +132,10 @@ class Activity {
   std::unordered_map<AgentId, AgentActivity> Agents() const;
   // One agent's counts; nullopt if it has none (none yet, or dropped).
   std::optional<AgentActivity> Of(const AgentId& agent) const;
+  // How long agents of `agent`'s scope (its namespace: its API key's) took
+  // lately to come back after a turn that ended with `after`: a moving
+  // average of their gaps; nullopt before any.
+  std::optional<std::chrono::milliseconds> TypicalGap(const AgentId& agent, TurnFinish after) const;
   // The last limits.buckets buckets, oldest first, ending with the one that
   // holds now; buckets without requests are included, empty.
   std::vector<TtftBucket> Ttft() const;
@@ -137,6 +151,9 @@ class Activity {
   mutable Mutex mu_;
   std::deque<RequestRecord> recent_ GUARDED_BY(mu_);  // newest first
   std::unordered_map<AgentId, AgentActivity> agents_ GUARDED_BY(mu_);
+  // Per scope (one per API key, "" without keys), by TurnFinish: the moving
+  // average of gaps in ms, 0 before any.
+  std::unordered_map<std::string, std::array<double, kFinishCount>> typical_gap_ms_ GUARDED_BY(mu_);
   std::vector<TtftBucket> ring_ GUARDED_BY(mu_);  // by BucketStart / bucket % buckets
 };
 

@@ -20,10 +20,11 @@ const char* PlacementName(Placement p) {
   return "unknown";
 }
 
-Residency::Residency(int n_slots, HasMemoryFn has_memory, int max_pins)
+Residency::Residency(int n_slots, HasMemoryFn has_memory, int max_pins, Eviction eviction)
     : slots_(static_cast<size_t>(n_slots)),
       has_memory_(std::move(has_memory)),
-      max_pins_(std::clamp(max_pins, 0, std::max(0, n_slots - 1))) {
+      max_pins_(std::clamp(max_pins, 0, std::max(0, n_slots - 1))),
+      eviction_(eviction) {
   for (Slot& s : slots_) s.view.stale = true;
 }
 
@@ -38,11 +39,39 @@ bool Residency::InFlight(const AgentId& agent) const {
   return false;
 }
 
-// A free slot first (an empty one before a stale one), else the least
-// recently used idle slot whose agent is not pinned. If that slot is being
-// saved, nothing: waiting for the save keeps the order strictly LRU.
-std::optional<int> Residency::ChooseSlot() const {
-  std::optional<int> free, lru;
+// A returning agent is protected until this long after it was expected:
+// then its tool, or its client, is taken to have gone.
+constexpr std::chrono::seconds kOverdue{60};
+
+// kPredicted: an agent that is done goes first; then one whose turn ended
+// otherwise (a person answers next, or it said nothing, or its return is
+// overdue), least recently used first; last, agents expected back, the
+// one expected latest first. kLru: least recently used first.
+bool Residency::EvictBefore(const SlotView& a, const SlotView& b, TimePoint now) const {
+  auto rank = [&](const SlotView& v) {
+    if (eviction_ == Eviction::kLru) return 1;
+    switch (v.expect) {
+      case Expect::kDone:
+        return 2;
+      case Expect::kReturning:
+        return now > v.expected_back + kOverdue ? 1 : 0;
+      case Expect::kPerson:
+      case Expect::kUnknown:
+        break;
+    }
+    return 1;
+  };
+  const int ra = rank(a), rb = rank(b);
+  if (ra != rb) return ra > rb;
+  if (ra == 0 && a.expected_back != b.expected_back) return a.expected_back > b.expected_back;
+  return a.last_used < b.last_used;
+}
+
+// A free slot first (an empty one before a stale one), else the idle slot
+// to evict first (EvictBefore) whose agent is not pinned. If that slot is
+// being saved, nothing: waiting for the save keeps the order strict.
+std::optional<int> Residency::ChooseSlot(TimePoint now) const {
+  std::optional<int> free, victim;
   for (int i = 0; i < slot_count(); ++i) {
     const SlotView& v = slots_[static_cast<size_t>(i)].view;
     if (v.phase == SlotPhase::kFree) {
@@ -52,16 +81,18 @@ std::optional<int> Residency::ChooseSlot() const {
     }
     const bool candidate = (v.phase == SlotPhase::kIdle || v.phase == SlotPhase::kSaving) &&
                            !Pinned(*v.owner) && !held_.count(*v.owner);
-    if (candidate && (!lru || v.last_used < slots_[static_cast<size_t>(*lru)].view.last_used)) {
-      lru = i;
+    if (candidate && (!victim || EvictBefore(v, slots_[static_cast<size_t>(*victim)].view, now))) {
+      victim = i;
     }
   }
   if (free) return free;
-  if (lru && slots_[static_cast<size_t>(*lru)].view.phase == SlotPhase::kIdle) return lru;
+  if (victim && slots_[static_cast<size_t>(*victim)].view.phase == SlotPhase::kIdle) {
+    return victim;
+  }
   return std::nullopt;
 }
 
-std::optional<Plan> Residency::TryAcquire(const Tenant& tenant) {
+std::optional<Plan> Residency::TryAcquire(const Tenant& tenant, TimePoint now) {
   if (tenant) {
     if (InFlight(*tenant)) return std::nullopt;
     if (std::optional<SlotId> own = SlotOf(*tenant)) {
@@ -73,7 +104,7 @@ std::optional<Plan> Residency::TryAcquire(const Tenant& tenant) {
       return plan;
     }
   }
-  std::optional<int> chosen = ChooseSlot();
+  std::optional<int> chosen = ChooseSlot(now);
   if (!chosen) return std::nullopt;
   Slot& slot = slots_[static_cast<size_t>(*chosen)];
 
@@ -143,6 +174,8 @@ void Residency::Release(SlotId slot_id, TimePoint now, const TurnEnd& end) {
   v.last_used = now;
   if (v.owner && !v.lost) {
     v.phase = SlotPhase::kIdle;
+    v.expect = end.expect;
+    v.expected_back = now + end.back_in;
     if (end.kv_changed) {
       if (!(v.kv_is_file && end.added_nothing)) {
         v.dirty = true;

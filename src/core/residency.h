@@ -6,7 +6,8 @@
 // A slot is Free (maybe holding stale KV nobody owns), Idle (an agent's KV,
 // clean or dirty), Busy (a request runs on it) or Switching (its plan is being
 // executed upstream). Requests of one agent are serialized; an arriving agent
-// takes a free slot, else evicts the least recently used idle agent.
+// takes a free slot, else evicts an idle agent: the least recently used, or
+// (Eviction::kPredicted) the one least likely to be back soon.
 
 #include <chrono>
 #include <cstdint>
@@ -41,6 +42,20 @@ const char* PlacementName(Placement p);
 // whose KV can be cut back to a common prefix; see ReuseChecks in placer.h).
 using PromptKey = std::uint64_t;
 
+// How eviction chooses among idle agents (--eviction).
+enum class Eviction {
+  kLru,        // the least recently used
+  kPredicted,  // the least likely to be back soon (see Residency::ChooseSlot)
+};
+
+// What an agent's last turn says of its return.
+enum class Expect {
+  kUnknown,    // nothing: only its last use counts
+  kDone,       // its client said it is done
+  kPerson,     // the model stopped, or hit its limit: a person answers next, or nobody
+  kReturning,  // a tool call, or a time its client gave: back in TurnEnd::back_in
+};
+
 // What a finished request left in its slot.
 struct TurnEnd {
   // False when nothing ran on the slot: llama-server refused the request
@@ -54,6 +69,9 @@ struct TurnEnd {
   // logits, so such a turn (an agent resending what it sent before) left
   // nothing in the KV that its file lacks, beyond that one token.
   bool added_nothing = false;
+  // What the turn says of the agent's return (set by the caller).
+  Expect expect = Expect::kUnknown;
+  std::chrono::milliseconds back_in{0};  // kReturning: expected back after this long
 
   static TurnEnd Ran(long long tokens, PromptKey key = 0) { return {true, tokens, key}; }
   static TurnEnd Unchanged() { return {false, std::nullopt, 0}; }
@@ -113,6 +131,8 @@ struct SlotView {
   PromptKey prompt_key = 0;      // of the request that last changed the KV
   bool restored_unused = false;  // restored, and no request has changed it since
   TimePoint last_used{};
+  Expect expect = Expect::kUnknown;  // Idle: what its last turn said of its return
+  TimePoint expected_back{};         // kReturning: when
 };
 
 class Residency {
@@ -124,14 +144,15 @@ class Residency {
   // says whether an agent has a file to restore (the store's index); it is
   // called under the caller's lock and must not call back. At most
   // `max_pins` agents (at most n_slots - 1) may be pinned.
-  Residency(int n_slots, HasMemoryFn has_memory, int max_pins = 0);
+  Residency(int n_slots, HasMemoryFn has_memory, int max_pins = 0,
+            Eviction eviction = Eviction::kLru);
 
   int slot_count() const { return static_cast<int>(slots_.size()); }
 
   // Returns the plan to run if `tenant` may proceed now, with its slot marked
   // Switching. Returns nullopt if it must wait: the agent has a request or a
   // save in flight, or no slot is free or idle and unpinned.
-  std::optional<Plan> TryAcquire(const Tenant& tenant);
+  std::optional<Plan> TryAcquire(const Tenant& tenant, TimePoint now = Clock::now());
 
   // A resident plan's slot holds its agent's KV, but older than the agent's
   // memory (another node of a shared directory served it since): forgets
@@ -145,7 +166,8 @@ class Residency {
   Result<Placement> CompleteSwitch(const Plan& plan, const SwitchOutcome& outcome);
 
   // The request on `slot` ended (whatever its outcome), as `end` says. An
-  // agent's slot turns Idle, used at `now`, and dirty if its KV changed,
+  // agent's slot turns Idle, used at `now`, with what `end` expects of its
+  // return, and dirty if its KV changed,
   // unless the KV was its file's and the turn added nothing to it (no save
   // would write anything the file lacks); a stateless slot, or one
   // llama-server lost meanwhile, turns Free and stale.
@@ -201,12 +223,15 @@ class Residency {
   };
 
   bool InFlight(const AgentId& agent) const;
-  std::optional<int> ChooseSlot() const;
+  std::optional<int> ChooseSlot(TimePoint now) const;
+  // True if, at `now`, idle slot `a` should be evicted before idle slot `b`.
+  bool EvictBefore(const SlotView& a, const SlotView& b, TimePoint now) const;
   Slot& At(SlotId slot) { return slots_[static_cast<size_t>(slot.value)]; }
 
   std::vector<Slot> slots_;
   HasMemoryFn has_memory_;
   int max_pins_;
+  Eviction eviction_;
   std::unordered_set<AgentId> pinned_;
   std::unordered_set<AgentId> held_;  // dropped or held: nothing of them may run
 };

@@ -9,11 +9,11 @@
 namespace agentkv {
 
 SlotPool::SlotPool(int n_slots, QueueLimits limits, Residency::HasMemoryFn has_memory, int max_pins,
-                   NowFn now)
+                   NowFn now, Eviction eviction)
     : n_slots_(n_slots),
       limits_(limits),
       now_(std::move(now)),
-      residency_(n_slots, std::move(has_memory), max_pins) {
+      residency_(n_slots, std::move(has_memory), max_pins, eviction) {
   MutexLock lock(mu_);
   const TimePoint start = now_();
   for (int i = 0; i < n_slots_; ++i) stamps_.push_back({residency_.View(SlotId{i}), start});
@@ -78,8 +78,9 @@ std::list<SlotPool::Waiter*>::iterator SlotPool::NextWaiterLocked(std::optional<
   std::stable_sort(order.begin(), order.end(), [&](const auto& a, const auto& b) {
     return held[KeyOf(*(*a)->tenant)] < held[KeyOf(*(*b)->tenant)];
   });
+  const TimePoint now = now_();
   for (auto it : order) {
-    if ((*plan = residency_.TryAcquire(*(*it)->tenant))) return it;
+    if ((*plan = residency_.TryAcquire(*(*it)->tenant, now))) return it;
   }
   return queue_.end();
 }
@@ -102,7 +103,7 @@ Result<Plan> SlotPool::Acquire(const Tenant& tenant) {
   if (shut_down_) return shutting_down;
   // Every change that frees a slot ends with DispatchLocked(), so no waiter can
   // proceed right now: a newcomer that can takes nothing a waiter could use.
-  if (std::optional<Plan> plan = residency_.TryAcquire(tenant)) {
+  if (std::optional<Plan> plan = residency_.TryAcquire(tenant, now_())) {
     StampLocked();
     return *plan;
   }

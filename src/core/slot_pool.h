@@ -42,9 +42,9 @@ class SlotPool {
  public:
   using NowFn = std::function<TimePoint()>;
 
-  // See Residency for `has_memory` and `max_pins`.
+  // See Residency for `has_memory`, `max_pins` and `eviction`.
   SlotPool(int n_slots, QueueLimits limits, Residency::HasMemoryFn has_memory, int max_pins = 0,
-           NowFn now = &Clock::now);
+           NowFn now = &Clock::now, Eviction eviction = Eviction::kLru);
 
   // Blocks until `tenant` may proceed and returns its plan. Returns kBusy if
   // the wait queue is full, or holds limits.max_waiting_per_agent requests

@@ -9,6 +9,7 @@
 #include <chrono>
 #include <nlohmann/json.hpp>
 #include <thread>
+#include <tuple>
 
 #include "http/auth.h"
 #include "http/front_server.h"
@@ -697,17 +698,21 @@ std::shared_ptr<ProxyServer::Exchange> ProxyServer::Start(
       result = Status::Error(ErrorCode::kInternal, e.what());
     }
     if (lease) {  // before the client sees the end
-      placer_.Finish(*lease, timings ? std::optional<long long>(timings->cache_n) : std::nullopt,
-                     timings ? timings->prompt_n : 0,
-                     TurnEndOf(status, result, timings, prompt_key));
-      if (hooks_.activity) {
-        // No timings: an error answer, or one that did not end as
-        // llama-server ends one (the client left, the exchange broke).
-        const TurnFinish finish = timings         ? timings->finish
-                                  : status >= 400 ? TurnFinish::kUnknown
-                                                  : TurnFinish::kAborted;
-        Record(*lease, status, timings, arrival, first_byte, finish, next);
+      // No timings: an error answer, or one that did not end as llama-server
+      // ends one (the client left, the exchange broke).
+      const TurnFinish finish = timings         ? timings->finish
+                                : status >= 400 ? TurnFinish::kUnknown
+                                                : TurnFinish::kAborted;
+      TurnEnd end = TurnEndOf(status, result, timings, prompt_key);
+      std::optional<std::chrono::milliseconds> tool_gap;
+      if (hooks_.activity && lease->tenant()) {
+        tool_gap = hooks_.activity->TypicalGap(*lease->tenant(), TurnFinish::kToolCalls);
       }
+      std::tie(end.expect, end.back_in) =
+          ExpectationOf(finish, next, tool_gap.value_or(kDefaultToolGap));
+      placer_.Finish(*lease, timings ? std::optional<long long>(timings->cache_n) : std::nullopt,
+                     timings ? timings->prompt_n : 0, end);
+      if (hooks_.activity) Record(*lease, status, timings, arrival, first_byte, finish, next);
     }
     claim.Reset();  // the turn is recorded: a save to come is the slot's
     raw->pipe.Finish(std::move(result));

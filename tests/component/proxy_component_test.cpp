@@ -46,6 +46,32 @@ TEST_F(ProxyTest, AReturningAgentIsRestoredIntoAnotherSlotWithItsOwnKV) {
   EXPECT_TRUE(daemon_->store().HasMemory(AgentId::Parse("a").value()));
 }
 
+// An agent whose answer called tools is about to come back: a new agent
+// takes the slot of one whose answer stopped (a person replies next), though
+// that one was used more recently. --eviction lru takes the older.
+TEST_F(ProxyTest, ANewAgentTakesTheSlotOfOneWaitingForAPersonNotOfOneInAToolCall) {
+  for (const Eviction eviction : {Eviction::kPredicted, Eviction::kLru}) {
+    const bool predicted = eviction == Eviction::kPredicted;
+    Start(2, [&](DaemonOptions& o) { o.eviction = eviction; });
+    fake_->SetFinishReason("tool_calls");
+    EXPECT_EQ(Turn("coder"), "cold");
+    fake_->SetFinishReason("stop");
+    EXPECT_EQ(Turn("writer"), "cold");  // more recent than coder
+    EXPECT_EQ(Turn("newcomer"), "cold");
+    EXPECT_EQ(Turn("coder"), predicted ? "resident" : "restored") << "predicted: " << predicted;
+  }
+  // The client's word counts too: "done" gives the slot up first.
+  Start(2);
+  fake_->SetFinishReason("stop");
+  EXPECT_EQ(Turn("writer"), "cold");
+  ASSERT_EQ(
+      Post("/agents/closer/v1/chat/completions", Chat("closer", "bye"), {{"X-Agent-Next", "done"}})
+          ->status,
+      200);
+  EXPECT_EQ(Turn("newcomer"), "cold");
+  EXPECT_EQ(Turn("writer"), "resident") << "closer said it was done: its slot went";
+}
+
 TEST_F(ProxyTest, StreamsChunksAsTheyArriveWithoutBuffering) {
   fake_->HoldStreamsAt(2);  // role chunk and first token sent, then a pause
   std::promise<void> got_first_token;

@@ -100,6 +100,47 @@ TEST_F(ActivityTest, RecordsHowAnAgentsTurnEndedAndTheGapBeforeItCameBack) {
   EXPECT_FALSE(a.Record(Ran(nullptr, Placement::kStateless, 0, 1))) << "nobody's request";
 }
 
+TEST(NextHint, ATurnsEndSaysWhenTheAgentIsExpectedBack) {
+  using std::chrono::milliseconds;
+  const milliseconds tool(7000);
+  using Pair = std::pair<Expect, milliseconds>;
+  EXPECT_EQ(ExpectationOf(TurnFinish::kToolCalls, std::nullopt, tool),
+            Pair(Expect::kReturning, tool));
+  EXPECT_EQ(ExpectationOf(TurnFinish::kStop, std::nullopt, tool),
+            Pair(Expect::kPerson, milliseconds(0)));
+  EXPECT_EQ(ExpectationOf(TurnFinish::kLength, std::nullopt, tool),
+            Pair(Expect::kPerson, milliseconds(0)));
+  EXPECT_EQ(ExpectationOf(TurnFinish::kAborted, std::nullopt, tool),
+            Pair(Expect::kUnknown, milliseconds(0)));
+  // The client's word wins over the finish reason.
+  EXPECT_EQ(ExpectationOf(TurnFinish::kToolCalls, NextHint{NextHint::Kind::kDone, 0}, tool),
+            Pair(Expect::kDone, milliseconds(0)));
+  EXPECT_EQ(ExpectationOf(TurnFinish::kStop, NextHint{NextHint::Kind::kTool, 0}, tool),
+            Pair(Expect::kReturning, tool));
+  EXPECT_EQ(ExpectationOf(TurnFinish::kStop, NextHint{NextHint::Kind::kSeconds, 1.5}, tool),
+            Pair(Expect::kReturning, milliseconds(1500)));
+}
+
+TEST_F(ActivityTest, LearnsHowLongAgentsOfAScopeTakeToComeBackAfterAToolCall) {
+  Activity a({}, Clock());
+  const AgentId agent = Id("coder");
+  EXPECT_FALSE(a.TypicalGap(agent, TurnFinish::kToolCalls)) << "nothing seen yet";
+  RequestRecord tool = Ran("coder", Placement::kCold, 0, 10);
+  tool.finish = TurnFinish::kToolCalls;
+  a.Record(tool);
+  for (int gap_s : {5, 10}) {
+    now_ms_ += gap_s * 1000 + 15;  // the turn took 15 ms: it came back gap_s after
+    a.Record(tool);
+  }
+  // The first gap, then 0.8 of it and 0.2 of the second: 5 s, then 6 s.
+  EXPECT_EQ(a.TypicalGap(agent, TurnFinish::kToolCalls), std::chrono::milliseconds(6000));
+  EXPECT_FALSE(a.TypicalGap(agent, TurnFinish::kStop));
+  EXPECT_EQ(a.TypicalGap(Id("planner"), TurnFinish::kToolCalls), std::chrono::milliseconds(6000))
+      << "the same scope (no keys)";
+  EXPECT_FALSE(a.TypicalGap(AgentId::InNamespace(agent, "k1"), TurnFinish::kToolCalls))
+      << "another key's agents learn apart";
+}
+
 TEST(NextHint, ReadsAsWritten) {
   EXPECT_EQ(NextHintText({NextHint::Kind::kTool, 0}), "tool");
   EXPECT_EQ(NextHintText({NextHint::Kind::kDone, 0}), "done");

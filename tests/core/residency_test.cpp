@@ -13,21 +13,37 @@ AgentId Id(const char* s) { return AgentId::Parse(s).value(); }
 // gives the evicted agent a file.
 class ResidencyTest : public ::testing::Test {
  protected:
-  Residency Make(int slots, int max_pins = 0) {
+  Residency Make(int slots, int max_pins = 0, Eviction eviction = Eviction::kLru) {
     return Residency(
-        slots, [this](const AgentId& a) { return files_.count(a) > 0; }, max_pins);
+        slots, [this](const AgentId& a) { return files_.count(a) > 0; }, max_pins, eviction);
   }
   TimePoint At(int seconds) { return TimePoint{} + std::chrono::seconds(seconds); }
 
   // Runs a plan as if every upstream step succeeded and the request finished.
   Placement Serve(Residency& r, const Tenant& t, int at, long long tokens = 100) {
-    std::optional<Plan> plan = r.TryAcquire(t);
+    std::optional<Plan> plan = r.TryAcquire(t, At(at));
     EXPECT_TRUE(plan.has_value());
     if (plan->save_evicted) files_.insert(*plan->evicted);
     Result<Placement> placed = r.CompleteSwitch(*plan, {true, true, true, 50});
     EXPECT_TRUE(placed.ok());
     r.Release(plan->slot, At(at), TurnEnd::Ran(tokens));
     return placed.value();
+  }
+  // As Serve, the turn saying `expect` of the agent's return (back in
+  // `back_in_s` seconds, for kReturning). Returns the agent it evicted.
+  std::optional<AgentId> ServeExpecting(Residency& r, const Tenant& t, int at, Expect expect,
+                                        int back_in_s, long long tokens = 100) {
+    std::optional<Plan> plan = r.TryAcquire(t, At(at));
+    EXPECT_TRUE(plan.has_value());
+    if (!plan) return std::nullopt;
+    if (plan->save_evicted) files_.insert(*plan->evicted);
+    Result<Placement> placed = r.CompleteSwitch(*plan, {true, true, true, 50});
+    EXPECT_TRUE(placed.ok());
+    TurnEnd end = TurnEnd::Ran(tokens);
+    end.expect = expect;
+    end.back_in = std::chrono::seconds(back_in_s);
+    r.Release(plan->slot, At(at), end);
+    return plan->evicted;
   }
 
   std::set<AgentId> files_;
@@ -67,6 +83,49 @@ TEST_F(ResidencyTest, EvictsLeastRecentlyUsedIdleSlotWhenAllAreTaken) {
   EXPECT_EQ(plan->evicted_tokens, 77);
   EXPECT_TRUE(plan->erase) << "c must not see b's KV";
   EXPECT_FALSE(plan->restore);
+}
+
+// Agents in a tool call are kept over older ones waiting for a person; one
+// that is done goes first; among those in a tool call, the one expected
+// back latest goes, and one long overdue is no longer protected.
+TEST_F(ResidencyTest, PredictedEvictionKeepsTheAgentsAboutToReturn) {
+  Residency r = Make(3, 0, Eviction::kPredicted);
+  ServeExpecting(r, Id("tool"), 1, Expect::kReturning, 10);  // the least recently used
+  ServeExpecting(r, Id("person"), 2, Expect::kPerson, 0);
+  ServeExpecting(r, Id("quiet"), 3, Expect::kUnknown, 0);
+  EXPECT_EQ(ServeExpecting(r, Id("d"), 4, Expect::kPerson, 0), Id("person"))
+      << "waiting for a person, and older than quiet: tool stays though older still";
+  EXPECT_EQ(ServeExpecting(r, Id("e"), 5, Expect::kDone, 0), Id("quiet"));
+  EXPECT_EQ(ServeExpecting(r, Id("f"), 6, Expect::kReturning, 5), Id("e"))
+      << "done goes first, though the most recently used";
+}
+
+TEST_F(ResidencyTest, PredictedEvictionTakesADoneAgentFirstAndTheLatestReturnAmongTools) {
+  Residency r = Make(3, 0, Eviction::kPredicted);
+  ServeExpecting(r, Id("soon"), 1, Expect::kReturning, 5);     // back at 6
+  ServeExpecting(r, Id("later"), 2, Expect::kReturning, 100);  // back at 102
+  ServeExpecting(r, Id("done"), 3, Expect::kDone, 0);
+  EXPECT_EQ(ServeExpecting(r, Id("x"), 4, Expect::kReturning, 50), Id("done"));
+  EXPECT_EQ(ServeExpecting(r, Id("y"), 5, Expect::kReturning, 50), Id("later"))
+      << "expected back at 102, after x (54) and soon (6)";
+  // soon was expected at 6: at 67 it is overdue by more than a minute and
+  // counts as an agent that said nothing; x (54 + 60 = 114) and y are not.
+  EXPECT_EQ(ServeExpecting(r, Id("z"), 67, Expect::kReturning, 50), Id("soon"));
+}
+
+TEST_F(ResidencyTest, LruEvictionIgnoresWhatTurnsSay) {
+  Residency r = Make(2, 0, Eviction::kLru);
+  ServeExpecting(r, Id("tool"), 1, Expect::kReturning, 10);
+  ServeExpecting(r, Id("done"), 2, Expect::kDone, 0);
+  EXPECT_EQ(ServeExpecting(r, Id("c"), 3, Expect::kUnknown, 0), Id("tool"));
+}
+
+TEST_F(ResidencyTest, APinStillWinsOverPredictedEviction) {
+  Residency r = Make(2, 1, Eviction::kPredicted);
+  ServeExpecting(r, Id("done"), 1, Expect::kDone, 0);
+  ServeExpecting(r, Id("tool"), 2, Expect::kReturning, 10);
+  ASSERT_TRUE(r.Pin(Id("done")).ok());
+  EXPECT_EQ(ServeExpecting(r, Id("c"), 3, Expect::kUnknown, 0), Id("tool"));
 }
 
 TEST_F(ResidencyTest, RestoresAnEvictedAgentFromItsFileWhenItReturns) {
