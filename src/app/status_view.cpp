@@ -156,9 +156,17 @@ std::string Placements(const json& p) {
   return out.empty() ? "-" : out;
 }
 
+// How the agent's last turn ended, and what its client said of the next.
+std::string LastTurn(const json& a) {
+  if (!a.contains("last_finish") || !a["last_finish"].is_string()) return "-";
+  std::string out = Text(a, "last_finish");
+  if (a.contains("next") && a["next"].is_string()) out += ", next " + Text(a, "next");
+  return out;
+}
+
 void PrintAgents(std::ostream& out, const json& agents, std::optional<double> now) {
-  Table table(
-      {"AGENT", "WHERE", ">TOKENS", ">SAVED", "LAST USE", ">REQUESTS", "PLACEMENTS", ">REUSE"});
+  Table table({"AGENT", "WHERE", ">TOKENS", ">SAVED", "LAST USE", ">REQUESTS", "PLACEMENTS",
+               ">REUSE", "LAST TURN"});
   const json items = agents.is_object() && agents.contains("items") ? agents["items"] : json();
   for (const json& a : items.is_array() ? items : json::array()) {
     const std::optional<double> slot = Number(a, "slot");
@@ -170,7 +178,7 @@ void PrintAgents(std::ostream& out, const json& agents, std::optional<double> no
     table.Add({Text(a, "id"), where, Count(a, "tokens"), Bytes(Number(a, "saved_bytes")),
                last && now ? Duration(*now - *last) + " ago" : "-", Count(a, "requests"),
                Placements(a.contains("placements") ? a["placements"] : json()),
-               Percent(Number(a, "reuse"))});
+               Percent(Number(a, "reuse")), LastTurn(a)});
   }
   table.Print(out);
   out << "(" << items.size() << " of " << Count(agents, "total")

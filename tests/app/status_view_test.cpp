@@ -43,7 +43,8 @@ const json kStatus = json::parse(R"({
                         "dirty": true, "tokens": 1201, "saved_bytes": 27000000,
                         "last_used": 1700000055000, "requests": 4,
                         "placements": {"cold": 1, "restored": 2, "resident": 1},
-                        "tokens_reused": 3600, "tokens_prefilled": 1300, "reuse": 0.7346},
+                        "tokens_reused": 3600, "tokens_prefilled": 1300, "reuse": 0.7346,
+                        "last_finish": "tool_calls", "next": "tool"},
                        {"id": "coder", "resident": false, "slot": null, "pinned": false,
                         "dirty": false, "tokens": 80, "saved_bytes": 2000,
                         "last_used": null, "requests": 0, "placements": {},
@@ -85,6 +86,8 @@ TEST(StatusView, ListsSlotsAgentsAndRecentRequestsInAlignedColumns) {
   EXPECT_NE(planner.find("5 s ago"), std::string::npos);
   EXPECT_NE(planner.find("1 resident, 2 restored, 1 cold"), std::string::npos) << planner;
   EXPECT_NE(planner.find("73%"), std::string::npos);
+  EXPECT_EQ(planner.find("tool_calls, next tool"), LineStarting(text, "AGENT").find("LAST TURN"))
+      << text;
   const std::string coder = LineStarting(text, "coder");
   EXPECT_NE(coder.find("disk"), std::string::npos) << coder;
   EXPECT_NE(text.find("(2 of 1,234 agents"), std::string::npos);

@@ -275,6 +275,12 @@
     return parts.length ? parts.join(' · ') : '–';
   }
 
+  // How the agent's last turn ended, and what its client said of the next.
+  function lastTurnText(g) {
+    if (!g.last_finish) return '–';
+    return g.last_finish.replace('_', ' ') + (g.next ? ' · next: ' + g.next : '');
+  }
+
   function renderAgents(a, now) {
     if (a.items.length === 0 && a.offset > 0) {  // past the end (agents went): back a page
       state.offset = Math.max(0, Math.min(a.offset - PAGE_SIZE, a.total - 1));
@@ -287,7 +293,7 @@
     $('prev').disabled = a.offset === 0;
     $('next').disabled = a.offset + a.items.length >= a.total;
     syncRows($('agents').tBodies[0], a.items, (g) => g.id, (tr, g) => {
-      const c = cells(tr, 9, [2, 3, 5, 7]);
+      const c = cells(tr, 10, [2, 3, 5, 7]);
       c[0].className = 'id';
       setText(c[0], g.id);
       c[0].title = g.id;
@@ -299,7 +305,8 @@
       setText(c[5], num(g.requests));
       setText(c[6], placementsText(g.placements));
       setText(c[7], percent(g.reuse));
-      actionButtons(c[8], g);
+      setText(c[8], lastTurnText(g));
+      actionButtons(c[9], g);
     });
   }
 
