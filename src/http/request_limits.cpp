@@ -27,6 +27,7 @@ bool IsPseudoHeader(const std::string& name) {
 constexpr const char* kSingleHeaders[] = {
     "Host",          "Content-Length", "Transfer-Encoding", "Content-Type",     "Content-Encoding",
     "Authorization", "X-Api-Key",      "X-Agent-Id",        "X-Agentkv-Parent", "Origin",
+    "X-Agent-Next",
 };
 
 bool ContentTypeIs(const httplib::Request& req, const char* prefix) {

@@ -223,7 +223,8 @@ bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
 }  // namespace
 
 bool ForwardsRequestHeader(const std::string& name) {
-  for (std::string_view h : {"X-Conversation-Id", "Origin", "X-Agent-Id", "X-Agentkv-Parent"}) {
+  for (std::string_view h :
+       {"X-Conversation-Id", "Origin", "X-Agent-Id", "X-Agentkv-Parent", "X-Agent-Next"}) {
     if (EqualsIgnoreCase(name, h)) return false;
   }
   return true;

@@ -59,7 +59,8 @@ TEST(JsonShape, WhatIsNotJsonIsRefusedWithWhereItStops) {
 }
 
 TEST(RequestHead, AHeaderReadAsOneValueIsRefusedTwiceInAnyCase) {
-  for (const char* name : {"X-Agent-Id", "Authorization", "Host", "Content-Length"}) {
+  for (const char* name :
+       {"X-Agent-Id", "Authorization", "Host", "Content-Length", "X-Agent-Next"}) {
     httplib::Request req;
     req.method = "GET";
     req.headers.emplace(name, "0");

@@ -162,7 +162,7 @@ TEST(Routes, EachClassHasItsOwnMetricsLabel) {
 
 TEST(Routes, HeadersThatChangeWhatLlamaServerDoesAreNotForwarded) {
   for (const char* h : {"X-Conversation-Id", "x-conversation-id", "X-CONVERSATION-ID", "Origin",
-                        "X-Agent-Id", "x-agentkv-parent"}) {
+                        "X-Agent-Id", "x-agentkv-parent", "x-agent-next"}) {
     EXPECT_FALSE(ForwardsRequestHeader(h)) << h;
   }
   for (const char* h : {"Accept", "User-Agent", "X-Request-Id", "X-Conversation"}) {
