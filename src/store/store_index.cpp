@@ -145,34 +145,40 @@ StoreIndex::IdPage StoreIndex::PageOfIds(const std::string& filter, std::size_t 
   };
   struct Ranked {
     long long rank;
-    const AgentId* id;
+    AgentId id;
   };
   auto before = [](const Ranked& a, const Ranked& b) {
     if (a.rank != b.rank) return a.rank > b.rank;
-    return *a.id < *b.id;
+    return a.id < b.id;
   };
-  IdPage page;
-  MutexLock lock(mu_);
+  // The matching ids are copied out under the lock, in one pass; they are
+  // ordered after it, so that placements wait only for the copy (ordering
+  // 10^6 ids in place, through pointers into the map, held it 0.7 s).
   std::vector<Ranked> ids;
-  for (const auto& [agent, e] : memories_) {
-    if (!matches(agent)) continue;
-    long long r = 0;
-    if (rank) {
-      const MemoryInfo info{agent,     e.tokens >= 0 ? TokenCount(e.tokens) : std::nullopt,
-                            e.bytes,   e.created,
-                            e.updated, e.last_used};
-      r = rank(agent, &info);
+  {
+    MutexLock lock(mu_);
+    ids.reserve(memories_.size() - internal_.size() + more.size());
+    for (const auto& [agent, e] : memories_) {
+      if (!matches(agent)) continue;
+      long long r = 0;
+      if (rank) {
+        const MemoryInfo info{agent,     e.tokens >= 0 ? TokenCount(e.tokens) : std::nullopt,
+                              e.bytes,   e.created,
+                              e.updated, e.last_used};
+        r = rank(agent, &info);
+      }
+      ids.push_back({r, agent});
     }
-    ids.push_back({r, &agent});
-  }
-  const std::size_t with_memory = ids.size();
-  for (const AgentId& a : more) {  // a few: each looked for among the others of `more`
-    auto same = [&](const Ranked& b) { return *b.id == a; };
-    if (matches(a) && !memories_.count(a) &&
-        std::none_of(ids.begin() + static_cast<std::ptrdiff_t>(with_memory), ids.end(), same)) {
-      ids.push_back({rank ? rank(a, nullptr) : 0, &a});
+    const std::size_t with_memory = ids.size();
+    for (const AgentId& a : more) {  // a few: each looked for among the others of `more`
+      auto same = [&](const Ranked& b) { return b.id == a; };
+      if (matches(a) && !memories_.count(a) &&
+          std::none_of(ids.begin() + static_cast<std::ptrdiff_t>(with_memory), ids.end(), same)) {
+        ids.push_back({rank ? rank(a, nullptr) : 0, a});
+      }
     }
   }
+  IdPage page;
   page.total = ids.size();
   if (offset >= ids.size()) return page;
   // The page's ids in order, the others only on the right side of it: O(n).
@@ -181,7 +187,7 @@ StoreIndex::IdPage StoreIndex::PageOfIds(const std::string& filter, std::size_t 
   const auto last = ids.begin() + static_cast<std::ptrdiff_t>(end);
   std::nth_element(ids.begin(), first, ids.end(), before);
   std::partial_sort(first, last, ids.end(), before);
-  for (auto it = first; it != last; ++it) page.ids.push_back(*it->id);
+  for (auto it = first; it != last; ++it) page.ids.push_back(std::move(it->id));
   return page;
 }
 

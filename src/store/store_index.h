@@ -77,7 +77,8 @@ class StoreIndex {
   // at most `limit`. In id order, or, with `rank`, largest rank first (ties
   // in id order); `rank` sees the agent's memory (null for one of `more`
   // without memory) and runs under the index's lock: it must not call the
-  // index. O(n), nothing copied but the page.
+  // index. O(n): the matching ids are copied out under the lock and
+  // ordered after it.
   struct IdPage {
     std::size_t total = 0;
     std::vector<AgentId> ids;
