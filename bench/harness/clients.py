@@ -9,7 +9,6 @@ of two resident agents for `duration_s` seconds (no restore: what is timed
 is the front and the proxy), and agentkv's RSS and threads are read. `--max-connections` and
 `--max-connections-per-client` are raised above C: the limits are not what
 is measured."""
-import os
 import selectors
 import socket
 import threading
@@ -115,15 +114,11 @@ def threads_of(pid):
 
 
 def run(tools, counts, work, progress, duration_s=10):
-    d = os.path.join(work, "clients")
-    os.makedirs(d, mode=0o700)
     most = max(counts) + 64
-    fake = scale.Fake(tools.fake_llama, d, 4, os.path.join(work, "clients-fake.log"))
     results = []
-    try:
-        a = scale.Agentkv(tools.agentkv, fake, d, os.path.join(work, "clients-agentkv.log"),
-                          ["--max-connections", str(most),
-                           "--max-connections-per-client", str(most)])
+    with scale.served(tools, work, "clients", 4, ["--max-connections", str(most),
+                                                  "--max-connections-per-client",
+                                                  str(most)]) as (_, a):
         c = scale.Client(a.port)
         for i in range(2):
             scale.turn(c, f"/agents/{scale.agent_id(i)}/completion", i)
@@ -143,9 +138,6 @@ def run(tools, counts, work, progress, duration_s=10):
             if held:
                 held.stop()
         c.close()
-        a.stop()
-    finally:
-        fake.stop()
     return results
 
 

@@ -302,18 +302,20 @@ def ratio(value):
     return "–" if value is None else f"{value}x"
 
 
-def svg(sweep, title):
-    """TTFT (log scale) against context tokens (log scale): cold, agentkv, floor."""
-    W, H, L, R, T, B = 640, 400, 70, 150, 40, 50
-    xs = [r["context_tokens"] for r in sweep]
-    series = [("cold", "cold_ms", "#c0392b"), ("agentkv", "agentkv_ms", "#2471a3"),
-              ("floor", "floor_ms", "#7f8c8d")]
-    ys = [r[k] for r in sweep for _, k, _ in series]
-    x0, x1 = math.log2(min(xs)) - 0.2, math.log2(max(xs)) + 0.2
+def log_chart(title, xs, series, size, x_log, y_tick, x_axis, y_axis, title_x=None):
+    """A chart with both axes on log scales: each series (name, [(x, y)...],
+    color) a line with dots and a legend entry; ticks at `xs` below, at each
+    power of ten on the left (labelled by `y_tick`); the x axis scaled by
+    `x_log` (math.log2 or math.log10)."""
+    W, H, L, R = size
+    T, B = 40, 50
+    ys = [y for _, pts, _ in series for _, y in pts]
+    x0, x1 = x_log(min(xs)) - 0.2, x_log(max(xs)) + 0.2
     y0, y1 = math.floor(math.log10(min(ys))), math.ceil(math.log10(max(ys)))
+    y1 = max(y1, y0 + 1)
 
     def px(x):
-        return L + (math.log2(x) - x0) / (x1 - x0) * (W - L - R)
+        return L + (x_log(x) - x0) / (x1 - x0) * (W - L - R)
 
     def py(y):
         return T + (y1 - math.log10(y)) / (y1 - y0) * (H - T - B)
@@ -321,32 +323,44 @@ def svg(sweep, title):
     e = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" '
          f'font-family="sans-serif" font-size="12">',
          f'<rect width="{W}" height="{H}" fill="white"/>',
-         f'<text x="{W / 2}" y="22" text-anchor="middle" font-size="14">{title}</text>']
+         f'<text x="{W / 2 if title_x is None else title_x}" y="22" text-anchor="middle" '
+         f'font-size="14">{title}</text>']
     for d in range(y0, y1 + 1):
         y = py(10 ** d)
-        label = f"{10 ** d:,.0f} ms" if d < 3 else f"{10 ** (d - 3):,.0f} s"
         e += [f'<line x1="{L}" x2="{W - R}" y1="{y:.1f}" y2="{y:.1f}" stroke="#ddd"/>',
-              f'<text x="{L - 6}" y="{y + 4:.1f}" text-anchor="end">{label}</text>']
+              f'<text x="{L - 6}" y="{y + 4:.1f}" text-anchor="end">{y_tick(d)}</text>']
     for x in xs:
         e.append(f'<text x="{px(x):.1f}" y="{H - B + 18}" text-anchor="middle">{x:,}</text>')
-    e += [f'<text x="{(L + W - R) / 2}" y="{H - 12}" text-anchor="middle">'
-          'context tokens of the returning turn</text>',
+    e += [f'<text x="{(L + W - R) / 2}" y="{H - 12}" text-anchor="middle">{x_axis}</text>',
           f'<text x="16" y="{(T + H - B) / 2}" text-anchor="middle" '
-          f'transform="rotate(-90 16 {(T + H - B) / 2})">time to first token</text>',
+          f'transform="rotate(-90 16 {(T + H - B) / 2})">{y_axis}</text>',
           f'<line x1="{L}" x2="{W - R}" y1="{H - B}" y2="{H - B}" stroke="#333"/>',
           f'<line x1="{L}" x2="{L}" y1="{T}" y2="{H - B}" stroke="#333"/>']
-    for i, (name, key, color) in enumerate(series):
-        pts = " ".join(f"{px(r['context_tokens']):.1f},{py(r[key]):.1f}" for r in sweep)
-        e.append(f'<polyline points="{pts}" fill="none" stroke="{color}" stroke-width="2"/>')
-        for r in sweep:
-            e.append(f'<circle cx="{px(r["context_tokens"]):.1f}" cy="{py(r[key]):.1f}" '
-                     f'r="3" fill="{color}"/>')
+    for i, (name, pts, color) in enumerate(series):
+        line = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y in pts)
+        e.append(f'<polyline points="{line}" fill="none" stroke="{color}" stroke-width="2"/>')
+        for x, y in pts:
+            e.append(f'<circle cx="{px(x):.1f}" cy="{py(y):.1f}" r="3" fill="{color}"/>')
         ly = T + 10 + i * 20
         e += [f'<line x1="{W - R + 15}" x2="{W - R + 35}" y1="{ly}" y2="{ly}" '
               f'stroke="{color}" stroke-width="2"/>',
               f'<text x="{W - R + 40}" y="{ly + 4}">{name}</text>']
     e.append("</svg>")
     return "\n".join(e) + "\n"
+
+
+def svg(sweep, title):
+    """TTFT (log scale) against context tokens (log scale): cold, agentkv, floor."""
+    series = [(name, [(r["context_tokens"], r[key]) for r in sweep], color)
+              for name, key, color in (("cold", "cold_ms", "#c0392b"),
+                                        ("agentkv", "agentkv_ms", "#2471a3"),
+                                        ("floor", "floor_ms", "#7f8c8d"))]
+    def y_tick(d):
+        return f"{10 ** d:,.0f} ms" if d < 3 else f"{10 ** (d - 3):,.0f} s"
+
+    return log_chart(title, [r["context_tokens"] for r in sweep], series, (640, 400, 70, 150),
+                     math.log2, y_tick, "context tokens of the returning turn",
+                     "time to first token")
 
 
 SCALE_SERIES = [("ready (ms)", "ready_s", 1000, "#2471a3"),
@@ -363,47 +377,10 @@ SCALE_SERIES = [("ready (ms)", "ready_s", 1000, "#2471a3"),
 def scale_svg(scale):
     """Each cost (log scale) against agents on disk (log scale)."""
     rows = scale["sizes"]
-    W, H, L, R, T, B = 720, 420, 60, 220, 40, 50
     series = [(name, [(r["agents"], r[key] * factor) for r in rows if r.get(key)], color)
               for name, key, factor, color in SCALE_SERIES]
-    series = [(name, pts, color) for name, pts, color in series if pts]
-    xs = [r["agents"] for r in rows]
-    ys = [y for _, pts, _ in series for _, y in pts]
-    x0, x1 = math.log10(min(xs)) - 0.2, math.log10(max(xs)) + 0.2
-    y0, y1 = math.floor(math.log10(min(ys))), math.ceil(math.log10(max(ys)))
-    y1 = max(y1, y0 + 1)
-
-    def px(x):
-        return L + (math.log10(x) - x0) / (x1 - x0) * (W - L - R)
-
-    def py(y):
-        return T + (y1 - math.log10(y)) / (y1 - y0) * (H - T - B)
-
-    e = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" '
-         f'font-family="sans-serif" font-size="12">',
-         f'<rect width="{W}" height="{H}" fill="white"/>',
-         f'<text x="{(L + W - R) / 2}" y="22" text-anchor="middle" font-size="14">'
-         'agentkv\'s own cost against agents on disk (fake llama-server)</text>']
-    for d in range(y0, y1 + 1):
-        y = py(10 ** d)
-        e += [f'<line x1="{L}" x2="{W - R}" y1="{y:.1f}" y2="{y:.1f}" stroke="#ddd"/>',
-              f'<text x="{L - 6}" y="{y + 4:.1f}" text-anchor="end">{10.0 ** d:g}</text>']
-    for x in xs:
-        e.append(f'<text x="{px(x):.1f}" y="{H - B + 18}" text-anchor="middle">{x:,}</text>')
-    e += [f'<text x="{(L + W - R) / 2}" y="{H - 12}" text-anchor="middle">'
-          'agents on disk</text>',
-          f'<text x="16" y="{(T + H - B) / 2}" text-anchor="middle" '
-          f'transform="rotate(-90 16 {(T + H - B) / 2})">ms, or MiB (log scale)</text>',
-          f'<line x1="{L}" x2="{W - R}" y1="{H - B}" y2="{H - B}" stroke="#333"/>',
-          f'<line x1="{L}" x2="{L}" y1="{T}" y2="{H - B}" stroke="#333"/>']
-    for i, (name, pts, color) in enumerate(series):
-        line = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y in pts)
-        e.append(f'<polyline points="{line}" fill="none" stroke="{color}" stroke-width="2"/>')
-        for x, y in pts:
-            e.append(f'<circle cx="{px(x):.1f}" cy="{py(y):.1f}" r="3" fill="{color}"/>')
-        ly = T + 10 + i * 20
-        e += [f'<line x1="{W - R + 15}" x2="{W - R + 35}" y1="{ly}" y2="{ly}" '
-              f'stroke="{color}" stroke-width="2"/>',
-              f'<text x="{W - R + 40}" y="{ly + 4}">{name}</text>']
-    e.append("</svg>")
-    return "\n".join(e) + "\n"
+    W, L, R = 720, 60, 220
+    return log_chart("agentkv's own cost against agents on disk (fake llama-server)",
+                     [r["agents"] for r in rows], [x for x in series if x[1]], (W, 420, L, R),
+                     math.log10, lambda d: f"{10.0 ** d:g}", "agents on disk",
+                     "ms, or MiB (log scale)", title_x=(L + W - R) / 2)

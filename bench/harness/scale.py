@@ -17,6 +17,7 @@ and set against the same request sent straight to the fake; /admin/agents
 `agentkv status`: time and bytes; `traffic_s` seconds of returning agents and
 RSS after them; then agentkv again with a disk budget the directory already
 fills, so that every turn-end save deletes the least recently used memory."""
+import contextlib
 import ctypes
 import hashlib
 import http.client
@@ -181,21 +182,32 @@ def timed_gets(client, path, times=PAGES):
     return {"ms": sorted(r[0] for r in runs)[len(runs) // 2], "bytes": len(runs[-1][3])}
 
 
-def fingerprint_of(tools, work, progress):
-    """The fingerprint agentkv gives memory saved through the fake: one agent's turn."""
-    d = os.path.join(work, "seed")
+@contextlib.contextmanager
+def served(tools, work, name, slots=2, args=()):
+    """A new directory `work`/`name`, the fake on it and agentkv in front
+    (logs `name`-fake.log and `name`-agentkv.log); yields (directory,
+    agentkv) and stops both, agentkv first, however the block ends."""
+    d = os.path.join(work, name)
     os.makedirs(d, mode=0o700)
-    fake = Fake(tools.fake_llama, d, 2, os.path.join(work, "seed-fake.log"))
+    fake = Fake(tools.fake_llama, d, slots, os.path.join(work, f"{name}-fake.log"))
     try:
-        a = Agentkv(tools.agentkv, fake, d, os.path.join(work, "seed-agentkv.log"))
-        c = Client(a.port)
-        ms, status, _, body = turn(c, "/agents/seed/completion", 0)
-        c.close()
-        a.stop()
-        if status != 200:
-            raise RuntimeError(f"the seed turn answered {status}: {body[:200]!r}")
+        a = Agentkv(tools.agentkv, fake, d, os.path.join(work, f"{name}-agentkv.log"), args)
+        try:
+            yield d, a
+        finally:
+            a.stop()
     finally:
         fake.stop()
+
+
+def fingerprint_of(tools, work, progress):
+    """The fingerprint agentkv gives memory saved through the fake: one agent's turn."""
+    with served(tools, work, "seed") as (d, a):
+        c = Client(a.port)
+        _, status, _, body = turn(c, "/agents/seed/completion", 0)
+        c.close()
+    if status != 200:
+        raise RuntimeError(f"the seed turn answered {status}: {body[:200]!r}")
     metas = [f for f in os.listdir(d) if f.endswith(".meta")]
     with open(os.path.join(d, metas[0])) as f:
         return json.load(f)["fingerprint"]
@@ -280,35 +292,30 @@ def flood(tools, work, requests, progress):
     """A client inventing a new agent id on every request, as fast as one
     connection goes: what agentkv admits (--max-new-agents-per-minute, 600
     by default), refuses, and holds in RSS and on disk."""
-    d = os.path.join(work, "flood")
-    os.makedirs(d, mode=0o700)
-    fake = Fake(tools.fake_llama, d, 2, os.path.join(work, "flood-fake.log"))
     try:
-        a = Agentkv(tools.agentkv, fake, d, os.path.join(work, "flood-agentkv.log"))
-        c = Client(a.port)
-        for i in range(50):  # a few real agents first, and the server warm
-            turn(c, f"/agents/{agent_id(i)}/completion", i)
-        out = {"requests": requests, "rss_before_kib": a.rss_kib(), "statuses": {},
-               "retry_after": None}
-        started = time.monotonic()
-        for k in range(requests):
-            if k % 20000 == 0:
-                progress(f"invented ids: {k:,} of {requests:,}")
-            _, status, headers, _ = turn(c, f"/agents/invented-{k}/completion", k)
-            out["statuses"][str(status)] = out["statuses"].get(str(status), 0) + 1
-            if status == 429 and out["retry_after"] is None:
-                out["retry_after"] = headers.get("Retry-After")
-        out["seconds"] = round(time.monotonic() - started, 1)
-        out["rss_after_kib"] = a.rss_kib()
-        _, _, _, body = c.call("GET", "/metrics")
-        m = re.search(rb"\nagentkv_new_agents_refused_total (\d+)", body)
-        out["refused_metric"] = int(m.group(1)) if m else None
-        c.close()
-        a.stop()
+        with served(tools, work, "flood") as (d, a):
+            c = Client(a.port)
+            for i in range(50):  # a few real agents first, and the server warm
+                turn(c, f"/agents/{agent_id(i)}/completion", i)
+            out = {"requests": requests, "rss_before_kib": a.rss_kib(), "statuses": {},
+                   "retry_after": None}
+            started = time.monotonic()
+            for k in range(requests):
+                if k % 20000 == 0:
+                    progress(f"invented ids: {k:,} of {requests:,}")
+                _, status, headers, _ = turn(c, f"/agents/invented-{k}/completion", k)
+                out["statuses"][str(status)] = out["statuses"].get(str(status), 0) + 1
+                if status == 429 and out["retry_after"] is None:
+                    out["retry_after"] = headers.get("Retry-After")
+            out["seconds"] = round(time.monotonic() - started, 1)
+            out["rss_after_kib"] = a.rss_kib()
+            _, _, _, body = c.call("GET", "/metrics")
+            m = re.search(rb"\nagentkv_new_agents_refused_total (\d+)", body)
+            out["refused_metric"] = int(m.group(1)) if m else None
+            c.close()
         out["memories_on_disk"] = sum(f.endswith(".meta") for f in os.listdir(d))
     finally:
-        fake.stop()
-        shutil.rmtree(d, ignore_errors=True)
+        shutil.rmtree(os.path.join(work, "flood"), ignore_errors=True)
     return out
 
 
