@@ -6,7 +6,7 @@
 //
 // Thread-safe: one lock, never held while a caller does file I/O.
 //
-// Cost (bench/README.md, scenario 10): an agent's entry is about 220 bytes
+// Cost (measured by bench/run.py --only scale): an agent's entry is about 220 bytes
 // plus its id beyond 15 characters (strings every memory shares, such as
 // the fingerprint, are kept once); Lookup, Has, Touch, saves and counts are
 // O(1); the budget's victims come from the least recently used end of a
