@@ -83,6 +83,14 @@ class FileSystem {
   virtual Status CopyFile(const Path& from, const Path& to) = 0;
   // Bytes an unprivileged process may still write in the file system of `dir`.
   virtual Result<std::uint64_t> FreeBytes(const Path& dir) = 0;
+  // Tells the kernel a file's pages will be read soon (it reads them into
+  // the page cache in the background) or not (it may drop them). Advice
+  // only: nothing is reported, and a file system may ignore it.
+  enum class Advice { kWillNeed, kDontNeed };
+  virtual void Advise(const Path& file, Advice advice) {
+    (void)file;
+    (void)advice;
+  }
 };
 
 // The process's real file system. Lives as long as the process.

@@ -324,6 +324,24 @@ int ParseCommandLine(int argc, const char* const* argv, CliSettings* out) {
                    "last) or lru (least recently used)")
       ->capture_default_str()
       ->check(CLI::IsMember({"predicted", "lru"}));
+  std::string prefetch = o.return_aware.prefetch ? "on" : "off";
+  serve
+      ->add_option("--prefetch", prefetch,
+                   "Restore an evicted agent expected back (in a tool call) into a slot "
+                   "before its request, when a slot is free or holds an agent expected "
+                   "later, and read its file into the page cache when none is: on or off")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"on", "off"}));
+  long long returning_save_delay_s =
+      std::chrono::duration_cast<std::chrono::seconds>(o.return_aware.save_delay).count();
+  serve
+      ->add_option("--returning-save-delay-s", returning_save_delay_s,
+                   "Turn-end policy: an agent expected back within this many seconds (a "
+                   "tool call) is saved once its oldest unsaved turn is this old, not after "
+                   "every turn; a crash costs at most that much of its turns, prefilled "
+                   "again (0: save every turn at its end)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 3600));
   long long save_deferral_ms = o.save_deferral.bound.count();
   serve
       ->add_option("--save-deferral-ms", save_deferral_ms,
@@ -535,6 +553,8 @@ int ParseCommandLine(int argc, const char* const* argv, CliSettings* out) {
   o.upstream_wait = std::chrono::seconds(upstream_wait_s);
   o.save_policy = save_policy == "eviction" ? SavePolicy::kEviction : SavePolicy::kTurnEnd;
   o.eviction = eviction == "lru" ? Eviction::kLru : Eviction::kPredicted;
+  o.return_aware.prefetch = prefetch == "on";
+  o.return_aware.save_delay = std::chrono::seconds(returning_save_delay_s);
   if (!o.store.node.empty() && o.save_policy == SavePolicy::kEviction) {
     std::cerr << "--node-id needs --save-policy turn-end: another node restores an agent from "
                  "its last saved turn\n";

@@ -242,8 +242,10 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(DaemonOptions o) {
       o.max_pins, &Clock::now, o.eviction);
   const ReuseChecks checks{!serving->model.recurrent && serving->model.sliding_window == 0,
                            !serving->model.recurrent};
+  ReturnAware aware = o.return_aware;
+  if (!o.store.node.empty()) aware.save_delay = std::chrono::milliseconds(0);
   d->placer_ = std::make_unique<Placer>(*d->pool_, *d->upstream_, *d->store_, o.save_policy,
-                                        d->metrics_, checks, o.save_deferral);
+                                        d->metrics_, checks, o.save_deferral, aware);
   auto upstream_up = [supervisor = d->supervisor_.get()] { return supervisor->IsUp(); };
   d->status_ = std::make_unique<StatusReport>(
       StatusReport::Sources{*d->pool_, *d->placer_, *d->store_, d->metrics_, d->activity_,

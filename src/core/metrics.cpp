@@ -98,6 +98,18 @@ std::string Metrics::Render(const GaugeSnapshot& g) const {
   Counter(out, "agentkv_save_failures_total", "Saves that failed; the older file was kept.",
           save_failures);
   Counter(out, "agentkv_evictions_total", "Idle agents displaced from a slot.", evictions);
+  Counter(out, "agentkv_saved_bytes_total", "Bytes of agent KV written by saves.", saved_bytes);
+  Counter(out, "agentkv_restored_bytes_total",
+          "Bytes of agent KV restored, ahead of requests or on their path.", restored_bytes);
+  Counter(out, "agentkv_prefetches_total",
+          "Evicted agents expected back restored into a slot ahead of their request.",
+          prefetches);
+  Counter(out, "agentkv_prefetch_hits_total",
+          "Requests that found their agent restored ahead (placed resident).", prefetch_hits);
+  Counter(out, "agentkv_prefetch_failures_total",
+          "Restores ahead of a request that failed; the file and the agent were left as they "
+          "were.",
+          prefetch_failures);
   Counter(out, "agentkv_fallbacks_total",
           "Restores not done or not trusted: the request was prefilled instead.", fallbacks);
   Counter(out, "agentkv_quarantined_total", "Memory files set aside after failing a check.",

@@ -77,6 +77,11 @@ class Metrics {
   // A shared directory: resident slots found older than the agent's memory
   // there (another node served it since), restored anew instead.
   std::atomic<long long> superseded{0};
+  std::atomic<long long> prefetches{0};         // agents restored ahead of their request
+  std::atomic<long long> prefetch_hits{0};      // requests that found their agent so
+  std::atomic<long long> prefetch_failures{0};  // restores ahead that failed
+  std::atomic<long long> saved_bytes{0};        // state file bytes written by saves
+  std::atomic<long long> restored_bytes{0};     // state file bytes restored
   // Requests for new agents refused past an API key's rate (429).
   std::atomic<long long> new_agents_refused{0};
   Histogram restore_seconds;

@@ -47,15 +47,17 @@ void Placer::PrefillTicket::End() {
 }
 
 Placer::Placer(SlotPool& pool, SlotActions& upstream, Store& store, SavePolicy policy,
-               Metrics& metrics, ReuseChecks checks, SaveDeferral deferral)
+               Metrics& metrics, ReuseChecks checks, SaveDeferral deferral, ReturnAware aware)
     : pool_(pool),
       upstream_(upstream),
       store_(store),
       policy_(policy),
       metrics_(metrics),
       checks_(checks),
-      deferral_{std::min(deferral.grace, deferral.bound), deferral.bound} {
+      deferral_{std::min(deferral.grace, deferral.bound), deferral.bound},
+      aware_(aware) {
   saver_ = std::thread([this] { SaverLoop(); });
+  if (aware_.prefetch) prefetcher_ = std::thread([this] { PrefetchLoop(); });
 }
 
 Placer::~Placer() { Stop(); }
@@ -67,7 +69,9 @@ void Placer::Stop() {
   }
   saves_changed_.notify_all();
   forks_changed_.notify_all();
+  pool_.Wake();
   if (saver_.joinable()) saver_.join();
+  if (prefetcher_.joinable()) prefetcher_.join();
 }
 
 PlacerStats Placer::stats() const {
@@ -99,6 +103,7 @@ Result<Lease> Placer::Place(const Tenant& tenant, const StartFrom& start_from) {
   const SwitchOutcome outcome = Run(plan.value(), &erase_error, &steps);
   Result<Placement> placed = pool_.CompleteSwitch(plan.value(), outcome);
   if (!placed.ok()) return erase_error.ok() ? placed.status() : erase_error;
+  if (plan->prefetched) ++metrics_.prefetch_hits;
   spdlog::debug(
       "placed agent {} in slot {} ({}) in {:.1f} ms: wait {:.1f}, save {:.1f}, commit {:.1f}, "
       "check {:.1f}, restore {:.1f}, erase {:.1f}",
@@ -191,6 +196,11 @@ SaveResult Placer::SaveSlot(const SaveJob& job, StepTimes* steps) {
     return empty ? SaveResult::kEmpty : SaveResult::kFailed;
   }
   ++metrics_.saves;
+  metrics_.saved_bytes += r->n_bytes;
+  // A done agent's file is not read again soon: its pages may go.
+  if (aware_.prefetch && job.expect == Expect::kDone) {
+    store_.Advise(agent, FileSystem::Advice::kDontNeed);
+  }
   const std::optional<std::string> saved_file =
       store_.shared() ? store_.StateFile(agent) : std::nullopt;
   {
@@ -283,13 +293,20 @@ void Placer::Restore(const Plan& plan, SwitchOutcome* out, StepTimes* steps) {
   if (out->restored) {
     out->restored_tokens = r->n_tokens;
     out->restored_prompt_key = file->prompt_key;
-    ++metrics_.restores;
+    ++(plan.prefetch ? metrics_.prefetches : metrics_.restores);
+    metrics_.restored_bytes += r->n_bytes;
     metrics_.restore_seconds.Observe(
         std::chrono::duration<double>(Steady::now() - started).count());
     spdlog::debug("restored agent {} into slot {}: {} tokens, {:.1f} ms", agent.ForLog(),
                   plan.slot.value, r->n_tokens, r->ms);
     MutexLock lock(mu_);
     refusals_.erase(agent);
+    return;
+  }
+  if (plan.prefetch) {  // says nothing of the file: its request restores it as usual
+    ++metrics_.prefetch_failures;
+    spdlog::info("agent {} not restored ahead of its request: {}", agent.ForLog(),
+                 r.status().message());
     return;
   }
   ++metrics_.fallbacks;
@@ -345,7 +362,18 @@ void Placer::Finish(Lease& lease, std::optional<long long> cache_n, long long pr
   lease.Release(end);
   // This slot's KV was just computed anew: only the others are forgotten.
   if (reset) ResetSlots("agent " + who + "'s resident KV was gone", slot);
-  if (agent && end.kv_changed) ScheduleSave(slot);
+  if (agent && end.kv_changed) ScheduleSave(slot, SaveDelay(slot, end));
+}
+
+std::optional<Steady::time_point> Placer::SaveDelay(SlotId slot, const TurnEnd& end) const {
+  const bool returning = end.expect == Expect::kReturning && end.back_in <= aware_.save_delay;
+  if (aware_.save_delay.count() <= 0 || !returning) return std::nullopt;
+  const SlotView v = pool_.View(slot);
+  if (v.phase != SlotPhase::kIdle || !v.dirty) return std::nullopt;
+  // Due once the oldest turn the file lacks is save_delay old.
+  const auto unsaved_for = pool_.now() - v.dirty_since;
+  return Steady::now() + aware_.save_delay -
+         std::chrono::duration_cast<Steady::duration>(unsaved_for);
 }
 
 Placer::PrefillTicket Placer::Prefilling() {
@@ -366,11 +394,21 @@ void Placer::EndPrefill() {
   saves_changed_.notify_all();
 }
 
-void Placer::ScheduleSave(SlotId slot) {
+void Placer::ScheduleSave(SlotId slot, std::optional<Steady::time_point> delayed_until) {
   if (policy_ != SavePolicy::kTurnEnd) return;
   {
     MutexLock lock(mu_);
-    save_queue_.push_back({slot, Steady::now(), arrivals_});
+    const auto due = delayed_until.value_or(Steady::now());
+    // Delayed: the grace counts from when it is due (arrivals then).
+    const long long arrivals = delayed_until ? -1 : arrivals_;
+    auto queued = std::find_if(save_queue_.begin(), save_queue_.end(),
+                               [&](const QueuedSave& q) { return q.slot == slot; });
+    if (queued == save_queue_.end()) {
+      save_queue_.push_back({slot, due, arrivals});
+    } else if (due < queued->due) {  // one save covers both
+      *queued = {slot, due, arrivals};
+    }
+    ++scheduled_;
   }
   saves_changed_.notify_all();
 }
@@ -380,24 +418,74 @@ void Placer::SaverLoop() {
   while (true) {
     saves_changed_.wait(lock, [&]() REQUIRES(mu_) { return stopping_ || !save_queue_.empty(); });
     if (stopping_) return;
+    auto next = std::min_element(save_queue_.begin(), save_queue_.end(),
+                                 [](const auto& a, const auto& b) { return a.due < b.due; });
+    const auto now = Steady::now();
+    if (next->due > now && draining_ == 0) {  // a delayed save: wait, or take an earlier one
+      const long long seen = scheduled_;
+      saves_changed_.wait_until(lock, next->due, [&]() REQUIRES(mu_) {
+        return stopping_ || draining_ > 0 || scheduled_ != seen;
+      });
+      continue;
+    }
+    if (next->arrivals < 0) *next = {next->slot, now, arrivals_};
     // See SaveDeferral. A slot taken meanwhile (evicted, or its agent back)
-    // is saved or skipped as usual.
-    const QueuedSave next = save_queue_.front();
-    saves_changed_.wait_until(lock, next.queued + deferral_.grace, [&]() REQUIRES(mu_) {
-      return stopping_ || arrivals_ != next.arrivals || prefilling_ > 0 || draining_ > 0;
+    // is saved or skipped as usual. `next` stays valid: only this thread
+    // removes entries, and a list's others do not move.
+    const QueuedSave entry = *next;
+    saves_changed_.wait_until(lock, entry.due + deferral_.grace, [&]() REQUIRES(mu_) {
+      return stopping_ || arrivals_ != entry.arrivals || prefilling_ > 0 || draining_ > 0;
     });
-    saves_changed_.wait_until(lock, next.queued + deferral_.bound, [&]() REQUIRES(mu_) {
+    saves_changed_.wait_until(lock, entry.due + deferral_.bound, [&]() REQUIRES(mu_) {
       return stopping_ || prefilling_ == 0 || draining_ > 0;
     });
     if (stopping_) return;
-    save_queue_.pop_front();
-    const SlotId slot = next.slot;
+    save_queue_.erase(next);
     saving_ = true;
     lock.unlock();
-    SaveIdle(slot);
+    SaveIdle(entry.slot);
     lock.lock();
     saving_ = false;
     saves_changed_.notify_all();
+  }
+}
+
+bool Placer::PrefetchOnce() {
+  {
+    MutexLock lock(mu_);
+    if (stopping_ || prefilling_ > 0) return false;  // a first token matters more
+  }
+  std::optional<Plan> plan = pool_.TryBeginPrefetch();
+  if (!plan) return false;
+  const AgentId agent = *plan->tenant;
+  store_.Touch(agent);  // the budget a save below may enforce spares it
+  if (store_.shared()) Reconcile(&plan.value());
+  StepTimes steps;
+  Status erase_error;
+  const SwitchOutcome outcome = Run(plan.value(), &erase_error, &steps);
+  if (Result<Placement> placed = pool_.CompleteSwitch(plan.value(), outcome); !placed.ok()) {
+    spdlog::warn("slot {} after a restore ahead: {}", plan->slot.value, placed.status().message());
+  }
+  spdlog::debug("agent {} {} slot {} ahead of its request: save {:.1f} ms, restore {:.1f} ms",
+                agent.ForLog(), outcome.restored ? "restored into" : "not restored into",
+                plan->slot.value, steps.save, steps.restore);
+  return true;
+}
+
+void Placer::PrefetchLoop() {
+  while (true) {
+    const long long seen = pool_.version();
+    {
+      MutexLock lock(mu_);
+      if (stopping_) return;
+    }
+    if (PrefetchOnce()) continue;
+    // No slot for it yet: its file at least can be read ahead.
+    if (std::optional<AgentId> next = pool_.NextAway()) {
+      store_.Advise(*next, FileSystem::Advice::kWillNeed);
+    }
+    // Predictions also change with time (an agent turns overdue).
+    pool_.WaitForChange(seen, Steady::now() + std::chrono::seconds(1));
   }
 }
 

@@ -7,7 +7,7 @@
 
 #include <chrono>
 #include <condition_variable>
-#include <deque>
+#include <list>
 #include <functional>
 #include <optional>
 #include <thread>
@@ -82,6 +82,23 @@ struct SaveDeferral {
   std::chrono::milliseconds bound{2000};
 };
 
+// What agentkv does with what turns say of agents' returns (TurnEnd::expect).
+struct ReturnAware {
+  // Restores an evicted agent expected back into a slot before its request
+  // (Residency::TryBeginPrefetch), while no request waits or is prefilling,
+  // and asks the kernel to read the file of the one expected back first
+  // into the page cache when no slot is open to it; a done agent's file is
+  // let go from the page cache once saved.
+  bool prefetch = false;
+  // Turn-end policy: a turn after which its agent is expected back within
+  // `save_delay` is not saved at its end but once the oldest turn its file
+  // lacks is `save_delay` old (or when its slot is needed, or at a graceful
+  // stop): an agent in a run of tool calls is written once per run, not
+  // once per turn. A crash then costs at most that many seconds of its
+  // turns: they are prefilled again. 0: every turn is saved at its end.
+  std::chrono::milliseconds save_delay{0};
+};
+
 // A copy of the placement counters (see Metrics).
 struct PlacerStats {
   long long restores = 0, saves = 0, save_failures = 0, evictions = 0;
@@ -112,7 +129,7 @@ class Placer {
 
   // Turn-end saves wait for requests' first tokens as `deferral` says.
   Placer(SlotPool& pool, SlotActions& upstream, Store& store, SavePolicy policy, Metrics& metrics,
-         ReuseChecks checks = {}, SaveDeferral deferral = {});
+         ReuseChecks checks = {}, SaveDeferral deferral = {}, ReturnAware aware = {});
   ~Placer();
 
   // Opens a ticket for a request that just arrived; see PrefillTicket.
@@ -190,8 +207,11 @@ class Placer {
 
   PlacerStats stats() const;
   // Blocks until no turn-end save is queued or running (tests, shutdown);
-  // saves queued meanwhile no longer wait for prefills.
+  // saves queued meanwhile no longer wait for prefills, nor for a delay.
   void DrainSaves();
+  // Runs one restore ahead of a request if one is due (see ReturnAware);
+  // returns whether it ran one. The prefetch thread's step, public for tests.
+  bool PrefetchOnce();
   void Stop();
 
  private:
@@ -212,9 +232,17 @@ class Placer {
   SaveResult SaveSlot(const SaveJob& job, StepTimes* steps = nullptr);
   // Runs `job` (its slot is Saving) and ends it; judges an empty slot if asked.
   SaveResult RunSave(const SaveJob& job, bool judge_empty);
-  // Queues a save of `slot` under the turn-end policy.
-  void ScheduleSave(SlotId slot);
+  // Queues a save of `slot` under the turn-end policy: at once, or not
+  // before `delayed_until`. A slot queued already is saved once, at the
+  // earlier time.
+  void ScheduleSave(SlotId slot,
+                    std::optional<std::chrono::steady_clock::time_point> delayed_until = {});
+  // When a turn-end save of `slot` may wait for, after `end` (see
+  // ReturnAware::save_delay); nullopt: at once.
+  std::optional<std::chrono::steady_clock::time_point> SaveDelay(SlotId slot,
+                                                                 const TurnEnd& end) const;
   void SaverLoop();
+  void PrefetchLoop();
 
   void EndPrefill();
 
@@ -225,15 +253,19 @@ class Placer {
   Metrics& metrics_;
   const ReuseChecks checks_;
   const SaveDeferral deferral_;
+  const ReturnAware aware_;
 
   mutable Mutex mu_;
   std::condition_variable_any saves_changed_;
   struct QueuedSave {
     SlotId slot;
-    std::chrono::steady_clock::time_point queued;
-    long long arrivals = 0;  // arrivals_ then
+    std::chrono::steady_clock::time_point due;  // not before
+    long long arrivals = 0;                     // arrivals_ then
   };
-  std::deque<QueuedSave> save_queue_ GUARDED_BY(mu_);
+  // Saved in the order they are due. A list: entries stay put while the
+  // saver waits for one.
+  std::list<QueuedSave> save_queue_ GUARDED_BY(mu_);
+  long long scheduled_ GUARDED_BY(mu_) = 0;  // saves ever queued
   bool saving_ GUARDED_BY(mu_) = false;
   int prefilling_ GUARDED_BY(mu_) = 0;      // open PrefillTickets
   long long arrivals_ GUARDED_BY(mu_) = 0;  // PrefillTickets ever opened
@@ -250,6 +282,7 @@ class Placer {
   // directory's before it is served resident.
   std::unordered_map<AgentId, std::string> basis_ GUARDED_BY(mu_);
   std::thread saver_;
+  std::thread prefetcher_;  // with aware_.prefetch
 };
 
 }  // namespace agentkv

@@ -1,6 +1,7 @@
 #include "core/residency.h"
 
 #include <algorithm>
+#include <utility>
 
 namespace agentkv {
 
@@ -96,20 +97,27 @@ std::optional<Plan> Residency::TryAcquire(const Tenant& tenant, TimePoint now) {
   if (tenant) {
     if (InFlight(*tenant)) return std::nullopt;
     if (std::optional<SlotId> own = SlotOf(*tenant)) {
-      At(*own).view.phase = SlotPhase::kSwitching;
+      SlotView& v = At(*own).view;
+      v.phase = SlotPhase::kSwitching;
       Plan plan;
       plan.slot = *own;
       plan.tenant = tenant;
       plan.resident = true;
+      plan.prefetched = std::exchange(v.prefetched, false);
       return plan;
     }
   }
   std::optional<int> chosen = ChooseSlot(now);
   if (!chosen) return std::nullopt;
-  Slot& slot = slots_[static_cast<size_t>(*chosen)];
+  if (tenant) ForgetAway(*tenant);
+  NoteAway(slots_[static_cast<size_t>(*chosen)].view, now);
+  return TakeSlot(*chosen, tenant);
+}
 
+Plan Residency::TakeSlot(int index, const Tenant& tenant) {
+  Slot& slot = slots_[static_cast<size_t>(index)];
   Plan plan;
-  plan.slot = SlotId{*chosen};
+  plan.slot = SlotId{index};
   plan.tenant = tenant;
   bool holds_foreign_kv = slot.view.stale;
   if (slot.view.phase == SlotPhase::kIdle) {
@@ -123,15 +131,92 @@ std::optional<Plan> Residency::TryAcquire(const Tenant& tenant, TimePoint now) {
   plan.restore = tenant && has_memory_(*tenant);
   plan.erase = !plan.restore && holds_foreign_kv;
 
+  const TimePoint used = slot.view.last_used;
+  slot.view = SlotView{};
   slot.view.phase = SlotPhase::kSwitching;
   slot.view.owner = tenant;
-  slot.view.dirty = false;
-  slot.view.kv_is_file = false;
-  slot.view.stale = false;
-  slot.view.tokens = 0;
-  slot.view.prompt_key = 0;
-  slot.view.restored_unused = false;
+  slot.view.last_used = used;
   return plan;
+}
+
+void Residency::NoteAway(const SlotView& leaving, TimePoint now) {
+  if (leaving.phase != SlotPhase::kIdle || leaving.expect != Expect::kReturning) return;
+  if (leaving.prefetched || now > leaving.expected_back + kOverdue) return;
+  ForgetAway(*leaving.owner);
+  if (static_cast<int>(away_.size()) >= kMaxAway) {
+    // Full: the one expected latest makes room, if it is later than this one.
+    auto latest = std::max_element(away_.begin(), away_.end(), [](const auto& a, const auto& b) {
+      return a.expected_back < b.expected_back;
+    });
+    if (latest->expected_back <= leaving.expected_back) return;
+    away_.erase(latest);
+  }
+  away_.push_back({*leaving.owner, leaving.expected_back});
+}
+
+void Residency::ForgetAway(const AgentId& agent) {
+  away_.erase(std::remove_if(away_.begin(), away_.end(),
+                             [&](const AwayAgent& a) { return a.agent == agent; }),
+              away_.end());
+}
+
+std::vector<AwayAgent> Residency::AwayByReturn(TimePoint now) {
+  away_.erase(std::remove_if(away_.begin(), away_.end(),
+                             [&](const AwayAgent& a) {
+                               return now > a.expected_back + kOverdue || SlotOf(a.agent) ||
+                                      !has_memory_(a.agent);
+                             }),
+              away_.end());
+  std::vector<AwayAgent> out = away_;
+  std::stable_sort(out.begin(), out.end(), [](const AwayAgent& a, const AwayAgent& b) {
+    return a.expected_back < b.expected_back;
+  });
+  return out;
+}
+
+std::optional<AgentId> Residency::NextAway(TimePoint now) {
+  for (const AwayAgent& a : AwayByReturn(now)) {
+    if (held_.count(a.agent) || InFlight(a.agent)) continue;
+    for (AwayAgent& mine : away_) {
+      if (mine.agent != a.agent || mine.advised) continue;
+      mine.advised = true;
+      return a.agent;
+    }
+    return std::nullopt;  // the first is named already
+  }
+  return std::nullopt;
+}
+
+std::optional<Plan> Residency::TryBeginPrefetch(TimePoint now) {
+  for (const AwayAgent& a : AwayByReturn(now)) {
+    if (InFlight(a.agent)) continue;
+    std::optional<int> chosen = ChooseSlot(now);
+    if (!chosen) return std::nullopt;
+    const SlotView& v = slots_[static_cast<size_t>(*chosen)].view;
+    if (v.phase == SlotPhase::kIdle) {
+      // Only for an agent expected back later, or not at all.
+      SlotView arriving;
+      arriving.expect = Expect::kReturning;
+      arriving.expected_back = a.expected_back;
+      arriving.last_used = now;
+      if (!EvictBefore(v, arriving, now)) return std::nullopt;
+      const bool overdue = now > v.expected_back + kOverdue;
+      if (v.expect == Expect::kReturning && !overdue && v.expected_back <= a.expected_back) {
+        return std::nullopt;
+      }
+    }
+    ForgetAway(a.agent);
+    NoteAway(v, now);
+    Plan plan = TakeSlot(*chosen, a.agent);
+    plan.prefetch = true;
+    plan.restore = true;
+    plan.erase = false;
+    SlotView& taken = At(plan.slot).view;
+    taken.expect = Expect::kReturning;
+    taken.expected_back = a.expected_back;
+    return plan;
+  }
+  return std::nullopt;
 }
 
 void Residency::Supersede(SlotId slot) {
@@ -153,8 +238,24 @@ Result<Placement> Residency::CompleteSwitch(const Plan& plan, const SwitchOutcom
     return Status::Error(ErrorCode::kUpstreamError,
                          "could not clear llama-server slot " + std::to_string(plan.slot.value));
   }
-  slot.view.phase = SlotPhase::kBusy;
   const bool restored = plan.restore && outcome.restored;
+  if (plan.prefetch) {
+    if (!restored) {
+      const TimePoint used = slot.view.last_used;
+      slot.view = SlotView{};
+      slot.view.last_used = used;
+      return Placement::kCold;
+    }
+    slot.view.phase = SlotPhase::kIdle;
+    slot.view.tokens = outcome.restored_tokens;
+    slot.view.prompt_key = outcome.restored_prompt_key;
+    slot.view.restored_unused = true;
+    slot.view.kv_is_file = true;
+    slot.view.prefetched = true;
+    slot.view.last_used = slot.view.expected_back;
+    return Placement::kRestored;
+  }
+  slot.view.phase = SlotPhase::kBusy;
   if (restored) {
     slot.view.tokens = outcome.restored_tokens;
     // A snapshot's KV is not the agent's file, and what it reuses is not
@@ -176,8 +277,10 @@ void Residency::Release(SlotId slot_id, TimePoint now, const TurnEnd& end) {
     v.phase = SlotPhase::kIdle;
     v.expect = end.expect;
     v.expected_back = now + end.back_in;
+    v.prefetched = false;
     if (end.kv_changed) {
       if (!(v.kv_is_file && end.added_nothing)) {
+        if (!v.dirty) v.dirty_since = now;
         v.dirty = true;
         v.kv_is_file = false;
       }
@@ -196,7 +299,9 @@ std::optional<SaveJob> Residency::TryBeginSave(SlotId slot_id) {
   SlotView& v = At(slot_id).view;
   if (v.phase != SlotPhase::kIdle || !v.dirty || held_.count(*v.owner)) return std::nullopt;
   v.phase = SlotPhase::kSaving;
-  return SaveJob{slot_id, *v.owner, v.tokens, v.prompt_key};
+  SaveJob job{slot_id, *v.owner, v.tokens, v.prompt_key};
+  job.expect = v.expect;
+  return job;
 }
 
 void Residency::EndSave(SlotId slot_id, SaveResult result) {
@@ -216,6 +321,7 @@ void Residency::EndSave(SlotId slot_id, SaveResult result) {
 std::optional<SlotId> Residency::MarkDirty(const AgentId& agent) {
   std::optional<SlotId> slot = SlotOf(agent);
   if (!slot || At(*slot).view.phase != SlotPhase::kIdle) return std::nullopt;
+  if (!At(*slot).view.dirty) At(*slot).view.dirty_since = At(*slot).view.last_used;
   At(*slot).view.dirty = true;
   At(*slot).view.kv_is_file = false;
   return slot;
@@ -261,6 +367,7 @@ std::optional<SlotId> Residency::TryBeginDrop(const AgentId& agent, bool* wait) 
   *wait = InFlight(agent);
   if (*wait) return std::nullopt;
   held_.insert(agent);
+  ForgetAway(agent);
   std::optional<SlotId> slot = SlotOf(agent);
   if (slot) At(*slot).view.phase = SlotPhase::kSwitching;
   return slot;

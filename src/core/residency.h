@@ -90,6 +90,11 @@ struct Plan {
   // ...or, for a tenant with no file, this prefix snapshot's (set by Placer).
   std::optional<AgentId> restore_from;
   bool erase = false;  // wipe the slot (KV the tenant must not see)
+  // A restore ahead of the tenant's request (TryBeginPrefetch): the slot
+  // turns Idle, not Busy, and no request holds it.
+  bool prefetch = false;
+  // Resident: its KV was restored ahead of this request and not used since.
+  bool prefetched = false;
 };
 
 // What running a plan achieved. A failed restore must be followed by an
@@ -109,6 +114,7 @@ struct SaveJob {
   TokenCount tokens;
   PromptKey prompt_key = 0;
   bool exact = false;  // the slot must hold exactly `tokens`, else nothing is saved
+  Expect expect = Expect::kUnknown;  // what the agent's last turn said of its return
 };
 
 // How a save of a slot ended.
@@ -133,6 +139,15 @@ struct SlotView {
   TimePoint last_used{};
   Expect expect = Expect::kUnknown;  // Idle: what its last turn said of its return
   TimePoint expected_back{};         // kReturning: when
+  TimePoint dirty_since{};           // dirty: when the oldest turn its file lacks ended
+  bool prefetched = false;           // Idle: restored ahead of its request, unused since
+};
+
+// An evicted agent expected back (a candidate for TryBeginPrefetch).
+struct AwayAgent {
+  AgentId agent;
+  TimePoint expected_back;
+  bool advised = false;  // NextAway has named it
 };
 
 class Residency {
@@ -153,6 +168,23 @@ class Residency {
   // Switching. Returns nullopt if it must wait: the agent has a request or a
   // save in flight, or no slot is free or idle and unpinned.
   std::optional<Plan> TryAcquire(const Tenant& tenant, TimePoint now = Clock::now());
+
+  // Restoring an agent ahead of its request. The evicted agent expected
+  // back soonest (not overdue, with a file, nothing in flight) gets a free
+  // slot, or the idle slot eviction would take first, if that slot's agent
+  // is expected back later than it (or not at all): a plan with `prefetch`
+  // set, its slot Switching. CompleteSwitch then leaves the slot Idle and
+  // clean, with the restored agent's expectation. An agent is remembered
+  // as away when it is evicted while expected back; at most kMaxAway are,
+  // each until it is placed or overdue, and a prefetched agent evicted
+  // unused is not remembered again until its next turn. nullopt if
+  // nothing qualifies.
+  std::optional<Plan> TryBeginPrefetch(TimePoint now);
+  // The agent TryBeginPrefetch would restore first, whether or not a slot
+  // is open to it (to read its file into the page cache ahead), once each
+  // time it is away: nullopt if none, or if it was named already.
+  std::optional<AgentId> NextAway(TimePoint now);
+  static constexpr int kMaxAway = 256;
 
   // A resident plan's slot holds its agent's KV, but older than the agent's
   // memory (another node of a shared directory served it since): forgets
@@ -223,6 +255,15 @@ class Residency {
   };
 
   bool InFlight(const AgentId& agent) const;
+  // Marks slot `index` Switching for `tenant` and returns the plan that
+  // evicts, restores or erases what it must.
+  Plan TakeSlot(int index, const Tenant& tenant);
+  // Remembers an agent leaving its slot while expected back.
+  void NoteAway(const SlotView& leaving, TimePoint now);
+  void ForgetAway(const AgentId& agent);
+  // Drops expired and unplaceable entries; returns the entries in the order
+  // they are expected back.
+  std::vector<AwayAgent> AwayByReturn(TimePoint now);
   std::optional<int> ChooseSlot(TimePoint now) const;
   // True if, at `now`, idle slot `a` should be evicted before idle slot `b`.
   bool EvictBefore(const SlotView& a, const SlotView& b, TimePoint now) const;
@@ -234,6 +275,7 @@ class Residency {
   Eviction eviction_;
   std::unordered_set<AgentId> pinned_;
   std::unordered_set<AgentId> held_;  // dropped or held: nothing of them may run
+  std::vector<AwayAgent> away_;       // evicted while expected back, at most kMaxAway
 };
 
 }  // namespace agentkv

@@ -20,6 +20,7 @@ SlotPool::SlotPool(int n_slots, QueueLimits limits, Residency::HasMemoryFn has_m
 }
 
 void SlotPool::StampLocked() {
+  ++version_;
   std::optional<TimePoint> now;  // read once, and only if something changed
   for (int i = 0; i < n_slots_; ++i) {
     SlotStatus& s = stamps_[static_cast<size_t>(i)];
@@ -218,6 +219,37 @@ bool SlotPool::ResetAllIfSaved(std::optional<SlotId> spare) {
 
 void SlotPool::EndDrop(const AgentId& agent, std::optional<SlotId> slot, bool erased) {
   Changing([&]() REQUIRES(mu_) { residency_.EndDrop(agent, slot, erased); });
+}
+
+std::optional<Plan> SlotPool::TryBeginPrefetch() {
+  return Changing([&]() REQUIRES(mu_) -> std::optional<Plan> {
+    if (shut_down_ || !queue_.empty()) return std::nullopt;
+    return residency_.TryBeginPrefetch(now_());
+  });
+}
+
+std::optional<AgentId> SlotPool::NextAway() {
+  MutexLock lock(mu_);
+  if (shut_down_) return std::nullopt;
+  return residency_.NextAway(now_());
+}
+
+long long SlotPool::version() const {
+  MutexLock lock(mu_);
+  return version_;
+}
+
+void SlotPool::WaitForChange(long long seen, TimePoint deadline) {
+  MutexLock lock(mu_);
+  changed_.wait_until(lock, deadline, [&]() REQUIRES(mu_) { return version_ != seen; });
+}
+
+void SlotPool::Wake() {
+  {
+    MutexLock lock(mu_);
+    ++version_;
+  }
+  changed_.notify_all();
 }
 
 void SlotPool::Shutdown() {

@@ -76,6 +76,18 @@ class SlotPool {
   void EndHold(const AgentId& agent);
   std::optional<SlotId> MarkDirty(const AgentId& agent);
 
+  // Residency::TryBeginPrefetch, only while no request waits (a waiting
+  // request gets every slot that frees up first), and not after Shutdown.
+  // The plan is ended with CompleteSwitch.
+  std::optional<Plan> TryBeginPrefetch();
+  // Residency::NextAway.
+  std::optional<AgentId> NextAway();
+  // Bumped by every change of a slot; WaitForChange blocks until it is no
+  // longer `seen`, or until `deadline`. Wake bumps it.
+  long long version() const;
+  void WaitForChange(long long seen, TimePoint deadline);
+  void Wake();
+
   // Fails every waiting and future Acquire with kBusy. Irreversible.
   void Shutdown();
 
@@ -84,6 +96,7 @@ class SlotPool {
   bool Pinned(const AgentId& agent) const;
 
   int slot_count() const { return n_slots_; }
+  TimePoint now() const { return now_(); }  // the pool's clock
   int waiting() const;
   std::vector<SlotId> DirtySlots() const;
   SlotView View(SlotId slot) const;
@@ -121,6 +134,7 @@ class SlotPool {
   std::list<Waiter*> queue_ GUARDED_BY(mu_);        // arrival order
   std::vector<SlotStatus> stamps_ GUARDED_BY(mu_);  // as of the last StampLocked
   bool shut_down_ GUARDED_BY(mu_) = false;
+  long long version_ GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace agentkv

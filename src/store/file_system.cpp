@@ -188,6 +188,14 @@ class PosixFileSystem final : public FileSystem {
   Status SyncFile(const Path& file) override { return SyncPath(file, O_RDONLY); }
   Status SyncDir(const Path& dir) override { return SyncPath(dir, O_RDONLY | O_DIRECTORY); }
 
+  void Advise(const Path& file, Advice advice) override {
+    int fd = ::open(file.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) return;
+    ::posix_fadvise(fd, 0, 0,
+                    advice == Advice::kWillNeed ? POSIX_FADV_WILLNEED : POSIX_FADV_DONTNEED);
+    ::close(fd);
+  }
+
   Status Rename(const Path& from, const Path& to) override {
     return Checked("rename", from,
                    [&](std::error_code& ec) {

@@ -77,6 +77,10 @@ long long Store::bytes_per_1k_tokens() const {
 
 void Store::Touch(const AgentId& agent) { index_.Touch(agent, now_()); }
 
+void Store::Advise(const AgentId& agent, FileSystem::Advice advice) {
+  if (std::optional<StoredMemory> e = index_.Lookup(agent)) files_.Advise(e->state_file, advice);
+}
+
 Result<std::string> Store::BeginSave(const AgentId& agent, TokenCount expected_tokens) {
   const StoreIndex::SaveStart start = index_.BeginSave(agent);
   if (std::optional<std::uint64_t> free_bytes = files_.FreeBytes()) {

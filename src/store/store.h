@@ -135,6 +135,9 @@ class Store {
   std::optional<std::string> ScopeOf(const AgentId& agent) const;
   // Marks the memory as used now (for the budget's LRU order).
   void Touch(const AgentId& agent);
+  // Page cache advice on the agent's state file (FileSystem::Advise): read
+  // it ahead of a restore, or let it go once the agent is done.
+  void Advise(const AgentId& agent, FileSystem::Advice advice);
 
   // Save, step 1: returns the temporary file name llama-server must write to.
   // Returns kIo if the disk lacks room for about `expected_tokens` (the

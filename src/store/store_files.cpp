@@ -365,6 +365,10 @@ Status StoreFiles::CheckDigest(const StoredMemory& e) {
   return why.empty() ? Status::Ok() : Status::Error(ErrorCode::kNotFound, why);
 }
 
+void StoreFiles::Advise(const std::string& state_file, FileSystem::Advice advice) {
+  files_.Advise(dir_ / state_file, advice);
+}
+
 Status StoreFiles::Copy(const std::string& state_file, const std::string& temp) {
   Status s = files_.CopyFile(dir_ / state_file, dir_ / temp);
   if (s.ok()) return s;

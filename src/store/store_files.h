@@ -88,6 +88,8 @@ class StoreFiles {
   // before it is trusted much longer.
   static constexpr std::int64_t kTrustVerifiedSeconds = 600;
 
+  // Page cache advice on a state file (FileSystem::Advise).
+  void Advise(const std::string& state_file, FileSystem::Advice advice);
   // Copies a state file to a save's temporary (a fork).
   Status Copy(const std::string& state_file, const std::string& temp);
   // Deletes an agent's files; the metadata first. In a shared directory,

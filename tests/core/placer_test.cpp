@@ -484,5 +484,129 @@ TEST_F(PlacerTest, TwoForksCrossingEachOtherBothComplete) {
   EXPECT_TRUE(store_->HasMemory(Id("b")));
 }
 
+// What turns say of agents' returns: restores ahead, delayed saves.
+class ReturnAwareTest : public PlacerTest {
+ protected:
+  // Turn-end saves on the pool's real clock; no prefetch thread (tests
+  // call PrefetchOnce).
+  void MakeAware(int slots, std::chrono::milliseconds save_delay,
+                 SavePolicy policy = SavePolicy::kTurnEnd) {
+    Make(slots);
+    placer_.reset();
+    Store* store = store_.get();
+    pool_ = std::make_unique<SlotPool>(
+        slots, QueueLimits{8, std::chrono::milliseconds(5000)},
+        [store](const AgentId& a) { return store->HasMemory(a); }, 1, &Clock::now,
+        Eviction::kPredicted);
+    placer_ = std::make_unique<Placer>(*pool_, *fake_, *store_, policy, metrics_, ReuseChecks{},
+                                       SaveDeferral{std::chrono::milliseconds(0),
+                                                    std::chrono::milliseconds(0)},
+                                       ReturnAware{false, save_delay});
+  }
+  // One turn of `agent` that ends as `expect` says, back in `back_in`.
+  Placement TurnExpecting(const char* agent, long long tokens, Expect expect,
+                          std::chrono::milliseconds back_in = std::chrono::milliseconds(0)) {
+    Result<Lease> lease = placer_->Place(Id(agent));
+    EXPECT_TRUE(lease.ok()) << lease.status().message();
+    if (!lease.ok()) return Placement::kStateless;
+    const Placement placed = lease->placement();
+    const long long reused = fake_->TokensIn(lease->slot());
+    fake_->Fill(lease->slot(), tokens);
+    TurnEnd end = TurnEnd::Ran(tokens, kKey);
+    end.expect = expect;
+    end.back_in = back_in;
+    placer_->Finish(lease.value(), reused, tokens - reused, end);
+    return placed;
+  }
+  std::vector<std::string> Saves() {
+    std::vector<std::string> out;
+    for (const std::string& c : fake_->calls()) {
+      if (c.rfind("save", 0) == 0) out.push_back(c);
+    }
+    return out;
+  }
+  static constexpr std::chrono::seconds kPatience{10};
+};
+
+TEST_F(ReturnAwareTest, ATurnBeforeAToolCallIsSavedOnlyOnceItsDelayIsOver) {
+  MakeAware(2, std::chrono::milliseconds(300));
+  const auto before = std::chrono::steady_clock::now();
+  TurnExpecting("tool", 100, Expect::kReturning, std::chrono::milliseconds(100));
+  TurnExpecting("person", 80, Expect::kPerson);
+  ASSERT_TRUE(fake_->WaitFor("save 1", kPatience)) << "a person answers next: saved at once";
+  const auto saved = fake_->WaitFor("save 0", kPatience);
+  ASSERT_TRUE(saved);
+  EXPECT_GE(*saved - before, std::chrono::milliseconds(300));
+  EXPECT_EQ(Saves(), (std::vector<std::string>{"save 1", "save 0"}));
+}
+
+TEST_F(ReturnAwareTest, ARunOfToolCallsIsWrittenOnceWhenItEnds) {
+  MakeAware(1, std::chrono::hours(1));
+  TurnExpecting("a", 100, Expect::kReturning, std::chrono::seconds(5));
+  TurnExpecting("a", 150, Expect::kReturning, std::chrono::seconds(5));
+  TurnExpecting("a", 200, Expect::kReturning, std::chrono::seconds(5));
+  EXPECT_EQ(SavedTokens("a"), std::nullopt);
+  TurnExpecting("a", 260, Expect::kPerson);
+  ASSERT_TRUE(fake_->WaitFor("save 0", kPatience));
+  placer_->DrainSaves();
+  EXPECT_EQ(Saves(), (std::vector<std::string>{"save 0"}));
+  EXPECT_EQ(SavedTokens("a"), 260);
+  EXPECT_EQ(metrics_.saved_bytes.load(), 10);  // FakeSlots writes 10 bytes a save
+}
+
+TEST_F(ReturnAwareTest, AToolCallLongerThanTheDelayOrAStopOrAnEvictionStillSaves) {
+  MakeAware(1, std::chrono::hours(1));
+  TurnExpecting("slow", 100, Expect::kReturning, std::chrono::hours(2));
+  ASSERT_TRUE(fake_->WaitFor("save 0", kPatience)) << "back after the delay: saved at its end";
+  TurnExpecting("a", 50, Expect::kReturning, std::chrono::seconds(5));
+  TurnExpecting("b", 70, Expect::kUnknown);  // evicts a: saved on b's way in
+  EXPECT_EQ(SavedTokens("a"), 50);
+  placer_->DrainSaves();  // a graceful stop waits for no delay
+  EXPECT_EQ(SavedTokens("b"), 70);
+}
+
+TEST_F(ReturnAwareTest, AnAgentExpectedBackIsRestoredAheadAndItsRequestFindsItResident) {
+  MakeAware(1, std::chrono::milliseconds(0), SavePolicy::kEviction);
+  TurnExpecting("a", 100, Expect::kReturning, std::chrono::seconds(30));
+  TurnExpecting("b", 80, Expect::kPerson);  // evicts a, saving it
+  ASSERT_EQ(SavedTokens("a"), 100);
+  {
+    Placer::PrefillTicket prefill = placer_->Prefilling();
+    EXPECT_FALSE(placer_->PrefetchOnce()) << "a first token comes first";
+  }
+  ASSERT_TRUE(placer_->PrefetchOnce());
+  EXPECT_EQ(fake_->calls().back(), "restore 0");
+  EXPECT_EQ(SavedTokens("b"), 80) << "b's turn was saved before its slot was taken";
+  EXPECT_EQ(fake_->TokensIn(SlotId{0}), 100);
+  EXPECT_FALSE(placer_->PrefetchOnce()) << "nobody else is away";
+  const long long restores = metrics_.restores;
+  EXPECT_EQ(TurnExpecting("a", 120, Expect::kPerson), Placement::kResident);
+  EXPECT_EQ(metrics_.restores.load(), restores) << "no restore on the request's path";
+  EXPECT_EQ(metrics_.prefetches.load(), 1);
+  EXPECT_EQ(metrics_.prefetch_hits.load(), 1);
+  EXPECT_EQ(metrics_.restored_bytes.load(), 10);
+}
+
+TEST_F(ReturnAwareTest, ARestoreAheadThatFailsLeavesTheFileAndTheAgentAsTheyWere) {
+  MakeAware(1, std::chrono::milliseconds(0), SavePolicy::kEviction);
+  TurnExpecting("a", 100, Expect::kReturning, std::chrono::seconds(30));
+  TurnExpecting("b", 80, Expect::kDone);
+  for (int i = 0; i < Placer::kMaxRefusals; ++i) fake_->FailRestores(kRefused);
+  ASSERT_TRUE(placer_->PrefetchOnce());
+  EXPECT_EQ(metrics_.prefetch_failures.load(), 1);
+  EXPECT_EQ(metrics_.fallbacks.load(), 0) << "no request fell back";
+  EXPECT_TRUE(store_->HasMemory(Id("a")));
+  EXPECT_FALSE(pool_->SlotOf(Id("a")));
+  for (int i = 1; i < Placer::kMaxRefusals; ++i) {  // requests llama-server then refused
+    for (const char* agent : {"a", "b"}) {
+      Result<Lease> lease = placer_->Place(Id(agent));
+      ASSERT_TRUE(lease.ok());
+      placer_->Finish(lease.value(), std::nullopt, 0, TurnEnd::Unchanged());
+    }
+  }
+  EXPECT_EQ(metrics_.fallbacks.load(), Placer::kMaxRefusals - 1);
+  EXPECT_TRUE(store_->HasMemory(Id("a"))) << "the failure ahead is not one of its refusals";
+}
+
 }  // namespace
 }  // namespace agentkv

@@ -388,5 +388,115 @@ TEST_F(ResidencyTest, AResetWaitsWhileAnIdleSlotHoldsUnsavedKv) {
   EXPECT_EQ(r.View(SlotId{1}).owner, Id("b"));
 }
 
+// Restores ahead of requests (TryBeginPrefetch).
+TEST_F(ResidencyTest, AnAgentInAToolCallIsRestoredAheadIntoTheSlotOfOneWaitingForAPerson) {
+  Residency r = Make(2, 0, Eviction::kPredicted);
+  ServeExpecting(r, Id("a"), 0, Expect::kReturning, 10);    // back at 10
+  ServeExpecting(r, Id("b"), 1, Expect::kReturning, 20);    // back at 21
+  EXPECT_EQ(ServeExpecting(r, Id("c"), 2, Expect::kPerson, 0), Id("b"));
+  EXPECT_EQ(r.NextAway(At(3)), Id("b"));
+  EXPECT_EQ(r.NextAway(At(3)), std::nullopt) << "named once";
+
+  std::optional<Plan> plan = r.TryBeginPrefetch(At(3));
+  ASSERT_TRUE(plan);
+  EXPECT_TRUE(plan->prefetch);
+  EXPECT_EQ(plan->tenant, Id("b"));
+  EXPECT_EQ(plan->evicted, Id("c")) << "waiting for a person: later than b, if at all";
+  EXPECT_TRUE(plan->restore);
+  EXPECT_EQ(r.TryAcquire(Id("b"), At(3)), std::nullopt) << "b waits for the restore under way";
+  if (plan->save_evicted) files_.insert(*plan->evicted);
+  ASSERT_TRUE(r.CompleteSwitch(*plan, {true, true, false, 70}).ok());
+  const SlotView v = r.View(plan->slot);
+  EXPECT_EQ(v.phase, SlotPhase::kIdle) << "no request holds it";
+  EXPECT_FALSE(v.dirty);
+  EXPECT_TRUE(v.prefetched);
+  EXPECT_EQ(v.tokens, 70);
+  EXPECT_EQ(r.TryBeginPrefetch(At(4)), std::nullopt) << "c waits for a person: never ahead";
+
+  std::optional<Plan> back = r.TryAcquire(Id("b"), At(5));
+  ASSERT_TRUE(back);
+  EXPECT_TRUE(back->resident);
+  EXPECT_TRUE(back->prefetched);
+  EXPECT_FALSE(r.View(back->slot).prefetched) << "counted once";
+}
+
+TEST_F(ResidencyTest, NoAgentIsRestoredAheadOverOneExpectedBackSooner) {
+  Residency r = Make(1, 0, Eviction::kPredicted);
+  ServeExpecting(r, Id("a"), 0, Expect::kReturning, 10);  // back at 10
+  EXPECT_EQ(ServeExpecting(r, Id("b"), 1, Expect::kReturning, 5), Id("a"));  // back at 6
+  EXPECT_EQ(r.TryBeginPrefetch(At(2)), std::nullopt) << "b is back before a";
+  EXPECT_EQ(r.TryBeginPrefetch(At(60)), std::nullopt) << "b is late, not yet overdue";
+  std::optional<Plan> plan = r.TryBeginPrefetch(At(67));
+  ASSERT_TRUE(plan) << "b is overdue by more than a minute: a goes ahead of it";
+  EXPECT_EQ(plan->tenant, Id("a"));
+  EXPECT_EQ(plan->evicted, Id("b"));
+}
+
+TEST_F(ResidencyTest, AnAgentOverdueOrUsedOrDroppedIsNoLongerAway) {
+  Residency r = Make(1, 0, Eviction::kPredicted);
+  ServeExpecting(r, Id("a"), 0, Expect::kReturning, 10);
+  ServeExpecting(r, Id("b"), 1, Expect::kDone, 0);  // evicts a, back at 10
+  EXPECT_EQ(r.TryBeginPrefetch(At(71)), std::nullopt) << "a is overdue: not expected any more";
+
+  Residency r2 = Make(1, 0, Eviction::kPredicted);
+  ServeExpecting(r2, Id("a"), 0, Expect::kReturning, 10);
+  ServeExpecting(r2, Id("b"), 1, Expect::kDone, 0);
+  bool wait = false;
+  r2.TryBeginDrop(Id("a"), &wait);
+  r2.EndDrop(Id("a"), std::nullopt, false);
+  EXPECT_EQ(r2.TryBeginPrefetch(At(2)), std::nullopt) << "a was dropped";
+
+  Residency r3 = Make(1, 0, Eviction::kPredicted);
+  ServeExpecting(r3, Id("a"), 0, Expect::kReturning, 10);
+  ServeExpecting(r3, Id("b"), 1, Expect::kDone, 0);
+  ServeExpecting(r3, Id("a"), 2, Expect::kDone, 0);  // back on its own, and done
+  EXPECT_EQ(r3.TryBeginPrefetch(At(3)), std::nullopt) << "a came back: b was done";
+}
+
+TEST_F(ResidencyTest, AnAgentRestoredAheadAndEvictedUnusedIsNotRestoredAheadAgain) {
+  Residency r = Make(1, 0, Eviction::kPredicted);
+  ServeExpecting(r, Id("a"), 0, Expect::kReturning, 10);
+  ServeExpecting(r, Id("b"), 1, Expect::kDone, 0);
+  std::optional<Plan> plan = r.TryBeginPrefetch(At(2));
+  ASSERT_TRUE(plan);
+  ASSERT_TRUE(r.CompleteSwitch(*plan, {false, true, false, 100}).ok());
+  EXPECT_EQ(ServeExpecting(r, Id("c"), 3, Expect::kDone, 0), Id("a")) << "unused";
+  EXPECT_EQ(r.TryBeginPrefetch(At(4)), std::nullopt) << "c is done, but a had its chance";
+}
+
+TEST_F(ResidencyTest, AFailedRestoreAheadLeavesTheSlotFreeAndTheAgentToItsRequest) {
+  Residency r = Make(1, 0, Eviction::kPredicted);
+  ServeExpecting(r, Id("a"), 0, Expect::kReturning, 10);
+  ServeExpecting(r, Id("b"), 1, Expect::kDone, 0);
+  std::optional<Plan> plan = r.TryBeginPrefetch(At(2));
+  ASSERT_TRUE(plan);
+  ASSERT_TRUE(r.CompleteSwitch(*plan, {false, false, true, 0}).ok());
+  EXPECT_EQ(r.View(plan->slot).phase, SlotPhase::kFree);
+  EXPECT_FALSE(r.View(plan->slot).stale) << "erased";
+  std::optional<Plan> back = r.TryAcquire(Id("a"), At(3));
+  ASSERT_TRUE(back);
+  EXPECT_TRUE(back->restore) << "its file is still its memory";
+  EXPECT_FALSE(back->prefetched);
+}
+
+TEST_F(ResidencyTest, AwayAgentsAreBoundedTheLatestMakingRoom) {
+  const int n = Residency::kMaxAway + 10;
+  Residency r = Make(1, 0, Eviction::kLru);
+  for (int i = 0; i < n; ++i) {  // each evicts the one before, back in 1000 - i
+    const std::string id = "t" + std::to_string(i);
+    ServeExpecting(r, AgentId::Parse(id).value(), i, Expect::kReturning, 1000 - 2 * i);
+  }
+  ServeExpecting(r, Id("done"), n, Expect::kDone, 0);
+  int prefetched = 0;
+  std::optional<AgentId> first;
+  while (std::optional<Plan> plan = r.TryBeginPrefetch(At(n + 1))) {
+    if (!first) first = plan->tenant;
+    ASSERT_TRUE(r.CompleteSwitch(*plan, {true, false, true, 0}).ok()) << "each one fails";
+    ++prefetched;
+  }
+  EXPECT_EQ(prefetched, Residency::kMaxAway);
+  EXPECT_EQ(first, AgentId::Parse("t" + std::to_string(n - 1)).value()) << "back soonest";
+}
+
 }  // namespace
 }  // namespace agentkv
