@@ -20,8 +20,8 @@ from types import SimpleNamespace
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (agentic, backtoback, client, clients, cluster, host,  # noqa: E402
-                     kvtypes, overhead, prefixes, procs, report, scale, slots, sweep,
-                     workload)
+                     kvtypes, overhead, prefixes, procs, report, scale, slots, slowdisk,
+                     sweep, workload)
 from harness.progress import Progress  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -41,6 +41,18 @@ CLUSTER = {"cluster_agents": 6, "cluster_context": 1000, "cluster_answer_tokens"
 CLUSTER_QUICK = dict(CLUSTER, cluster_agents=4, cluster_context=200, cluster_answer_tokens=8,
                      cluster_slot_ctx=1024, cluster_cold=3, cluster_hot_turns=3,
                      cluster_think_s=[0.1, 0.3], cluster_skew_context=100)
+# Scenario 11, a slow disk (bench/README.md): tool agents and agents waiting
+# for a person on few slots, the memory directory throttled.
+SLOWDISK = {"slowdisk": {
+    "agents": 5, "tool_agents": 3, "slots": 2, "slot_ctx": 16384, "prefix_tokens": 7000,
+    "task_tokens": 1000, "tool_output_tokens": [300, 600], "person_message_tokens": [100, 300],
+    "answer_tokens": [20, 40], "tool_s": [2, 8], "person_s": [30, 300], "person_compress": 4,
+    "tool_turns": 12, "person_turns": 4, "stagger_s": 4, "disk_mib_s": [125, 1000],
+    "disk_gib": 8, "model": "agentkv-disk.gguf"}}
+SLOWDISK_QUICK = {"slowdisk": dict(
+    SLOWDISK["slowdisk"], agents=3, tool_agents=2, prefix_tokens=500, task_tokens=100,
+    tool_turns=4, person_turns=2, tool_s=[0.5, 1], person_s=[30, 60], person_compress=20,
+    stagger_s=0.5, disk_mib_s=[125], disk_gib=2)}
 AGENTIC_QUICK = dict(AGENTIC, agents=4, prefix_tokens=300, tool_tokens=[50, 150],
                      answer_tokens=[4, 8], think_s=[0.05, 0.2], context_tokens=1024)
 
@@ -59,7 +71,7 @@ PROFILES = {
                     overhead_samples=30, stream_tokens=128,
                     b2b_sizes=[1024, 4096], b2b_think_s=[0, 0.3], b2b_agents=3,
                     prefix_tokens=2000, prefix_agents=8,
-                    agentic=[AGENTIC], **CLUSTER,
+                    agentic=[AGENTIC], **CLUSTER, **SLOWDISK,
                     agentic_long=dict(AGENTIC, agents=6, context_tokens=16384,
                                       model="agentkv-test.gguf", **wider(17408))),
     "quick": dict(WORKLOAD, model="agentkv-test.gguf", think_s=[0.1, 0.3],
@@ -68,14 +80,15 @@ PROFILES = {
                   overhead_samples=30, stream_tokens=128,
                   b2b_sizes=[1024], b2b_think_s=[0.3], b2b_agents=3,
                   prefix_tokens=600, prefix_agents=4,
-                  agentic=[AGENTIC_QUICK], **CLUSTER_QUICK,
+                  agentic=[AGENTIC_QUICK], **CLUSTER_QUICK, **SLOWDISK_QUICK,
                   agentic_long=dict(AGENTIC_QUICK, context_tokens=1536, **wider(9216))),
 }
 PHASES = ("overhead", "sweep", "kv", "workload", "backtoback", "agentic", "prefix", "cluster",
-          "agentic-long", "scale", "connections", "slots")
+          "agentic-long", "scale", "connections", "slots", "slowdisk")
 # The long agentic variant runs with --agentic-long or --only; so do scale (no
-# model, an hour), connections (no model) and slots (scenario 10's axes).
-DEFAULT_PHASES = PHASES[:-4]
+# model, an hour), connections (no model), slots (scenario 10's axes) and
+# slowdisk (root: a loop device and a cgroup).
+DEFAULT_PHASES = PHASES[:-5]
 SCALE_SIZES = [100, 1000, 10000, 100000, 1000000]
 GAP_S = 0.1  # between the overhead scenario's requests: each turn-end save is done
 
@@ -239,11 +252,14 @@ def main():
         p["agentic_long"] = dict(p["agentic_long"], agents=args.agentic_agents)
     model = args.model or os.path.join(CACHE, "models", p["model"])
     needed = [(args.agentkv, "scripts/setup.sh")]
-    if set(args.only) - {"scale", "connections"}:
+    if set(args.only) - {"scale", "connections", "slowdisk"}:
         needed += [(model, "scripts/setup.sh" + ("" if args.quick else " --bench-model")),
                    (args.llama_server, "scripts/setup.sh")]
     if {"scale", "connections"} & set(args.only):
         needed.append((args.fake_llama, "scripts/setup.sh"))
+    if "slowdisk" in args.only:
+        needed += [(args.model or os.path.join(CACHE, "models", p["slowdisk"]["model"]),
+                    "scripts/setup.sh --bench-model"), (args.llama_server, "scripts/setup.sh")]
     for path, hint in needed:
         if not os.path.exists(path):
             sys.exit(f"bench: {path} is missing; run {hint} first")
@@ -307,6 +323,14 @@ def main():
             progress.begin("10. connections held open")
             raw["connections"] = clients.run(tools, args.connections, work, progress)
             summary["connections"] = clients.summary(raw["connections"], report.pct)
+            progress.end()
+        if "slowdisk" in args.only:
+            progress.begin("11. slow disk")
+            sd_tools = SimpleNamespace(**vars(tools))
+            sd_tools.model = args.model or os.path.join(CACHE, "models", p["slowdisk"]["model"])
+            raw["slowdisk"] = slowdisk.run(sd_tools, p["slowdisk"], work, progress)
+            raw["slowdisk"]["model"] = os.path.basename(sd_tools.model)
+            summary["slowdisk"] = slowdisk.summary(raw["slowdisk"], report.pct)
             progress.end()
         if "slots" in args.only:
             progress.begin("10. slots")

@@ -23,6 +23,9 @@ SHAPES = {
     # name: (layers, width, ff, heads, kv_heads, context)
     "test": (2, 256, 512, 4, 2, 8192),
     "bench": (22, 2048, 5632, 32, 4, 8192),
+    # Little compute, much KV (24 KiB of f16 a token: an 8K-token agent is a
+    # 192 MiB file), for the slow-disk scenario.
+    "disk": (12, 512, 512, 8, 8, 16384),
 }
 
 ARCHS = ("llama", "qwen3", "qwen3moe", "gemma3", "gpt-oss", "mamba2", "granitehybrid")

@@ -216,6 +216,12 @@ write_models() {
       "$models/agentkv-bench-q4_0.gguf" Q4_0 >/dev/null 2>&1
     rm -f "$models/agentkv-bench-f16.gguf"
   fi
+  # Little compute and much KV a token, for the slow-disk scenario (f16).
+  if [ "$BENCH_MODEL" = 1 ] && [ ! -f "$models/agentkv-disk.gguf" ]; then
+    say "models: writing the slow-disk model (24 KiB of KV a token)"
+    /usr/bin/python3 "$ROOT/scripts/make_model.py" --llama-src "$src" --shape disk \
+      --out "$models/agentkv-disk.gguf"
+  fi
 }
 
 # True where -march=native turns AMX on and the compiler is GCC before 13:
@@ -238,7 +244,7 @@ check_models() {
   local models=$CACHE/models m
   for m in agentkv-test agentkv-test-q4_0 agentkv-test-qwen3 agentkv-test-qwen3moe \
            agentkv-test-gemma3 agentkv-test-gpt-oss agentkv-test-mamba2 \
-           agentkv-test-granitehybrid agentkv-bench-q4_0; do
+           agentkv-test-granitehybrid agentkv-bench-q4_0 agentkv-disk; do
     if [ -f "$models/$m.gguf" ]; then printf -- '--model\n%s\n' "$models/$m.gguf"; fi
   done
 }

@@ -24,7 +24,8 @@ def request(url, path, body=None, timeout=600):
         return json.load(res)
 
 
-def chat(url, path, messages, max_tokens, ignore_eos=True, extra=None, timeout=3600):
+def chat(url, path, messages, max_tokens, ignore_eos=True, extra=None, timeout=3600,
+         headers=None):
     """One streamed chat turn. Times are client wall clock from sending the
     request: ttft_ms to the first content chunk, total_ms to the end;
     stream_tok_s is content chunks (one a token) per second up to the last."""
@@ -32,7 +33,7 @@ def chat(url, path, messages, max_tokens, ignore_eos=True, extra=None, timeout=3
             "stream": True, "ignore_eos": ignore_eos}
     body.update(extra or {})
     req = urllib.request.Request(url + path, json.dumps(body).encode(),
-                                 {"Content-Type": "application/json"})
+                                 {"Content-Type": "application/json", **(headers or {})})
     start = time.perf_counter()
     ttft = last = None
     chunks, content, timings = 0, "", {}
@@ -59,6 +60,11 @@ def chat(url, path, messages, max_tokens, ignore_eos=True, extra=None, timeout=3
             "chunks": chunks, "placement": placement, "upstream": upstream, "content": content,
             "prompt_n": timings.get("prompt_n"), "cache_n": timings.get("cache_n"),
             "timings": timings}
+
+
+def request_text(url, path, timeout=60):
+    with urllib.request.urlopen(url + path, timeout=timeout) as res:
+        return res.read().decode()
 
 
 def figures(turn):

@@ -157,7 +157,40 @@ def markdown(result):
         out += connections(s["connections"])
     if "slots" in s:
         out += slot_counts(s["slots"])
+    if "slowdisk" in s:
+        out += slow_disk(s["slowdisk"])
     return "\n".join(out)
+
+
+def slow_disk(sd):
+    out = ["## 11. A slow disk", "",
+           f"{sd['agents']} agents ({sd['tool_agents']} running tools, the rest waiting for a "
+           f"person) on {sd['slots']} slots of {sd['model']}, a {sd['prefix_tokens']}-token "
+           "shared system prompt; the memory directory on a loop device throttled to the "
+           "given MiB/s each way, each agent's files dropped from the page cache before its "
+           "returning turns. TTFT of returning turns on the client, ms; *tool resident*: "
+           "returns after a tool call that found their agent in a slot (kept, or restored "
+           "ahead); restores on the request path and ahead of it; disk figures from the "
+           "loop device, per turn over every turn; *disk s*: what the bytes read and "
+           "written take at the throttle's rate.", ""]
+    for speed in sd["speeds"]:
+        cal = speed["calibration"]
+        out += [f"### {speed['mib_s']} MiB/s (measured: write {cal['write_mib_s']}, "
+                f"read {cal['read_mib_s']} MiB/s)", "",
+                table(["serving", "p50", "p95", "after tool p50", "p95", "after person p50",
+                       "p95", "tool resident %", "restores on path", "ahead", "written MiB/turn",
+                       "read MiB", "disk s"],
+                      [[r["label"], n(r["returning_p50_ms"]), n(r["returning_p95_ms"]),
+                        n(r["after_tool_p50_ms"]), n(r["after_tool_p95_ms"]),
+                        n(r["after_person_p50_ms"]), n(r["after_person_p95_ms"]),
+                        n(r["after_tool_resident_pct"], 1), n(r.get("restores_on_path")),
+                        n(r.get("restores_ahead")), n(r.get("disk_written_mib_per_turn"), 1),
+                        n(r.get("disk_read_mib")), n(r.get("disk_s_at_limit"), 1)]
+                       for r in speed["servings"]]),
+                "", f"LRU's returning p95 over agent-aware's: {speed['p95_lru_over_aware']}x; "
+                f"bytes written a turn, LRU over agent-aware: {speed['written_lru_over_aware']}x.",
+                ""]
+    return out
 
 
 def slot_counts(rows):

@@ -102,8 +102,7 @@ std::string Metrics::Render(const GaugeSnapshot& g) const {
   Counter(out, "agentkv_restored_bytes_total",
           "Bytes of agent KV restored, ahead of requests or on their path.", restored_bytes);
   Counter(out, "agentkv_prefetches_total",
-          "Evicted agents expected back restored into a slot ahead of their request.",
-          prefetches);
+          "Evicted agents expected back restored into a slot ahead of their request.", prefetches);
   Counter(out, "agentkv_prefetch_hits_total",
           "Requests that found their agent restored ahead (placed resident).", prefetch_hits);
   Counter(out, "agentkv_prefetch_failures_total",

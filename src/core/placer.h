@@ -7,8 +7,8 @@
 
 #include <chrono>
 #include <condition_variable>
-#include <list>
 #include <functional>
+#include <list>
 #include <optional>
 #include <thread>
 #include <unordered_map>

@@ -113,7 +113,7 @@ struct SaveJob {
   AgentId agent;
   TokenCount tokens;
   PromptKey prompt_key = 0;
-  bool exact = false;  // the slot must hold exactly `tokens`, else nothing is saved
+  bool exact = false;                // the slot must hold exactly `tokens`, else nothing is saved
   Expect expect = Expect::kUnknown;  // what the agent's last turn said of its return
 };
 

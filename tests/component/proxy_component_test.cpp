@@ -72,6 +72,26 @@ TEST_F(ProxyTest, ANewAgentTakesTheSlotOfOneWaitingForAPersonNotOfOneInAToolCall
   EXPECT_EQ(Turn("writer"), "resident") << "closer said it was done: its slot went";
 }
 
+// An agent evicted while in a tool call is restored ahead of its return once
+// its slot's holder waits for a person; its request then finds it resident.
+// --prefetch off leaves it to its request.
+TEST_F(ProxyTest, AnAgentEvictedInAToolCallIsRestoredAheadOfItsReturn) {
+  for (const bool prefetch : {true, false}) {
+    Start(1, [&](DaemonOptions& o) { o.return_aware.prefetch = prefetch; });
+    fake_->SetFinishReason("tool_calls");
+    EXPECT_EQ(Turn("coder"), "cold");
+    fake_->SetFinishReason("stop");
+    EXPECT_EQ(Turn("writer"), "cold");  // one slot: coder is saved on writer's way in
+    if (prefetch) {
+      ASSERT_TRUE(testing::Eventually([&] { return daemon_->metrics().prefetches.load() == 1; }));
+    }
+    EXPECT_EQ(Turn("coder", "hello again"), prefetch ? "resident" : "restored");
+    EXPECT_EQ(daemon_->metrics().prefetch_hits.load(), prefetch ? 1 : 0);
+    EXPECT_EQ(Turn("writer", "hello again"), "restored") << "its turn was saved first";
+    EXPECT_TRUE(fake_->violations().empty()) << fake_->violations().front();
+  }
+}
+
 TEST_F(ProxyTest, StreamsChunksAsTheyArriveWithoutBuffering) {
   fake_->HoldStreamsAt(2);  // role chunk and first token sent, then a pause
   std::promise<void> got_first_token;

@@ -498,10 +498,10 @@ class ReturnAwareTest : public PlacerTest {
         slots, QueueLimits{8, std::chrono::milliseconds(5000)},
         [store](const AgentId& a) { return store->HasMemory(a); }, 1, &Clock::now,
         Eviction::kPredicted);
-    placer_ = std::make_unique<Placer>(*pool_, *fake_, *store_, policy, metrics_, ReuseChecks{},
-                                       SaveDeferral{std::chrono::milliseconds(0),
-                                                    std::chrono::milliseconds(0)},
-                                       ReturnAware{false, save_delay});
+    placer_ = std::make_unique<Placer>(
+        *pool_, *fake_, *store_, policy, metrics_, ReuseChecks{},
+        SaveDeferral{std::chrono::milliseconds(0), std::chrono::milliseconds(0)},
+        ReturnAware{false, save_delay});
   }
   // One turn of `agent` that ends as `expect` says, back in `back_in`.
   Placement TurnExpecting(const char* agent, long long tokens, Expect expect,

@@ -391,8 +391,8 @@ TEST_F(ResidencyTest, AResetWaitsWhileAnIdleSlotHoldsUnsavedKv) {
 // Restores ahead of requests (TryBeginPrefetch).
 TEST_F(ResidencyTest, AnAgentInAToolCallIsRestoredAheadIntoTheSlotOfOneWaitingForAPerson) {
   Residency r = Make(2, 0, Eviction::kPredicted);
-  ServeExpecting(r, Id("a"), 0, Expect::kReturning, 10);    // back at 10
-  ServeExpecting(r, Id("b"), 1, Expect::kReturning, 20);    // back at 21
+  ServeExpecting(r, Id("a"), 0, Expect::kReturning, 10);  // back at 10
+  ServeExpecting(r, Id("b"), 1, Expect::kReturning, 20);  // back at 21
   EXPECT_EQ(ServeExpecting(r, Id("c"), 2, Expect::kPerson, 0), Id("b"));
   EXPECT_EQ(r.NextAway(At(3)), Id("b"));
   EXPECT_EQ(r.NextAway(At(3)), std::nullopt) << "named once";
@@ -422,7 +422,7 @@ TEST_F(ResidencyTest, AnAgentInAToolCallIsRestoredAheadIntoTheSlotOfOneWaitingFo
 
 TEST_F(ResidencyTest, NoAgentIsRestoredAheadOverOneExpectedBackSooner) {
   Residency r = Make(1, 0, Eviction::kPredicted);
-  ServeExpecting(r, Id("a"), 0, Expect::kReturning, 10);  // back at 10
+  ServeExpecting(r, Id("a"), 0, Expect::kReturning, 10);                     // back at 10
   EXPECT_EQ(ServeExpecting(r, Id("b"), 1, Expect::kReturning, 5), Id("a"));  // back at 6
   EXPECT_EQ(r.TryBeginPrefetch(At(2)), std::nullopt) << "b is back before a";
   EXPECT_EQ(r.TryBeginPrefetch(At(60)), std::nullopt) << "b is late, not yet overdue";
