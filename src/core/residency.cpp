@@ -163,8 +163,7 @@ void Residency::ForgetAway(const AgentId& agent) {
 std::vector<AwayAgent> Residency::AwayByReturn(TimePoint now) {
   away_.erase(std::remove_if(away_.begin(), away_.end(),
                              [&](const AwayAgent& a) {
-                               return now > a.expected_back + kOverdue || SlotOf(a.agent) ||
-                                      !has_memory_(a.agent);
+                               return now > a.expected_back + kOverdue || SlotOf(a.agent);
                              }),
               away_.end());
   std::vector<AwayAgent> out = away_;
@@ -176,7 +175,8 @@ std::vector<AwayAgent> Residency::AwayByReturn(TimePoint now) {
 
 std::optional<AgentId> Residency::NextAway(TimePoint now) {
   for (const AwayAgent& a : AwayByReturn(now)) {
-    if (held_.count(a.agent) || InFlight(a.agent)) continue;
+    // Its eviction's save may still be writing its file: not yet.
+    if (InFlight(a.agent) || !has_memory_(a.agent)) continue;
     for (AwayAgent& mine : away_) {
       if (mine.agent != a.agent || mine.advised) continue;
       mine.advised = true;
@@ -189,7 +189,7 @@ std::optional<AgentId> Residency::NextAway(TimePoint now) {
 
 std::optional<Plan> Residency::TryBeginPrefetch(TimePoint now) {
   for (const AwayAgent& a : AwayByReturn(now)) {
-    if (InFlight(a.agent)) continue;
+    if (InFlight(a.agent) || !has_memory_(a.agent)) continue;  // a save still writing its file
     std::optional<int> chosen = ChooseSlot(now);
     if (!chosen) return std::nullopt;
     const SlotView& v = slots_[static_cast<size_t>(*chosen)].view;

@@ -261,8 +261,8 @@ class Residency {
   // Remembers an agent leaving its slot while expected back.
   void NoteAway(const SlotView& leaving, TimePoint now);
   void ForgetAway(const AgentId& agent);
-  // Drops expired and unplaceable entries; returns the entries in the order
-  // they are expected back.
+  // Drops the entries of agents overdue or back in a slot; returns the
+  // others in the order they are expected back.
   std::vector<AwayAgent> AwayByReturn(TimePoint now);
   std::optional<int> ChooseSlot(TimePoint now) const;
   // True if, at `now`, idle slot `a` should be evicted before idle slot `b`.

@@ -49,10 +49,14 @@ TEST_F(ProxyTest, AReturningAgentIsRestoredIntoAnotherSlotWithItsOwnKV) {
 // An agent whose answer called tools is about to come back: a new agent
 // takes the slot of one whose answer stopped (a person replies next), though
 // that one was used more recently. --eviction lru takes the older.
+// (Without restores ahead, which would bring coder back under either.)
 TEST_F(ProxyTest, ANewAgentTakesTheSlotOfOneWaitingForAPersonNotOfOneInAToolCall) {
   for (const Eviction eviction : {Eviction::kPredicted, Eviction::kLru}) {
     const bool predicted = eviction == Eviction::kPredicted;
-    Start(2, [&](DaemonOptions& o) { o.eviction = eviction; });
+    Start(2, [&](DaemonOptions& o) {
+      o.eviction = eviction;
+      o.return_aware.prefetch = false;  // eviction alone: no restore ahead of coder's return
+    });
     fake_->SetFinishReason("tool_calls");
     EXPECT_EQ(Turn("coder"), "cold");
     fake_->SetFinishReason("stop");
@@ -83,7 +87,9 @@ TEST_F(ProxyTest, AnAgentEvictedInAToolCallIsRestoredAheadOfItsReturn) {
     fake_->SetFinishReason("stop");
     EXPECT_EQ(Turn("writer"), "cold");  // one slot: coder is saved on writer's way in
     if (prefetch) {
-      ASSERT_TRUE(testing::Eventually([&] { return daemon_->metrics().prefetches.load() == 1; }));
+      ASSERT_TRUE(testing::Eventually([&] { return daemon_->metrics().prefetches.load() == 1; }))
+          << "failures " << daemon_->metrics().prefetch_failures.load() << " evictions "
+          << daemon_->metrics().evictions.load() << " saves " << daemon_->metrics().saves.load();
     }
     EXPECT_EQ(Turn("coder", "hello again"), prefetch ? "resident" : "restored");
     EXPECT_EQ(daemon_->metrics().prefetch_hits.load(), prefetch ? 1 : 0);

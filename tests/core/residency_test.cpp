@@ -420,6 +420,22 @@ TEST_F(ResidencyTest, AnAgentInAToolCallIsRestoredAheadIntoTheSlotOfOneWaitingFo
   EXPECT_FALSE(r.View(back->slot).prefetched) << "counted once";
 }
 
+TEST_F(ResidencyTest, AnAgentWhoseFileIsStillBeingWrittenIsRestoredAheadOnceItIs) {
+  Residency r = Make(1, 0, Eviction::kPredicted);
+  ServeExpecting(r, Id("a"), 0, Expect::kReturning, 10);
+  std::optional<Plan> b = r.TryAcquire(Id("b"), At(1));  // evicts a, whose turn is unsaved
+  ASSERT_TRUE(b && b->save_evicted);
+  EXPECT_EQ(r.TryBeginPrefetch(At(1)), std::nullopt) << "a is being saved out";
+  files_.insert(Id("a"));  // the save is done
+  ASSERT_TRUE(r.CompleteSwitch(*b, {true, false, true, 0}).ok());
+  TurnEnd end = TurnEnd::Ran(50);
+  end.expect = Expect::kDone;
+  r.Release(b->slot, At(2), end);
+  std::optional<Plan> plan = r.TryBeginPrefetch(At(3));
+  ASSERT_TRUE(plan) << "a is still expected back";
+  EXPECT_EQ(plan->tenant, Id("a"));
+}
+
 TEST_F(ResidencyTest, NoAgentIsRestoredAheadOverOneExpectedBackSooner) {
   Residency r = Make(1, 0, Eviction::kPredicted);
   ServeExpecting(r, Id("a"), 0, Expect::kReturning, 10);                     // back at 10
