@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <memory>
 #include <thread>
 #include <unordered_set>
 
@@ -140,16 +141,31 @@ Result<std::vector<StoredMemory>> StoreFiles::Recover() {
   // (LoadMeta is safe to run concurrently: its quarantines lock).
   const std::vector<std::string>& metas = listing->metas;
   std::vector<std::optional<StoredMemory>> found(metas.size());
+  std::unique_ptr<bool[]> newer(new bool[metas.size()]());  // written by threads apart
   const std::size_t cores = std::max(1U, std::thread::hardware_concurrency());
   const std::size_t threads = std::min<std::size_t>({cores, 8, metas.size() / 1024 + 1});
   std::vector<std::thread> loaders;
   for (std::size_t t = 1; t < threads; ++t) {
     loaders.emplace_back([&, t] {
-      for (std::size_t i = t; i < metas.size(); i += threads) found[i] = LoadMeta(metas[i]);
+      for (std::size_t i = t; i < metas.size(); i += threads) {
+        found[i] = LoadMeta(metas[i], &newer[i]);
+      }
     });
   }
-  for (std::size_t i = 0; i < metas.size(); i += threads) found[i] = LoadMeta(metas[i]);
+  for (std::size_t i = 0; i < metas.size(); i += threads) found[i] = LoadMeta(metas[i], &newer[i]);
   for (std::thread& loader : loaders) loader.join();
+  // A downgrade: refuse the directory, changing nothing of those agents.
+  const std::size_t newer_count =
+      static_cast<std::size_t>(std::count(newer.get(), newer.get() + metas.size(), true));
+  if (newer_count > 0) {
+    return Status::Error(
+        ErrorCode::kInvalidArgument,
+        "memory directory " + dir_.string() + " holds " + std::to_string(newer_count) +
+            " agents' memory written by a newer agentkv (metadata format above " +
+            std::to_string(kMetaFormat) +
+            ", which this version reads): run that version, or move the directory aside; "
+            "their files were left as they are");
+  }
   std::vector<StoredMemory> loaded;
   loaded.reserve(metas.size());
   std::unordered_set<std::string> unloaded;  // hashes whose metadata was quarantined
@@ -193,7 +209,7 @@ Result<StoreFiles::Listing> StoreFiles::ListAndRemoveTemporaries() {
   return out;
 }
 
-std::optional<StoredMemory> StoreFiles::LoadMeta(const std::string& meta_name) {
+std::optional<StoredMemory> StoreFiles::LoadMeta(const std::string& meta_name, bool* newer) {
   const std::string hash = meta_name.substr(0, 64);
   std::string why;
   std::optional<StoredMemory> e;
@@ -206,6 +222,10 @@ std::optional<StoredMemory> StoreFiles::LoadMeta(const std::string& meta_name) {
       Result<bool> exists = files_.Exists(dir_ / meta_name);
       if (exists.ok() && !exists.value()) return std::nullopt;  // deleted meanwhile
       text.clear();  // unreadable reads as empty, which no metadata is
+    }
+    if (MetaFormatOf(text) > kMetaFormat) {  // a newer agentkv's: not ours to judge
+      if (newer) *newer = true;
+      return std::nullopt;
     }
     std::variant<StoredMemory, std::string> decoded = DecodeMeta(text, hash);
     why.clear();

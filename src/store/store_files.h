@@ -121,7 +121,9 @@ class StoreFiles {
     std::vector<std::string> metas, states;
   };
   Result<Listing> ListAndRemoveTemporaries();
-  std::optional<StoredMemory> LoadMeta(const std::string& meta_name);
+  // The memory a metadata file describes, checked; a bad one is quarantined.
+  // One in a format newer than kMetaFormat is left as it is, with *newer set.
+  std::optional<StoredMemory> LoadMeta(const std::string& meta_name, bool* newer = nullptr);
   // The metadata's state file on disk now, "" if it has none or is unreadable.
   std::string StateFileOnDisk(const std::string& hash);
   // May Recover remove this leftover (a temporary or an orphan state file)?

@@ -32,18 +32,19 @@ std::optional<T> Field(const json& j, const char* key, T fallback) {
 std::string EncodeMeta(const StoredMemory& e) {
   // -1 for a count not known: what earlier versions wrote and read.
   const long long tokens = e.info.tokens.value_or(-1);
-  const json j = {{"agent", e.info.agent.str()},
-                  {"fingerprint", e.fingerprint},
-                  {"state_file", e.state_file},
-                  {"generation", e.generation},
-                  {"tokens", tokens},
-                  {"bytes", e.info.bytes},
-                  {"checksum", e.checksum},
-                  {"created", e.info.created},
-                  {"updated", e.info.updated},
-                  {"prompt_key", e.prompt_key},
-                  {"scope", e.scope}};
+  const json j = {
+      {"format", kMetaFormat},      {"agent", e.info.agent.str()}, {"fingerprint", e.fingerprint},
+      {"state_file", e.state_file}, {"generation", e.generation},  {"tokens", tokens},
+      {"bytes", e.info.bytes},      {"checksum", e.checksum},      {"created", e.info.created},
+      {"updated", e.info.updated},  {"prompt_key", e.prompt_key},  {"scope", e.scope}};
   return j.dump(1) + '\n';
+}
+
+int MetaFormatOf(const std::string& text) {
+  const json j = json::parse(text, nullptr, false);
+  if (!j.is_object()) return 1;
+  auto it = j.find("format");
+  return it != j.end() && it->is_number_integer() ? it->get<int>() : 1;
 }
 
 std::variant<StoredMemory, std::string> DecodeMeta(const std::string& text,
