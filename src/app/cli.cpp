@@ -8,6 +8,7 @@
 #include <iostream>
 #include <sstream>
 
+#include "agentkv/version.h"
 #include "app/paths.h"
 #include "core/prefixes.h"
 #include "http/browser_policy.h"
@@ -207,6 +208,7 @@ Status SetAllowedHosts(const std::vector<std::string>& given, ProxyOptions& o) {
 
 int ParseCommandLine(int argc, const char* const* argv, CliSettings* out) {
   CLI::App app{"agentkv: durable per-agent KV memory for llama-server", "agentkv"};
+  app.set_version_flag("--version", Version(), "Print agentkv's version and exit");
   app.require_subcommand(1);
   CLI::App* serve = app.add_subcommand(
       "serve", "Serve an OpenAI-compatible API that keeps each agent's KV cache");

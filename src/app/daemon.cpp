@@ -326,6 +326,7 @@ GaugeSnapshot Daemon::Gauges() const {
   g.waiting = pool_->waiting();
   g.agents_on_disk = static_cast<long long>(store_->AgentCount());
   g.disk_bytes = static_cast<long long>(store_->TotalBytes());
+  g.disk_budget_bytes = static_cast<long long>(options_.store.budget_bytes);
   g.quarantined = store_->quarantined();
   const QuarantineUsage q = store_->quarantine_usage();
   g.quarantine_files = static_cast<long long>(q.files);

@@ -22,6 +22,8 @@
 
 namespace {
 
+constexpr int kExitConfig = 78;  // EX_CONFIG (sysexits.h)
+
 // Blocks until one of `set` arrives. Signals are blocked in every thread
 // (the mask is inherited), so only this sigwait sees them.
 int WaitForSignal(const sigset_t& set) {
@@ -93,7 +95,11 @@ int main(int argc, char** argv) {
   if (!daemon.ok()) {
     systemd::Status("failed to start: " + daemon.status().message());
     spdlog::error("{}", daemon.status().message());
-    return 1;
+    // What only a change of settings or of the machine mends (no model, no
+    // llama-server, the port taken, a directory another agentkv holds):
+    // EX_CONFIG, which the unit does not restart (RestartPreventExitStatus).
+    const ErrorCode code = daemon.status().code();
+    return code == ErrorCode::kInvalidArgument || code == ErrorCode::kConflict ? kExitConfig : 1;
   }
   systemd::Ready("serving on " + o.proxy.host + ":" + std::to_string(daemon.value()->port()));
   int sig = 0;

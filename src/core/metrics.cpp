@@ -99,6 +99,10 @@ std::string Metrics::Render(const GaugeSnapshot& g) const {
           save_failures);
   Counter(out, "agentkv_evictions_total", "Idle agents displaced from a slot.", evictions);
   Counter(out, "agentkv_saved_bytes_total", "Bytes of agent KV written by saves.", saved_bytes);
+  Counter(out, "agentkv_saves_deferred_total",
+          "Turn-end saves that waited: for requests' first tokens (--save-deferral-ms), or for "
+          "an agent in a tool call (--returning-save-delay-s).",
+          saves_deferred);
   Counter(out, "agentkv_restored_bytes_total",
           "Bytes of agent KV restored, ahead of requests or on their path.", restored_bytes);
   Counter(out, "agentkv_prefetches_total",
@@ -149,6 +153,8 @@ std::string Metrics::Render(const GaugeSnapshot& g) const {
   Gauge(out, "agentkv_agents_on_disk", "Agents with saved memory.",
         static_cast<double>(g.agents_on_disk));
   Gauge(out, "agentkv_disk_bytes", "Bytes of saved memory.", static_cast<double>(g.disk_bytes));
+  Gauge(out, "agentkv_disk_budget_bytes", "--disk-budget-bytes (0: no budget).",
+        static_cast<double>(g.disk_budget_bytes));
   Gauge(out, "agentkv_quarantine_files", "Files kept in quarantine/ (bounded).",
         static_cast<double>(g.quarantine_files));
   Gauge(out, "agentkv_quarantine_bytes", "Bytes kept in quarantine/ (bounded).",

@@ -51,7 +51,8 @@ struct GaugeSnapshot {
   int waiting = 0;
   long long agents_on_disk = 0;
   long long disk_bytes = 0;
-  long long quarantined = 0;  // a counter, kept by the store
+  long long disk_budget_bytes = 0;  // 0: no budget
+  long long quarantined = 0;        // a counter, kept by the store
   long long quarantine_files = 0;
   long long quarantine_bytes = 0;
   bool upstream_up = false;
@@ -80,8 +81,11 @@ class Metrics {
   std::atomic<long long> prefetches{0};         // agents restored ahead of their request
   std::atomic<long long> prefetch_hits{0};      // requests that found their agent so
   std::atomic<long long> prefetch_failures{0};  // restores ahead that failed
-  std::atomic<long long> saved_bytes{0};        // state file bytes written by saves
-  std::atomic<long long> restored_bytes{0};     // state file bytes restored
+  std::atomic<long long> saved_bytes{0};
+  std::atomic<long long> saves_deferred{
+      0};  // turn-end saves that waited (SaveDeferral, ReturnAware)        // state file bytes
+           // written by saves
+  std::atomic<long long> restored_bytes{0};  // state file bytes restored
   // Requests for new agents refused past an API key's rate (429).
   std::atomic<long long> new_agents_refused{0};
   Histogram restore_seconds;

@@ -428,7 +428,8 @@ void Placer::SaverLoop() {
       });
       continue;
     }
-    if (next->arrivals < 0) *next = {next->slot, now, arrivals_};
+    const bool delayed = next->arrivals < 0;
+    if (delayed) *next = {next->slot, now, arrivals_};
     // See SaveDeferral. A slot taken meanwhile (evicted, or its agent back)
     // is saved or skipped as usual. `next` stays valid: only this thread
     // removes entries, and a list's others do not move.
@@ -436,10 +437,12 @@ void Placer::SaverLoop() {
     saves_changed_.wait_until(lock, entry.due + deferral_.grace, [&]() REQUIRES(mu_) {
       return stopping_ || arrivals_ != entry.arrivals || prefilling_ > 0 || draining_ > 0;
     });
+    const bool waited_for_prefill = prefilling_ > 0 && draining_ == 0;
     saves_changed_.wait_until(lock, entry.due + deferral_.bound, [&]() REQUIRES(mu_) {
       return stopping_ || prefilling_ == 0 || draining_ > 0;
     });
     if (stopping_) return;
+    if (delayed || waited_for_prefill) ++metrics_.saves_deferred;
     save_queue_.erase(next);
     saving_ = true;
     lock.unlock();

@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "agentkv/version.h"
 #include "core/prefixes.h"
 
 namespace agentkv {
@@ -70,7 +71,8 @@ Result<json> AdminApi::Handle(AdminAction action, const std::optional<AgentId>& 
 
 json AdminApi::Stats() const {
   const PlacerStats s = placer_.stats();
-  return json{{"restores", s.restores},
+  return json{{"version", Version()},
+              {"restores", s.restores},
               {"saves", s.saves},
               {"save_failures", s.save_failures},
               {"evictions", s.evictions},

@@ -293,8 +293,9 @@ Result<int> ProxyServer::BindPort() {
   } else if (server_->bind_to_port(options_.host, options_.port)) {
     return options_.port;
   }
-  return Status::Error(ErrorCode::kIo,
-                       "cannot listen on " + options_.host + ":" + std::to_string(options_.port));
+  return Status::Error(ErrorCode::kConflict, "cannot listen on " + options_.host + ":" +
+                                                 std::to_string(options_.port) +
+                                                 " (another process listens there?)");
 }
 
 void ProxyServer::Serve() { server_->listen_after_bind(); }

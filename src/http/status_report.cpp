@@ -9,6 +9,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include "agentkv/version.h"
+
 namespace agentkv {
 
 using nlohmann::json;
@@ -250,6 +252,7 @@ json StatusReport::Render(const StatusQuery& q) const {
   std::size_t known = s_.store.AgentCount();
   for (const AgentId& id : holders) known += s_.store.HasMemory(id) ? 0 : 1;
   return {{"now", s_.activity.now_ms()},
+          {"version", Version()},
           {"upstream_up", s_.upstream_up ? s_.upstream_up() : true},
           {"persistence", s_.persistence},
           {"totals", Totals(known, resident)},

@@ -109,6 +109,40 @@ TEST(ServeBinary, ServesTheDemoModelAndExitsCleanlyOnSigterm) {
   fs::remove_all(dir);
 }
 
+// A start that only new settings can mend (no model, no llama-server, the
+// port taken) ends at once with EX_CONFIG (78), which the systemd unit does
+// not restart (RestartPreventExitStatus), and says why.
+TEST(ServeBinary, AStartOnlyNewSettingsCanMendExitsWithExConfig) {
+  const fs::path dir = fs::temp_directory_path() / ("agentkv-config-" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  httplib::Server taken;
+  const int port = taken.bind_to_any_port("127.0.0.1");
+  ASSERT_GT(port, 0);
+  const std::string free_port = std::to_string(FindFreePort());
+  const std::string memory = (dir / "memory").string();
+  struct Case {
+    std::vector<std::string> args;
+    std::string says;
+  };
+  const Case cases[] = {
+      {{"--port", free_port, "--model", (dir / "missing.gguf").string()}, "model not found"},
+      {{"--port", free_port, "--llama-server", (dir / "no-llama-server").string()},
+       "llama-server not found"},
+      {{"--port", std::to_string(port)}, "cannot listen on 127.0.0.1:" + std::to_string(port)},
+  };
+  for (const Case& c : cases) {
+    std::vector<std::string> argv = {AGENTKV_BINARY, "serve", "--memory-dir", memory};
+    argv.insert(argv.end(), c.args.begin(), c.args.end());
+    const testing::Finished run = testing::RunToEnd(argv);
+    EXPECT_TRUE(WIFEXITED(run.status) && WEXITSTATUS(run.status) == 78)
+        << c.says << ": " << run.status << "\n"
+        << run.output;
+    EXPECT_NE(run.output.find(c.says), std::string::npos) << run.output;
+  }
+  fs::remove_all(dir);
+}
+
 // A process that took llama-server's port first and answers /health (the
 // port is picked by bind, close and reuse) is not taken for llama-server:
 // the start fails instead of sending agents' prompts to it.

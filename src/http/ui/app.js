@@ -211,6 +211,7 @@
     $('key-panel').hidden = true;
     $('forget-key').hidden = !needsKey;
     setHealth(s.upstream_up ? 'llama-server up' : 'llama-server down', s.upstream_up ? 'ok' : 'bad');
+    setText($('version'), s.version || '');
     setText($('updated'), 'updated ' + clock(s.now) + (s.persistence ? '' : ' · memory off (stateless)'));
     renderTotals(s.totals);
     renderSlots(s.slots);
