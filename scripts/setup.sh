@@ -59,6 +59,7 @@ install_packages() {
               libgtest-dev libsystemd-dev libxxhash-dev libssl-dev python3-numpy
               clang  # scripts/fuzz.sh (libFuzzer) and scripts/lint.sh threads
               prometheus   # for promtool, which checks our /metrics in the tests
+              help2man lintian  # scripts/package.sh: the man page, the packages' check
               nginx haproxy curl)  # scripts/cluster.sh and the cluster tests
   local missing=()
   for p in "${pkgs[@]}"; do
