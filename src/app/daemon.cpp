@@ -5,10 +5,10 @@
 
 #include "agentkv/errno_text.h"
 #include "app/kv_sizing.h"
-#include "app/serving_mode.h"
 #include "store/fingerprint.h"
 #include "upstream/child_record.h"
 #include "upstream/model_info.h"
+#include "upstream/serving_mode.h"
 
 namespace agentkv {
 

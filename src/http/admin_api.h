@@ -26,10 +26,10 @@
 #include <string>
 #include <utility>
 
-#include "app/serving_mode.h"
 #include "core/placer.h"
 #include "http/routes.h"
 #include "http/status_report.h"
+#include "upstream/serving_mode.h"
 
 namespace agentkv {
 

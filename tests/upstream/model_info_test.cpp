@@ -7,7 +7,7 @@
 #include <fstream>
 #include <string>
 
-#include "app/serving_mode.h"
+#include "upstream/serving_mode.h"
 
 namespace agentkv {
 namespace {

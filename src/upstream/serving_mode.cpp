@@ -1,4 +1,4 @@
-#include "app/serving_mode.h"
+#include "upstream/serving_mode.h"
 
 namespace agentkv {
 
