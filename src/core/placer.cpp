@@ -34,18 +34,6 @@ void Lease::Release(const TurnEnd& end) {
   if (pool_) std::exchange(pool_, nullptr)->Release(slot_, end);
 }
 
-Placer::PrefillTicket& Placer::PrefillTicket::operator=(PrefillTicket&& other) noexcept {
-  if (this != &other) {
-    End();
-    placer_ = std::exchange(other.placer_, nullptr);
-  }
-  return *this;
-}
-
-void Placer::PrefillTicket::End() {
-  if (placer_) std::exchange(placer_, nullptr)->EndPrefill();
-}
-
 Placer::Placer(SlotPool& pool, SlotActions& upstream, Store& store, SavePolicy policy,
                Metrics& metrics, ReuseChecks checks, SaveDeferral deferral, ReturnAware aware)
     : pool_(pool),
@@ -54,23 +42,22 @@ Placer::Placer(SlotPool& pool, SlotActions& upstream, Store& store, SavePolicy p
       policy_(policy),
       metrics_(metrics),
       checks_(checks),
-      deferral_{std::min(deferral.grace, deferral.bound), deferral.bound},
-      aware_(aware) {
-  saver_ = std::thread([this] { SaverLoop(); });
+      aware_(aware),
+      saves_(
+          deferral, [this](SlotId slot) { SaveIdle(slot); }, metrics) {
   if (aware_.prefetch) prefetcher_ = std::thread([this] { PrefetchLoop(); });
 }
 
 Placer::~Placer() { Stop(); }
 
 void Placer::Stop() {
+  saves_.Stop();
   {
     MutexLock lock(mu_);
     stopping_ = true;
   }
-  saves_changed_.notify_all();
   forks_changed_.notify_all();
   pool_.Wake();
-  if (saver_.joinable()) saver_.join();
   if (prefetcher_.joinable()) prefetcher_.join();
 }
 
@@ -376,88 +363,18 @@ std::optional<Steady::time_point> Placer::SaveDelay(SlotId slot, const TurnEnd& 
          std::chrono::duration_cast<Steady::duration>(unsaved_for);
 }
 
-Placer::PrefillTicket Placer::Prefilling() {
-  {
-    MutexLock lock(mu_);
-    ++prefilling_;
-    ++arrivals_;
-  }
-  saves_changed_.notify_all();  // ends a save's grace
-  return PrefillTicket(this);
-}
-
-void Placer::EndPrefill() {
-  {
-    MutexLock lock(mu_);
-    if (--prefilling_ > 0) return;
-  }
-  saves_changed_.notify_all();
-}
+Placer::PrefillTicket Placer::Prefilling() { return saves_.Prefilling(); }
 
 void Placer::ScheduleSave(SlotId slot, std::optional<Steady::time_point> delayed_until) {
-  if (policy_ != SavePolicy::kTurnEnd) return;
-  {
-    MutexLock lock(mu_);
-    const auto due = delayed_until.value_or(Steady::now());
-    // Delayed: the grace counts from when it is due (arrivals then).
-    const long long arrivals = delayed_until ? -1 : arrivals_;
-    auto queued = std::find_if(save_queue_.begin(), save_queue_.end(),
-                               [&](const QueuedSave& q) { return q.slot == slot; });
-    if (queued == save_queue_.end()) {
-      save_queue_.push_back({slot, due, arrivals});
-    } else if (due < queued->due) {  // one save covers both
-      *queued = {slot, due, arrivals};
-    }
-    ++scheduled_;
-  }
-  saves_changed_.notify_all();
-}
-
-void Placer::SaverLoop() {
-  MutexLock lock(mu_);
-  while (true) {
-    saves_changed_.wait(lock, [&]() REQUIRES(mu_) { return stopping_ || !save_queue_.empty(); });
-    if (stopping_) return;
-    auto next = std::min_element(save_queue_.begin(), save_queue_.end(),
-                                 [](const auto& a, const auto& b) { return a.due < b.due; });
-    const auto now = Steady::now();
-    if (next->due > now && draining_ == 0) {  // a delayed save: wait, or take an earlier one
-      const long long seen = scheduled_;
-      saves_changed_.wait_until(lock, next->due, [&]() REQUIRES(mu_) {
-        return stopping_ || draining_ > 0 || scheduled_ != seen;
-      });
-      continue;
-    }
-    const bool delayed = next->arrivals < 0;
-    if (delayed) *next = {next->slot, now, arrivals_};
-    // See SaveDeferral. A slot taken meanwhile (evicted, or its agent back)
-    // is saved or skipped as usual. `next` stays valid: only this thread
-    // removes entries, and a list's others do not move.
-    const QueuedSave entry = *next;
-    saves_changed_.wait_until(lock, entry.due + deferral_.grace, [&]() REQUIRES(mu_) {
-      return stopping_ || arrivals_ != entry.arrivals || prefilling_ > 0 || draining_ > 0;
-    });
-    const bool waited_for_prefill = prefilling_ > 0 && draining_ == 0;
-    saves_changed_.wait_until(lock, entry.due + deferral_.bound, [&]() REQUIRES(mu_) {
-      return stopping_ || prefilling_ == 0 || draining_ > 0;
-    });
-    if (stopping_) return;
-    if (delayed || waited_for_prefill) ++metrics_.saves_deferred;
-    save_queue_.erase(next);
-    saving_ = true;
-    lock.unlock();
-    SaveIdle(entry.slot);
-    lock.lock();
-    saving_ = false;
-    saves_changed_.notify_all();
-  }
+  if (policy_ == SavePolicy::kTurnEnd) saves_.Schedule(slot, delayed_until);
 }
 
 bool Placer::PrefetchOnce() {
   {
     MutexLock lock(mu_);
-    if (stopping_ || prefilling_ > 0) return false;  // a first token matters more
+    if (stopping_) return false;
   }
+  if (saves_.AnyPrefilling()) return false;  // a first token matters more
   std::optional<Plan> plan = pool_.TryBeginPrefetch();
   if (!plan) return false;
   const AgentId agent = *plan->tenant;
@@ -492,14 +409,7 @@ void Placer::PrefetchLoop() {
   }
 }
 
-void Placer::DrainSaves() {
-  MutexLock lock(mu_);
-  ++draining_;
-  saves_changed_.notify_all();
-  saves_changed_.wait(
-      lock, [&]() REQUIRES(mu_) { return stopping_ || (save_queue_.empty() && !saving_); });
-  --draining_;
-}
+void Placer::DrainSaves() { saves_.Drain(); }
 
 SaveResult Placer::RunSave(const SaveJob& job, bool judge_empty) {
   const SaveResult result = SaveSlot(job);

@@ -2,13 +2,14 @@
 // Gets a tenant's KV into a slot and agents' KV onto disk. Asks the SlotPool
 // for a plan, runs its upstream steps (save the evicted agent, check and
 // restore the arriving agent's file, or erase) without holding any lock, and
-// reports the outcome back. Also runs turn-end saves on a background thread,
-// and the memory operations of the lifecycle API. Thread-safe.
+// reports the outcome back. Also saves slots (turn-end saves, when
+// SaveScheduler says; idle and dirty slots at a stop), restores agents
+// expected back ahead of their requests on a thread of its own, and runs
+// the memory operations of the lifecycle API. Thread-safe.
 
 #include <chrono>
 #include <condition_variable>
 #include <functional>
-#include <list>
 #include <optional>
 #include <thread>
 #include <unordered_map>
@@ -18,6 +19,7 @@
 #include "agentkv/mutex.h"
 #include "agentkv/slot_actions.h"
 #include "core/metrics.h"
+#include "core/save_scheduler.h"
 #include "core/slot_pool.h"
 #include "store/store.h"
 
@@ -69,19 +71,6 @@ struct ReuseChecks {
   bool resident = true;       // else: a resident slot is never judged so
 };
 
-// When a turn-end save runs. A save competes with a prefill for
-// llama-server's loop and for the CPU, and what a client waits for is the
-// first token: a save waits `grace` for a request to arrive (agents that
-// follow each other send the next turn within milliseconds), then while any
-// request has no first token yet, `bound` at most from the turn's end. A
-// later save only widens, by at most `bound`, the window in which a crash
-// costs the last turn's KV (the older file stays good; the turn is
-// prefilled again).
-struct SaveDeferral {
-  std::chrono::milliseconds grace{50};
-  std::chrono::milliseconds bound{2000};
-};
-
 // What agentkv does with what turns say of agents' returns (TurnEnd::expect).
 struct ReturnAware {
   // Restores an evicted agent expected back into a slot before its request
@@ -108,24 +97,8 @@ struct PlacerStats {
 
 class Placer {
  public:
-  // A request between its arrival and its first byte from llama-server
-  // (Placer::Prefilling); turn-end saves wait while any is open. Move-only.
-  class PrefillTicket {
-   public:
-    PrefillTicket() = default;
-    explicit PrefillTicket(Placer* placer) : placer_(placer) {}
-    PrefillTicket(PrefillTicket&& other) noexcept
-        : placer_(std::exchange(other.placer_, nullptr)) {}
-    PrefillTicket& operator=(PrefillTicket&& other) noexcept;
-    PrefillTicket(const PrefillTicket&) = delete;
-    PrefillTicket& operator=(const PrefillTicket&) = delete;
-    ~PrefillTicket() { End(); }
-    // The first token arrived (or the request ended): saves may run.
-    void End();
-
-   private:
-    Placer* placer_ = nullptr;
-  };
+  // See SaveScheduler::PrefillTicket.
+  using PrefillTicket = SaveScheduler::PrefillTicket;
 
   // Turn-end saves wait for requests' first tokens as `deferral` says.
   Placer(SlotPool& pool, SlotActions& upstream, Store& store, SavePolicy policy, Metrics& metrics,
@@ -232,19 +205,15 @@ class Placer {
   SaveResult SaveSlot(const SaveJob& job, StepTimes* steps = nullptr);
   // Runs `job` (its slot is Saving) and ends it; judges an empty slot if asked.
   SaveResult RunSave(const SaveJob& job, bool judge_empty);
-  // Queues a save of `slot` under the turn-end policy: at once, or not
-  // before `delayed_until`. A slot queued already is saved once, at the
-  // earlier time.
-  void ScheduleSave(SlotId slot,
-                    std::optional<std::chrono::steady_clock::time_point> delayed_until = {});
   // When a turn-end save of `slot` may wait for, after `end` (see
   // ReturnAware::save_delay); nullopt: at once.
   std::optional<std::chrono::steady_clock::time_point> SaveDelay(SlotId slot,
                                                                  const TurnEnd& end) const;
-  void SaverLoop();
+  // Queues a turn-end save of `slot` (SaveScheduler::Schedule); nothing
+  // under the eviction policy.
+  void ScheduleSave(SlotId slot,
+                    std::optional<std::chrono::steady_clock::time_point> delayed_until = {});
   void PrefetchLoop();
-
-  void EndPrefill();
 
   SlotPool& pool_;
   SlotActions& upstream_;
@@ -252,24 +221,9 @@ class Placer {
   const SavePolicy policy_;
   Metrics& metrics_;
   const ReuseChecks checks_;
-  const SaveDeferral deferral_;
   const ReturnAware aware_;
 
   mutable Mutex mu_;
-  std::condition_variable_any saves_changed_;
-  struct QueuedSave {
-    SlotId slot;
-    std::chrono::steady_clock::time_point due;  // not before
-    long long arrivals = 0;                     // arrivals_ then
-  };
-  // Saved in the order they are due. A list: entries stay put while the
-  // saver waits for one.
-  std::list<QueuedSave> save_queue_ GUARDED_BY(mu_);
-  long long scheduled_ GUARDED_BY(mu_) = 0;  // saves ever queued
-  bool saving_ GUARDED_BY(mu_) = false;
-  int prefilling_ GUARDED_BY(mu_) = 0;      // open PrefillTickets
-  long long arrivals_ GUARDED_BY(mu_) = 0;  // PrefillTickets ever opened
-  int draining_ GUARDED_BY(mu_) = 0;        // DrainSaves callers: saves do not wait
   bool stopping_ GUARDED_BY(mu_) = false;
   std::unordered_map<AgentId, int> refusals_ GUARDED_BY(mu_);  // restores refused in a row
   // Agents a fork is copying from or into. A fork waits on forks_changed_
@@ -281,7 +235,8 @@ class Placer {
   // memory its slot's KV accounts for ("" if none), compared with the
   // directory's before it is served resident.
   std::unordered_map<AgentId, std::string> basis_ GUARDED_BY(mu_);
-  std::thread saver_;
+  // Last: its thread calls SaveIdle, which needs every member above.
+  SaveScheduler saves_;
   std::thread prefetcher_;  // with aware_.prefetch
 };
 
