@@ -29,7 +29,7 @@ At the end it checks and prints:
   - the memory directory matches GET /admin/agents: every agent listed with
     saved memory has its metadata and state file (of the listed size), no
     other metadata, no orphan generations and no temporaries once idle (the
-    README's save protocol leaves a .tmp and the previous generation only
+    the save protocol (docs/design.md) leaves a .tmp and the previous generation only
     while a save runs), agents last DELETEd are gone; the same listing comes
     back after agentkv is restarted on the directory;
   - agentkv's RSS (VmRSS in /proc/<pid>/status, each second): first, peak,

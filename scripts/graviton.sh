@@ -147,7 +147,7 @@ defaults_file() {
 # vCPUs are physical cores, and this host has $JOBS.
 #AGENTKV_LLAMA_ARGS="--ctx-size 32768 --threads $JOBS"
 
-# More agentkv flags (README, Flags), e.g.:
+# More agentkv flags (docs/operations.md, Flags), e.g.:
 #AGENTKV_EXTRA_ARGS="--disk-budget-bytes 50000000000 --log-level info"
 
 # The admin API has no authentication, and the unit accepts loopback

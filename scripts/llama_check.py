@@ -3,7 +3,7 @@
 
 A llama-server built for one CPU can die on another (SIGILL), or on the
 very CPU it was built for when the compiler got it wrong (GCC 12 and ggml's
-AMX kernels: see README, "Any CPU"). This starts llama-server on each model with a prompt of a few
+AMX kernels: see docs/operations.md, "Any CPU"). This starts llama-server on each model with a prompt of a few
 hundred tokens and asks for a few generated tokens, the way agentkv's first
 request would.
 

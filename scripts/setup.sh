@@ -148,7 +148,7 @@ llama_source() {
 # and variant, and prints that directory:
 #   native        -march=native (GGML_NATIVE), the fastest where it runs
 #   noamx         native without AMX: GCC 12 miscompiles ggml's AMX kernels
-#                 (README, "Any CPU"); GCC's explicit -mno-* flags win over
+#                 (docs/operations.md, "Any CPU"); GCC's explicit -mno-* flags win over
 #                 -march=native whatever their order
 #   x86-64-v3     portable: AVX2, FMA, F16C, BMI2; no AVX-512, no AMX
 build_llama() {
@@ -228,7 +228,7 @@ write_models() {
 # True where -march=native turns AMX on and the compiler is GCC before 13:
 # GCC 12's _tile_loadconfig declares that it reads 8 bytes, so the stores
 # that fill ggml's tile configuration are dropped as dead, the configuration
-# loaded is empty, and the first tile instruction raises SIGILL (README,
+# loaded is empty, and the first tile instruction raises SIGILL (docs/operations.md,
 # "Any CPU"). clang 14 never compiles ggml's AMX path (its macro is
 # __AMXINT8__, not __AMX_INT8__).
 native_amx_miscompiled() {
@@ -282,7 +282,7 @@ pick_llama() {
     [ "$KLEIDIAI" = 0 ] || build="$build --kleidiai"
     build="$build --build-llama"
     if native_amx_miscompiled; then
-      say "llama-server: this GCC miscompiles ggml's AMX kernels (README, Any CPU): building without AMX first"
+      say "llama-server: this GCC miscompiles ggml's AMX kernels (docs/operations.md, Any CPU): building without AMX first"
       candidates+=(--candidate "noamx::$build noamx::" --candidate "native::$build native::")
     else
       candidates+=(--candidate "native::$build native::")

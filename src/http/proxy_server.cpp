@@ -399,7 +399,7 @@ Status ProxyServer::Route(const httplib::Request& req, const std::string& body,
     case RouteKind::kUnknown:
       return Error(ErrorCode::kNotFound,
                    req.method + " " + route.upstream_path +
-                       " is not a llama-server route agentkv passes through (see README, "
+                       " is not a llama-server route agentkv passes through (docs/operations.md: "
                        "Browsers and global routes)");
     case RouteKind::kReadOnly:
     case RouteKind::kGlobal:

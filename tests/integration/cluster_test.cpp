@@ -1,4 +1,4 @@
-// Several agentkv nodes on one shared memory directory (README: Several
+// Several agentkv nodes on one shared memory directory (docs/cluster.md: Several
 // nodes), each with its own real llama-server, and nginx or HAProxy in front
 // on the shipped configurations: agents move between nodes warm, survive a
 // node's SIGKILL, never meet stale KV, and racing nodes leave one memory.
