@@ -44,10 +44,10 @@ CLUSTER_QUICK = dict(CLUSTER, cluster_agents=4, cluster_context=200, cluster_ans
 # Scenario 11, a slow disk (bench/README.md): tool agents and agents waiting
 # for a person on few slots, the memory directory throttled.
 SLOWDISK = {"slowdisk": {
-    "agents": 5, "tool_agents": 3, "slots": 2, "slot_ctx": 16384, "prefix_tokens": 7000,
+    "agents": 5, "tool_agents": 2, "slots": 2, "slot_ctx": 16384, "prefix_tokens": 7000,
     "task_tokens": 1000, "tool_output_tokens": [300, 600], "person_message_tokens": [100, 300],
     "answer_tokens": [20, 40], "tool_s": [2, 8], "person_s": [30, 300], "person_compress": 4,
-    "tool_turns": 12, "person_turns": 4, "stagger_s": 4, "disk_mib_s": [125, 1000],
+    "tool_turns": 12, "person_turns": 4, "stagger_s": 20, "disk_mib_s": [125, 1000],
     "disk_gib": 8, "model": "agentkv-disk.gguf"}}
 SLOWDISK_QUICK = {"slowdisk": dict(
     SLOWDISK["slowdisk"], agents=3, tool_agents=2, prefix_tokens=500, task_tokens=100,
