@@ -47,7 +47,7 @@ struct DaemonOptions {
   // Restores ahead of requests, and saves of agents in tool calls delayed.
   // A shared directory (store.node) saves every turn at its end whatever
   // save_delay says: another node may serve the agent's next turn.
-  ReturnAware return_aware{true, std::chrono::seconds(30)};
+  ReturnAware return_aware{false, std::chrono::seconds(30)};
   KvSettings kv;  // when fronting an external llama-server
   // Start llama-server as a child (its memory_dir is set from ours).
   std::optional<LlamaProcessOptions> launch;

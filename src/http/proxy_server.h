@@ -65,7 +65,7 @@ class ProxyServer {
               Metrics& metrics, Hooks hooks);
   ~ProxyServer();
 
-  // Returns the bound port, or kIo if the address cannot be bound.
+  // Returns the bound port, or kConflict if the address cannot be bound.
   Result<int> Bind();
   // Serves until Stop(). Blocks.
   void Serve();
