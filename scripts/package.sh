@@ -44,6 +44,17 @@ cmake -S "$ROOT" -B "$OUT" -DCMAKE_BUILD_TYPE=None -DAGENTKV_BUILD_TESTS=OFF \
 cmake --build "$OUT" -j"$JOBS" >/dev/null
 rm -f "$OUT"/*.deb
 (cd "$OUT" && cpack -G DEB >/dev/null)
+# The package's version and its binary's must agree (a commit made during
+# the build could part them: cpack reads the version before it rebuilds).
+deb=$(ls "$OUT"/agentkv_*.deb)
+unpacked=$(mktemp -d)
+dpkg-deb -x "$deb" "$unpacked"
+built=$("$unpacked/usr/bin/agentkv" --version)
+rm -rf "$unpacked"
+if [ "$built" != "$(dpkg-deb -f "$deb" Version)" ]; then
+  echo "package.sh: $deb holds agentkv $built: build again" >&2
+  exit 1
+fi
 
 say "lintian"
 # Overrides cannot ride inside a CPack package's tree, so they are passed
