@@ -246,12 +246,14 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(DaemonOptions o) {
   if (!o.store.node.empty()) aware.save_delay = std::chrono::milliseconds(0);
   d->placer_ = std::make_unique<Placer>(*d->pool_, *d->upstream_, *d->store_, o.save_policy,
                                         d->metrics_, checks, o.save_deferral, aware);
+  d->memory_ =
+      std::make_unique<MemoryOps>(*d->pool_, *d->upstream_, *d->store_, *d->placer_, d->metrics_);
   auto upstream_up = [supervisor = d->supervisor_.get()] { return supervisor->IsUp(); };
   d->status_ = std::make_unique<StatusReport>(
       StatusReport::Sources{*d->pool_, *d->placer_, *d->store_, d->metrics_, d->activity_,
                             upstream_up, o.store.budget_bytes, serving->persist});
-  d->admin_ = std::make_unique<AdminApi>(*d->pool_, *d->placer_, *d->store_, d->metrics_, *serving,
-                                         d->status_.get());
+  d->admin_ = std::make_unique<AdminApi>(*d->pool_, *d->placer_, *d->memory_, *d->store_,
+                                         d->metrics_, *serving, d->status_.get());
   ProxyServer::Hooks hooks;
   hooks.activity = &d->activity_;
   hooks.gauges = [daemon = d.get()] { return daemon->Gauges(); };
@@ -265,7 +267,7 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(DaemonOptions o) {
   // caches cannot do.
   if (o.prefix_min_tokens > 0 && serving->persist && checks.after_restore) {
     d->prefixes_ = std::make_unique<Prefixes>(o.prefix_min_tokens);
-    d->prefix_path_ = std::make_unique<PrefixPath>(*d->upstream_, *d->pool_, *d->placer_,
+    d->prefix_path_ = std::make_unique<PrefixPath>(*d->upstream_, *d->pool_, *d->memory_,
                                                    *d->store_, *d->prefixes_);
     hooks.prefixes = d->prefix_path_.get();
   }
@@ -356,6 +358,7 @@ int Daemon::Stop() {
     server_->Drain(std::min(options_.drain_timeout, left() * 3 / 4), drain_deadline);
   }
   int unsaved = 0;
+  if (memory_) memory_->Stop();
   if (placer_) {
     placer_->Stop();  // the saver ends after the save it runs
     unsaved = placer_->SaveAllDirty(deadline);

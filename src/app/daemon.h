@@ -12,6 +12,7 @@
 #include <optional>
 #include <thread>
 
+#include "core/memory_ops.h"
 #include "core/placer.h"
 #include "http/proxy_server.h"
 #include "store/dir_lock.h"
@@ -91,6 +92,7 @@ class Daemon {
   const std::string& upstream_key() const { return options_.upstream.api_key; }
   SlotPool& pool() { return *pool_; }
   Placer& placer() { return *placer_; }
+  MemoryOps& memory() { return *memory_; }
   Store& store() { return *store_; }
   Metrics& metrics() { return metrics_; }
   Activity& activity() { return activity_; }
@@ -117,6 +119,7 @@ class Daemon {
   std::unique_ptr<SlotPool> pool_;
   Metrics metrics_;
   std::unique_ptr<Placer> placer_;
+  std::unique_ptr<MemoryOps> memory_;
   Activity activity_;
   std::unique_ptr<StatusReport> status_;
   std::unique_ptr<AdminApi> admin_;

@@ -3,17 +3,16 @@
 // for a plan, runs its upstream steps (save the evicted agent, check and
 // restore the arriving agent's file, or erase) without holding any lock, and
 // reports the outcome back. Also saves slots (turn-end saves, when
-// SaveScheduler says; idle and dirty slots at a stop), restores agents
-// expected back ahead of their requests on a thread of its own, and runs
-// the memory operations of the lifecycle API. Thread-safe.
+// SaveScheduler says; idle and dirty slots at a stop) and restores agents
+// expected back ahead of their requests on a thread of its own. The memory
+// operations of the lifecycle API are MemoryOps' (memory_ops.h), on top of
+// this. Thread-safe.
 
 #include <chrono>
-#include <condition_variable>
 #include <functional>
 #include <optional>
 #include <thread>
 #include <unordered_map>
-#include <unordered_set>
 #include <utility>
 
 #include "agentkv/mutex.h"
@@ -123,26 +122,6 @@ class Placer {
   using StartFrom = std::function<std::optional<AgentId>()>;
   Result<Lease> Place(const Tenant& tenant, const StartFrom& start_from = {});
 
-  // Writes the KV of `lease`'s slot (which the caller has just filled with
-  // exactly `tokens` tokens of a shared prefix) to the prefix snapshot
-  // `snapshot`. False if it could not, or if the slot held any other count
-  // (nothing is committed then); the lease's agent is not affected.
-  // `from`: the agent whose memory the slot was filled from (RestoreFrom).
-  bool SaveSnapshot(const Lease& lease, const AgentId& snapshot, long long tokens,
-                    PromptKey prompt_key, const std::optional<AgentId>& from = std::nullopt);
-
-  // Fills `lease`'s slot, placed cold, with `source`'s memory (saving its
-  // latest turn first), so that a prefix snapshot of tokens they share can
-  // be built from KV already computed instead of a prefill from nothing.
-  // The slot then holds `source`'s tokens, private ones too: the caller
-  // must cut it back to the shared tokens or Wipe it before its agent's
-  // request runs. Does not wait: false, with nothing of `source` in the
-  // slot, if `source` is busy, has no memory, or the restore failed; an
-  // error if the slot may hold some of it and could not be erased.
-  Result<bool> RestoreFrom(const Lease& lease, const AgentId& source);
-  // Erases `lease`'s slot; false if llama-server did not.
-  bool Wipe(const Lease& lease);
-
   // The response on `lease` is complete: `cache_n` and `prompt_n` are what
   // llama-server reported reusing and computing (nullopt/0 if unknown), `end`
   // what the request left in the slot. A slot that held KV for the same
@@ -162,6 +141,21 @@ class Placer {
   // slot found empty held nothing to save and is not counted).
   int SaveAllDirty(std::chrono::steady_clock::time_point deadline =
                        std::chrono::steady_clock::time_point::max());
+
+  // Writes the KV of `job`'s slot, which the caller holds (a lease, a
+  // hold), to a new generation of `job.agent`'s file; the slot's state is
+  // the caller's to change. With `job.exact`, a slot holding any other
+  // count than job.tokens writes nothing (kFailed).
+  SaveResult WriteSlot(const SaveJob& job) { return SaveSlot(job); }
+  // Saves the job a hold was given (SlotPool::BeginHold) and ends the save.
+  SaveResult SaveHeld(const SaveJob& job) { return RunSave(job, false); }
+  // Queues a turn-end save of `slot` (SaveScheduler::Schedule), due at
+  // `delayed_until` if given; nothing under the eviction policy.
+  void ScheduleSave(SlotId slot,
+                    std::optional<std::chrono::steady_clock::time_point> delayed_until = {});
+  // The agent's memory is gone (MemoryOps::Forget): forgets what placement
+  // kept of it (refused restores, a shared directory's basis).
+  void Forgotten(const AgentId& agent);
 
   // Lifecycle: erases the agent's slot if resident and deletes its files.
   // Returns kNotFound if agentkv knew nothing of it.
@@ -201,7 +195,6 @@ class Placer {
   void Reconcile(Plan* plan);
   SwitchOutcome Run(const Plan& plan, Status* erase_error, StepTimes* steps);
   void Restore(const Plan& plan, SwitchOutcome* out, StepTimes* steps);
-  Status Dropping(const AgentId& agent, bool* had_memory, const std::function<Status()>& then);
   SaveResult SaveSlot(const SaveJob& job, StepTimes* steps = nullptr);
   // Runs `job` (its slot is Saving) and ends it; judges an empty slot if asked.
   SaveResult RunSave(const SaveJob& job, bool judge_empty);
@@ -209,10 +202,6 @@ class Placer {
   // ReturnAware::save_delay); nullopt: at once.
   std::optional<std::chrono::steady_clock::time_point> SaveDelay(SlotId slot,
                                                                  const TurnEnd& end) const;
-  // Queues a turn-end save of `slot` (SaveScheduler::Schedule); nothing
-  // under the eviction policy.
-  void ScheduleSave(SlotId slot,
-                    std::optional<std::chrono::steady_clock::time_point> delayed_until = {});
   void PrefetchLoop();
 
   SlotPool& pool_;
@@ -226,11 +215,6 @@ class Placer {
   mutable Mutex mu_;
   bool stopping_ GUARDED_BY(mu_) = false;
   std::unordered_map<AgentId, int> refusals_ GUARDED_BY(mu_);  // restores refused in a row
-  // Agents a fork is copying from or into. A fork waits on forks_changed_
-  // until neither of its agents is in another fork, so that two forks
-  // crossing (a into b, b into a) never hold one agent each.
-  std::unordered_set<AgentId> forking_ GUARDED_BY(mu_);
-  std::condition_variable_any forks_changed_;
   // A shared directory: for each agent placed here, the state file of the
   // memory its slot's KV accounts for ("" if none), compared with the
   // directory's before it is served resident.

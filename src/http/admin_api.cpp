@@ -167,7 +167,7 @@ Status AdminApi::Spawn(const AgentId& child, const AgentId& parent, const std::s
   if (!Known(parent)) return NotFound("no agent " + parent.str() + " to start from");
   if (Status s = CheckOwner(parent, scope); !s.ok()) return s;
   if (child == parent) return Status::Ok();
-  return placer_.Fork(parent, child);
+  return memory_.Fork(parent, child);
 }
 
 bool AdminApi::Known(const AgentId& agent) const {
@@ -182,7 +182,7 @@ Result<json> AdminApi::HandleAgent(AdminAction action, const AgentId& id, const 
       if (!Known(id)) return NotFound("no agent " + id.str());
       return Describe(id);
     case AdminAction::kDelete: {
-      if (Status s = placer_.Forget(id); !s.ok()) return s;
+      if (Status s = memory_.Forget(id); !s.ok()) return s;
       if (status_) status_->Forget(id);
       return json{{"id", id.str()}, {"deleted", true}};
     }
@@ -223,7 +223,7 @@ Result<json> AdminApi::Fork(const AgentId& id, const std::string& body) {
   if (child.value() == id) {
     return Status::Error(ErrorCode::kInvalidArgument, "an agent cannot fork into itself");
   }
-  if (Status s = placer_.Fork(id, child.value()); !s.ok()) return s;
+  if (Status s = memory_.Fork(id, child.value()); !s.ok()) return s;
   return Describe(child.value());
 }
 

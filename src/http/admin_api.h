@@ -26,6 +26,7 @@
 #include <string>
 #include <utility>
 
+#include "core/memory_ops.h"
 #include "core/placer.h"
 #include "http/routes.h"
 #include "http/status_report.h"
@@ -60,10 +61,11 @@ class AdminApi {
  public:
   // `status` answers kStatus (kNotFound without one) and forgets deleted
   // agents' traffic; it must outlive this.
-  AdminApi(SlotPool& pool, Placer& placer, Store& store, Metrics& metrics, ServingMode serving = {},
-           StatusReport* status = nullptr)
+  AdminApi(SlotPool& pool, Placer& placer, MemoryOps& memory, Store& store, Metrics& metrics,
+           ServingMode serving = {}, StatusReport* status = nullptr)
       : pool_(pool),
         placer_(placer),
+        memory_(memory),
         store_(store),
         metrics_(metrics),
         serving_(std::move(serving)),
@@ -108,6 +110,7 @@ class AdminApi {
 
   SlotPool& pool_;
   Placer& placer_;
+  MemoryOps& memory_;
   Store& store_;
   Metrics& metrics_;
   const ServingMode serving_;

@@ -113,7 +113,7 @@ Status PrefixPath::Build(const Lease& lease, const PrefixChoice& choice, const T
   // (see OnMemory): the request's own next token must be another one.
   const bool can_cut = choice.build_tokens > 0 && tokens.front() != tokens[choice.build_tokens];
   if (placed == Placement::kCold && choice.build_source && can_cut) {
-    Result<bool> filled = placer_.RestoreFrom(lease, *choice.build_source);
+    Result<bool> filled = memory_.RestoreFrom(lease, *choice.build_source);
     if (!filled.ok()) return filled.status();
     if (filled.value()) {
       Result<bool> built = OnMemory(lease, choice, tokens, prompt_key);
@@ -130,7 +130,7 @@ Status PrefixPath::Build(const Lease& lease, const PrefixChoice& choice, const T
   }
   // A slot holding any other count than the prefix would make a snapshot of
   // tokens nobody sent: SaveSnapshot refuses it before it is committed.
-  placer_.SaveSnapshot(lease, *choice.build, length, prompt_key);
+  memory_.SaveSnapshot(lease, *choice.build, length, prompt_key);
   return Status::Ok();
 }
 
@@ -164,12 +164,12 @@ Result<bool> PrefixPath::OnMemory(const Lease& lease, const PrefixChoice& choice
         choice.build_source->ForLog(),
         r.ok() ? "it did not hold the shared tokens" : EscapeForLog(r.status().message()));
   }
-  if (kept && placer_.SaveSnapshot(lease, *choice.build, static_cast<long long>(length) + 1,
+  if (kept && memory_.SaveSnapshot(lease, *choice.build, static_cast<long long>(length) + 1,
                                    prompt_key, choice.build_source)) {
     return true;
   }
   // The slot may still hold the source's other tokens.
-  if (!placer_.Wipe(lease)) {
+  if (!memory_.Wipe(lease)) {
     return Status::Error(ErrorCode::kUpstreamError,
                          "slot " + std::to_string(lease.slot().value) + " could not be erased");
   }

@@ -13,7 +13,7 @@
 #include <unordered_set>
 
 #include "agentkv/mutex.h"
-#include "core/placer.h"
+#include "core/memory_ops.h"
 #include "core/prefixes.h"
 #include "store/store.h"
 #include "upstream/upstream.h"
@@ -36,8 +36,9 @@ struct NewAgentPrompt {
 
 class PrefixPath {
  public:
-  PrefixPath(Upstream& upstream, SlotPool& pool, Placer& placer, Store& store, Prefixes& prefixes)
-      : upstream_(upstream), pool_(pool), placer_(placer), store_(store), prefixes_(prefixes) {}
+  PrefixPath(Upstream& upstream, SlotPool& pool, MemoryOps& memory, Store& store,
+             Prefixes& prefixes)
+      : upstream_(upstream), pool_(pool), memory_(memory), store_(store), prefixes_(prefixes) {}
 
   // For `agent` and its request `body` (chat messages or a completion
   // prompt): if the agent has no memory, its prompt's token ids. nullopt if
@@ -78,7 +79,7 @@ class PrefixPath {
 
   Upstream& upstream_;
   SlotPool& pool_;
-  Placer& placer_;
+  MemoryOps& memory_;
   Store& store_;
   Prefixes& prefixes_;
   Mutex mu_;

@@ -88,7 +88,7 @@ TEST_F(StatusTest, PagesSortsAndFiltersAThousandAgents) {
   for (int i = 0; i < 1000; ++i) {
     char id[16];
     std::snprintf(id, sizeof id, "agent-%04d", i);
-    ASSERT_TRUE(daemon_->placer().Fork(Id("parent"), Id(id)).ok()) << id;
+    ASSERT_TRUE(daemon_->memory().Fork(Id("parent"), Id(id)).ok()) << id;
   }
   httplib::Result r = Client().Get("/admin/status?sort=id&offset=950&limit=60&recent=0");
   ASSERT_TRUE(r);

@@ -1,4 +1,4 @@
-// Placer against an in-memory llama-server (FakeSlots) and a real Store in a
+// Placer and MemoryOps against an in-memory llama-server (FakeSlots) and a real Store in a
 // temporary directory: placement, fallbacks, quarantine and resets, without
 // sockets. Saves run only when a test asks (eviction policy) unless noted.
 #include "core/placer.h"
@@ -12,6 +12,7 @@
 #include <mutex>
 
 #include "core/fake_slots.h"
+#include "core/memory_ops.h"
 
 namespace agentkv {
 namespace {
@@ -31,6 +32,7 @@ class PlacerTest : public ::testing::Test {
     fs::remove_all(dir_);
   }
   void TearDown() override {
+    memory_.reset();
     placer_.reset();
     fs::remove_all(dir_);
   }
@@ -47,6 +49,7 @@ class PlacerTest : public ::testing::Test {
         [this] { return TimePoint{} + std::chrono::seconds(++clock_); });
     placer_ =
         std::make_unique<Placer>(*pool_, *fake_, *store_, SavePolicy::kEviction, metrics_, checks);
+    memory_ = std::make_unique<MemoryOps>(*pool_, *fake_, *store_, *placer_, metrics_);
   }
 
   // One turn of `agent` that leaves `tokens` in its slot; returns how it was placed.
@@ -77,6 +80,7 @@ class PlacerTest : public ::testing::Test {
   std::unique_ptr<FakeSlots> fake_;
   std::unique_ptr<SlotPool> pool_;
   std::unique_ptr<Placer> placer_;
+  std::unique_ptr<MemoryOps> memory_;  // forks, forgetting, prefix snapshots
 };
 
 const Status kDown = Status::Error(ErrorCode::kUpstreamDown, "connection refused");
@@ -89,10 +93,10 @@ TEST_F(PlacerTest, APrefixSnapshotIsWrittenOnlyIfTheSlotHoldsExactlyItsTokens) {
   Result<Lease> lease = placer_->Place(Id("a"));
   ASSERT_TRUE(lease.ok());
   fake_->Fill(lease->slot(), 129);  // one token more than the prefix
-  EXPECT_FALSE(placer_->SaveSnapshot(lease.value(), snapshot, 128, kKey));
+  EXPECT_FALSE(memory_->SaveSnapshot(lease.value(), snapshot, 128, kKey));
   EXPECT_FALSE(store_->HasMemory(snapshot));
   fake_->Fill(lease->slot(), 128);
-  EXPECT_TRUE(placer_->SaveSnapshot(lease.value(), snapshot, 128, kKey));
+  EXPECT_TRUE(memory_->SaveSnapshot(lease.value(), snapshot, 128, kKey));
   EXPECT_EQ(store_->Find(snapshot)->tokens, 128);
 }
 
@@ -109,7 +113,7 @@ TEST_F(PlacerTest, ANewAgentChoosesItsSnapshotOnceItHoldsASlot) {
     });
   });
   fake_->Fill(first->slot(), 128);
-  ASSERT_TRUE(placer_->SaveSnapshot(first.value(), snapshot, 128, kKey));
+  ASSERT_TRUE(memory_->SaveSnapshot(first.value(), snapshot, 128, kKey));
   placer_->Finish(first.value(), 0, 128, TurnEnd::Ran(128, kKey));
   Result<Lease> placed = second.get();
   ASSERT_TRUE(placed.ok());
@@ -129,13 +133,13 @@ TEST_F(PlacerTest, ASnapshotSourceIsSavedFirstThenRestoredIntoTheBuildersSlot) {
   Result<Lease> b = placer_->Place(Id("b"));
   ASSERT_TRUE(b.ok());
   ASSERT_EQ(b->placement(), Placement::kCold);
-  Result<bool> filled = placer_->RestoreFrom(b.value(), Id("a"));
+  Result<bool> filled = memory_->RestoreFrom(b.value(), Id("a"));
   ASSERT_TRUE(filled.ok());
   EXPECT_TRUE(filled.value());
   EXPECT_EQ(SavedTokens("a"), 300) << "a's latest turn is saved before it is read";
   EXPECT_EQ(fake_->TokensIn(b->slot()), 300);
   EXPECT_EQ(fake_->TokensIn(SlotOf("a")), 300) << "a keeps its slot";
-  EXPECT_TRUE(placer_->Wipe(b.value()));
+  EXPECT_TRUE(memory_->Wipe(b.value()));
   EXPECT_EQ(fake_->TokensIn(b->slot()), 0);
 }
 
@@ -148,7 +152,7 @@ TEST_F(PlacerTest, ABusySnapshotSourceOrOneWithoutMemoryIsNotRead) {
   ASSERT_TRUE(b.ok());
   for (const char* source : {"a", "nobody"}) {
     SCOPED_TRACE(source);
-    Result<bool> filled = placer_->RestoreFrom(b.value(), Id(source));
+    Result<bool> filled = memory_->RestoreFrom(b.value(), Id(source));
     ASSERT_TRUE(filled.ok());
     EXPECT_FALSE(filled.value());
   }
@@ -166,7 +170,7 @@ TEST_F(PlacerTest, ASnapshotSourceThatFailsToRestoreLeavesTheBuildersSlotErasedA
   ASSERT_TRUE(b.ok());
   for (int i = 0; i < Placer::kMaxRefusals; ++i) {
     fake_->FailRestores(kRefused);
-    Result<bool> filled = placer_->RestoreFrom(b.value(), Id("a"));
+    Result<bool> filled = memory_->RestoreFrom(b.value(), Id("a"));
     ASSERT_TRUE(filled.ok());
     EXPECT_FALSE(filled.value());
     EXPECT_EQ(fake_->calls().back(), "erase " + std::to_string(b->slot().value));
@@ -362,7 +366,7 @@ TEST_F(PlacerTest, AForkChecksTheParentsFileAndLeavesTheChildEmptyIfItIsBad) {
   for (const auto& e : fs::directory_iterator(dir_)) {
     if (e.path().extension() == ".kv") std::ofstream(e.path()) << "tokens=999";
   }
-  Status s = placer_->Fork(Id("p"), Id("c"));
+  Status s = memory_->Fork(Id("p"), Id("c"));
   EXPECT_EQ(s.code(), ErrorCode::kNotFound) << s.message();
   EXPECT_FALSE(store_->HasMemory(Id("c")));
   EXPECT_EQ(store_->quarantined(), 1);
@@ -373,7 +377,7 @@ TEST_F(PlacerTest, AForkSavesADirtyParentFirstAndCopiesItsLatestMemory) {
   Turn("p", 100);
   ASSERT_TRUE(Save("p"));
   Turn("p", 150);  // dirty
-  ASSERT_TRUE(placer_->Fork(Id("p"), Id("c")).ok());
+  ASSERT_TRUE(memory_->Fork(Id("p"), Id("c")).ok());
   EXPECT_EQ(SavedTokens("c"), 150);
   EXPECT_FALSE(pool_->View(SlotOf("p")).dirty);
   EXPECT_EQ(Turn("p", 160), Placement::kResident) << "the parent was only held";
@@ -386,7 +390,7 @@ TEST_F(PlacerTest, AForkTheBudgetCannotHoldIsRefused) {
   Make(2, small);
   Turn("p", 100);  // saved as "tokens=100": 10 bytes
   ASSERT_TRUE(Save("p"));
-  Status s = placer_->Fork(Id("p"), Id("c"));
+  Status s = memory_->Fork(Id("p"), Id("c"));
   EXPECT_EQ(s.code(), ErrorCode::kConflict) << s.message();
   EXPECT_FALSE(store_->HasMemory(Id("c")));
   EXPECT_TRUE(store_->HasMemory(Id("p")));
@@ -415,9 +419,11 @@ class SaveDeferralTest : public PlacerTest {
   void MakeTurnEnd(std::chrono::milliseconds bound,
                    std::chrono::milliseconds grace = std::chrono::milliseconds(0)) {
     Make(2);
+    memory_.reset();
     placer_.reset();
     placer_ = std::make_unique<Placer>(*pool_, *fake_, *store_, SavePolicy::kTurnEnd, metrics_,
                                        ReuseChecks{}, SaveDeferral{grace, bound});
+    memory_ = std::make_unique<MemoryOps>(*pool_, *fake_, *store_, *placer_, metrics_);
   }
   static constexpr std::chrono::seconds kPatience{10};
 };
@@ -474,8 +480,8 @@ TEST_F(PlacerTest, TwoForksCrossingEachOtherBothComplete) {
   Turn("b", 80);
   ASSERT_EQ(placer_->SaveAllDirty(), 0);
   for (int round = 0; round < 20; ++round) {
-    auto ab = std::async(std::launch::async, [&] { return placer_->Fork(Id("a"), Id("b")); });
-    auto ba = std::async(std::launch::async, [&] { return placer_->Fork(Id("b"), Id("a")); });
+    auto ab = std::async(std::launch::async, [&] { return memory_->Fork(Id("a"), Id("b")); });
+    auto ba = std::async(std::launch::async, [&] { return memory_->Fork(Id("b"), Id("a")); });
     const Status first = ab.get(), second = ba.get();
     ASSERT_TRUE(first.ok()) << "round " << round << ": " << first.message();
     ASSERT_TRUE(second.ok()) << "round " << round << ": " << second.message();
@@ -492,6 +498,7 @@ class ReturnAwareTest : public PlacerTest {
   void MakeAware(int slots, std::chrono::milliseconds save_delay,
                  SavePolicy policy = SavePolicy::kTurnEnd) {
     Make(slots);
+    memory_.reset();
     placer_.reset();
     Store* store = store_.get();
     pool_ = std::make_unique<SlotPool>(
@@ -502,6 +509,7 @@ class ReturnAwareTest : public PlacerTest {
         *pool_, *fake_, *store_, policy, metrics_, ReuseChecks{},
         SaveDeferral{std::chrono::milliseconds(0), std::chrono::milliseconds(0)},
         ReturnAware{false, save_delay});
+    memory_ = std::make_unique<MemoryOps>(*pool_, *fake_, *store_, *placer_, metrics_);
   }
   // One turn of `agent` that ends as `expect` says, back in `back_in`.
   Placement TurnExpecting(const char* agent, long long tokens, Expect expect,

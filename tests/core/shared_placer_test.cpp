@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "core/fake_slots.h"
+#include "core/memory_ops.h"
 #include "core/placer.h"
 
 namespace agentkv {
@@ -30,8 +31,12 @@ struct Node {
     pool = std::make_unique<SlotPool>(slots, QueueLimits{8, std::chrono::milliseconds(5000)},
                                       [s](const AgentId& a) { return s->HasMemory(a); });
     placer = std::make_unique<Placer>(*pool, *fake, *store, SavePolicy::kTurnEnd, metrics);
+    memory = std::make_unique<MemoryOps>(*pool, *fake, *store, *placer, metrics);
   }
-  ~Node() { placer->Stop(); }
+  ~Node() {
+    memory->Stop();
+    placer->Stop();
+  }
 
   // One turn that leaves `tokens` in the slot; returns the placement and
   // the tokens the slot held when the request started (what it reused).
@@ -51,6 +56,7 @@ struct Node {
   std::unique_ptr<FakeSlots> fake;
   std::unique_ptr<SlotPool> pool;
   std::unique_ptr<Placer> placer;
+  std::unique_ptr<MemoryOps> memory;
 };
 
 class SharedPlacerTest : public ::testing::Test {
@@ -89,14 +95,14 @@ TEST_F(SharedPlacerTest, AnAgentAlternatingBetweenNodesIsRestoredWithItsLatestTu
 
 TEST_F(SharedPlacerTest, AnAgentDeletedOnOneNodeIsNotServedFromTheOthersSlot) {
   a_->Turn("critic", 100);
-  ASSERT_TRUE(b_->placer->Forget(Id("critic")).ok());
+  ASSERT_TRUE(b_->memory->Forget(Id("critic")).ok());
   EXPECT_EQ(a_->Turn("critic", 50), std::make_pair(Placement::kCold, 0LL));
 }
 
 TEST_F(SharedPlacerTest, AForkOnOneNodeCopiesTheParentsLatestSaveFromTheOther) {
   a_->Turn("planner", 100);
   b_->Turn("planner", 250);
-  ASSERT_TRUE(a_->placer->Fork(Id("planner"), Id("sub")).ok());
+  ASSERT_TRUE(a_->memory->Fork(Id("planner"), Id("sub")).ok());
   EXPECT_EQ(b_->Turn("sub", 260), std::make_pair(Placement::kRestored, 250LL));
 }
 
