@@ -5,22 +5,6 @@
 
 namespace agentkv {
 
-const char* PlacementName(Placement p) {
-  switch (p) {
-    case Placement::kResident:
-      return "resident";
-    case Placement::kRestored:
-      return "restored";
-    case Placement::kPrefix:
-      return "prefix";
-    case Placement::kCold:
-      return "cold";
-    case Placement::kStateless:
-      return "stateless";
-  }
-  return "unknown";
-}
-
 Residency::Residency(int n_slots, HasMemoryFn has_memory, int max_pins, Eviction eviction)
     : slots_(static_cast<size_t>(n_slots)),
       has_memory_(std::move(has_memory)),
@@ -39,10 +23,6 @@ bool Residency::InFlight(const AgentId& agent) const {
   }
   return false;
 }
-
-// A returning agent is protected until this long after it was expected:
-// then its tool, or its client, is taken to have gone.
-constexpr std::chrono::seconds kOverdue{60};
 
 // kPredicted: an agent that is done goes first; then one whose turn ended
 // otherwise (a person answers next, or it said nothing, or its return is
@@ -109,7 +89,7 @@ std::optional<Plan> Residency::TryAcquire(const Tenant& tenant, TimePoint now) {
   }
   std::optional<int> chosen = ChooseSlot(now);
   if (!chosen) return std::nullopt;
-  if (tenant) ForgetAway(*tenant);
+  if (tenant) away_.Forget(*tenant);
   NoteAway(slots_[static_cast<size_t>(*chosen)].view, now);
   return TakeSlot(*chosen, tenant);
 }
@@ -142,46 +122,18 @@ Plan Residency::TakeSlot(int index, const Tenant& tenant) {
 void Residency::NoteAway(const SlotView& leaving, TimePoint now) {
   if (leaving.phase != SlotPhase::kIdle || leaving.expect != Expect::kReturning) return;
   if (leaving.prefetched || now > leaving.expected_back + kOverdue) return;
-  ForgetAway(*leaving.owner);
-  if (static_cast<int>(away_.size()) >= kMaxAway) {
-    // Full: the one expected latest makes room, if it is later than this one.
-    auto latest = std::max_element(away_.begin(), away_.end(), [](const auto& a, const auto& b) {
-      return a.expected_back < b.expected_back;
-    });
-    if (latest->expected_back <= leaving.expected_back) return;
-    away_.erase(latest);
-  }
-  away_.push_back({*leaving.owner, leaving.expected_back});
-}
-
-void Residency::ForgetAway(const AgentId& agent) {
-  away_.erase(std::remove_if(away_.begin(), away_.end(),
-                             [&](const AwayAgent& a) { return a.agent == agent; }),
-              away_.end());
+  away_.Note(*leaving.owner, leaving.expected_back);
 }
 
 std::vector<AwayAgent> Residency::AwayByReturn(TimePoint now) {
-  away_.erase(std::remove_if(away_.begin(), away_.end(),
-                             [&](const AwayAgent& a) {
-                               return now > a.expected_back + kOverdue || SlotOf(a.agent);
-                             }),
-              away_.end());
-  std::vector<AwayAgent> out = away_;
-  std::stable_sort(out.begin(), out.end(), [](const AwayAgent& a, const AwayAgent& b) {
-    return a.expected_back < b.expected_back;
-  });
-  return out;
+  return away_.ByReturn(now, [this](const AgentId& agent) { return SlotOf(agent).has_value(); });
 }
 
 std::optional<AgentId> Residency::NextAway(TimePoint now) {
   for (const AwayAgent& a : AwayByReturn(now)) {
     // Its eviction's save may still be writing its file: not yet.
     if (InFlight(a.agent) || !has_memory_(a.agent)) continue;
-    for (AwayAgent& mine : away_) {
-      if (mine.agent != a.agent || mine.advised) continue;
-      mine.advised = true;
-      return a.agent;
-    }
+    if (away_.Advise(a.agent)) return a.agent;
     return std::nullopt;  // the first is named already
   }
   return std::nullopt;
@@ -205,7 +157,7 @@ std::optional<Plan> Residency::TryBeginPrefetch(TimePoint now) {
         return std::nullopt;
       }
     }
-    ForgetAway(a.agent);
+    away_.Forget(a.agent);
     NoteAway(v, now);
     Plan plan = TakeSlot(*chosen, a.agent);
     plan.prefetch = true;
@@ -367,7 +319,7 @@ std::optional<SlotId> Residency::TryBeginDrop(const AgentId& agent, bool* wait) 
   *wait = InFlight(agent);
   if (*wait) return std::nullopt;
   held_.insert(agent);
-  ForgetAway(agent);
+  away_.Forget(agent);
   std::optional<SlotId> slot = SlotOf(agent);
   if (slot) At(*slot).view.phase = SlotPhase::kSwitching;
   return slot;
