@@ -1,6 +1,5 @@
 #include "store/store_files.h"
 
-#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -92,9 +91,9 @@ StoreFiles::StoreFiles(FileSystem& files, fs::path dir, std::string fingerprint,
     : files_(files),
       dir_(std::move(dir)),
       fingerprint_(std::move(fingerprint)),
-      bounds_(bounds),
       now_(std::move(now)),
-      node_(std::move(node)) {}
+      node_(std::move(node)),
+      quarantine_(files, dir_ / kQuarantine, bounds, now_, node_) {}
 
 std::string StoreFiles::Hash(const AgentId& agent) { return Sha256Hex(agent.str()); }
 
@@ -134,7 +133,7 @@ Result<std::vector<StoredMemory>> StoreFiles::Recover() {
     return Status::Error(ErrorCode::kIo,
                          "cannot create memory directory " + dir_.string() + ": " + s.message());
   }
-  if (Status s = CheckQuarantine(); !s.ok()) return s;
+  if (Status s = quarantine_.Check(); !s.ok()) return s;
   Result<Listing> listing = ListAndRemoveTemporaries();
   if (!listing.ok()) return listing.status();
   // Each metadata file is a read, a parse and a stat: spread over the cores
@@ -177,7 +176,7 @@ Result<std::vector<StoredMemory>> StoreFiles::Recover() {
     }
   }
   RemoveOrphans(listing->states, loaded, unloaded);
-  PruneQuarantine();
+  quarantine_.Prune();
   return loaded;
 }
 
@@ -421,86 +420,14 @@ std::optional<std::uint64_t> StoreFiles::FreeBytes() {
   return free.value();
 }
 
-Status StoreFiles::CheckQuarantine() {
-  const fs::path q = dir_ / kQuarantine;
-  Result<FileSystem::Kind> kind = files_.KindOf(q);
-  if (kind.ok() && kind.value() == FileSystem::Kind::kDirectory) return Status::Ok();
-  return Status::Error(ErrorCode::kIo,
-                       q.string() + " is not a directory of its own (" +
-                           (kind.ok() ? "a symbolic link, or a file" : kind.status().message()) +
-                           "): agentkv moves and deletes files in it, and will not elsewhere; "
-                           "remove it");
-}
-
 void StoreFiles::Quarantine(const std::string& hash, const std::string& state_file,
                             const std::string& reason, bool new_event) {
-  std::string prefix;
-  {
-    MutexLock lock(mu_);
-    if (new_event) ++quarantined_;
-    // Zero-padded: names sort oldest first.
-    // Another node quarantines into the same directory: its names differ.
-    prefix = fmt::format("{:012d}-{:06d}{}.", now_(), ++quarantine_seq_ % 1000000,
-                         node_.empty() ? "" : "-" + node_);
-  }
-  const fs::path q = dir_ / kQuarantine;
-  // Each step on its own: whatever moves is kept aside, whatever fails is
-  // logged and the rest still tried.
-  LogIfFailed(files_.CreateDirs(q));
-  if (Status own = CheckQuarantine(); !own.ok()) {
-    // The index has let the memory go: it is not restored, and checked again
-    // (and quarantined) at the next start.
-    spdlog::error("memory of agent hash {} left in place: {}", hash, own.message());
-    return;
-  }
   // In a shared directory the metadata may name another node's newer save
   // by now: it goes only if it still names the bad file.
-  if (!shared() || state_file.empty() || StateFileOnDisk(hash) == state_file) {
-    LogIfFailed(files_.Rename(dir_ / MetaName(hash), q / (prefix + MetaName(hash))));
-  }
-  if (!state_file.empty()) LogIfFailed(files_.Rename(dir_ / state_file, q / (prefix + state_file)));
-  LogIfFailed(files_.WriteFile(q / (prefix + hash + ".reason"), reason + '\n'));
-  PruneQuarantine();
-}
-
-// Names of an earlier layout sort first, as oldest.
-void StoreFiles::PruneQuarantine() {
-  const fs::path q = dir_ / kQuarantine;
-  if (Status own = CheckQuarantine(); !own.ok()) {
-    spdlog::error("quarantine not pruned: {}", own.message());
-    return;
-  }
-  Result<std::vector<FileEntry>> listed = files_.ListFiles(q, /*sizes=*/true);
-  if (!listed.ok()) {
-    spdlog::warn("cannot prune the quarantine: {}", listed.status().message());
-    return;
-  }
-  std::vector<FileEntry>& files = listed.value();
-  std::sort(files.begin(), files.end(),
-            [](const FileEntry& a, const FileEntry& b) { return a.name < b.name; });
-  QuarantineUsage usage;
-  for (const FileEntry& f : files) usage.bytes += f.size;
-  usage.files = files.size();
-  for (const FileEntry& f : files) {
-    if (usage.files <= bounds_.max_files && usage.bytes <= bounds_.max_bytes) break;
-    Result<bool> removed = files_.Remove(q / f.name);
-    if (removed.ok() && removed.value()) {
-      --usage.files;
-      usage.bytes -= f.size;
-    }
-  }
-  MutexLock lock(mu_);
-  quarantine_usage_ = usage;
-}
-
-int StoreFiles::quarantined() const {
-  MutexLock lock(mu_);
-  return quarantined_;
-}
-
-QuarantineUsage StoreFiles::quarantine_usage() const {
-  MutexLock lock(mu_);
-  return quarantine_usage_;
+  const bool meta = !shared() || state_file.empty() || StateFileOnDisk(hash) == state_file;
+  // If it cannot, the index has let the memory go all the same: it is not
+  // restored, and checked again (and quarantined) at the next start.
+  quarantine_.Keep(dir_, {meta ? MetaName(hash) : "", state_file}, hash, reason, new_event);
 }
 
 }  // namespace agentkv

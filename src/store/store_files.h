@@ -16,23 +16,12 @@
 #include <vector>
 
 #include "agentkv/file_system.h"
-#include "agentkv/mutex.h"
 #include "agentkv/status.h"
 #include "store/checksum.h"
+#include "store/quarantine.h"
 #include "store/store_index.h"
 
 namespace agentkv {
-
-// What quarantine/ holds now.
-struct QuarantineUsage {
-  std::uint64_t files = 0;
-  std::uint64_t bytes = 0;
-};
-
-struct QuarantineBounds {
-  std::uint64_t max_files = 64;
-  std::uint64_t max_bytes = 1ull << 30;
-};
 
 class StoreFiles {
  public:
@@ -101,17 +90,14 @@ class StoreFiles {
   // Bytes free in the directory's file system, nullopt if unknown.
   std::optional<std::uint64_t> FreeBytes();
 
-  // Moves an agent's files to quarantine/ with the reason. `new_event`:
-  // counts in quarantined() (false: part of an event counted).
+  // Moves an agent's files to quarantine/ with the reason (see Quarantine).
+  // In a shared directory the metadata goes only if it still names
+  // `state_file`. `new_event`: counts in quarantined() (false: part of an
+  // event counted).
   void Quarantine(const std::string& hash, const std::string& state_file, const std::string& reason,
                   bool new_event = true);
-  // kIo unless quarantine/ is a directory itself, not a link to one: moved
-  // or deleted through a link, files elsewhere would go.
-  Status CheckQuarantine();
-  // Deletes the oldest files of quarantine/ past its bounds.
-  void PruneQuarantine();
-  int quarantined() const;
-  QuarantineUsage quarantine_usage() const;
+  int quarantined() const { return quarantine_.events(); }
+  QuarantineUsage quarantine_usage() const { return quarantine_.usage(); }
 
  private:
   // Reads the whole state file: size and checksum as in its metadata.
@@ -144,14 +130,9 @@ class StoreFiles {
   FileSystem& files_;
   const std::filesystem::path dir_;
   const std::string fingerprint_;
-  const QuarantineBounds bounds_;
   const WallClock now_;
   const std::string node_;
-
-  mutable Mutex mu_;
-  int quarantined_ GUARDED_BY(mu_) = 0;
-  std::uint64_t quarantine_seq_ GUARDED_BY(mu_) = 0;
-  QuarantineUsage quarantine_usage_ GUARDED_BY(mu_);
+  class Quarantine quarantine_;
 };
 
 }  // namespace agentkv
