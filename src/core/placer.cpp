@@ -18,22 +18,6 @@ double MsSince(Steady::time_point start) {
 }
 }  // namespace
 
-Lease& Lease::operator=(Lease&& other) noexcept {
-  if (this != &other) {
-    Release(TurnEnd{});
-    pool_ = std::exchange(other.pool_, nullptr);
-    slot_ = other.slot_;
-    tenant_ = std::move(other.tenant_);
-    placement_ = other.placement_;
-    restored_tokens_ = other.restored_tokens_;
-  }
-  return *this;
-}
-
-void Lease::Release(const TurnEnd& end) {
-  if (pool_) std::exchange(pool_, nullptr)->Release(slot_, end);
-}
-
 Placer::Placer(SlotPool& pool, SlotActions& upstream, Store& store, SavePolicy policy,
                Metrics& metrics, ReuseChecks checks, SaveDeferral deferral, ReturnAware aware)
     : pool_(pool),
@@ -43,6 +27,7 @@ Placer::Placer(SlotPool& pool, SlotActions& upstream, Store& store, SavePolicy p
       metrics_(metrics),
       checks_(checks),
       aware_(aware),
+      basis_(pool, store, metrics),
       saves_(
           deferral, [this](SlotId slot) { SaveIdle(slot); }, metrics) {
   if (aware_.prefetch) prefetcher_ = std::thread([this] { PrefetchLoop(); });
@@ -69,7 +54,7 @@ Result<Lease> Placer::Place(const Tenant& tenant, const StartFrom& start_from) {
   const auto arrival = Steady::now();
   Result<Plan> plan = pool_.Acquire(tenant);
   if (!plan.ok()) return plan.status();
-  if (tenant && store_.shared()) Reconcile(&plan.value());
+  if (tenant && store_.shared()) basis_.Reconcile(&plan.value());
   if (start_from && tenant && !plan->resident && !plan->restore) {
     std::optional<AgentId> from = start_from();
     if (from && store_.shared()) store_.Refresh(*from);  // maybe another node's snapshot
@@ -136,15 +121,11 @@ SaveResult Placer::SaveSlot(const SaveJob& job, StepTimes* steps) {
   if (aware_.prefetch && job.expect == Expect::kDone) {
     store_.Advise(agent, FileSystem::Advice::kDontNeed);
   }
-  const std::optional<std::string> saved_file =
-      store_.shared() ? store_.StateFile(agent) : std::nullopt;
+  // The slot's KV is what this save wrote (agents only: a snapshot's is not).
+  if (store_.shared() && !job.exact) basis_.Saved(agent, store_.StateFile(agent).value_or(""));
   {
     MutexLock lock(mu_);
     refusals_.erase(agent);  // refusals count for one file, in a row
-    // The slot's KV is what this save wrote (agents only: a snapshot's is not).
-    if (auto it = basis_.find(agent); it != basis_.end() && !job.exact) {
-      it->second = saved_file.value_or("");
-    }
   }
   metrics_.save_seconds.Observe(std::chrono::duration<double>(Steady::now() - started).count());
   spdlog::debug(
@@ -156,39 +137,6 @@ SaveResult Placer::SaveSlot(const SaveJob& job, StepTimes* steps) {
     spdlog::info("agent {} lost its saved memory to the disk budget", gone.ForLog());
   }
   return SaveResult::kSaved;
-}
-
-void Placer::Reconcile(Plan* plan) {
-  const AgentId& agent = *plan->tenant;
-  const std::string newest = store_.Refresh(agent).value_or("");
-  if (plan->resident) {
-    std::string basis;
-    {
-      MutexLock lock(mu_);
-      auto it = basis_.find(agent);
-      if (it != basis_.end()) basis = it->second;
-    }
-    if (basis != newest) {
-      ++metrics_.superseded;
-      spdlog::info(
-          "agent {}: slot {} holds an older memory than the shared directory's ({}): "
-          "restoring that one",
-          agent.ForLog(), plan->slot.value, newest.empty() ? "deleted" : newest);
-      pool_.Supersede(plan->slot);
-      plan->resident = false;
-      plan->restore = !newest.empty();
-      plan->erase = newest.empty();
-    }
-  } else if (plan->restore && newest.empty()) {  // deleted by another node
-    plan->restore = false;
-    plan->erase = true;
-  } else if (!plan->restore && !newest.empty()) {  // saved by another node
-    plan->restore = true;
-    plan->erase = false;  // the restore replaces the slot's KV, or fails and erases
-  }
-  MutexLock lock(mu_);
-  basis_[agent] = newest;
-  if (plan->evicted) basis_.erase(*plan->evicted);
 }
 
 SwitchOutcome Placer::Run(const Plan& plan, Status* erase_error, StepTimes* steps) {
@@ -327,7 +275,7 @@ bool Placer::PrefetchOnce() {
   if (!plan) return false;
   const AgentId agent = *plan->tenant;
   store_.Touch(agent);  // the budget a save below may enforce spares it
-  if (store_.shared()) Reconcile(&plan.value());
+  if (store_.shared()) basis_.Reconcile(&plan.value());
   StepTimes steps;
   Status erase_error;
   const SwitchOutcome outcome = Run(plan.value(), &erase_error, &steps);
@@ -391,9 +339,9 @@ int Placer::SaveAllDirty(std::chrono::steady_clock::time_point deadline) {
 }
 
 void Placer::Forgotten(const AgentId& agent) {
+  basis_.Forget(agent);
   MutexLock lock(mu_);
   refusals_.erase(agent);
-  basis_.erase(agent);
 }
 
 void Placer::ResetSlots(const std::string& why, std::optional<SlotId> spare) {

@@ -6,7 +6,8 @@
 // SaveScheduler says; idle and dirty slots at a stop) and restores agents
 // expected back ahead of their requests on a thread of its own. The memory
 // operations of the lifecycle API are MemoryOps' (memory_ops.h), on top of
-// this. Thread-safe.
+// this; a shared directory's check of resident slots is SharedBasis'.
+// Thread-safe.
 
 #include <chrono>
 #include <functional>
@@ -17,8 +18,10 @@
 
 #include "agentkv/mutex.h"
 #include "agentkv/slot_actions.h"
+#include "core/lease.h"
 #include "core/metrics.h"
 #include "core/save_scheduler.h"
+#include "core/shared_basis.h"
 #include "core/slot_pool.h"
 #include "store/store.h"
 
@@ -28,36 +31,6 @@ namespace agentkv {
 enum class SavePolicy {
   kTurnEnd,   // after every turn, off the request path: evictions only restore
   kEviction,  // only when the slot is needed: fewer writes, less durable
-};
-
-// One request's hold on a slot; released when destroyed. Move-only.
-class Lease {
- public:
-  Lease(SlotPool* pool, SlotId slot, Tenant tenant, Placement placement, long long restored_tokens)
-      : pool_(pool),
-        slot_(slot),
-        tenant_(std::move(tenant)),
-        placement_(placement),
-        restored_tokens_(restored_tokens) {}
-  Lease(Lease&& other) noexcept { *this = std::move(other); }
-  Lease& operator=(Lease&& other) noexcept;
-  Lease(const Lease&) = delete;
-  Lease& operator=(const Lease&) = delete;
-  // Not finished: the KV may have changed, by how much is unknown.
-  ~Lease() { Release(TurnEnd{}); }
-
-  void Release(const TurnEnd& end);
-  SlotId slot() const { return slot_; }
-  const Tenant& tenant() const { return tenant_; }
-  Placement placement() const { return placement_; }
-  long long restored_tokens() const { return restored_tokens_; }
-
- private:
-  SlotPool* pool_ = nullptr;
-  SlotId slot_;
-  Tenant tenant_;
-  Placement placement_ = Placement::kCold;
-  long long restored_tokens_ = 0;
 };
 
 // When a request that reuses none of a slot holding its prompt's start is
@@ -188,11 +161,6 @@ class Placer {
   struct StepTimes {
     double wait = 0, save = 0, commit = 0, check = 0, restore = 0, erase = 0;
   };
-  // A shared directory: reads the agent's memory there (another node may
-  // have served it since) and amends the plan: a resident slot older than
-  // that memory is superseded, a memory found or gone turns an erase into
-  // a restore or back. Records what the slot will account for.
-  void Reconcile(Plan* plan);
   SwitchOutcome Run(const Plan& plan, Status* erase_error, StepTimes* steps);
   void Restore(const Plan& plan, SwitchOutcome* out, StepTimes* steps);
   SaveResult SaveSlot(const SaveJob& job, StepTimes* steps = nullptr);
@@ -215,10 +183,7 @@ class Placer {
   mutable Mutex mu_;
   bool stopping_ GUARDED_BY(mu_) = false;
   std::unordered_map<AgentId, int> refusals_ GUARDED_BY(mu_);  // restores refused in a row
-  // A shared directory: for each agent placed here, the state file of the
-  // memory its slot's KV accounts for ("" if none), compared with the
-  // directory's before it is served resident.
-  std::unordered_map<AgentId, std::string> basis_ GUARDED_BY(mu_);
+  SharedBasis basis_;  // a shared directory's: what each resident slot accounts for
   // Last: its thread calls SaveIdle, which needs every member above.
   SaveScheduler saves_;
   std::thread prefetcher_;  // with aware_.prefetch
