@@ -146,16 +146,8 @@ std::optional<Plan> Residency::TryBeginPrefetch(TimePoint now) {
     if (!chosen) return std::nullopt;
     const SlotView& v = slots_[static_cast<size_t>(*chosen)].view;
     if (v.phase == SlotPhase::kIdle) {
-      // Only for an agent expected back later, or not at all.
-      SlotView arriving;
-      arriving.expect = Expect::kReturning;
-      arriving.expected_back = a.expected_back;
-      arriving.last_used = now;
-      if (!EvictBefore(v, arriving, now)) return std::nullopt;
-      const bool overdue = now > v.expected_back + kOverdue;
-      if (v.expect == Expect::kReturning && !overdue && v.expected_back <= a.expected_back) {
-        return std::nullopt;
-      }
+      const bool overdue = v.expect == Expect::kReturning && now > v.expected_back + kOverdue;
+      if (v.expect != Expect::kDone && !overdue) return std::nullopt;  // it may be back first
     }
     away_.Forget(a.agent);
     NoteAway(v, now);

@@ -44,9 +44,13 @@ class Residency {
 
   // Restoring an agent ahead of its request. The evicted agent expected
   // back soonest (not overdue, with a file, nothing in flight) gets a free
-  // slot, or the idle slot eviction would take first, if that slot's agent
-  // is expected back later than it (or not at all): a plan with `prefetch`
-  // set, its slot Switching. CompleteSwitch then leaves the slot Idle and
+  // slot, or the idle slot eviction would take first if that slot's agent
+  // is gone: done, or overdue as expected back. Never the slot of an agent
+  // that may be back first: one waiting for a person (who may answer at
+  // any moment), one whose turn said nothing, one expected back, even
+  // later (restores ahead that took such slots cost more restores on the
+  // request path than they saved: docs/benchmark.md, scenario 11). The
+  // plan has `prefetch` set, its slot Switching. CompleteSwitch then leaves the slot Idle and
   // clean, with the restored agent's expectation. An agent is remembered
   // as away when it is evicted while expected back; at most kMaxAway are,
   // each until it is placed or overdue, and a prefetched agent evicted

@@ -85,7 +85,11 @@ TEST_F(ProxyTest, AnAgentEvictedInAToolCallIsRestoredAheadOfItsReturn) {
     fake_->SetFinishReason("tool_calls");
     EXPECT_EQ(Turn("coder"), "cold");
     fake_->SetFinishReason("stop");
-    EXPECT_EQ(Turn("writer"), "cold");  // one slot: coder is saved on writer's way in
+    // One slot: coder is saved on writer's way in; writer is done after it.
+    httplib::Result writer = Post("/agents/writer/v1/chat/completions", Chat("writer", "hello"),
+                                  {{"X-Agent-Next", "done"}});
+    ASSERT_TRUE(writer && writer->status == 200);
+    EXPECT_EQ(writer->get_header_value("X-Agentkv-Placement"), "cold");
     if (prefetch) {
       ASSERT_TRUE(testing::Eventually([&] { return daemon_->metrics().prefetches.load() == 1; }))
           << "failures " << daemon_->metrics().prefetch_failures.load() << " evictions "

@@ -578,13 +578,15 @@ TEST_F(ReturnAwareTest, AnAgentExpectedBackIsRestoredAheadAndItsRequestFindsItRe
   TurnExpecting("a", 100, Expect::kReturning, std::chrono::seconds(30));
   TurnExpecting("b", 80, Expect::kPerson);  // evicts a, saving it
   ASSERT_EQ(SavedTokens("a"), 100);
+  EXPECT_FALSE(placer_->PrefetchOnce()) << "b's person may answer before a is back";
+  EXPECT_EQ(TurnExpecting("b", 90, Expect::kDone), Placement::kResident);
   {
     Placer::PrefillTicket prefill = placer_->Prefilling();
     EXPECT_FALSE(placer_->PrefetchOnce()) << "a first token comes first";
   }
   ASSERT_TRUE(placer_->PrefetchOnce());
   EXPECT_EQ(fake_->calls().back(), "restore 0");
-  EXPECT_EQ(SavedTokens("b"), 80) << "b's turn was saved before its slot was taken";
+  EXPECT_EQ(SavedTokens("b"), 90) << "b's turn was saved before its slot was taken";
   EXPECT_EQ(fake_->TokensIn(SlotId{0}), 100);
   EXPECT_FALSE(placer_->PrefetchOnce()) << "nobody else is away";
   const long long restores = metrics_.restores;

@@ -389,21 +389,23 @@ TEST_F(ResidencyTest, AResetWaitsWhileAnIdleSlotHoldsUnsavedKv) {
 }
 
 // Restores ahead of requests (TryBeginPrefetch).
-TEST_F(ResidencyTest, AnAgentInAToolCallIsRestoredAheadIntoTheSlotOfOneWaitingForAPerson) {
+TEST_F(ResidencyTest, AnAgentInAToolCallIsRestoredAheadIntoADoneAgentsSlotNotAPersonsOne) {
   Residency r = Make(2, 0, Eviction::kPredicted);
   ServeExpecting(r, Id("a"), 0, Expect::kReturning, 10);  // back at 10
   ServeExpecting(r, Id("b"), 1, Expect::kReturning, 20);  // back at 21
   EXPECT_EQ(ServeExpecting(r, Id("c"), 2, Expect::kPerson, 0), Id("b"));
   EXPECT_EQ(r.NextAway(At(3)), Id("b"));
   EXPECT_EQ(r.NextAway(At(3)), std::nullopt) << "named once";
+  EXPECT_EQ(r.TryBeginPrefetch(At(3)), std::nullopt) << "c's person may answer before b is back";
 
-  std::optional<Plan> plan = r.TryBeginPrefetch(At(3));
+  ServeExpecting(r, Id("c"), 4, Expect::kDone, 0);  // the person answered; c is done
+  std::optional<Plan> plan = r.TryBeginPrefetch(At(5));
   ASSERT_TRUE(plan);
   EXPECT_TRUE(plan->prefetch);
   EXPECT_EQ(plan->tenant, Id("b"));
-  EXPECT_EQ(plan->evicted, Id("c")) << "waiting for a person: later than b, if at all";
+  EXPECT_EQ(plan->evicted, Id("c")) << "done: the one slot b may take";
   EXPECT_TRUE(plan->restore);
-  EXPECT_EQ(r.TryAcquire(Id("b"), At(3)), std::nullopt) << "b waits for the restore under way";
+  EXPECT_EQ(r.TryAcquire(Id("b"), At(5)), std::nullopt) << "b waits for the restore under way";
   if (plan->save_evicted) files_.insert(*plan->evicted);
   ASSERT_TRUE(r.CompleteSwitch(*plan, {true, true, false, 70}).ok());
   const SlotView v = r.View(plan->slot);
@@ -411,9 +413,9 @@ TEST_F(ResidencyTest, AnAgentInAToolCallIsRestoredAheadIntoTheSlotOfOneWaitingFo
   EXPECT_FALSE(v.dirty);
   EXPECT_TRUE(v.prefetched);
   EXPECT_EQ(v.tokens, 70);
-  EXPECT_EQ(r.TryBeginPrefetch(At(4)), std::nullopt) << "c waits for a person: never ahead";
+  EXPECT_EQ(r.TryBeginPrefetch(At(6)), std::nullopt) << "nobody else is away";
 
-  std::optional<Plan> back = r.TryAcquire(Id("b"), At(5));
+  std::optional<Plan> back = r.TryAcquire(Id("b"), At(7));
   ASSERT_TRUE(back);
   EXPECT_TRUE(back->resident);
   EXPECT_TRUE(back->prefetched);
@@ -446,6 +448,19 @@ TEST_F(ResidencyTest, NoAgentIsRestoredAheadOverOneExpectedBackSooner) {
   ASSERT_TRUE(plan) << "b is overdue by more than a minute: a goes ahead of it";
   EXPECT_EQ(plan->tenant, Id("a"));
   EXPECT_EQ(plan->evicted, Id("b"));
+}
+
+TEST_F(ResidencyTest, NoAgentIsRestoredAheadOverOneExpectedBackLaterOrWhoseTurnSaidNothing) {
+  Residency r = Make(1, 0, Eviction::kPredicted);
+  ServeExpecting(r, Id("a"), 0, Expect::kReturning, 5);                       // back at 5
+  EXPECT_EQ(ServeExpecting(r, Id("b"), 1, Expect::kReturning, 30), Id("a"));  // back at 31
+  EXPECT_EQ(r.TryBeginPrefetch(At(2)), std::nullopt) << "b is expected later, but expected";
+  ServeExpecting(r, Id("b"), 3, Expect::kUnknown, 0);
+  EXPECT_EQ(r.TryBeginPrefetch(At(4)), std::nullopt) << "b said nothing: it may be back first";
+  ServeExpecting(r, Id("b"), 4, Expect::kDone, 0);
+  std::optional<Plan> plan = r.TryBeginPrefetch(At(4));
+  ASSERT_TRUE(plan) << "b is done";
+  EXPECT_EQ(plan->tenant, Id("a"));
 }
 
 TEST_F(ResidencyTest, AnAgentOverdueOrUsedOrDroppedIsNoLongerAway) {
