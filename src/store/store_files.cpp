@@ -3,11 +3,11 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
-#include <cstring>
 #include <memory>
 #include <thread>
 #include <unordered_set>
 
+#include "store/file_names.h"
 #include "store/sha256.h"
 #include "store/store_meta.h"
 
@@ -16,74 +16,8 @@ namespace agentkv {
 namespace fs = std::filesystem;
 
 namespace {
-
-constexpr const char* kMetaSuffix = ".meta";
-constexpr const char* kStateSuffix = ".kv";
-constexpr const char* kTempSuffix = ".tmp";
 constexpr const char* kQuarantine = "quarantine";
-
-bool EndsWith(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() &&
-         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
-bool IsHash(const std::string& s) {
-  return s.size() == 64 && std::all_of(s.begin(), s.end(), [](char c) {
-           return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
-         });
-}
-
-bool IsDigits(const std::string& s) {
-  return !s.empty() && s.size() < 19 &&
-         std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
-}
-
-bool IsNodeName(const std::string& s) {
-  return !s.empty() && s.size() <= 32 && std::all_of(s.begin(), s.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-';
-  });
-}
-
-// What an entry of the memory directory is, by its name alone, and which
-// node wrote it ("" in a directory of one daemon, or for the metadata).
-enum class Kind { kForeign, kMeta, kState, kTemp };
-struct NameParts {
-  Kind kind = Kind::kForeign;
-  std::string node;
-};
-
-// H.meta, H.<generation>.kv, H.<generation>.<node>.kv, each maybe + .tmp,
-// and H.meta.<node>.tmp.
-NameParts Parse(const std::string& name) {
-  std::string base = name;
-  const bool temp = EndsWith(base, kTempSuffix);
-  if (temp) base.resize(base.size() - std::strlen(kTempSuffix));
-  if (base.size() < 65 || !IsHash(base.substr(0, 64)) || base[64] != '.') return {};
-  const std::string rest = base.substr(65);
-  NameParts parts;
-  if (rest == "meta") {
-    parts.kind = Kind::kMeta;
-  } else if (rest.rfind("meta.", 0) == 0 && temp && IsNodeName(rest.substr(5))) {
-    parts = {Kind::kMeta, rest.substr(5)};  // only ever a temporary
-  } else if (EndsWith(rest, kStateSuffix)) {
-    const std::string stem = rest.substr(0, rest.size() - std::strlen(kStateSuffix));
-    const std::size_t dot = stem.find('.');
-    if (IsDigits(stem.substr(0, dot)) &&
-        (dot == std::string::npos || IsNodeName(stem.substr(dot + 1)))) {
-      parts = {Kind::kState, dot == std::string::npos ? "" : stem.substr(dot + 1)};
-    }
-  }
-  if (parts.kind != Kind::kForeign && temp) parts.kind = Kind::kTemp;
-  return parts;
-}
-
-// True if `state_file` is a state file of the agent `hash` at `generation`,
-// written by any node.
-bool NamesStateOf(const std::string& state_file, const std::string& hash, long long generation) {
-  const std::string head = hash + "." + std::to_string(generation) + ".";
-  return state_file.rfind(head, 0) == 0 && Parse(state_file).kind == Kind::kState;
-}
-
+using Kind = FileNameParts::Kind;
 }  // namespace
 
 StoreFiles::StoreFiles(FileSystem& files, fs::path dir, std::string fingerprint,
@@ -100,20 +34,15 @@ std::string StoreFiles::Hash(const AgentId& agent) { return Sha256Hex(agent.str(
 bool StoreFiles::ValidNodeName(const std::string& name) { return IsNodeName(name); }
 
 std::string StoreFiles::StateName(const std::string& hash, long long generation) const {
-  const std::string node = node_.empty() ? "" : "." + node_;
-  return hash + "." + std::to_string(generation) + node + kStateSuffix;
+  return StateFileName(hash, generation, node_);
 }
 
 std::string StoreFiles::SaveTempName(const std::string& hash, long long generation) const {
-  return StateName(hash, generation) + kTempSuffix;
+  return TempFileName(StateName(hash, generation));
 }
 
-namespace {
-std::string MetaName(const std::string& hash) { return hash + kMetaSuffix; }
-}  // namespace
-
 bool StoreFiles::MayRemoveLeftover(const std::string& name) {
-  if (!shared() || Parse(name).node == node_) return true;
+  if (!shared() || ParseFileName(name).node == node_) return true;
   // Another node's (or, unnamed, a single daemon's that used the directory
   // before): only once no live save can be writing it.
   Result<FileStamp> stamp = files_.Stamp(dir_ / name);
@@ -188,7 +117,7 @@ Result<StoreFiles::Listing> StoreFiles::ListAndRemoveTemporaries() {
   }
   Listing out;
   for (const FileEntry& f : entries.value()) {
-    switch (Parse(f.name).kind) {
+    switch (ParseFileName(f.name).kind) {
       case Kind::kTemp:                         // a save or metadata write cut short
         if (!MayRemoveLeftover(f.name)) break;  // another node's, maybe in progress
         if (Result<bool> rm = files_.Remove(dir_ / f.name); !rm.ok()) {
@@ -255,12 +184,14 @@ std::optional<StoredMemory> StoreFiles::LoadMeta(const std::string& meta_name, b
 }
 
 std::optional<StoredMemory> StoreFiles::ReadCurrent(const AgentId& agent) {
-  return LoadMeta(MetaName(Hash(agent)));
+  return LoadMeta(MetaFileName(Hash(agent)));
 }
 
 std::string StoreFiles::StateFileOnDisk(const std::string& hash) {
   std::string text;
-  if (!files_.Read(dir_ / MetaName(hash), [&](const char* d, std::size_t n) { text.append(d, n); })
+  if (!files_
+           .Read(dir_ / MetaFileName(hash),
+                 [&](const char* d, std::size_t n) { text.append(d, n); })
            .ok()) {
     return "";
   }
@@ -334,12 +265,12 @@ Status StoreFiles::WriteMeta(const StoredMemory& e) {
   const fs::path temp = dir_ / MetaTempName(hash);
   Status s = files_.WriteFile(temp, EncodeMeta(e));
   if (s.ok()) s = files_.SyncFile(temp);
-  if (s.ok()) s = files_.Rename(temp, dir_ / MetaName(hash));
+  if (s.ok()) s = files_.Rename(temp, dir_ / MetaFileName(hash));
   return s;
 }
 
 std::string StoreFiles::MetaTempName(const std::string& hash) const {
-  return MetaName(hash) + (node_.empty() ? "" : "." + node_) + kTempSuffix;
+  return MetaTempFileName(hash, node_);
 }
 
 void StoreFiles::RemoveTemporaries(const std::string& hash, long long generation) {
@@ -401,7 +332,8 @@ Result<bool> StoreFiles::Delete(const AgentId& agent, const std::string& state_f
     if (!on_disk.empty() && on_disk != state_file) return false;  // saved since, elsewhere
   }
   // The metadata first: without it the state file is an orphan, never restored.
-  if (Result<bool> meta = files_.Remove(dir_ / MetaName(hash)); !meta.ok()) return meta.status();
+  if (Result<bool> meta = files_.Remove(dir_ / MetaFileName(hash)); !meta.ok())
+    return meta.status();
   if (!state_file.empty()) {
     if (Result<bool> state = files_.Remove(dir_ / state_file); !state.ok()) return state.status();
   }
@@ -427,7 +359,7 @@ void StoreFiles::Quarantine(const std::string& hash, const std::string& state_fi
   const bool meta = !shared() || state_file.empty() || StateFileOnDisk(hash) == state_file;
   // If it cannot, the index has let the memory go all the same: it is not
   // restored, and checked again (and quarantined) at the next start.
-  quarantine_.Keep(dir_, {meta ? MetaName(hash) : "", state_file}, hash, reason, new_event);
+  quarantine_.Keep(dir_, {meta ? MetaFileName(hash) : "", state_file}, hash, reason, new_event);
 }
 
 }  // namespace agentkv
