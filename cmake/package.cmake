@@ -10,13 +10,24 @@ set(AGENTKV_PACKAGE_LLAMA_SERVER "" CACHE FILEPATH
 set(AGENTKV_MAINTAINER "agentkv maintainers <maintainers@agentkv.invalid>")
 set(pkg ${PROJECT_BINARY_DIR}/package)
 
+# A cross build (cmake/aarch64-linux-gnu.cmake) runs the binary it built
+# through its emulator: help2man gets a wrapper of the binary's own name.
+set(agentkv_to_run $<TARGET_FILE:agentkv>)
+if(CMAKE_CROSSCOMPILING_EMULATOR)
+  file(CONFIGURE OUTPUT ${pkg}/emulated/agentkv
+       CONTENT "#!/bin/sh\nexec ${CMAKE_CROSSCOMPILING_EMULATOR} ${PROJECT_BINARY_DIR}/agentkv \"$@\"\n")
+  file(CHMOD ${pkg}/emulated/agentkv PERMISSIONS OWNER_READ OWNER_WRITE OWNER_EXECUTE GROUP_READ
+       GROUP_EXECUTE WORLD_READ WORLD_EXECUTE)
+  set(agentkv_to_run ${pkg}/emulated/agentkv)
+endif()
+
 # The man page and the changelogs, for the version of this build.
 find_program(HELP2MAN help2man)
 if(HELP2MAN)
   add_custom_command(
     OUTPUT ${pkg}/agentkv.1.gz ${pkg}/agentkv/changelog.gz
            ${pkg}/agentkv-llama-server/changelog.gz
-    COMMAND sh ${PROJECT_SOURCE_DIR}/packaging/deb/docs.sh $<TARGET_FILE:agentkv>
+    COMMAND sh ${PROJECT_SOURCE_DIR}/packaging/deb/docs.sh ${agentkv_to_run}
             ${PROJECT_BINARY_DIR}/generated/version.txt "${AGENTKV_MAINTAINER}" ${pkg}
     DEPENDS agentkv ${PROJECT_BINARY_DIR}/generated/version.txt
             ${PROJECT_SOURCE_DIR}/packaging/deb/docs.sh ${PROJECT_SOURCE_DIR}/packaging/deb/agentkv.h2m
@@ -69,6 +80,10 @@ if(AGENTKV_PACKAGE_LLAMA_SERVER)
 endif()
 
 set(CPACK_GENERATOR DEB)
+# CPack names this machine's architecture; a cross build names its target's.
+if(CMAKE_CROSSCOMPILING AND CMAKE_SYSTEM_PROCESSOR STREQUAL "aarch64")
+  set(CPACK_DEBIAN_PACKAGE_ARCHITECTURE arm64)
+endif()
 set(CPACK_PACKAGE_NAME agentkv)
 set(CPACK_PACKAGE_VENDOR agentkv)
 set(CPACK_PACKAGE_CONTACT "${AGENTKV_MAINTAINER}")

@@ -21,6 +21,8 @@
 # Graviton 2 baseline, which qemu-user runs).
 #
 # Usage: scripts/arm64-check.sh [--skip-packages] [--all-integration] [--no-tests]
+#        scripts/arm64-check.sh --print-llama-server  (steps 1 and 2 only; prints
+#        the aarch64 llama-server's path, for scripts/package.sh --arch arm64)
 # Needs the pinned llama.cpp source and the test models that scripts/setup.sh
 # caches; runs setup.sh first (x86 build included) when they are missing.
 # Cache: $AGENTKV_CACHE_DIR, else $XDG_CACHE_HOME/agentkv, else ~/.cache/agentkv
@@ -37,6 +39,7 @@ NICE=(nice -n 19)  # a heavy build must not starve whatever else runs here
 SKIP_PACKAGES=0
 ALL_INTEGRATION=0
 RUN_TESTS=1
+PRINT_LLAMA=0
 
 # Integration tests run under emulation by default: returning agents, the
 # bit-exact restore, crash recovery (agentkv killed, llama-server crashed or
@@ -67,7 +70,8 @@ while [ $# -gt 0 ]; do
     --skip-packages) SKIP_PACKAGES=1 ;;
     --all-integration) ALL_INTEGRATION=1 ;;
     --no-tests) RUN_TESTS=0 ;;
-    -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
+    --print-llama-server) PRINT_LLAMA=1 ;;
+    -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
     *) echo "arm64-check.sh: unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -255,11 +259,15 @@ check_graviton() {
 
 main() {
   [ "$(uname -m)" = x86_64 ] || say "warning: written for an x86-64 host; this is $(uname -m)"
-  [ "$SKIP_PACKAGES" = 1 ] || install_packages
+  [ "$SKIP_PACKAGES" = 1 ] || install_packages >&2
   mkdir -p "$ARM"
   local src server
   src=$(llama_source)
   server=$(build_llama "$src")
+  if [ "$PRINT_LLAMA" = 1 ]; then
+    echo "$server"
+    return
+  fi
   write_wrapper "$server"
   build_agentkv
   [ "$RUN_TESTS" = 0 ] || run_tests
