@@ -35,7 +35,7 @@ say() { printf '\033[1m== %s\033[0m\n' "$*"; }
 
 cross=()  # the cmake arguments of a cross build
 run=()    # what runs a binary built for $arch here
-strip=strip
+strip="strip"
 cc=gcc
 case "$host/$arch" in
   amd64/amd64)
