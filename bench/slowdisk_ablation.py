@@ -7,7 +7,7 @@ calls (--returning-save-delay-s 30). No llama-server-alone serving. Prints a
 JSON line per serving (slowdisk.summarize) and writes them to --out.
 
 Usage (root: a loop device and a blkio cgroup):
-  sudo python3 bench/slowdisk_ablation.py [--mib-s 1000] [--out FILE]
+  sudo python3 bench/slowdisk_ablation.py [--mib-s 1000] [--only NAME,...] [--out FILE]
 About 4 minutes a serving at 1,000 MiB/s on 2 cores."""
 import argparse
 import json
@@ -37,10 +37,17 @@ VARIANTS = [
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--mib-s", type=int, default=1000)
+    ap.add_argument("--only", default="",
+                    help="comma-separated servings to run (default: all): "
+                    + ", ".join(name for name, _ in VARIANTS))
     ap.add_argument("--out", default=os.path.join(HERE, "out", "slowdisk_ablation.jsonl"))
     ap.add_argument("--agentkv", default=os.path.join(run.ROOT, "build", "agentkv"))
     ap.add_argument("--llama-server", default=os.path.join(run.CACHE, "bin", "llama-server"))
     args = ap.parse_args()
+    chosen = [v for v in VARIANTS if not args.only or v[0] in args.only.split(",")]
+    unknown = set(filter(None, args.only.split(","))) - {name for name, _ in VARIANTS}
+    if unknown:
+        sys.exit("slowdisk_ablation: unknown serving " + ", ".join(sorted(unknown)))
     p = run.SLOWDISK["slowdisk"]
     tools = SimpleNamespace(model=os.path.join(run.CACHE, "models", p["model"]),
                             llama_server=args.llama_server, agentkv=args.agentkv,
@@ -58,7 +65,7 @@ def main():
     with slowdisk.ThrottledDisk(work, p["disk_gib"], args.mib_s) as disk:
         rows.append({"mib_s": args.mib_s, "calibration": disk.calibrate()})
         print(json.dumps(rows[-1]), flush=True)
-        for name, flags in VARIANTS:
+        for name, flags in chosen:
             config = {"key": "agentkv-" + name.replace("+", "-"), "label": name,
                       "agentkv": True, "llama_args": LLAMA_ARGS, "args": flags}
             sd = os.path.join(work, config["key"])
