@@ -4,8 +4,8 @@
 # loopback, as the unit allows), the amd64 packages installed into it with
 # dpkg as an operator would, and then, through the unit:
 #   1. an install without a model leaves the unit stopped, with one line
-#      that says what to do; the port taken stops a start at once (exit 78),
-#      with no restart;
+#      that says what to do; the port taken, or llama-server missing, stops
+#      a start at once (exit 78), with no restart;
 #   2. with the test model: `systemctl start`, a returning agent restored;
 #   3. `systemctl restart` keeps its memory;
 #   4. `systemctl stop` saves a dirty agent within TimeoutStopSec;
@@ -216,6 +216,19 @@ if in_root systemctl start agentkv 2>/dev/null; then fail "agentkv started with 
 pass "port taken: failed with 78, no restart: $(in_root journalctl -u agentkv -o cat --no-pager | grep -c 'cannot listen') message(s) 'cannot listen'"
 kill "$holder" && wait "$holder" 2>/dev/null || true
 in_root systemctl reset-failed agentkv
+# llama-server missing (agentkv-llama-server removed): the post-install says
+# so in one line, and a start fails at once with 78, not retried.
+in_root dpkg -r agentkv-llama-server >/dev/null 2>&1 || fail "dpkg -r agentkv-llama-server failed"
+out=$(in_root /var/lib/dpkg/info/agentkv.postinst configure 2>&1) || { echo "$out" >&2; fail "the post-install failed"; }
+echo "$out" | grep -q '^agentkv: not started: no llama-server at /usr/lib/agentkv/llama-server' ||
+  { echo "$out" >&2; fail "the post-install did not say llama-server is missing"; }
+pass "$(echo "$out" | grep '^agentkv: not started' | cut -c1-80)..."
+if in_root systemctl start agentkv 2>/dev/null; then fail "agentkv started without llama-server"; fi
+[ "$(unit_prop ExecMainStatus)" = 78 ] || fail "no llama-server: exit status $(unit_prop ExecMainStatus), expected 78"
+[ "$(unit_prop NRestarts)" = 0 ] || fail "no llama-server: restarted $(unit_prop NRestarts) times"
+pass "no llama-server: failed with 78, no restart: $(in_root journalctl -u agentkv -o cat --no-pager | grep -c 'llama-server not found') message(s) 'llama-server not found'"
+in_root systemctl reset-failed agentkv
+in_root sh -c 'dpkg -i /srv/packages/agentkv-llama-server_*.deb' >/dev/null 2>&1 || fail "reinstalling agentkv-llama-server failed"
 
 step "2. systemctl start; a returning agent is restored"
 in_root systemctl start agentkv || fail "systemctl start agentkv failed"
