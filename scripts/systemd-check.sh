@@ -3,21 +3,22 @@
 # debootstrap, booted with systemd-nspawn (its own network namespace: only
 # loopback, as the unit allows), the amd64 packages installed into it with
 # dpkg as an operator would, and then, through the unit:
-#   1. an install without a model leaves the unit stopped, with one line
-#      that says what to do; the port taken, or llama-server missing, stops
-#      a start at once (exit 78), with no restart;
-#   2. with the test model: `systemctl start`, a returning agent restored;
-#   3. `systemctl restart` keeps its memory;
-#   4. `systemctl stop` saves a dirty agent within TimeoutStopSec;
-#   5. the journal holds agentkv's lines as JSON objects;
-#   6. the sandbox holds: the service cannot write outside /var/lib/agentkv,
+#   1. the packages of an earlier commit (AGENTKV_UPGRADE_FROM, default
+#      d36b5bc, the first with packages) serve two agents, left on disk;
+#   2. `dpkg -i` of this tree's packages over them: the service is stopped,
+#      upgraded, started again, the agents restored, the conffile's edits
+#      kept; every step below runs this tree's version;
+#   3. its post-install without a model leaves the unit stopped and enabled,
+#      with one line that says what to do; the port taken, or llama-server
+#      missing, stops a start at once (exit 78), with no restart;
+#   4. `systemctl start` with the test model, returning agents restored;
+#   5. `systemctl restart` keeps their memory;
+#   6. `systemctl stop` saves a dirty agent within TimeoutStopSec;
+#   7. the journal holds agentkv's lines as JSON objects;
+#   8. the sandbox holds: the service cannot write outside /var/lib/agentkv,
 #      and its memory files are private to it;
-#   7. llama-server killed inside the unit is restarted by agentkv, agentkv
-#      killed by systemd, each time with the agent's memory kept;
-#   8. `dpkg -i` of this tree's packages over those of an earlier commit
-#      (AGENTKV_UPGRADE_FROM, default d36b5bc, the first with packages),
-#      with agents on disk: the service is stopped, upgraded, started again,
-#      the agents restored, the conffile's edits kept.
+#   9. llama-server killed inside the unit is restarted by agentkv, agentkv
+#      killed by systemd, each time with the agent's memory kept.
 # Each step prints how long it took; any failed check stops the script with
 # exit 1 and the journal's tail.
 #
@@ -140,6 +141,7 @@ fi
 
 step "packages: this tree's, and $FROM's (the earlier version to upgrade from)"
 mkdir -p "$WORK"
+rm -f "$WORK"/conversation-*.json  # a run's agents start afresh, as its root does
 # AGENTKV_SYSTEMD_CHECK_REUSE=1: the packages of the last run, if any (to
 # iterate on this script; not for a verdict on a new commit).
 if [ "${AGENTKV_SYSTEMD_CHECK_REUSE:-0}" != 1 ] || ! ls "$WORK"/new/agentkv_*.deb "$WORK"/old/agentkv_*.deb >/dev/null 2>&1; then
@@ -188,15 +190,9 @@ case "$state" in
 esac
 [ "$state" = running ] || in_root systemctl --failed --no-legend --plain | sed 's/^/   failed unit: /'
 
-step "1. install without a model: the unit stays stopped, with one line"
+step "1. the earlier version ($old_version), agents on disk"
 out=$(in_root sh -c 'dpkg -i /srv/packages/agentkv-llama-server_*.deb /srv/packages/agentkv_*.deb 2>&1') ||
-  { echo "$out" >&2; fail "dpkg -i of the packages failed"; }
-echo "$out" | grep -q '^agentkv: not started: no model at /var/lib/agentkv/models/model.gguf' ||
-  { echo "$out" >&2; fail "the post-install did not say the model is missing"; }
-pass "$(echo "$out" | grep '^agentkv: not started')"
-[ "$(unit_prop ActiveState)" = inactive ] || fail "the unit is $(unit_prop ActiveState) without a model"
-[ "$(in_root systemctl is-enabled agentkv)" = enabled ] || fail "the unit is not enabled"
-pass "inactive, enabled"
+  { echo "$out" >&2; fail "dpkg -i of $old_version's packages failed"; }
 install -m 0644 "$MODEL" "$DIR/var/lib/agentkv/models/model.gguf"
 # The operator's edits of the conffile: one slot, so that a second agent
 # evicts the first; logs as JSON.
@@ -205,6 +201,38 @@ AGENTKV_SLOTS=1
 AGENTKV_LLAMA_ARGS="--ctx-size 4096"
 AGENTKV_EXTRA_ARGS="--log-format json --log-level info"
 EOF
+in_root systemctl start agentkv || fail "systemctl start agentkv ($old_version) failed"
+pass "active, serving $(admin /admin/stats | json_field '["version"]')"
+expect_placement "$(turn planner "$(words plan 300)")" cold "planner's first turn"
+expect_placement "$(turn coder "$(words code 300)")" cold "coder's first turn (evicts planner)"
+
+step "2. dpkg -i $new_version over $old_version, agents on disk"
+out=$(in_root sh -c 'dpkg -i /srv/packages/new/agentkv-llama-server_*.deb /srv/packages/new/agentkv_*.deb 2>&1') ||
+  { echo "$out" >&2; fail "dpkg -i of the new packages failed"; }
+[ "$(unit_prop ActiveState)" = active ] || fail "the unit is $(unit_prop ActiveState) after the upgrade"
+until_ok 90 in_net curl -sf http://127.0.0.1:8090/readyz || fail "not ready after the upgrade"
+running=$(admin /admin/stats | json_field '["version"]')
+[ "$running" = "$new_version" ] || fail "serving $running after the upgrade, not $new_version"
+grep -q '^AGENTKV_SLOTS=1$' "$DIR/etc/default/agentkv" || fail "the conffile's edits were lost"
+admin /metrics | grep -q '^agentkv_slots 1$' || fail "the edited slot count is not in effect"
+pass "serving $running, /etc/default/agentkv kept"
+mode=$(in_root stat -c %a /var/lib/private/agentkv/memory)
+[ "$mode" = 700 ] || fail "the memory directory has mode $mode after the upgrade, expected 700"
+pass "the memory directory is 0700 (StateDirectoryMode)"
+expect_placement "$(turn planner "$(words plan2 5)")" restored "planner after the upgrade"
+expect_placement "$(turn coder "$(words code2 5)")" restored "coder after the upgrade"
+
+step "3. this version without a model, with its port taken, without llama-server"
+in_root systemctl stop agentkv || fail "systemctl stop failed"
+mv "$DIR/var/lib/agentkv/models/model.gguf" "$DIR/var/lib/agentkv/model.away"
+out=$(in_root /var/lib/dpkg/info/agentkv.postinst configure 2>&1) || { echo "$out" >&2; fail "the post-install failed"; }
+echo "$out" | grep -q '^agentkv: not started: no model at /var/lib/agentkv/models/model.gguf' ||
+  { echo "$out" >&2; fail "the post-install did not say the model is missing"; }
+pass "$(echo "$out" | grep '^agentkv: not started')"
+[ "$(unit_prop ActiveState)" = inactive ] || fail "the unit is $(unit_prop ActiveState) without a model"
+[ "$(in_root systemctl is-enabled agentkv)" = enabled ] || fail "the unit is not enabled"
+pass "inactive, enabled"
+mv "$DIR/var/lib/agentkv/model.away" "$DIR/var/lib/agentkv/models/model.gguf"
 # The port taken: the start fails at once with 78 and is not retried.
 nsenter -t "$(leader)" -n -- /usr/bin/python3 -c 'import socket,time; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(("127.0.0.1", 8090)); s.listen(); time.sleep(600)' &
 holder=$!
@@ -228,23 +256,22 @@ if in_root systemctl start agentkv 2>/dev/null; then fail "agentkv started witho
 [ "$(unit_prop NRestarts)" = 0 ] || fail "no llama-server: restarted $(unit_prop NRestarts) times"
 pass "no llama-server: failed with 78, no restart: $(in_root journalctl -u agentkv -o cat --no-pager | grep -c 'llama-server not found') message(s) 'llama-server not found'"
 in_root systemctl reset-failed agentkv
-in_root sh -c 'dpkg -i /srv/packages/agentkv-llama-server_*.deb' >/dev/null 2>&1 || fail "reinstalling agentkv-llama-server failed"
+in_root sh -c 'dpkg -i /srv/packages/new/agentkv-llama-server_*.deb' >/dev/null 2>&1 || fail "reinstalling agentkv-llama-server failed"
 
-step "2. systemctl start; a returning agent is restored"
+step "4. systemctl start; returning agents are restored"
 in_root systemctl start agentkv || fail "systemctl start agentkv failed"
 pass "active, serving $(admin /admin/stats | json_field '["version"]')"
-expect_placement "$(turn planner "$(words plan 300)")" cold "planner's first turn"
-expect_placement "$(turn coder "$(words code 300)")" cold "coder's first turn (evicts planner)"
-expect_placement "$(turn planner "$(words plan2 5)")" restored "planner returns"
+expect_placement "$(turn planner "$(words plan3 5)")" restored "planner returns"
+expect_placement "$(turn coder "$(words code3 5)")" restored "coder returns (evicts planner)"
 
-step "3. systemctl restart keeps the memory"
+step "5. systemctl restart keeps the memory"
 in_root systemctl restart agentkv || fail "systemctl restart failed"
-expect_placement "$(turn coder "$(words code2 5)")" restored "coder after the restart"
+expect_placement "$(turn coder "$(words code4 5)")" restored "coder after the restart"
 
-step "4. systemctl stop saves a dirty agent"
+step "6. systemctl stop saves a dirty agent"
 # X-Agent-Next: tool defers coder's turn-end save (--returning-save-delay-s):
 # it is still unsaved when the stop comes.
-turn coder "$(words code3 5)" tool >/dev/null
+turn coder "$(words code5 5)" tool >/dev/null
 desc=$(admin /admin/agents/coder)
 [ "$(echo "$desc" | json_field '["dirty"]')" = True ] || fail "coder's turn was saved at once: nothing to test"
 tokens=$(echo "$desc" | json_field '["resident_tokens"]')
@@ -260,10 +287,10 @@ in_root systemctl start agentkv || fail "systemctl start failed"
 after=$(admin /admin/agents/coder | json_field '["saved"]["tokens"]')
 [ "$after" -gt "$saved" ] || fail "the stop saved nothing of coder: $after tokens on disk, as before"
 pass "the stop saved coder's turn: $after tokens on disk"
-got=$(turn coder "$(words code4 5)")
+got=$(turn coder "$(words code6 5)")
 expect_placement "$got" restored "coder after the stop"
 
-step "5. the journal holds JSON"
+step "7. the journal holds JSON"
 lines=$(in_root journalctl -u agentkv -o cat --no-pager _COMM=agentkv | grep -c . || true)
 bad=$(in_root journalctl -u agentkv -o cat --no-pager _COMM=agentkv | grep '^{' |
   /usr/bin/python3 -c 'import json,sys
@@ -276,7 +303,7 @@ json_lines=$(in_root journalctl -u agentkv -o cat --no-pager _COMM=agentkv | gre
 [ "$json_lines" -gt 0 ] && [ "$bad" = 0 ] || fail "$json_lines JSON lines, $bad unparsable"
 pass "$json_lines of agentkv's $lines lines in the journal are JSON objects"
 
-step "6. the sandbox holds"
+step "8. the sandbox holds"
 pid=$(unit_prop MainPID)
 uid=$(in_root stat -c %u "/proc/$pid")
 as_service() { in_root nsenter -t "$pid" -m -S "$uid" -G "$uid" -- "$@"; }
@@ -290,7 +317,7 @@ modes=$(in_root find /var/lib/private/agentkv/memory -type f -printf '%m\n' | so
 [ "$modes" = 600 ] || fail "memory files have modes $modes, expected 600"
 pass "memory files are 0600, in /var/lib/private (dynamic user $uid)"
 
-step "7. crashes: llama-server killed, then agentkv killed"
+step "9. crashes: llama-server killed, then agentkv killed"
 restarts=$(admin /metrics | sed -n 's/^agentkv_upstream_restarts_total \([0-9]*\).*/\1/p')
 llama=$(pgrep -f '^/usr/lib/agentkv/llama-server' | head -n 1)
 [ -n "$llama" ] || fail "no llama-server under the unit"
@@ -299,7 +326,7 @@ until_ok 60 sh -c "[ \"\$(nsenter -t $(leader) -n -- curl -s http://127.0.0.1:80
   fail "agentkv did not restart llama-server"
 until_ok 60 in_net curl -sf http://127.0.0.1:8090/readyz || fail "not ready after llama-server's restart"
 pass "llama-server restarted by agentkv"
-expect_placement "$(turn planner "$(words plan3 5)")" restored "planner after llama-server's crash"
+expect_placement "$(turn planner "$(words plan4 5)")" restored "planner after llama-server's crash"
 main=$(pgrep -f '^/usr/bin/agentkv serve' | head -n 1)
 kill -KILL "$main"
 until_ok 60 sh -c "[ \"\$(nsenter -t $(leader) -m -u -i -n -p -r -w -- systemctl show -p NRestarts --value agentkv)\" -ge 1 ]" ||
@@ -307,23 +334,7 @@ until_ok 60 sh -c "[ \"\$(nsenter -t $(leader) -m -u -i -n -p -r -w -- systemctl
 until_ok 90 in_net curl -sf http://127.0.0.1:8090/readyz || fail "not ready after agentkv's restart"
 pass "agentkv restarted by systemd ($(unit_prop NRestarts) restart)"
 [ "$(pgrep -fc '^/usr/lib/agentkv/llama-server')" = 1 ] || fail "$(pgrep -fc '^/usr/lib/agentkv/llama-server') llama-servers after agentkv's restart"
-expect_placement "$(turn coder "$(words code5 5)")" restored "coder after agentkv's crash"
-
-step "8. dpkg -i $new_version over $old_version, agents on disk"
-out=$(in_root sh -c 'dpkg -i /srv/packages/new/agentkv-llama-server_*.deb /srv/packages/new/agentkv_*.deb 2>&1') ||
-  { echo "$out" >&2; fail "dpkg -i of the new packages failed"; }
-[ "$(unit_prop ActiveState)" = active ] || fail "the unit is $(unit_prop ActiveState) after the upgrade"
-until_ok 90 in_net curl -sf http://127.0.0.1:8090/readyz || fail "not ready after the upgrade"
-running=$(admin /admin/stats | json_field '["version"]')
-[ "$running" = "$new_version" ] || fail "serving $running after the upgrade, not $new_version"
-grep -q '^AGENTKV_SLOTS=1$' "$DIR/etc/default/agentkv" || fail "the conffile's edits were lost"
-admin /metrics | grep -q '^agentkv_slots 1$' || fail "the edited slot count is not in effect"
-pass "serving $running, /etc/default/agentkv kept"
-mode=$(in_root stat -c %a /var/lib/private/agentkv/memory)
-[ "$mode" = 700 ] || fail "the memory directory has mode $mode after the upgrade, expected 700"
-pass "the memory directory is 0700 (StateDirectoryMode)"
-expect_placement "$(turn planner "$(words plan4 5)")" restored "planner after the upgrade"
-expect_placement "$(turn coder "$(words code6 5)")" restored "coder after the upgrade"
+expect_placement "$(turn coder "$(words code7 5)")" restored "coder after agentkv's crash"
 
 printf '   (%d s)\n' $((SECONDS - STEP_T0))
 say "systemd check passed in $((SECONDS - T0)) s"
