@@ -130,12 +130,6 @@ class Placer {
   // kept of it (refused restores, a shared directory's basis).
   void Forgotten(const AgentId& agent);
 
-  // Lifecycle: erases the agent's slot if resident and deletes its files.
-  // Returns kNotFound if agentkv knew nothing of it.
-  Status Forget(const AgentId& agent);
-  // Gives `child` a copy of `parent`'s memory (saving the parent first).
-  Status Fork(const AgentId& parent, const AgentId& child);
-
   // llama-server lost every slot's KV (it restarted): saves the dirty idle
   // agents first wherever llama-server still answers (a slot found empty
   // keeps its agent's older file), then forgets what every slot but `spare`

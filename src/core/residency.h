@@ -50,12 +50,12 @@ class Residency {
   // any moment), one whose turn said nothing, one expected back, even
   // later (restores ahead that took such slots cost more restores on the
   // request path than they saved: docs/benchmark.md, scenario 11). The
-  // plan has `prefetch` set, its slot Switching. CompleteSwitch then leaves the slot Idle and
-  // clean, with the restored agent's expectation. An agent is remembered
-  // as away when it is evicted while expected back; at most kMaxAway are,
-  // each until it is placed or overdue, and a prefetched agent evicted
-  // unused is not remembered again until its next turn. nullopt if
-  // nothing qualifies.
+  // plan has `prefetch` set, its slot Switching. CompleteSwitch then leaves
+  // the slot Idle and clean, with the restored agent's expectation. An
+  // agent is remembered as away when it is evicted while expected back; at
+  // most kMaxAway are, each until it is placed or overdue, and a prefetched
+  // agent evicted unused is not remembered again until its next turn.
+  // nullopt if nothing qualifies.
   std::optional<Plan> TryBeginPrefetch(TimePoint now);
   // The agent TryBeginPrefetch would restore first, whether or not a slot
   // is open to it (to read its file into the page cache ahead), once each
