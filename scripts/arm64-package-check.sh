@@ -35,9 +35,8 @@ REGISTERED=0
 MOUNTED=()
 SERVE_PID=""
 
-say() { printf '\033[1m== %s\033[0m\n' "$*"; }
-step() { printf '   (%d s)\n' $((SECONDS - STEP_T0)); STEP_T0=$SECONDS; say "$*"; }
-pass() { printf '   ok: %s\n' "$*"; }
+# shellcheck source=scripts/check_lib.sh
+. "$ROOT/scripts/check_lib.sh"
 fail() {
   printf '\033[31mFAILED: %s\033[0m\n' "$*" >&2
   [ ! -f "$WORK/serve.log" ] || tail -n 30 "$WORK/serve.log" >&2
@@ -56,16 +55,6 @@ cleanup() {
   if [ "$REGISTERED" = 1 ]; then echo -1 >"$BINFMT/qemu-aarch64" 2>/dev/null || true; fi
 }
 trap cleanup EXIT
-
-# until SECONDS CMD...: CMD, every 0.5 s, until it succeeds or SECONDS pass.
-until_ok() {
-  local limit=$1 start=$SECONDS
-  shift
-  until "$@" >/dev/null 2>&1; do
-    [ $((SECONDS - start)) -lt "$limit" ] || return 1
-    sleep 0.5
-  done
-}
 
 [ "$(id -u)" = 0 ] || { echo "arm64-package-check.sh: run as root (debootstrap, chroot, binfmt_misc)" >&2; exit 2; }
 [ "$(dpkg --print-architecture)" = amd64 ] || { echo "arm64-package-check.sh: written for an amd64 host" >&2; exit 2; }
@@ -161,32 +150,19 @@ serve() {
 # as a framework sends it. Prints the placement header and the tokens
 # llama-server prefilled (timings.prompt_n), and keeps the answer.
 turn() {
-  local headers conversation=$WORK/conversation.json
-  /usr/bin/python3 - "$conversation" "$1" >"$WORK/request.json" <<'PY'
-import json, os, sys
-path, message = sys.argv[1], sys.argv[2]
-messages = json.load(open(path)) if os.path.exists(path) else []
-messages.append({"role": "user", "content": message})
-print(json.dumps({"messages": messages, "max_tokens": 4, "temperature": 0}))
-PY
+  local headers conversation=$WORK/conversation.json prompt_n
+  conversation_request "$conversation" "$1" >"$WORK/request.json"
   headers=$(curl -sS --fail-with-body -D - -o "$WORK/answer.json" \
     -H 'X-Agent-Id: packaged' -H 'Content-Type: application/json' \
     --data-binary @"$WORK/request.json" "http://127.0.0.1:$PORT/v1/chat/completions") ||
     { cat "$WORK/answer.json" >&2; fail "the turn failed"; }
-  /usr/bin/python3 - "$conversation" "$WORK/request.json" "$WORK/answer.json" <<'PY' || fail "the answer is not a chat completion"
-import json, sys
-path, request, answer = sys.argv[1:4]
-messages = json.load(open(request))["messages"]
-reply = json.load(open(answer))
-messages.append({"role": "assistant", "content": reply["choices"][0]["message"]["content"]})
-json.dump(messages, open(path, "w"))
-PY
-  printf '%s %s\n' "$(sed -n 's/^[Xx]-[Aa]gentkv-[Pp]lacement: *\([a-z]*\).*/\1/p' <<<"$headers")" \
-    "$(/usr/bin/python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["timings"]["prompt_n"])' "$WORK/answer.json")"
+  prompt_n=$(conversation_record "$conversation" "$WORK/request.json" "$WORK/answer.json") ||
+    fail "the answer is not a chat completion"
+  echo "$(placement_of <<<"$headers") $prompt_n"
 }
 rm -f "$WORK/serve.log" "$WORK/conversation.json"
 serve
-read -r placement first_n <<<"$(turn "$(seq 1 200 | sed 's/^/word-/' | paste -sd' ' -)")"
+read -r placement first_n <<<"$(turn "$(words word 200)")"
 [ "$placement" = cold ] || fail "the first turn was $placement, not cold"
 pass "first turn: 200, a chat completion, placement cold, $first_n tokens prefilled"
 until_ok 120 sh -c "ls '$DIR'/var/lib/agentkv/memory/*.kv" || fail "no memory file after the turn's end"

@@ -39,9 +39,8 @@ T0=$SECONDS
 STEP_T0=$SECONDS
 NSPAWN_PID=""
 
-say() { printf '\033[1m== %s\033[0m\n' "$*"; }
-step() { printf '   (%d s)\n' $((SECONDS - STEP_T0)); STEP_T0=$SECONDS; say "$*"; }
-pass() { printf '   ok: %s\n' "$*"; }
+# shellcheck source=scripts/check_lib.sh
+. "$ROOT/scripts/check_lib.sh"
 fail() {
   printf '\033[31mFAILED: %s\033[0m\n' "$*" >&2
   if [ -n "$NSPAWN_PID" ]; then
@@ -64,16 +63,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# until SECONDS CMD...: CMD, every 0.2 s, until it succeeds or SECONDS pass.
-until_ok() {
-  local limit=$1 start=$SECONDS
-  shift
-  until "$@" >/dev/null 2>&1; do
-    [ $((SECONDS - start)) -lt "$limit" ] || return 1
-    sleep 0.2
-  done
-}
-
 # One turn of agent $1: its conversation so far ($WORK/conversation-$1.json)
 # and the new message $2, as a framework sends it; $3: X-Agent-Next. Prints
 # the answer's placement, then the tokens llama-server prefilled for it
@@ -81,14 +70,8 @@ until_ok() {
 # conversation.
 turn() {
   local agent=$1 message=$2 next=${3:-}
-  local conversation=$WORK/conversation-$agent.json headers
-  /usr/bin/python3 - "$conversation" "$message" >"$WORK/request.json" <<'PY'
-import json, os, sys
-path, message = sys.argv[1], sys.argv[2]
-messages = json.load(open(path)) if os.path.exists(path) else []
-messages.append({"role": "user", "content": message})
-print(json.dumps({"messages": messages, "max_tokens": 4, "temperature": 0}))
-PY
+  local conversation=$WORK/conversation-$agent.json headers placement
+  conversation_request "$conversation" "$message" >"$WORK/request.json"
   headers=$(mktemp)
   in_net curl -sS --fail-with-body -D "$headers" -o "$WORK/answer.json" \
     -H "X-Agent-Id: $agent" ${next:+-H "X-Agent-Next: $next"} -H 'Content-Type: application/json' \
@@ -96,21 +79,10 @@ PY
     cat "$WORK/answer.json" >&2
     fail "$agent's turn: the request failed"
   }
-  local placement
-  placement=$(sed -n 's/^[Xx]-[Aa]gentkv-[Pp]lacement: *\([a-z]*\).*/\1/p' "$headers")
+  placement=$(placement_of <"$headers")
   rm -f "$headers"
-  /usr/bin/python3 - "$conversation" "$WORK/request.json" "$WORK/answer.json" "$placement" <<'PY'
-import json, sys
-path, request, answer, placement = sys.argv[1:5]
-messages = json.load(open(request))["messages"]
-reply = json.load(open(answer))
-messages.append({"role": "assistant", "content": reply["choices"][0]["message"]["content"]})
-json.dump(messages, open(path, "w"))
-print(placement, reply["timings"]["prompt_n"])
-PY
+  echo "$placement $(conversation_record "$conversation" "$WORK/request.json" "$WORK/answer.json")"
 }
-# A message of about N words, different for every (agent, turn).
-words() { seq "$2" | sed "s/^/$1-/" | paste -sd' ' -; }
 # expect_placement "PLACEMENT PREFILLED" WANT WHAT: a restored agent must
 # prefill only its new message (a few words: under 60 tokens), not its
 # whole conversation again.
